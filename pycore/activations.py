@@ -1,0 +1,244 @@
+"""Tensors that autograd saves in one transformer layer during a training step.
+
+Each rule names the op that saves the tensor, as in transformers 5.17's modeling
+files, peft 0.21's ``lora/layer.py`` and PyTorch 2.11's derivatives.yaml (an op
+saves an input only when the gradient that needs it is required). Sizes are whole
+micro-batch bytes: per-token widths times tokens, and b x heads x s x s for
+attention score matrices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .context import FP32, StepContext
+from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, q_dim, v_dim
+
+MASK_BYTES = 1          # dropout masks are torch.bool on CUDA (native_dropout in Dropout.cu)
+STAT_BYTES = 2 * FP32   # LayerNorm/RMSNorm keep fp32 mean and rstd (or rsqrt) per row
+
+
+@dataclass
+class Parts:
+    """Named byte counts; ``add`` ignores zeros so that the tree stays readable."""
+
+    items: dict = field(default_factory=dict)
+
+    def add(self, name: str, n_bytes: int) -> None:
+        if n_bytes:
+            self.items[name] = self.items.get(name, 0) + int(n_bytes)
+
+    def total(self) -> int:
+        return sum(self.items.values())
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One layer: what it keeps for backward, and its working memory in forward and backward."""
+
+    saved: dict            # part name -> bytes kept from forward to backward
+    forward_extra: int     # transient bytes above ``saved`` at the layer's busiest forward moment
+    backward_extra: int    # transient bytes (gradients of activations) during its backward
+    checkpoint_input: int  # bytes kept when the layer is checkpointed: its input hidden states
+    count: int = 1         # how many layers share this cost
+
+    def saved_total(self) -> int:
+        return sum(self.saved.values())
+
+
+# ---- the pieces -------------------------------------------------------------
+
+def consumer_copies(ctx: StepContext, acc: Parts, name: str, elements: int, out_bytes: int, consumers) -> None:
+    """What the linears reading one tensor of ``elements`` keep of it.
+
+    A linear saves its input only for its weight's gradient. Full training: the tensor itself,
+    shared by all consumers, except under autocast, where each linear keeps its own 16-bit cast
+    (autocast caches only casts of leaf weights). LoRA: each adapted linear's lora_A keeps
+    ``x.to(lora_A.weight.dtype)`` (peft Linear.forward, _cast_input_dtype), a copy unless x already
+    has the adapters' dtype.
+    """
+    shared = False
+    if ctx.base_trainable:
+        if ctx.amp and out_bytes != ctx.compute_bytes:
+            acc.add(name + " (16-bit cast per linear)", len(consumers) * ctx.compute_bytes * elements)
+        else:
+            acc.add(name, out_bytes * elements)
+            shared = True
+    adapted = [c for c in consumers if c in ctx.adapted]
+    if adapted:
+        if out_bytes == ctx.adapter_bytes:
+            if not shared:
+                acc.add(name, out_bytes * elements)
+        else:
+            acc.add("LoRA inputs in the adapters' dtype", len(adapted) * ctx.adapter_bytes * elements)
+
+
+def norm(ctx: StepContext, acc: Parts, m: ModelSpec, in_bytes: int, consumers, label: str,
+         width: int = 0) -> None:
+    """A normalisation of the hidden states, read by ``consumers``.
+
+    RMSNorm (LlamaRMSNorm): ``x.to(float32)`` is kept by pow and by the rsqrt multiply (it is x
+    itself when x is fp32); ``weight * y.to(input_dtype)`` keeps y when the weight trains. Gemma's
+    variant keeps the fp32 normalised tensor for ``* (1 + weight)``. LayerNorm (native_layer_norm)
+    keeps its input, mean and rstd, and runs in fp32 under autocast.
+    """
+    n = ctx.tokens * (width or m.hidden_size)
+    trains = ctx.base_trainable
+    if m.norm == "layernorm":
+        acc.add(label + " input", in_bytes * n)
+        acc.add(label + " statistics", STAT_BYTES * ctx.tokens)
+        out_bytes = FP32 if ctx.amp else in_bytes
+    else:
+        acc.add(label + " fp32 input", FP32 * n)
+        acc.add(label + " statistics", FP32 * ctx.tokens)
+        if trains:
+            acc.add(label + " normalised", (FP32 if m.norm == "gemma_rmsnorm" else in_bytes) * n)
+        out_bytes = in_bytes
+    consumer_copies(ctx, acc, label + " output", n, out_bytes, consumers)
+
+
+def dropout_mask(ctx: StepContext, acc: Parts, p: float, elements: int) -> None:
+    if ctx.training and p > 0:
+        acc.add("dropout masks", MASK_BYTES * elements)
+
+
+def score_elements(ctx: StepContext, m: ModelSpec, window: int = 0) -> int:
+    keys = min(ctx.seq, window) if window else ctx.seq
+    return ctx.batch * m.n_heads * ctx.seq * keys
+
+
+# ---- attention --------------------------------------------------------------
+
+def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> int:
+    """Projections, rotary, the attention kernel and the output projection's input.
+
+    Returns the forward transient above what is saved (score matrices, rotary temporaries).
+    """
+    cb, T = ctx.compute_bytes, ctx.tokens
+    if is_mla(m):
+        return _mla(ctx, acc, m)
+    qd, kd, vd, od = q_dim(m), kv_dim(m), v_dim(m), attn_out_dim(m)
+    if m.fused_qkv:
+        # q, k, v are views of one projection; the kernel keeps v (a view), so all of it stays.
+        acc.add("attention fused q, k, v projection", cb * T * (qd + kd + vd))
+        if m.family != "gpt2":
+            acc.add("attention q, k after rotary", cb * T * (qd + kd))
+    else:
+        if m.qk_norm != "none":
+            for width, lab in ((qd, "q_norm"), (kd, "k_norm")):
+                acc.add(f"attention {lab} fp32 input", FP32 * T * width)
+                if ctx.base_trainable:
+                    acc.add(f"attention {lab} normalised", cb * T * width)
+        acc.add("attention q, k after rotary", cb * T * (qd + kd))
+        acc.add("attention v", cb * T * vd)
+    rotary_tmp = 0 if m.family in ("gpt2", "bert") else 2 * cb * T * qd
+    if ctx.kernel == "eager":
+        score_extra = _eager_scores(ctx, acc, m, window)
+    elif ctx.kernel == "math":
+        score_extra = _math_scores(ctx, acc, m)
+    else:
+        # flash / memory-efficient kernels keep their output and a fp32 log-sum-exp per head and row.
+        acc.add("attention log-sum-exp", FP32 * T * m.n_heads)
+        if ctx.kernel == "efficient" and m.n_kv_heads < m.n_heads and window:
+            # with a mask, transformers repeats K/V to every head (repeat_kv) before the kernel
+            acc.add("attention K/V repeated to all heads", cb * T * 2 * (m.n_heads * m.head_dim - kd))
+        score_extra = 0
+    acc.add("attention output", cb * T * od)
+    if m.family == "gpt2" and ctx.kernel == "efficient":
+        # GPT2Attention reshapes the kernel's (b, h, s, d) output with .contiguous(): a copy,
+        # which c_proj keeps (measured: gpt2-train-fp32 keeps 30.5 h floats per token and layer).
+        acc.add("attention output (contiguous copy)", cb * T * od)
+    out_proj = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}.get(m.family, "o_proj")
+    adapted_out = Parts()
+    consumer_copies(ctx, adapted_out, "attention output", T * od, cb, (out_proj,))
+    for name, n in adapted_out.items.items():
+        if name != "attention output":          # the output itself is counted once above
+            acc.add(name, n)
+    return max(rotary_tmp, score_extra)
+
+
+def _eager_scores(ctx: StepContext, acc: Parts, m: ModelSpec, window: int) -> int:
+    """eager_attention_forward: matmul, softmax(dtype=float32).to(dtype), dropout, matmul.
+
+    softmax keeps its fp32 output; nn.functional.dropout in train mode runs native_dropout even
+    at p=0, which keeps a bool mask, and its output is kept by the second matmul. K/V are
+    repeated to all heads (repeat_kv) and kept by the two matmuls.
+    """
+    cb = ctx.compute_bytes
+    n = score_elements(ctx, m, window)
+    acc.add("attention scores: softmax output (fp32)", FP32 * n)
+    acc.add("attention scores: dropout mask", MASK_BYTES * n)
+    acc.add("attention scores: probabilities", cb * n)
+    if m.n_kv_heads < m.n_heads:
+        acc.add("attention K/V repeated to all heads", cb * ctx.tokens * 2 * (m.n_heads - m.n_kv_heads) * m.head_dim)
+    # Busiest moment: the masked scores (cb) while softmax writes fp32; bf16 input is first
+    # converted to a fp32 copy (fp16 has a fused half-to-float kernel, SoftMax.cpp).
+    convert = FP32 if (cb == 2 and not ctx.fp16) else 0
+    return (cb + convert + cb) * n
+
+
+def _math_scores(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
+    """SDPA's math path (_scaled_dot_product_attention_math): q and k pre-scaled, K/V repeated
+    to all heads for grouped-query, and the softmax output kept for backward."""
+    cb, T = ctx.compute_bytes, ctx.tokens
+    n = score_elements(ctx, m)
+    full = m.n_heads * m.head_dim
+    acc.add("attention scores: softmax output", cb * n)
+    acc.add("attention K/V repeated to all heads", cb * T * 2 * (full - kv_dim(m)))
+    if ctx.training and m.attn_dropout > 0:
+        acc.add("attention scores: dropout mask", MASK_BYTES * n)
+        acc.add("attention scores: probabilities", cb * n)
+    return 2 * cb * n
+
+
+def _mla(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
+    """DeepSeek multi-head latent attention (modeling_deepseek_v2.py): the compressed query and
+    key/value with their RMSNorms, decompressed per-head keys and values, and rotary parts."""
+    cb, T = ctx.compute_bytes, ctx.tokens
+    qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+    if m.q_lora_rank:
+        acc.add("attention q compressed + norm", (FP32 + 2 * cb) * T * m.q_lora_rank)
+    acc.add("attention kv compressed + norm", (FP32 + 2 * cb) * T * m.kv_lora_rank)
+    acc.add("attention q, k after rotary", cb * T * 2 * m.n_heads * qk)
+    acc.add("attention v", cb * T * m.n_heads * m.v_head_dim)
+    acc.add("attention log-sum-exp", FP32 * T * m.n_heads)
+    acc.add("attention output", cb * T * m.n_heads * m.v_head_dim)
+    return 2 * cb * T * m.n_heads * qk
+
+
+# ---- MLP ----------------------------------------------------------------------
+
+def _activation(ctx: StepContext, acc: Parts, m: ModelSpec, n: int, label: str) -> int:
+    """What the activation function keeps; returns the bytes per element of its output."""
+    cb = ctx.compute_bytes
+    if m.activation != "gelu_new":
+        acc.add(label + " activation input", cb * n)     # one ATen op: silu/gelu save their input
+        return cb
+    # NewGELUActivation (transformers/activations.py): 0.5*x*(1+tanh(c*(x+0.044715*pow(x,3)))).
+    # pow saves x (a fp32 cast under autocast), tanh its output, the last mul both factors.
+    f = FP32 if ctx.amp else cb
+    acc.add(label + " gelu_new: pow input", f * n)
+    acc.add(label + " gelu_new: tanh output", f * n)
+    acc.add(label + " gelu_new: 1 + tanh", f * n)
+    acc.add(label + " gelu_new: 0.5 * x", cb * n)
+    return f
+
+
+def mlp(ctx: StepContext, acc: Parts, m: ModelSpec, ffn: int, rows: int, label: str) -> int:
+    """A (gated) MLP on ``rows`` token rows; returns its backward transient (activation grads)."""
+    cb = ctx.compute_bytes
+    n = rows * ffn
+    if m.gated_mlp:
+        if m.fused_gate_up:
+            acc.add(label + " gate and up projections", 2 * cb * n)   # both halves kept via views
+        else:
+            acc.add(label + " gate projection", cb * n)                # kept by the activation
+            acc.add(label + " up projection", cb * n)                  # kept by the product
+        acc.add(label + " activation output", cb * n)                  # kept by the product
+        out_bytes = cb
+    else:
+        out_bytes = _activation(ctx, acc, m, n, label)
+    down = {"decoder": "down_proj", "gpt2": "c_proj", "bert": "dense"}.get(m.family, "dense_4h_to_h")
+    consumer_copies(ctx, acc, label + " down-projection input", n, out_bytes, (down,))
+    # backward: grads of the product, of both factors, then of the gate (derivatives of mul/silu)
+    return 3 * cb * n

@@ -1,0 +1,78 @@
+"""The resolved facts of one step that every memory term needs (dtypes, tokens, kernels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import ModelSpec, is_mla
+from .params import lora_targets
+from .units import dtype_bytes
+from .workload import Framework, Precision, Workload
+
+FP32 = 4
+
+
+@dataclass(frozen=True)
+class StepContext:
+    batch: int
+    seq: int
+    tokens: int
+    weight_bytes: int        # bytes per element of stored 16/32-bit weights (non-quantised parts for QLoRA)
+    compute_bytes: int       # dtype the matmuls run in: autocast dtype, else the weights'
+    residual_bytes: int      # dtype of the residual stream: the weights' (fp32 under autocast)
+    amp: bool
+    fp16: bool               # compute in fp16 (softmax has a fused half-to-float path)
+    training: bool
+    base_trainable: bool     # full training: base weights get gradients and save their inputs
+    adapted: frozenset       # module names that carry LoRA adapters
+    adapter_bytes: int       # dtype of LoRA adapters (fp32 under peft's default)
+    attention: str           # eager | sdpa
+    kernel: str              # flash | efficient | math | eager, as picked for this model and dtype
+    checkpointing: bool
+    dropout: bool            # model.train() with p > 0 anywhere
+
+
+def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, masked: bool) -> str:
+    """The kernel torch.nn.functional.scaled_dot_product_attention runs (torch 2.11 sdp_utils.cpp).
+
+    Flash needs 16-bit inputs and head_dim <= 256 and takes no explicit mask; the memory-efficient
+    kernel takes fp32 and masks but not grouped-query attention (transformers then repeats K/V when a
+    mask is present, sdpa_attention.py). fp32 with GQA and no mask passes enable_gqa=True, which only
+    the math path accepts: measured in shared/calibration (llama1b-train-fp32-sgd keeps a fp32 s x s
+    matrix per layer).
+    """
+    if w.attention == "eager":
+        return "eager"
+    if f.sdpa_kernel != "auto":
+        return f.sdpa_kernel
+    head = max(m.head_dim, m.v_head_dim)
+    gqa = m.n_kv_heads < m.n_heads and not is_mla(m)
+    if compute_bytes == 2 and head <= 256 and not masked:
+        return "flash"
+    if compute_bytes == 4 and gqa and not masked:
+        return "math"
+    return "efficient"
+
+
+def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> StepContext:
+    training = w.mode != "inference"
+    if w.mode == "qlora":
+        weight_bytes = dtype_bytes(p.weights)
+    elif w.mode == "inference" and p.weights in ("fp8", "int8", "int4"):
+        weight_bytes = 2        # weight-only quantisation: activations run in bf16
+    else:
+        weight_bytes = dtype_bytes(p.weights)
+    compute = dtype_bytes(p.autocast) if p.autocast else weight_bytes
+    adapted = frozenset()
+    if w.mode in ("lora", "qlora"):
+        adapted = frozenset(lin.name for lin in lora_targets(m, w.lora_targets))
+    masked = bool(m.sliding_window) and m.sliding_layers > 0 and w.seq_len > m.sliding_window
+    dropout = training and (m.attn_dropout > 0 or m.hidden_dropout > 0)
+    return StepContext(
+        batch=w.batch_size, seq=w.seq_len, tokens=w.batch_size * w.seq_len, weight_bytes=weight_bytes,
+        compute_bytes=compute, residual_bytes=weight_bytes, amp=p.autocast is not None,
+        fp16=(p.autocast or p.weights) == "fp16", training=training, base_trainable=w.mode == "full",
+        adapted=adapted, adapter_bytes=FP32 if f.lora_adapters_fp32 else compute, attention=w.attention,
+        kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
+        dropout=dropout,
+    )

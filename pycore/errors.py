@@ -1,0 +1,67 @@
+"""Input errors that name the field at fault."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A request value is wrong; ``field`` is its dotted path in the request."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "message": self.message}
+
+
+# Requests above these sizes are refused rather than computed: they are far
+# beyond any real model or run, and refusing them keeps arithmetic bounded.
+MAX_DIMENSION = 10_000_000          # hidden size, FFN size, vocabulary ...
+MAX_LAYERS = 10_000
+MAX_TOKENS = 100_000_000            # batch x sequence
+
+
+def require_int(field: str, value, *, minimum: int = 1, maximum: int = MAX_DIMENSION) -> int:
+    """Return ``value`` as an int in [minimum, maximum], or raise naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")) \
+                and value.is_integer():
+            value = int(value)
+        else:
+            raise InputError(field, f"must be an integer, got {_show(value)}")
+    if value < minimum:
+        raise InputError(field, f"must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise InputError(field, f"must be at most {maximum}, got {value}")
+    return value
+
+
+def require_number(field: str, value, *, minimum: float = 0.0, maximum: float = 1e18) -> float:
+    """Return ``value`` as a finite float in [minimum, maximum], or raise naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(field, f"must be a number, got {_show(value)}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InputError(field, f"must be a finite number, got {value}")
+    if value < minimum or value > maximum:
+        raise InputError(field, f"must be between {minimum:g} and {maximum:g}, got {value:g}")
+    return value
+
+
+def require_choice(field: str, value, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, or raise listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(field, f"must be one of {', '.join(sorted(choices))}; got {_show(value)}")
+    return value
+
+
+def require_bool(field: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(field, f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

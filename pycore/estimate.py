@@ -1,0 +1,186 @@
+"""Estimate one configuration: static memory, the moments of a step, the peak and the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .allocator import reserved_bytes
+from .breakdown import Node, snapshot_tree
+from .context import FP32, StepContext, make_context
+from .inference import inference_snapshots, kv_cache_bytes
+from .layers import head_cost, layer_costs
+from .model import ModelSpec
+from .optimizers import param_shapes, state_bytes, step_temporary_bytes
+from .params import embedding_params, head_params, linears, lora_params, lora_targets, norm_params, param_counts
+from .timeline import Snapshot, Static, training_snapshots
+from .units import DTYPE_BITS, dtype_bytes
+from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
+
+# Weight-only quantisation for inference: bits per weight of the quantised linears, including
+# scale overhead. int8: one fp16 scale per output row (LLM.int8 / per-channel); fp8: one fp32
+# scale per tensor; int4: GPTQ/AWQ with group size 128, an fp16 scale and a 4-bit zero point per
+# group (16 + 4 bits per 128 weights). Embeddings and the output head stay 16-bit.
+INT4_GROUP = 128
+INT4_GROUP_OVERHEAD_BITS = 16 + 4
+# bitsandbytes NF4 (QLoRA): blocks of 64 weights with an fp32 absmax; double quantisation stores
+# absmax in 8 bits with one fp32 constant per 256 blocks (Dettmers et al. 2023, section 3).
+NF4_BLOCK = 64
+NF4_DQ_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model: ModelSpec
+    workload: Workload
+    precision: Precision
+    hardware: Hardware
+    context: StepContext
+    snapshots: tuple
+    peak: Snapshot
+    peak_allocated_bytes: int
+    reserved_bytes: int
+    device_total_bytes: int
+    params: dict
+    warnings: tuple
+
+    @property
+    def fits(self) -> bool:
+        return self.device_total_bytes <= self.hardware.memory_bytes
+
+    def breakdown(self) -> Node:
+        return snapshot_tree(self.peak, self.reserved_bytes - self.peak_allocated_bytes,
+                             self.device_total_bytes - self.reserved_bytes)
+
+
+def _linear_weight_counts(m: ModelSpec) -> tuple[int, int]:
+    """(weights of the quantisable linears inside layers, largest single linear weight)."""
+    inside = [lin for lin in linears(m) if lin.group != "head"]
+    return sum(lin.weight_count() for lin in inside), max(lin.in_features * lin.out_features for lin in inside)
+
+
+def weight_parts(m: ModelSpec, w: Workload, p: Precision) -> dict:
+    counts = param_counts(m)
+    total = sum(counts.values())
+    if w.mode == "qlora" or (w.mode == "inference" and p.weights in ("fp8", "int8", "int4")):
+        quantised, _ = _linear_weight_counts(m)
+        rest = total - quantised
+        if w.mode == "qlora":
+            absmax = -(-quantised // NF4_BLOCK)
+            consts = absmax + 4 * -(-absmax // NF4_DQ_BLOCK) if w.qlora_double_quant else 4 * absmax
+            parts = {"4-bit NF4 weights": quantised // 2, "NF4 quantisation constants": consts}
+        elif p.weights == "int4":
+            groups = -(-quantised // INT4_GROUP)
+            parts = {"int4 weights": quantised // 2, "int4 group scales and zeros": groups * INT4_GROUP_OVERHEAD_BITS // 8}
+        else:
+            rows = sum(lin.out_features * lin.layers * lin.copies for lin in linears(m) if lin.group != "head")
+            parts = {f"{p.weights} weights": quantised,
+                     f"{p.weights} scales": 2 * rows if p.weights == "int8" else 4 * len(linears(m))}
+        parts["16-bit embeddings, norms and head"] = rest * 2 if w.mode == "inference" else rest * dtype_bytes(p.weights)
+        out = parts
+    else:
+        out = {f"weights ({p.weights})": total * dtype_bytes(p.weights)}
+    if w.mode in ("lora", "qlora"):
+        out["LoRA adapters"] = lora_params(m, w.lora_rank, w.lora_targets) * _adapter_bytes(p, w, None)
+    return out
+
+
+def _adapter_bytes(p: Precision, w: Workload, f: Framework | None) -> int:
+    if f is not None and not f.lora_adapters_fp32:
+        return dtype_bytes(p.compute())
+    return FP32
+
+
+def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepContext) -> Static:
+    weights = weight_parts(m, w, p)
+    if "LoRA adapters" in weights:
+        weights["LoRA adapters"] = lora_params(m, w.lora_rank, w.lora_targets) * ctx.adapter_bytes
+    L = m.n_layers
+    if w.mode == "full":
+        pb = dtype_bytes(p.weights)
+        trainable = sum(param_counts(m).values())
+        per_layer = (trainable - embedding_params(m) - head_params(m) - m.hidden_size) // L
+        shapes = param_shapes(m)
+        largest = max(_prod(s) for s in shapes)
+        grads_other = (trainable - per_layer * L) * pb
+        grads_head = (head_params(m) or embedding_params(m)) * pb
+    else:
+        pb = ctx.adapter_bytes
+        trainable = lora_params(m, w.lora_rank, w.lora_targets)
+        per_layer = trainable // L
+        shapes = [(w.lora_rank, lin.in_features) for lin in lora_targets(m, w.lora_targets) for _ in range(lin.layers)]
+        largest = max([_prod(s) for s in shapes] or [0])
+        grads_other = grads_head = (trainable - per_layer * L) * pb
+    copy_layer = copy_head = 0
+    if ctx.amp and w.mode == "full":
+        quantised, _ = _linear_weight_counts(m)
+        copy_layer = quantised * ctx.compute_bytes // L
+        copy_head = m.vocab_size * m.hidden_size * ctx.compute_bytes
+    return Static(
+        weights=weights, optimizer_states=state_bytes(w.optimizer, trainable, pb, shapes),
+        grads_per_layer=per_layer * pb, grads_other=grads_other, grads_head=grads_head,
+        autocast_copy_per_layer=copy_layer, autocast_copy_head=copy_head,
+        optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest),
+    )
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _qlora_dequant(m: ModelSpec, ctx: StepContext) -> int:
+    """bitsandbytes MatMul4Bit dequantises the whole weight to the compute dtype for each call."""
+    _, largest = _linear_weight_counts(m)
+    return largest * ctx.compute_bytes
+
+
+def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework = Framework()) -> Estimate:
+    validate_workload(w, p)
+    validate_framework(f)
+    ctx = make_context(m, w, p, f)
+    warnings = list(m.warnings)
+    total_len = w.seq_len + (w.new_tokens if w.mode == "inference" else 0)
+    if total_len > m.max_positions:
+        warnings.append(f"sequence of {total_len} tokens is longer than the model's max_position_embeddings "
+                        f"({m.max_positions})")
+    if w.mode in ("lora", "qlora") and not lora_targets(m, w.lora_targets):
+        from .errors import InputError
+        from .params import known_lora_module_names
+        raise InputError("workload.lora_targets", "matches no linear layer of this model; its linears are "
+                         + ", ".join(known_lora_module_names(m)))
+    if w.mode == "inference":
+        kv_b = dtype_bytes(p.kv_cache) if p.kv_cache else ctx.compute_bytes
+        weights = weight_parts(m, w, p)
+        snaps = inference_snapshots(ctx, m, weights, w.new_tokens, kv_b)
+    else:
+        st = _static(m, w, p, f, ctx)
+        layers = layer_costs(ctx, m)
+        if w.mode == "qlora":
+            extra = _qlora_dequant(m, ctx)
+            layers = [lc.__class__(saved=lc.saved, forward_extra=lc.forward_extra + extra,
+                                   backward_extra=lc.backward_extra + extra, checkpoint_input=lc.checkpoint_input,
+                                   count=lc.count) for lc in layers]
+        head = head_cost(ctx, m, f.loss_upcast_fp32)
+        snaps = training_snapshots(st, layers, head, ctx.checkpointing)
+    peak = max(snaps, key=lambda s: s.total())
+    allocated = peak.total()
+    reserved = reserved_bytes(allocated, peak, ctx)
+    counts = param_counts(m)
+    params = {"total": sum(counts.values()), "by_component": counts}
+    if w.mode in ("lora", "qlora"):
+        params["adapters"] = lora_params(m, w.lora_rank, w.lora_targets)
+        params["trainable"] = params["adapters"]
+    elif w.mode == "full":
+        params["trainable"] = params["total"]
+    else:
+        params["trainable"] = 0
+    return Estimate(model=m, workload=w, precision=p, hardware=hw, context=ctx, snapshots=tuple(snaps), peak=peak,
+                    peak_allocated_bytes=allocated, reserved_bytes=reserved,
+                    device_total_bytes=reserved + f.cuda_context_bytes, params=params, warnings=tuple(warnings))
+
+
+def kv_cache_total(m: ModelSpec, w: Workload, p: Precision) -> int:
+    kv_b = dtype_bytes(p.kv_cache) if p.kv_cache else dtype_bytes(p.weights) if DTYPE_BITS[p.weights] >= 16 else 2
+    return kv_cache_bytes(m, w.batch_size, w.seq_len + max(0, w.new_tokens - 1), kv_b)

@@ -1,0 +1,97 @@
+"""Inference: a plain forward pass, or ``generate`` with prefill and decode over a KV cache.
+
+Under ``torch.no_grad`` nothing is kept for backward: a layer's temporaries are freed
+as it finishes, so the busiest moment is one layer's working memory on top of the
+weights, the KV cache and the hidden states.
+"""
+
+from __future__ import annotations
+
+from .activations import FP32
+from .context import StepContext
+from .model import ModelSpec, is_mla, kv_dim, moe_layers, q_dim
+from .timeline import Snapshot
+
+INDEX_BYTES = 8
+
+
+def kv_bytes_per_token(m: ModelSpec, kv_elem_bytes: int) -> tuple[int, int]:
+    """K and V bytes per token for (full-attention layers, sliding-window layers), each layer.
+
+    transformers' DeepSeek classes cache the decompressed per-head keys and values, not the
+    latent (modeling_deepseek_v2.py past_key_values.update(key_states, value_states)).
+    """
+    if is_mla(m):
+        per = m.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim) * kv_elem_bytes
+    else:
+        per = 2 * kv_dim(m) * kv_elem_bytes
+    return per, per
+
+
+def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int) -> int:
+    """The cache for ``length`` tokens. Sliding-window layers keep at most the window
+    (DynamicSlidingWindowLayer in transformers' cache_utils.py)."""
+    per, _ = kv_bytes_per_token(m, kv_elem_bytes)
+    sliding = m.sliding_layers if m.sliding_window else 0
+    full = m.n_layers - sliding
+    window_len = min(length, m.sliding_window) if sliding else 0
+    return batch * per * (full * length + sliding * window_len)
+
+
+def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) -> dict:
+    """Peak temporaries of one layer without autograd, for ``tokens`` query rows over ``keys``."""
+    cb, rb, h = ctx.compute_bytes, ctx.residual_bytes, m.hidden_size
+    qd, kd = q_dim(m), kv_dim(m)
+    out = {"hidden states": rb * tokens * h, "normalised hidden states": cb * tokens * h}
+    attn = cb * tokens * (qd + 2 * kd) + 2 * cb * tokens * qd      # projections + rotary temporaries
+    if ctx.kernel == "eager" or ctx.kernel == "math":
+        n = ctx.batch * m.n_heads * (tokens // ctx.batch) * keys
+        # matmul, scale, mask add, softmax(dtype=float32) then .to(dtype): masked scores, the fp32
+        # output, and a fp32 copy of bf16 input or the cast result (eager_attention_forward).
+        convert = FP32 if (cb == 2 and not ctx.fp16) else (cb if cb != FP32 else 0)
+        attn += (cb + FP32 + convert) * n
+        attn += cb * tokens * 2 * (m.n_heads * m.head_dim - kd)                # repeat_kv
+    ffn_tmp = 3 * cb * tokens * m.ffn_size                         # act(gate), up, their product
+    if moe_layers(m):
+        k, e, f = m.experts_per_token, m.n_experts, m.expert_ffn_size
+        # one_hot(top_k_index, num_experts) is int64; the output accumulator is zeros_like(hidden).
+        moe_tmp = tokens * (k * e * INDEX_BYTES + FP32 * e + cb * h)
+        moe_tmp += 4 * cb * (tokens * k // e + 1) * (h + f)          # one expert's rows at a time
+        if m.n_shared_experts:
+            moe_tmp += 3 * cb * tokens * m.shared_expert_ffn_size * m.n_shared_experts
+        ffn_tmp = max(ffn_tmp if m.dense_layers else 0, moe_tmp)
+    out["layer temporaries"] = max(attn, ffn_tmp) + cb * tokens * h
+    return out
+
+
+def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_tokens: int,
+                        kv_elem_bytes: int) -> list[Snapshot]:
+    b, s, cb, V = ctx.batch, ctx.seq, ctx.compute_bytes, m.vocab_size
+    w = ("weights", dict(weights))
+    snaps = []
+    mask = {}
+    if ctx.kernel == "eager":
+        mask = {"attention mask (b x s x s)": cb * b * s * s}          # 4-D float mask shared by layers
+    if new_tokens == 0:
+        work = layer_working_bytes(ctx, m, b * s, s)
+        snaps.append(Snapshot("forward", "last layer", (w, ("temporaries", {**work, **mask}))))
+        head = {"logits": cb * b * s * V, "final hidden states": cb * b * s * m.hidden_size}
+        if m.family == "bert":
+            head["MLM head transform"] = 2 * cb * b * s * m.hidden_size
+        snaps.append(Snapshot("forward", "output logits for every position", (w, ("logits and loss", head))))
+        return snaps
+    cache_prefill = kv_cache_bytes(m, b, s, kv_elem_bytes)
+    work = layer_working_bytes(ctx, m, b * s, s)
+    snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
+        w, ("KV cache", {"KV cache": cache_prefill}), ("temporaries", {**work, **mask}))))
+    # generate keeps logits for the last position only (logits_to_keep=1) and copies them to fp32.
+    last_logits = {"last-position logits": cb * b * V, "fp32 copy for sampling": FP32 * b * V}
+    final_len = s + new_tokens - 1
+    cache_final = kv_cache_bytes(m, b, final_len, kv_elem_bytes)
+    one_layer = cache_final // max(1, m.n_layers) // 2
+    decode_work = layer_working_bytes(ctx, m, b, final_len)
+    snaps.append(Snapshot("decode", f"last decode step ({final_len} cached tokens)", (
+        w, ("KV cache", {"KV cache": cache_final}),
+        ("temporaries", {"torch.cat copy of one layer's keys": one_layer, **decode_work}),
+        ("logits and loss", last_logits))))
+    return snaps

@@ -1,0 +1,195 @@
+"""Per-layer and output-head training costs, assembled for each model family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .activations import FP32, LayerCost, Parts, attention, consumer_copies, dropout_mask, mlp, norm
+from .context import StepContext
+from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, moe_layers, q_dim
+from .params import Linear, linears
+
+INDEX_BYTES = 8          # torch.topk / where return int64 indices
+
+
+def _qkv_consumers(m: ModelSpec) -> tuple:
+    if m.family == "gpt2":
+        return ("c_attn",)
+    if m.family == "bert":
+        return ("query", "key", "value")
+    if m.family in ("neox", "chatglm"):
+        return ("query_key_value",)
+    if is_mla(m):
+        return ("q_a_proj" if m.q_lora_rank else "q_proj", "kv_a_proj_with_mqa")
+    if m.fused_qkv:
+        return ("qkv_proj",)
+    return ("q_proj", "k_proj", "v_proj")
+
+
+def _mlp_consumers(m: ModelSpec, moe: bool) -> tuple:
+    if m.family == "gpt2":
+        return ("c_fc",)
+    if m.family == "bert":
+        return ("dense",)
+    if m.family in ("neox", "chatglm"):
+        return ("dense_h_to_4h",)
+    if moe:
+        shared = ("gate_proj", "up_proj") if m.n_shared_experts else ()
+        return ("gate",) + shared + (("shared_expert_gate",) if m.shared_expert_gate else ())
+    return ("gate_up_proj",) if m.fused_gate_up else ("gate_proj", "up_proj")
+
+
+def _moe_block(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
+    """Router and experts as transformers 5 runs them in eager mode (modeling_olmoe.py,
+    modeling_mixtral.py, modeling_qwen3_moe.py): softmax over experts in fp32, top-k, then for
+    each expert the rows routed to it are gathered, projected and weighted."""
+    cb, T = ctx.compute_bytes, ctx.tokens
+    k, e, f, h = m.experts_per_token, m.n_experts, m.expert_ffn_size, m.hidden_size
+    acc.add("MoE routing (router probabilities, top-k)", T * (FP32 * e + (INDEX_BYTES + FP32 + cb) * k))
+    rows = T * k
+    if ctx.base_trainable:
+        acc.add("MoE expert inputs (gathered rows)", cb * rows * h)
+    acc.add("MoE expert gate and up projections", 2 * cb * rows * f)
+    acc.add("MoE expert activation output", cb * rows * f)
+    if ctx.base_trainable:
+        acc.add("MoE expert down-projection input", cb * rows * f)
+    acc.add("MoE expert outputs (weighted by router)", cb * rows * h)
+    backward = 3 * cb * rows * f
+    if m.n_shared_experts:
+        backward = max(backward, mlp(ctx, acc, m, m.shared_expert_ffn_size * m.n_shared_experts, T, "shared expert"))
+    return backward
+
+
+def _decoder_layer(ctx: StepContext, m: ModelSpec, moe: bool, window: int) -> tuple[Parts, int, int]:
+    rb, cb, T = ctx.residual_bytes, ctx.compute_bytes, ctx.tokens
+    acc = Parts()
+    norm(ctx, acc, m, rb, _qkv_consumers(m), "input norm")
+    fwd = attention(ctx, acc, m, window)
+    if m.norms_per_layer == 4:
+        # Gemma 2/3: post_attention_layernorm normalises the attention output before the residual add
+        norm(ctx, acc, m, cb, (), "post-attention norm")
+        norm(ctx, acc, m, rb, _mlp_consumers(m, moe), "pre-MLP norm")
+    else:
+        norm(ctx, acc, m, rb, _mlp_consumers(m, moe), "post-attention norm")
+    if moe:
+        bwd = _moe_block(ctx, acc, m)
+    else:
+        bwd = mlp(ctx, acc, m, m.ffn_size, T, "MLP")
+    if m.norms_per_layer == 4:
+        norm(ctx, acc, m, cb, (), "post-MLP norm")
+    return acc, fwd, bwd
+
+
+def _gpt2_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
+    """GPT2Block: ln_1, c_attn, attention (dropout inside the kernel), c_proj, resid dropout,
+    ln_2, c_fc, gelu_new, c_proj, dropout (modeling_gpt2.py)."""
+    rb, T, h = ctx.residual_bytes, ctx.tokens, m.hidden_size
+    acc = Parts()
+    norm(ctx, acc, m, rb, ("c_attn",), "ln_1")
+    fwd = attention(ctx, acc, m)
+    dropout_mask(ctx, acc, m.hidden_dropout, T * h)
+    norm(ctx, acc, m, rb, ("c_fc",), "ln_2")
+    bwd = mlp(ctx, acc, m, m.ffn_size, T, "MLP")
+    dropout_mask(ctx, acc, m.hidden_dropout, T * h)
+    return acc, fwd, bwd
+
+
+def _bert_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
+    """BertLayer (post-norm): q/k/v read the layer input; dense, dropout, LayerNorm(x + out);
+    intermediate dense + gelu; output dense, dropout, LayerNorm (modeling_bert.py)."""
+    rb, T, h = ctx.residual_bytes, ctx.tokens, m.hidden_size
+    in_bytes = FP32 if ctx.amp else rb
+    acc = Parts()
+    consumer_copies(ctx, acc, "layer input (read by q, k, v)", T * h, in_bytes, ("query", "key", "value"))
+    fwd = attention(ctx, acc, m)
+    dropout_mask(ctx, acc, m.hidden_dropout, T * h)
+    norm(ctx, acc, m, in_bytes, ("dense",), "attention LayerNorm")
+    bwd = mlp(ctx, acc, m, m.ffn_size, T, "MLP")
+    dropout_mask(ctx, acc, m.hidden_dropout, T * h)
+    acc.add("output LayerNorm input", in_bytes * T * h)
+    acc.add("output LayerNorm statistics", 2 * FP32 * T)
+    return acc, fwd, bwd
+
+
+def _neox_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
+    """GPTNeoXLayer / GLMBlock: pre-norm attention and MLP, fused query_key_value."""
+    rb = ctx.residual_bytes
+    acc = Parts()
+    norm(ctx, acc, m, rb, ("query_key_value",), "input norm")
+    fwd = attention(ctx, acc, m)
+    norm(ctx, acc, m, rb, ("dense_h_to_4h",), "post-attention norm")
+    bwd = mlp(ctx, acc, m, m.ffn_size, ctx.tokens, "MLP")
+    return acc, fwd, bwd
+
+
+def layer_costs(ctx: StepContext, m: ModelSpec) -> list[LayerCost]:
+    """One LayerCost per kind of layer (dense/MoE, sliding/full attention), in model order."""
+    kinds: list[tuple[bool, int, int]] = []        # (moe, window, count)
+    n_moe = moe_layers(m)
+    n_dense = m.n_layers - n_moe
+    for moe, count in ((False, n_dense), (True, n_moe)):
+        if not count:
+            continue
+        sliding = round(count * m.sliding_layers / m.n_layers) if m.sliding_window else 0
+        if sliding:
+            kinds.append((moe, m.sliding_window, sliding))
+        if count - sliding:
+            kinds.append((moe, 0, count - sliding))
+    out = []
+    for moe, window, count in kinds:
+        if m.family == "gpt2":
+            acc, fwd, bwd = _gpt2_layer(ctx, m)
+        elif m.family == "bert":
+            acc, fwd, bwd = _bert_layer(ctx, m)
+        elif m.family in ("neox", "chatglm"):
+            acc, fwd, bwd = _neox_layer(ctx, m)
+        else:
+            acc, fwd, bwd = _decoder_layer(ctx, m, moe, window)
+        grad_flow = 2 * ctx.residual_bytes * ctx.tokens * m.hidden_size     # grad of the residual stream
+        out.append(LayerCost(saved=dict(acc.items), forward_extra=fwd, backward_extra=bwd + grad_flow,
+                             checkpoint_input=ctx.residual_bytes * ctx.tokens * m.hidden_size, count=count))
+    return out
+
+
+@dataclass(frozen=True)
+class HeadCost:
+    """Final norm, output projection, logits and loss."""
+
+    saved: dict            # kept until backward (final norm, BERT's transform)
+    logits_bytes: int      # the model output's logits, alive until the output is released
+    loss_saved_bytes: int  # the loss's log-softmax output
+    loss_forward_extra: int
+    loss_backward_extra: int
+
+
+def head_cost(ctx: StepContext, m: ModelSpec, upcast: bool) -> HeadCost:
+    """transformers' ForCausalLMLoss runs ``logits.float()`` then cross_entropy: log_softmax keeps
+    its fp32 output, the fp32 copy is transient, and backward holds two fp32 gradients of the same
+    size (nll_loss and log_softmax backward). BERT's masked-LM loss has no upcast."""
+    cb, rb, T, V, h = ctx.compute_bytes, ctx.residual_bytes, ctx.tokens, m.vocab_size, m.hidden_size
+    acc = Parts()
+    if m.family == "bert":
+        in_bytes = FP32 if ctx.amp else rb
+        consumer_copies(ctx, acc, "MLM head input", T * h, in_bytes, ("dense",))
+        acc.add("MLM head activation input", cb * T * h)
+        norm(ctx, acc, m, cb if not ctx.amp else FP32, ("decoder",), "MLM head LayerNorm")
+    else:
+        norm(ctx, acc, m, rb, ("lm_head",), "final norm")
+    logits = cb * T * V
+    if m.final_logit_softcap:
+        acc.add("logit soft-capping tanh output", cb * T * V)      # Gemma 2: tanh(logits / cap) * cap
+    causal = m.family != "bert"
+    loss_bytes = FP32 if (causal and upcast) else cb
+    copy = FP32 * T * V if (loss_bytes == FP32 and cb != FP32) else 0
+    return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=loss_bytes * T * V,
+                    loss_forward_extra=copy, loss_backward_extra=2 * loss_bytes * T * V)
+
+
+def linear_params_per_layer(m: ModelSpec) -> int:
+    """Weights of the linears inside one (average) layer: what autocast casts per layer."""
+    total = sum(lin.weight_count() for lin in linears(m) if lin.group != "head")
+    return total // m.n_layers
+
+
+__all__ = ["layer_costs", "head_cost", "HeadCost", "linear_params_per_layer", "Linear",
+           "q_dim", "kv_dim", "attn_out_dim"]

@@ -1,0 +1,84 @@
+"""Optimizer states and the temporaries of one optimizer step."""
+
+from __future__ import annotations
+
+from .model import ModelSpec
+from .params import linears
+
+# bitsandbytes 8-bit optimizers: states of tensors with >= 4096 elements are uint8, one fp32 absmax
+# per 256-element block (bitsandbytes/optim/optimizer.py: min_8bit_size=4096, blockwise, BLOCKSIZE 256);
+# smaller tensors keep 32-bit states.
+BNB_MIN_8BIT_SIZE = 4096
+BNB_BLOCK = 256
+
+
+def state_bytes(optimizer: str, trainable: int, param_bytes: int, shapes: list[tuple[int, ...]]) -> int:
+    """Persistent optimizer state for ``trainable`` parameters stored in ``param_bytes`` each.
+
+    torch.optim states take the parameter's dtype (torch/optim/adamw.py: zeros_like(p)).
+    """
+    if optimizer in ("adamw", "adamw_fused"):
+        return 2 * trainable * param_bytes                 # exp_avg, exp_avg_sq
+    if optimizer in ("sgd_momentum", "lion"):
+        return trainable * param_bytes                     # momentum_buffer / exp_avg
+    if optimizer == "sgd":
+        return 0
+    if optimizer == "adafactor":
+        # torch.optim.Adafactor (beta1=None): row and column variances for tensors of >= 2 dims,
+        # a full variance for vectors (torch/optim/_adafactor.py).
+        total = 0
+        for shape in shapes:
+            if len(shape) >= 2:
+                lead = 1
+                for d in shape[:-2]:
+                    lead *= d
+                total += lead * (shape[-2] + shape[-1]) * param_bytes
+            else:
+                total += shape[0] * param_bytes
+        return total
+    if optimizer == "adamw_8bit":
+        total = 0
+        for shape in shapes:
+            n = 1
+            for d in shape:
+                n *= d
+            if n >= BNB_MIN_8BIT_SIZE:
+                total += 2 * n + 2 * 4 * -(-n // BNB_BLOCK)
+            else:
+                total += 2 * 4 * n
+        return total
+    raise ValueError(optimizer)
+
+
+def step_temporary_bytes(optimizer: str, trainable: int, param_bytes: int, largest: int) -> int:
+    """Extra memory while optimizer.step() runs.
+
+    AdamW foreach (the CUDA default): ``exp_avg_sq_sqrt = torch._foreach_sqrt(exp_avg_sqs)`` is a
+    full-size temporary over all parameters of a dtype group (torch/optim/adam.py,
+    _multi_tensor_adam); measured: llama2-7b peaks at after-backward + 2 bytes x P. The fused
+    kernel and SGD work in place. Adafactor and Lion build per-tensor full-size updates, so the
+    largest tensor sets their temporary (two for Adafactor: the variance estimate and the update).
+    """
+    if optimizer == "adamw":
+        return trainable * param_bytes
+    if optimizer == "adafactor":
+        return 2 * largest * param_bytes
+    if optimizer == "lion":
+        return largest * param_bytes
+    return 0
+
+
+def param_shapes(m: ModelSpec) -> list[tuple[int, ...]]:
+    """Shapes of the model's parameters, for optimizers whose state depends on them."""
+    shapes: list[tuple[int, ...]] = [(m.vocab_size, m.hidden_size)]
+    if not m.tied_embeddings and m.family != "bert":
+        shapes.append((m.vocab_size, m.hidden_size))
+    for lin in linears(m):
+        if lin.group == "experts":
+            shapes += [(lin.copies, lin.out_features, lin.in_features)] * lin.layers
+        else:
+            shapes += [(lin.out_features, lin.in_features)] * lin.layers
+            if lin.bias:
+                shapes += [(lin.out_features,)] * lin.layers
+    shapes += [(m.hidden_size,)] * (m.norms_per_layer * m.n_layers + 1)
+    return shapes

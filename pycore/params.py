@@ -1,0 +1,170 @@
+"""Parameter counts, exact to the parameter, from the model's modules.
+
+Each family's modules are listed as in its transformers modeling file
+(modeling_llama.py, modeling_gpt2.py, modeling_bert.py, ...). Like nanoGPT's
+transformer_sizing notebook, the count is checked against PyTorch's own
+``sum(p.numel() for p in model.parameters())`` recorded in shared/calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, moe_layers, q_dim
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One nn.Linear (or Conv1D) that occurs in ``layers`` layers, ``copies`` times per layer."""
+
+    name: str
+    in_features: int
+    out_features: int
+    bias: bool
+    layers: int
+    group: str            # attention | mlp | experts | router | head
+    copies: int = 1       # experts per layer for stacked expert weights
+
+    def weight_count(self) -> int:
+        return self.in_features * self.out_features * self.layers * self.copies
+
+    def count(self) -> int:
+        bias = self.out_features * self.layers * self.copies if self.bias else 0
+        return self.weight_count() + bias
+
+
+def linears(m: ModelSpec) -> tuple[Linear, ...]:
+    """Every linear layer of the model except the output head (see ``head_params``)."""
+    fam = m.family
+    h, L = m.hidden_size, m.n_layers
+    if fam == "gpt2":
+        return (Linear("c_attn", h, 3 * h, True, L, "attention"), Linear("c_proj", h, h, True, L, "attention"),
+                Linear("c_fc", h, m.ffn_size, True, L, "mlp"), Linear("c_proj", m.ffn_size, h, True, L, "mlp"))
+    if fam == "bert":
+        return (Linear("query", h, h, True, L, "attention"), Linear("key", h, h, True, L, "attention"),
+                Linear("value", h, h, True, L, "attention"), Linear("dense", h, h, True, L, "attention"),
+                Linear("dense", h, m.ffn_size, True, L, "mlp"), Linear("dense", m.ffn_size, h, True, L, "mlp"),
+                Linear("dense", h, h, True, 1, "head"))
+    if fam in ("neox", "chatglm"):
+        up = 2 * m.ffn_size if m.gated_mlp else m.ffn_size
+        return (Linear("query_key_value", h, q_dim(m) + 2 * kv_dim(m), m.qkv_bias, L, "attention"),
+                Linear("dense", attn_out_dim(m), h, m.o_bias, L, "attention"),
+                Linear("dense_h_to_4h", h, up, m.mlp_bias, L, "mlp"),
+                Linear("dense_4h_to_h", m.ffn_size, h, m.mlp_bias, L, "mlp"))
+    return _attention_linears(m) + _mlp_linears(m)
+
+
+def _attention_linears(m: ModelSpec) -> tuple[Linear, ...]:
+    h, L = m.hidden_size, m.n_layers
+    if is_mla(m):
+        # modeling_deepseek_v2.py / _v3.py: low-rank query (V3) and compressed key/value.
+        qk_head = m.qk_nope_head_dim + m.qk_rope_head_dim
+        if m.q_lora_rank:
+            q = (Linear("q_a_proj", h, m.q_lora_rank, m.qkv_bias, L, "attention"),
+                 Linear("q_b_proj", m.q_lora_rank, m.n_heads * qk_head, False, L, "attention"))
+        else:
+            q = (Linear("q_proj", h, m.n_heads * qk_head, False, L, "attention"),)
+        return q + (Linear("kv_a_proj_with_mqa", h, m.kv_lora_rank + m.qk_rope_head_dim, m.qkv_bias, L, "attention"),
+                    Linear("kv_b_proj", m.kv_lora_rank, m.n_heads * (m.qk_nope_head_dim + m.v_head_dim), False, L,
+                           "attention"),
+                    Linear("o_proj", m.n_heads * m.v_head_dim, h, m.o_bias, L, "attention"))
+    if m.fused_qkv:
+        qkv = (Linear("qkv_proj", h, q_dim(m) + 2 * kv_dim(m), m.qkv_bias, L, "attention"),)
+    else:
+        qkv = (Linear("q_proj", h, q_dim(m), m.qkv_bias, L, "attention"),
+               Linear("k_proj", h, kv_dim(m), m.qkv_bias, L, "attention"),
+               Linear("v_proj", h, kv_dim(m), m.qkv_bias, L, "attention"))
+    return qkv + (Linear("o_proj", attn_out_dim(m), h, m.o_bias, L, "attention"),)
+
+
+def _mlp_linears(m: ModelSpec) -> tuple[Linear, ...]:
+    h = m.hidden_size
+    dense = m.n_layers - moe_layers(m)
+    out: list[Linear] = []
+    if dense:
+        out += _gated("mlp", h, m.ffn_size, m.mlp_bias, dense, m.fused_gate_up)
+    n_moe = moe_layers(m)
+    if n_moe:
+        out.append(Linear("gate", h, m.n_experts, False, n_moe, "router"))
+        # transformers 5 stores experts as stacked 3-D parameters (gate_up_proj, down_proj), not nn.Linear.
+        out.append(Linear("experts.gate_up_proj", h, 2 * m.expert_ffn_size, False, n_moe, "experts", m.n_experts))
+        out.append(Linear("experts.down_proj", m.expert_ffn_size, h, False, n_moe, "experts", m.n_experts))
+        if m.n_shared_experts:
+            out += _gated("mlp", h, m.shared_expert_ffn_size * m.n_shared_experts, False, n_moe, False)
+        if m.shared_expert_gate:
+            out.append(Linear("shared_expert_gate", h, 1, False, n_moe, "router"))
+    return tuple(out)
+
+
+def _gated(group: str, h: int, ffn: int, bias: bool, layers: int, fused: bool) -> list[Linear]:
+    if fused:
+        return [Linear("gate_up_proj", h, 2 * ffn, bias, layers, group), Linear("down_proj", ffn, h, bias, layers, group)]
+    return [Linear("gate_proj", h, ffn, bias, layers, group), Linear("up_proj", h, ffn, bias, layers, group),
+            Linear("down_proj", ffn, h, bias, layers, group)]
+
+
+def norm_params(m: ModelSpec) -> int:
+    """Normalisation weights (and LayerNorm biases) in the layers, final norm and heads."""
+    h, L = m.hidden_size, m.n_layers
+    per_norm = 2 * h if m.norm == "layernorm" else h
+    if m.family == "bert":
+        # embeddings.LayerNorm, two per layer, and the MLM head's transform.LayerNorm
+        return per_norm * (2 * L + 2)
+    count = per_norm * (m.norms_per_layer * L + 1)
+    if m.qk_norm == "per_head":
+        count += 2 * m.head_dim * L
+    elif m.qk_norm == "full":
+        count += (q_dim(m) + kv_dim(m)) * L
+    if is_mla(m):
+        count += (m.q_lora_rank + m.kv_lora_rank) * L        # q_a_layernorm, kv_a_layernorm
+    return count
+
+
+def embedding_params(m: ModelSpec) -> int:
+    count = m.vocab_size * m.hidden_size
+    if m.learned_positions:
+        count += m.max_positions * m.hidden_size
+    count += m.type_vocab_size * m.hidden_size
+    return count
+
+
+def head_params(m: ModelSpec) -> int:
+    """The output projection to the vocabulary (0 when tied) and BERT's decoder bias."""
+    count = 0 if m.tied_embeddings else m.vocab_size * m.hidden_size
+    if m.family == "bert":
+        count += m.vocab_size
+    return count
+
+
+def lora_targets(m: ModelSpec, targets) -> tuple[Linear, ...]:
+    """The linear layers peft adapts for ``targets`` (module names, or 'all-linear')."""
+    candidates = [lin for lin in linears(m) if lin.group not in ("experts",)]
+    if targets == "all-linear":
+        # peft's all-linear skips the output layer and, here, the MoE router.
+        return tuple(lin for lin in candidates if lin.group != "router")
+    wanted = set(targets)
+    return tuple(lin for lin in candidates if lin.name in wanted)
+
+
+def lora_params(m: ModelSpec, rank: int, targets) -> int:
+    """Adapter parameters: A (rank x in) and B (out x rank) for every adapted linear."""
+    return sum(rank * (lin.in_features + lin.out_features) * lin.layers * lin.copies
+               for lin in lora_targets(m, targets))
+
+
+def param_counts(m: ModelSpec) -> dict[str, int]:
+    """Base-model parameters by component; their sum is ``sum(p.numel())``."""
+    parts = {"embeddings": embedding_params(m), "attention": 0, "mlp": 0, "experts": 0, "router": 0,
+             "norms": norm_params(m), "head": head_params(m)}
+    for lin in linears(m):
+        key = "head" if lin.group == "head" else lin.group
+        parts[key] += lin.count()
+    return parts
+
+
+def total_params(m: ModelSpec) -> int:
+    return sum(param_counts(m).values())
+
+
+def known_lora_module_names(m: ModelSpec) -> tuple[str, ...]:
+    return tuple(sorted({lin.name for lin in linears(m) if lin.group not in ("experts",)}))
