@@ -144,10 +144,12 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
             acc.add("attention K/V repeated to all heads", cb * T * 2 * (m.n_heads * m.head_dim - kd))
         score_extra = 0
     acc.add("attention output", cb * T * od)
-    if m.family == "gpt2" and ctx.kernel == "efficient":
-        # GPT2Attention reshapes the kernel's (b, h, s, d) output with .contiguous(): a copy,
-        # which c_proj keeps (measured: gpt2-train-fp32 keeps 30.5 h floats per token and layer).
-        acc.add("attention output (contiguous copy)", cb * T * od)
+    if m.family == "gpt2" and ctx.kernel in ("flash", "efficient"):
+        # GPT-2's key and value are strided views of the fused c_attn output, and the SDPA path
+        # keeps contiguous copies of both. Measured in shared/calibration: two hidden-sized
+        # tensors per layer beyond q/k/v and the output, alike in fp32 (memory-efficient kernel),
+        # bf16 and autocast (flash), for GPT-2 small and medium.
+        acc.add("attention K, V contiguous copies", 2 * cb * T * kd)
     out_proj = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}.get(m.family, "o_proj")
     adapted_out = Parts()
     consumer_copies(ctx, adapted_out, "attention output", T * od, cb, (out_proj,))

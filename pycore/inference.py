@@ -51,12 +51,16 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
         convert = FP32 if (cb == 2 and not ctx.fp16) else (cb if cb != FP32 else 0)
         attn += (cb + FP32 + convert) * n
         attn += cb * tokens * 2 * (m.n_heads * m.head_dim - kd)                # repeat_kv
-    ffn_tmp = 3 * cb * tokens * m.ffn_size                         # act(gate), up, their product
+    # Gated: act(gate), up and their product coexist; plain MLP: the projection and its activation.
+    ffn_tmp = (3 if m.gated_mlp else 2) * cb * tokens * m.ffn_size
     if moe_layers(m):
         k, e, f = m.experts_per_token, m.n_experts, m.expert_ffn_size
-        # one_hot(top_k_index, num_experts) is int64; the output accumulator is zeros_like(hidden).
-        moe_tmp = tokens * (k * e * INDEX_BYTES + FP32 * e + cb * h)
-        moe_tmp += 4 * cb * (tokens * k // e + 1) * (h + f)          # one expert's rows at a time
+        # Experts run on all routed rows at once (transformers 5 grouped experts): the gathered
+        # rows, their gate/up projection, the activation and the product exist together, beside
+        # the router's fp32 probabilities, the int64 top-k indices and the zeroed output.
+        # Measured: olmoe-infer prefill holds about tokens x k x (h + 4 f) x 2 bytes more.
+        moe_tmp = tokens * (FP32 * e + INDEX_BYTES * k + cb * h)
+        moe_tmp += cb * tokens * k * (h + 4 * f)
         if m.n_shared_experts:
             moe_tmp += 3 * cb * tokens * m.shared_expert_ffn_size * m.n_shared_experts
         ffn_tmp = max(ffn_tmp if m.dense_layers else 0, moe_tmp)
@@ -81,6 +85,13 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
         snaps.append(Snapshot("forward", "output logits for every position", (w, ("logits and loss", head))))
         return snaps
     cache_prefill = kv_cache_bytes(m, b, s, kv_elem_bytes)
+    if m.fused_qkv and m.family == "gpt2":
+        # The cache stores key/value as views of the fused c_attn output, which keeps the query
+        # third alive too until the first decode step replaces them (torch.cat makes new tensors).
+        cache_prefill = cache_prefill * 3 // 2
+    elif m.fused_qkv:
+        # Only v is a view of the fused projection (k is rotated into a new tensor).
+        cache_prefill += kv_cache_bytes(m, b, s, kv_elem_bytes) * (q_dim(m) + kv_dim(m)) // (2 * kv_dim(m))
     work = layer_working_bytes(ctx, m, b * s, s)
     snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
         w, ("KV cache", {"KV cache": cache_prefill}), ("temporaries", {**work, **mask}))))
