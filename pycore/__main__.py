@@ -1,0 +1,127 @@
+"""Command line: ``python -m pycore estimate|models|gpus``. It calls the same JSON API as the page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .api import estimate_dict
+from .catalog import gpu_entries, model_entries
+from .hfconfig import read_hf_config
+from .params import total_params
+from .units import GB, GiB
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pycore", description="Will this fit? GPU memory for transformer runs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("estimate", help="estimate the peak memory of one configuration")
+    e.add_argument("--model", help="catalog id (see `models`)")
+    e.add_argument("--hf-config", metavar="FILE", help="a Hugging Face config.json instead of --model")
+    e.add_argument("--mode", default="full", help="full, lora, qlora or inference")
+    e.add_argument("--batch", type=int, default=1)
+    e.add_argument("--seq", type=int, default=2048, help="tokens per sequence (the prompt, for inference)")
+    e.add_argument("--new-tokens", type=int, default=0, help="inference: tokens generated (0 = one forward pass)")
+    e.add_argument("--weights", default=None, help="fp32, bf16, fp16; for inference also fp8, int8, int4")
+    e.add_argument("--autocast", default=None, help="bf16 or fp16: mixed precision over fp32 weights")
+    e.add_argument("--kv-cache", default=None, help="KV cache dtype (default: the compute dtype)")
+    e.add_argument("--optimizer", default="adamw")
+    e.add_argument("--attention", default="sdpa", help="sdpa, flash or eager")
+    e.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on every layer")
+    e.add_argument("--lora-rank", type=int, default=16)
+    e.add_argument("--lora-alpha", type=int, default=32)
+    e.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj", help="comma-separated, or all-linear")
+    e.add_argument("--gpu", default="h100-sxm-80gb", help="catalog id (see `gpus`)")
+    e.add_argument("--gpu-memory-gib", type=float, default=None, help="a custom GPU's memory instead of --gpu")
+    e.add_argument("--solve", action="store_true", help="also find the largest batch/sequence and what makes it fit")
+    e.add_argument("--json", action="store_true", help="print the result object as JSON")
+    sub.add_parser("models", help="list the model catalog")
+    sub.add_parser("gpus", help="list the GPU catalog")
+    return p
+
+
+def build_request(a) -> tuple[dict, str | None]:
+    req: dict = {"schema": 1}
+    if a.hf_config:
+        try:
+            with open(a.hf_config, encoding="utf-8") as fh:
+                req["hf_config"] = json.load(fh)
+        except (OSError, ValueError) as exc:
+            return {}, f"--hf-config: cannot read {a.hf_config}: {exc}"
+    elif a.model:
+        req["model"] = a.model
+    else:
+        return {}, "give --model ID or --hf-config FILE"
+    targets = a.lora_targets if a.lora_targets == "all-linear" else [t for t in a.lora_targets.split(",") if t]
+    req["workload"] = {"mode": a.mode, "batch_size": a.batch, "seq_len": a.seq, "new_tokens": a.new_tokens,
+                       "optimizer": a.optimizer, "attention": a.attention, "gradient_checkpointing": a.checkpointing,
+                       "lora": {"rank": a.lora_rank, "alpha": a.lora_alpha, "targets": targets}}
+    weights = a.weights or ("fp32" if a.autocast else "bf16")
+    req["precision"] = {"weights": weights, "autocast": a.autocast, "kv_cache": a.kv_cache}
+    req["gpu"] = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
+    req["solve"] = a.solve
+    return req, None
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:8.2f} GiB"
+
+
+def _print_tree(node: dict, depth: int = 0, out=sys.stdout) -> None:
+    out.write(f"{'  ' * depth}{node['name']:<{52 - 2 * depth}} {_gib(node['bytes'])}\n")
+    if depth < 2:
+        for child in node.get("children", []):
+            _print_tree(child, depth + 1, out)
+
+
+def render(res: dict, out=sys.stdout) -> None:
+    m, g = res["model"], res["gpu"]
+    out.write(f"{m['name']} ({res['params']['total'] / 1e9:.3f} B parameters) on {g['name']} "
+              f"({g['memory_bytes'] / GiB:.1f} GiB)\n\n")
+    _print_tree(res["breakdown"], out=out)
+    verdict = "FITS" if res["fits"] else "DOES NOT FIT"
+    head = res["headroom_bytes"]
+    out.write(f"\npeak allocated (torch.cuda.max_memory_allocated): {_gib(res['peak_allocated_bytes'])}"
+              f"  at {res['peak_phase']}: {res['peak_moment']}\n")
+    out.write(f"device total (nvidia-smi):                        {_gib(res['device_total_bytes'])}"
+              f"  = {res['device_total_bytes'] / GB:.1f} GB\n")
+    out.write(f"{verdict}: {'headroom' if head >= 0 else 'short by'} {abs(head) / GiB:.2f} GiB\n")
+    for w in res["warnings"]:
+        out.write(f"warning: {w}\n")
+    if "max_batch_size" in res:
+        out.write(f"largest batch that fits: {res['max_batch_size']}; largest sequence: {res['max_seq_len']}\n")
+        for s in res["suggestions"][:6]:
+            out.write(f"  - {s['change']}: {s['device_total_bytes'] / GiB:.2f} GiB"
+                      f"{' (fits)' if s['fits'] else ''}\n")
+
+
+def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+    if a.command == "models":
+        for mid, entry in sorted(model_entries().items()):
+            m = read_hf_config(entry["hf_config"], mid)
+            print(f"{mid:22s} {entry['family']:10s} {total_params(m) / 1e9:9.3f} B  {m.model_type}")
+        return 0
+    if a.command == "gpus":
+        for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
+            print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
+        return 0
+    req, problem = build_request(a)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    resp = estimate_dict(req)
+    if resp["status"] != "ok":
+        for err in resp["errors"]:
+            print(f"error: {err['field']}: {err['message']}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(resp["result"], indent=1))
+    else:
+        render(resp["result"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

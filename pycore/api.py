@@ -1,0 +1,92 @@
+"""The one entry point shared by the CLI, the web page and the tests: JSON in, JSON out."""
+
+from __future__ import annotations
+
+import json
+
+from .errors import InputError
+from .estimate import Estimate, estimate as _estimate
+from .request import SCHEMA, parse_request
+from .solve import largest, suggestions
+from .units import GiB
+
+# JSON texts longer than this are refused before parsing (a config.json is a few KB).
+MAX_REQUEST_CHARS = 1_000_000
+
+
+def _phase_list(e: Estimate) -> list:
+    return [{"phase": s.phase, "moment": s.moment, "bytes": s.total()} for s in e.snapshots]
+
+
+def result_dict(req, e: Estimate) -> dict:
+    m = e.model
+    out = {
+        "model": {"id": req.model_id, "name": m.name, "family": m.family, "model_type": m.model_type,
+                  "n_layers": m.n_layers, "hidden_size": m.hidden_size, "vocab_size": m.vocab_size,
+                  "max_positions": m.max_positions},
+        "params": e.params,
+        "gpu": {"id": req.gpu_id, "name": req.hardware.name, "memory_bytes": req.hardware.memory_bytes},
+        "peak_allocated_bytes": e.peak_allocated_bytes,
+        "reserved_bytes": e.reserved_bytes,
+        "device_total_bytes": e.device_total_bytes,
+        "peak_phase": e.peak.phase,
+        "peak_moment": e.peak.moment,
+        "fits": e.fits,
+        "headroom_bytes": req.hardware.memory_bytes - e.device_total_bytes,
+        "breakdown": e.breakdown().to_dict(),
+        "phases": _phase_list(e),
+        "kernel": e.context.kernel,
+        "warnings": list(e.warnings),
+        "assumptions": {"torch": req.framework.torch, "transformers": req.framework.transformers,
+                        "peft": req.framework.peft, "sdpa_kernel": e.context.kernel,
+                        "cuda_context_bytes": req.framework.cuda_context_bytes},
+    }
+    if req.solve:
+        out["max_batch_size"] = largest(req, "batch_size")
+        out["max_seq_len"] = largest(req, "seq_len")
+        out["suggestions"] = suggestions(req, e.device_total_bytes)
+    return out
+
+
+def estimate_dict(data) -> dict:
+    """Estimate from an already-parsed request; returns the response object."""
+    try:
+        req = parse_request(data)
+        e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework)
+        return {"schema": SCHEMA, "status": "ok", "result": result_dict(req, e)}
+    except InputError as exc:
+        return {"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]}
+    except (RecursionError, MemoryError, OverflowError) as exc:
+        return {"schema": SCHEMA, "status": "error",
+                "errors": [{"field": "request", "message": f"request too large or deep: {type(exc).__name__}"}]}
+
+
+def estimate(request_json: str) -> str:
+    """JSON request in, JSON response out: ``{"status": "ok", "result": ...}`` or
+    ``{"status": "error", "errors": [{"field": ..., "message": ...}]}``. Never raises."""
+    try:
+        if not isinstance(request_json, str):
+            raise InputError("request", "must be a JSON text")
+        if len(request_json) > MAX_REQUEST_CHARS:
+            raise InputError("request", f"longer than {MAX_REQUEST_CHARS} characters")
+        try:
+            data = json.loads(request_json, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise InputError("request", f"not valid JSON: {exc}"[:200]) from None
+        return json.dumps(estimate_dict(data))
+    except InputError as exc:
+        return json.dumps({"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]})
+    except RecursionError:
+        return json.dumps({"schema": SCHEMA, "status": "error",
+                           "errors": [{"field": "request", "message": "JSON nested too deeply"}]})
+    except Exception as exc:  # noqa: BLE001 - the contract is that nothing escapes this function
+        return json.dumps({"schema": SCHEMA, "status": "error",
+                           "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}: {exc}"[:300]}]})
+
+
+def _reject_constant(name: str):
+    raise InputError("request", f"{name} is not allowed in a request")
+
+
+def gib(n_bytes: int) -> float:
+    return n_bytes / GiB

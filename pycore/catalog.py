@@ -1,0 +1,44 @@
+"""Model and GPU catalogs, read from the JSON data files on first use."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import InputError
+from .hfconfig import read_hf_config
+from .model import ModelSpec
+
+_DATA = Path(__file__).resolve().parent / "data"
+
+
+@lru_cache(maxsize=None)
+def _load(name: str) -> dict:
+    with open(_DATA / name, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def model_entries() -> dict:
+    return _load("models.json")["models"]
+
+
+def gpu_entries() -> dict:
+    return _load("gpus.json")["gpus"]
+
+
+@lru_cache(maxsize=256)
+def catalog_model(model_id: str) -> ModelSpec:
+    entries = model_entries()
+    if model_id not in entries:
+        raise InputError("model", f"unknown model id {model_id[:60]!r}; see `python -m pycore models` "
+                                  f"for the {len(entries)} known ids")
+    return read_hf_config(entries[model_id]["hf_config"], model_id)
+
+
+def catalog_gpu(gpu_id: str) -> dict:
+    entries = gpu_entries()
+    if gpu_id not in entries:
+        raise InputError("gpu", f"unknown GPU id {gpu_id[:60]!r}; see `python -m pycore gpus` "
+                                f"for the {len(entries)} known ids")
+    return entries[gpu_id]

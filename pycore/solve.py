@@ -1,0 +1,88 @@
+"""Solvers on one GPU: the largest batch and sequence that fit, and changes that make a run fit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .errors import InputError, MAX_TOKENS
+from .estimate import estimate
+
+SEARCH_LIMIT = 1 << 20
+
+
+def _fits(req, **changes) -> bool:
+    try:
+        w = replace(req.workload, **changes)
+        return estimate(req.model, w, req.precision, req.hardware, req.framework).fits
+    except InputError:
+        return False
+
+
+def largest(req, field: str) -> int:
+    """The largest value of ``field`` (batch_size or seq_len) that fits; 0 if even 1 does not.
+
+    Memory never falls as batch or length grows (tested), so a doubling search then bisection
+    finds the boundary in O(log n) estimates.
+    """
+    other = req.workload.seq_len if field == "batch_size" else req.workload.batch_size
+    limit = min(SEARCH_LIMIT, MAX_TOKENS // max(1, other))
+    if not _fits(req, **{field: 1}):
+        return 0
+    lo, hi = 1, 2
+    while hi <= limit and _fits(req, **{field: hi}):
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _fits(req, **{field: mid}):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def suggestions(req, current_total: int) -> list[dict]:
+    """Single changes to this configuration and the device memory each would need."""
+    w, p = req.workload, req.precision
+    options = []
+    if w.mode != "inference":
+        if not w.gradient_checkpointing:
+            options.append(("turn on gradient checkpointing", dict(workload=dict(gradient_checkpointing=True))))
+        if w.mode == "full":
+            options.append(("fine-tune with LoRA (rank 16, attention projections) instead of full training",
+                            dict(workload=dict(mode="lora"))))
+            options.append(("fine-tune with QLoRA (4-bit base) instead of full training",
+                            dict(workload=dict(mode="qlora"), precision=dict(weights="bf16", autocast=None))))
+            if w.optimizer == "adamw":
+                options.append(("use fused AdamW (no full-size step temporary)", dict(workload=dict(optimizer="adamw_fused"))))
+            if w.optimizer in ("adamw", "adamw_fused"):
+                options.append(("use 8-bit AdamW", dict(workload=dict(optimizer="adamw_8bit"))))
+            if p.autocast:
+                options.append((f"train in pure {p.autocast} instead of mixed precision",
+                                dict(precision=dict(weights=p.autocast, autocast=None))))
+        if w.mode == "lora":
+            options.append(("use QLoRA (4-bit base)", dict(workload=dict(mode="qlora"))))
+        if w.attention == "eager":
+            options.append(("use SDPA attention (no s x s matrices kept)", dict(workload=dict(attention="sdpa"))))
+    else:
+        if p.weights in ("fp32", "bf16", "fp16"):
+            options.append(("quantise weights to int8", dict(precision=dict(weights="int8"))))
+            options.append(("quantise weights to int4", dict(precision=dict(weights="int4"))))
+        if (p.kv_cache or "bf16") not in ("fp8", "int8"):
+            options.append(("store the KV cache in fp8", dict(precision=dict(kv_cache="fp8"))))
+        if w.attention == "eager":
+            options.append(("use SDPA attention", dict(workload=dict(attention="sdpa"))))
+    if w.batch_size > 1:
+        options.append((f"halve the batch to {w.batch_size // 2}", dict(workload=dict(batch_size=w.batch_size // 2))))
+    out = []
+    for text, change in options:
+        try:
+            wl = replace(w, **change.get("workload", {}))
+            pr = replace(p, **change.get("precision", {}))
+            e = estimate(req.model, wl, pr, req.hardware, req.framework)
+        except InputError:
+            continue
+        out.append({"change": text, "set": change, "device_total_bytes": e.device_total_bytes,
+                    "saves_bytes": current_total - e.device_total_bytes, "fits": e.fits})
+    out.sort(key=lambda d: d["device_total_bytes"])
+    return out

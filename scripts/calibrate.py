@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Compare estimates with measured peaks in calibration files (shared/calibration format).
+
+  python3 scripts/calibrate.py FILE.jsonl [FILE.jsonl ...] [--markdown OUT.md]
+
+Each model is built from the record's ``hf_config`` (never its id), so any file in the
+same format can be checked. Prints one row per case and ends with the summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pycore.api import estimate_dict  # noqa: E402
+from pycore.units import GiB  # noqa: E402
+
+
+def request_for(rec: dict) -> dict:
+    w = rec["workload"]
+    workload = {k: w[k] for k in ("mode", "batch_size", "seq_len", "optimizer", "gradient_checkpointing")
+                if k in w and w[k] is not None}
+    workload["attention"] = w.get("attention", "sdpa")
+    if w["mode"] == "inference":
+        workload["new_tokens"] = w.get("new_tokens", 0)
+    if w["mode"] in ("lora", "qlora"):
+        workload["lora"] = {"rank": w.get("lora_rank", 16), "alpha": w.get("lora_alpha", 32),
+                            "targets": w.get("lora_targets", ["q_proj", "k_proj", "v_proj", "o_proj"])}
+    gpu = {"memory_bytes": rec.get("env", {}).get("gpu_total_bytes", 85017493504), "name": rec.get("env", {}).get("gpu", "")}
+    return {"schema": 1, "hf_config": rec["hf_config"], "workload": workload,
+            "precision": {"weights": w["weights_dtype"], "autocast": w.get("autocast_dtype")}, "gpu": gpu}
+
+
+def rules_of_thumb(rec: dict, result: dict) -> dict:
+    """The common estimates, for comparison: 4x weights (Adam training), 1.2x weights (inference),
+    and parameters + gradients + optimizer + textbook activations (Korthikanti et al. 2022, eq. 2:
+    s*b*h*(34 + 5*a*s/h) bytes per layer, 16-bit, no recomputation)."""
+    w, m = rec["workload"], result["model"]
+    p = result["params"]["total"]
+    wbytes = {"fp32": 4, "bf16": 2, "fp16": 2}[w["weights_dtype"]]
+    weights = p * wbytes
+    if w["mode"] == "inference":
+        return {"rule_4x_or_1.2x": int(1.2 * weights), "textbook": int(1.2 * weights)}
+    trainable = result["params"]["trainable"]
+    tb = 4 if (w["weights_dtype"] == "fp32") else wbytes
+    opt = {"adamw": 2, "adamw_fused": 2, "sgd": 0, "sgd_momentum": 1, "adafactor": 0}.get(w.get("optimizer"), 2)
+    s, b, h, L = w["seq_len"], w["batch_size"], m["hidden_size"], m["n_layers"]
+    a = rec["hf_config"].get("num_attention_heads") or rec["hf_config"].get("n_head") or 1
+    acts = L * s * b * h * (34 + 5 * a * s / h) if not w.get("gradient_checkpointing") else L * s * b * h * 2
+    textbook = weights + trainable * tb * (1 + opt) + int(acts)
+    return {"rule_4x_or_1.2x": 4 * weights, "textbook": textbook}
+
+
+def run(paths: list[str]) -> tuple[list[dict], dict]:
+    rows = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                resp = estimate_dict(request_for(rec))
+                if resp["status"] != "ok":
+                    rows.append({"id": rec.get("id", "?"), "error": resp["errors"][0]})
+                    continue
+                res = resp["result"]
+                meas = rec["measured"]
+                row = {"id": rec.get("id", "?"), "status": meas["status"], "measured": meas.get("peak_allocated_bytes"),
+                       "estimated": res["peak_allocated_bytes"], "phase": res["peak_phase"], "fits": res["fits"],
+                       "device_total": res["device_total_bytes"], "mode": rec["workload"]["mode"]}
+                est_base = res["params"]["total"]
+                # measure_hf.py counts parameters before get_peft_model: n_params is the base model's,
+                # and the adapters are n_trainable.
+                row["param_ok"] = est_base == meas.get("n_params") and (
+                    rec["workload"]["mode"] not in ("lora", "qlora") or res["params"]["adapters"] == meas.get("n_trainable"))
+                if meas.get("peak_reserved_bytes") and meas.get("cuda_context_bytes"):
+                    row["measured_device"] = meas["peak_reserved_bytes"] + meas["cuda_context_bytes"]
+                row.update(rules_of_thumb(rec, res))
+                rows.append(row)
+    ok = [r for r in rows if r.get("status") == "ok"]
+    errs = [abs(r["estimated"] - r["measured"]) / r["measured"] * 100 for r in ok]
+    dev = [abs(r["device_total"] - r["measured_device"]) / r["measured_device"] * 100 for r in ok if "measured_device" in r]
+    summary = {
+        "cases": len(ok),
+        "median": statistics.median(errs) if errs else 0.0,
+        "p90": _quantile(errs, 0.9),
+        "max": max(errs) if errs else 0.0,
+        "under_5pct": sum(1 for r in ok if r["estimated"] < 0.95 * r["measured"]),
+        "param_mismatch": sum(1 for r in rows if "error" not in r and not r["param_ok"]),
+        "oom_missed": sum(1 for r in rows if r.get("status") == "oom" and r["fits"]),
+        "errors": sum(1 for r in rows if "error" in r),
+        "device_median": statistics.median(dev) if dev else 0.0,
+        "device_within_10pct": sum(1 for d in dev if d <= 10.0), "device_cases": len(dev),
+    }
+    for rule in ("rule_4x_or_1.2x", "textbook"):
+        e = [abs(r[rule] - r["measured"]) / r["measured"] * 100 for r in ok]
+        summary[rule] = statistics.median(e) if e else 0.0
+    return rows, summary
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile (the value below which a fraction q of the cases lie)."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, -(-int(q * len(s) * 1000) // 1000) - 1))
+    return s[k]
+
+
+def markdown(rows: list[dict], summary: dict) -> str:
+    out = ["| case | status | measured GiB | estimated GiB | error | phase of peak | 4x / 1.2x rule | textbook |",
+           "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['id']} | error | | | | {r['error']['message']} | | |")
+            continue
+        meas = r["measured"]
+        err = (r["estimated"] - meas) / meas * 100
+        rule = (r["rule_4x_or_1.2x"] - meas) / meas * 100
+        text = (r["textbook"] - meas) / meas * 100
+        out.append(f"| {r['id']} | {r['status']} | {meas / GiB:.2f} | {r['estimated'] / GiB:.2f} | {err:+.1f}% | "
+                   f"{r['phase']} | {rule:+.0f}% | {text:+.0f}% |")
+    s = summary
+    out.append("")
+    out.append(f"Over {s['cases']} measured cases: median absolute error {s['median']:.1f}%, 90th percentile "
+               f"{s['p90']:.1f}%, largest {s['max']:.1f}%; {s['under_5pct']} cases estimated more than 5% low; "
+               f"{s['oom_missed']} out-of-memory runs predicted to fit. The 4x/1.2x rules of thumb miss by "
+               f"{s['rule_4x_or_1.2x']:.0f}% (median) and the textbook sum by {s['textbook']:.0f}%.")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--markdown", metavar="OUT", help="also write the per-case table as Markdown to OUT ('-' = stdout)")
+    a = ap.parse_args(argv)
+    rows, s = run(a.files)
+    for r in rows:
+        if "error" in r:
+            print(f"{r['id']:46s} ERROR {r['error']['field']}: {r['error']['message']}")
+            continue
+        err = (r["estimated"] - r["measured"]) / r["measured"] * 100
+        print(f"{r['id']:46s} {r['status']:4s} measured={r['measured'] / GiB:7.2f} GiB estimated={r['estimated'] / GiB:7.2f} GiB "
+              f"err={err:+6.1f}% phase={r['phase']}{'' if r['param_ok'] else ' PARAMS-MISMATCH'}")
+    if a.markdown:
+        text = markdown(rows, s)
+        if a.markdown == "-":
+            print(text)
+        else:
+            Path(a.markdown).write_text(text, encoding="utf-8")
+    print(f"device_total: median_abs_err={s['device_median']:.1f}% within_10pct={s['device_within_10pct']}/{s['device_cases']} "
+          f"(vs peak_reserved + cuda_context); rules of thumb median_abs_err: 4x/1.2x={s['rule_4x_or_1.2x']:.1f}% "
+          f"textbook={s['textbook']:.1f}%")
+    print(f"cases={s['cases']} median_abs_err={s['median']:.1f}% p90_abs_err={s['p90']:.1f}% max_abs_err={s['max']:.1f}% "
+          f"under_5pct={s['under_5pct']} param_mismatch={s['param_mismatch']} oom_missed={s['oom_missed']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
