@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on every layer")
     e.add_argument("--lora-rank", type=int, default=16)
     e.add_argument("--lora-alpha", type=int, default=32)
-    e.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj", help="comma-separated, or all-linear")
+    e.add_argument("--lora-targets", default=None,
+                   help="comma-separated module names, or all-linear (default: the attention projections)")
     e.add_argument("--gpu", default="h100-sxm-80gb", help="catalog id (see `gpus`)")
     e.add_argument("--gpu-memory-gib", type=float, default=None, help="a custom GPU's memory instead of --gpu")
     e.add_argument("--solve", action="store_true", help="also find the largest batch/sequence and what makes it fit")
@@ -53,10 +54,14 @@ def build_request(a) -> tuple[dict, str | None]:
         req["model"] = a.model
     else:
         return {}, "give --model ID or --hf-config FILE"
-    targets = a.lora_targets if a.lora_targets == "all-linear" else [t for t in a.lora_targets.split(",") if t]
+    targets = a.lora_targets
+    if targets not in (None, "all-linear"):
+        targets = [t for t in targets.split(",") if t]
     req["workload"] = {"mode": a.mode, "batch_size": a.batch, "seq_len": a.seq, "new_tokens": a.new_tokens,
                        "optimizer": a.optimizer, "attention": a.attention, "gradient_checkpointing": a.checkpointing,
-                       "lora": {"rank": a.lora_rank, "alpha": a.lora_alpha, "targets": targets}}
+                       "lora": {"rank": a.lora_rank, "alpha": a.lora_alpha}}
+    if targets is not None:
+        req["workload"]["lora"]["targets"] = targets
     weights = a.weights or ("fp32" if a.autocast else "bf16")
     req["precision"] = {"weights": weights, "autocast": a.autocast, "kv_cache": a.kv_cache}
     req["gpu"] = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu

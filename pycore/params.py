@@ -136,8 +136,28 @@ def head_params(m: ModelSpec) -> int:
     return count
 
 
+def default_lora_targets(m: ModelSpec) -> tuple[str, ...]:
+    """Attention projections, named as each family names them (peft's per-model defaults adapt
+    c_attn for GPT-2 and query_key_value for GPT-NeoX/ChatGLM; for Llama-style models the common
+    recipe, and shared/calibration, adapt q, k, v and o)."""
+    if m.family == "gpt2":
+        return ("c_attn",)
+    if m.family == "bert":
+        return ("query", "value")
+    if m.family in ("neox", "chatglm"):
+        return ("query_key_value",)
+    if is_mla(m):
+        return ("q_a_proj" if m.q_lora_rank else "q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
+    if m.fused_qkv:
+        return ("qkv_proj", "o_proj")
+    return ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
 def lora_targets(m: ModelSpec, targets) -> tuple[Linear, ...]:
-    """The linear layers peft adapts for ``targets`` (module names, or 'all-linear')."""
+    """The linear layers peft adapts for ``targets`` (module names, 'all-linear', or None for
+    the family's default)."""
+    if targets is None:
+        targets = default_lora_targets(m)
     candidates = [lin for lin in linears(m) if lin.group not in ("experts",)]
     if targets == "all-linear":
         # peft's all-linear skips the output layer and, here, the MoE router.

@@ -84,12 +84,12 @@ def parse_workload(raw: dict) -> Workload:
     _unknown("workload", raw, _WORKLOAD_KEYS)
     lora = _obj("workload.lora", raw.get("lora"))
     _unknown("workload.lora", lora, {"rank", "alpha", "targets"})
-    targets = lora.get("targets", ["q_proj", "k_proj", "v_proj", "o_proj"])
+    targets = lora.get("targets")
     if isinstance(targets, list):
         if len(targets) > 64:
             raise InputError("workload.lora.targets", "at most 64 module names")
         targets = tuple(targets)
-    elif targets != "all-linear":
+    elif targets not in (None, "all-linear"):
         raise InputError("workload.lora.targets", "must be a list of module names or 'all-linear'")
     kw = {k: raw[k] for k in ("mode", "batch_size", "seq_len", "new_tokens", "optimizer", "attention",
                               "gradient_checkpointing", "qlora_double_quant") if k in raw}

@@ -42,7 +42,7 @@ class Workload:
     gradient_checkpointing: bool = False
     lora_rank: int = 16
     lora_alpha: int = 32
-    lora_targets: tuple | str = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_targets: tuple | str | None = None     # None: the family's attention projections
     qlora_double_quant: bool = True
 
 
@@ -83,7 +83,7 @@ def validate_workload(w: Workload, p: Precision) -> None:
     if w.mode in ("lora", "qlora"):
         require_int("workload.lora_rank", w.lora_rank, maximum=65536)
         require_number("workload.lora_alpha", w.lora_alpha, minimum=0.0, maximum=1e6)
-        if w.lora_targets != "all-linear":
+        if w.lora_targets not in (None, "all-linear"):
             if not isinstance(w.lora_targets, tuple) or not w.lora_targets or \
                     not all(isinstance(t, str) and 0 < len(t) <= 64 for t in w.lora_targets):
                 raise InputError("workload.lora_targets", "must be 'all-linear' or a non-empty list of module names")
