@@ -1,0 +1,37 @@
+// pycore under Pyodide (Python 3.14, npm package pinned in package.json) gives the same
+// responses as under CPython for the same requests.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { pyodideWithCore, ROOT } from "./load.mjs";
+
+const REQUESTS = [
+  { model: "llama-3.1-8b", workload: { mode: "lora", batch_size: 1, seq_len: 2048, gradient_checkpointing: true }, gpu: "rtx-4090-24gb", solve: true },
+  { model: "qwen3-30b-a3b", workload: { mode: "inference", batch_size: 16, seq_len: 4096, new_tokens: 256 }, precision: { weights: "int4" } },
+  { model: "gpt2", workload: { mode: "full", batch_size: 8, seq_len: 1024, attention: "eager" }, precision: { weights: "fp32", autocast: "bf16" } },
+  { hf_config: { model_type: "gemma2", hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, vocab_size: 1000, sliding_window: 128 }, workload: { batch_size: 2, seq_len: 512 } },
+  { model: "nope" },
+  { model: "gpt2", workload: { batch_size: -3 } },
+];
+
+function cpython(texts) {
+  const script = "import json,sys; from pycore.api import estimate; print(json.dumps([estimate(t) for t in json.load(sys.stdin)]))";
+  const python = process.env.PYTHON || "python3";
+  return JSON.parse(execFileSync(python, ["-c", script], { cwd: ROOT, input: JSON.stringify(texts) }).toString());
+}
+
+test("pycore returns the same responses under Pyodide as under CPython", async () => {
+  const py = await pyodideWithCore();
+  const version = py.runPython("import sys; sys.version.split()[0]");
+  assert.match(version, /^3\.1[4-9]/);
+  const texts = REQUESTS.map((r) => JSON.stringify(r));
+  const expected = cpython(texts);
+  const estimate = py.globals.get("pycore").api.estimate;
+  texts.forEach((t, i) => {
+    const got = JSON.parse(estimate(t));
+    const want = JSON.parse(expected[i]);
+    assert.deepEqual(got, want, `request ${i}`);
+  });
+  assert.equal(JSON.parse(expected[0]).status, "ok");
+  assert.equal(JSON.parse(expected[4]).errors[0].field, "model");
+});
