@@ -17,16 +17,24 @@ SLACK_CHECKPOINTING = 0.25
 SLACK_INFERENCE = 0.45
 
 
-def reserved_bytes(allocated: int, peak, ctx) -> int:
+def reserved_bytes(allocated: int, snapshots, ctx) -> int:
+    """The allocator's high-water mark: blocks cached at the busiest moment of the step stay
+    reserved afterwards, so the reserve is the largest over all moments, not the reserve at the
+    moment allocations peak."""
+    return max(allocated, max(_reserved_at(s, ctx) for s in snapshots))
+
+
+def _reserved_at(snapshot, ctx) -> int:
     static = 0
-    for category, items in peak.parts:
-        if category in ("weights", "optimizer states"):
+    for category, items in snapshot.parts:
+        if category in ("weights", "optimizer states", "gradients"):
             static += sum(items.values())
-    dynamic = max(0, allocated - static)
+    total = snapshot.total()
+    dynamic = max(0, total - static)
     if not ctx.training:
         slack = SLACK_INFERENCE
     elif ctx.checkpointing:
         slack = SLACK_CHECKPOINTING
     else:
         slack = SLACK_TRAINING
-    return allocated + int(dynamic * slack)
+    return total + int(dynamic * slack)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from .errors import InputError
+from .catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
+from .explain import explanations
 from .request import SCHEMA, parse_request
 from .solve import largest, suggestions
 from .units import GiB
@@ -42,6 +44,7 @@ def result_dict(req, e: Estimate) -> dict:
                         "cuda_context_bytes": req.framework.cuda_context_bytes},
     }
     if req.solve:
+        out["explanations"] = explanations(e)
         out["max_batch_size"] = largest(req, "batch_size")
         out["max_seq_len"] = largest(req, "seq_len")
         out["suggestions"] = suggestions(req, e.device_total_bytes)
@@ -82,6 +85,20 @@ def estimate(request_json: str) -> str:
     except Exception as exc:  # noqa: BLE001 - the contract is that nothing escapes this function
         return json.dumps({"schema": SCHEMA, "status": "error",
                            "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}: {exc}"[:300]}]})
+
+
+def catalog() -> str:
+    """The model and GPU pickers' data as JSON: ids, families, parameter counts, memory."""
+    from .catalog import catalog_model
+    from .params import total_params
+    models = []
+    for mid, entry in sorted(model_entries().items()):
+        m = catalog_model(mid)
+        models.append({"id": mid, "family": entry["family"], "params": total_params(m), "model_type": m.model_type,
+                       "max_positions": m.max_positions})
+    gpus = [{"id": gid, "name": g["name"], "vendor": g["vendor"], "kind": g["kind"], "memory_bytes": g["memory_bytes"]}
+            for gid, g in sorted(gpu_entries().items(), key=lambda kv: (kv[1]["vendor"], -kv[1]["memory_bytes"]))]
+    return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus})
 
 
 def _reject_constant(name: str):

@@ -166,7 +166,7 @@ def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework
         snaps = training_snapshots(st, layers, head, ctx.checkpointing)
     peak = max(snaps, key=lambda s: s.total())
     allocated = peak.total()
-    reserved = reserved_bytes(allocated, peak, ctx)
+    reserved = reserved_bytes(allocated, snaps, ctx)
     counts = param_counts(m)
     params = {"total": sum(counts.values()), "by_component": counts}
     if w.mode in ("lora", "qlora"):

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Install what the project needs on a fresh machine: Node packages (pinned in
-# package-lock.json) and a Python virtual environment with the test tools.
+# Install what the project needs on a fresh machine: Node packages (pinned in package-lock.json),
+# a Python virtual environment with the test and docs tools, and Debian's Chromium for the
+# browser tests (Playwright cannot download its own browser here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -d node_modules/pyodide ]; then
+if [ ! -d node_modules/pyodide ] || [ ! -d node_modules/playwright-core ]; then
   npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,docs]"
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi

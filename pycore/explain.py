@@ -1,0 +1,90 @@
+"""Plain-language explanations of each term: what it is, its formula, and this run's numbers."""
+
+from __future__ import annotations
+
+from .estimate import Estimate
+from .units import GiB
+
+
+def _g(n: int) -> str:
+    return f"{n / GiB:.2f} GiB"
+
+
+def _category(e: Estimate, name: str) -> int:
+    for cat, items in e.peak.parts:
+        if cat == name:
+            return sum(items.values())
+    return 0
+
+
+def explanations(e: Estimate) -> dict:
+    """One entry per top-level category of the breakdown, keyed by its name."""
+    m, w, ctx = e.model, e.workload, e.context
+    b, s, V, h, L = w.batch_size, w.seq_len, m.vocab_size, m.hidden_size, m.n_layers
+    cb, P = ctx.compute_bytes, e.params["total"]
+    trainable = e.params.get("trainable", 0)
+    out = {}
+    out["weights"] = {
+        "what": "The model's parameters in their storage dtype (quantised linears for QLoRA or int8/int4 inference), "
+                "plus LoRA adapters.",
+        "formula": "P x bytes per parameter",
+        "numbers": f"{P:,} x {ctx.weight_bytes if w.mode in ('full', 'lora') else 'mixed'} bytes = {_g(_category(e, 'weights'))}",
+    }
+    out["gradients"] = {
+        "what": "One gradient per trainable parameter, in the parameter's dtype, filled in during backward "
+                "(zero_grad(set_to_none=True) frees them after each step).",
+        "formula": "trainable parameters x bytes per parameter, those computed so far at the peak",
+        "numbers": f"{trainable:,} trainable; at the peak {_g(_category(e, 'gradients'))}",
+    }
+    out["optimizer states"] = {
+        "what": f"State kept by {w.optimizer} between steps (AdamW: two moments; SGD with momentum: one buffer).",
+        "formula": "trainable parameters x states per parameter x bytes per state",
+        "numbers": f"{trainable:,} x ... = {_g(_category(e, 'optimizer states'))}",
+    }
+    out["autocast weight copies"] = {
+        "what": "Under mixed precision, torch.autocast casts each fp32 weight to 16 bits once per forward and "
+                "keeps the copy until that layer's backward (only within the block under checkpointing).",
+        "formula": "linear-layer parameters x 2 bytes",
+        "numbers": _g(_category(e, "autocast weight copies")),
+    }
+    out["activations"] = {
+        "what": "Tensors that autograd saves in the forward pass for the backward pass: normalisation inputs, "
+                "projections, attention outputs (and s x s scores for eager attention), MLP intermediates, "
+                "dropout masks. Under checkpointing only each layer's input is kept.",
+        "formula": "sum over layers of (bytes saved per token x b x s) + b x heads x s x s terms for eager attention",
+        "numbers": f"b={b}, s={s}, {L} layers, hidden {h}, kernel {ctx.kernel}: {_g(_category(e, 'activations'))}",
+    }
+    loss = "fp32" if m.family != "bert" else "the compute dtype"
+    out["logits and loss"] = {
+        "what": f"The output logits (b x s x V in the compute dtype, kept by the output until backward ends) and "
+                f"the loss's log-softmax in {loss}. For large vocabularies this is often the largest term.",
+        "formula": "b x s x V x (compute bytes + 4)",
+        "numbers": f"{b} x {s} x {V:,} x ({cb} + 4) = {_g(b * s * V * (cb + 4))}" if w.mode != "inference"
+        else f"at the peak: {_g(_category(e, 'logits and loss'))}",
+    }
+    out["KV cache"] = {
+        "what": "Keys and values of every past token for every layer, kept by generate's dynamic cache; grown by "
+                "torch.cat, which briefly holds two copies of one layer.",
+        "formula": "b x tokens x layers x 2 x kv_heads x head_dim x bytes",
+        "numbers": f"{b} x {s + max(0, w.new_tokens - 1)} x {L} x 2 x {m.n_kv_heads} x {m.head_dim} x {cb} = "
+                   f"{_g(_category(e, 'KV cache'))} at the peak",
+    }
+    out["temporaries"] = {
+        "what": "Short-lived buffers at the busiest moment: the gradients of the loss, one layer's activation "
+                "gradients, the optimizer's full-size temporary (foreach AdamW), or one layer's working memory "
+                "in inference.",
+        "formula": "depends on the phase of the peak",
+        "numbers": f"{e.peak.phase}, {e.peak.moment}: {_g(_category(e, 'temporaries'))}",
+    }
+    out["allocator reserve"] = {
+        "what": "Memory PyTorch's caching allocator holds beyond what tensors use: rounding, segments, and freed "
+                "blocks too small for the next request. nvidia-smi counts it; max_memory_allocated does not.",
+        "formula": "reserved - allocated (an allowance calibrated on measured runs)",
+        "numbers": _g(e.reserved_bytes - e.peak_allocated_bytes),
+    }
+    out["CUDA context"] = {
+        "what": "The CUDA context, kernels and library handles, outside PyTorch's allocator.",
+        "formula": "a constant of the stack (framework.cuda_context_bytes)",
+        "numbers": _g(e.device_total_bytes - e.reserved_bytes),
+    }
+    return out

@@ -1,0 +1,39 @@
+// npm run build: write the complete static site to dist/ (app at the root, docs under docs/).
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { join, relative, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const DIST = join(ROOT, "dist");
+const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
+const PYTHON = process.env.PYTHON || (existsSync(join(ROOT, ".venv/bin/python")) ? join(ROOT, ".venv/bin/python") : "python3");
+
+rmSync(DIST, { recursive: true, force: true });
+mkdirSync(join(DIST, "pyodide"), { recursive: true });
+for (const name of readdirSync(join(ROOT, "web"))) {
+  if (name !== "sw.js") cpSync(join(ROOT, "web", name), join(DIST, name), { recursive: true });
+}
+const pyodideDir = join(ROOT, "node_modules", "pyodide");
+for (const f of PYODIDE_FILES) cpSync(join(pyodideDir, f), join(DIST, "pyodide", f));
+execFileSync(PYTHON, [join(ROOT, "scripts", "bundle_core.py"), DIST], { stdio: "inherit" });
+if (existsSync(join(ROOT, "mkdocs.yml")) && process.env.SKIP_DOCS !== "1") {
+  execFileSync(PYTHON, ["-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", join(DIST, "docs")], { cwd: ROOT, stdio: "inherit" });
+}
+
+function walk(dir) {
+  return readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)]));
+}
+const files = walk(DIST).filter((f) => !f.endsWith("sw.js")).sort();
+const hash = createHash("sha256");
+for (const f of files) hash.update(relative(DIST, f)).update(readFileSync(f));
+const version = hash.digest("hex").slice(0, 16);
+const urls = ["./", ...files.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
+  .filter((u) => !u.endsWith(".map"))
+  .map((u) => u.replace(/\/index\.html$/, "/"));
+const sw = readFileSync(join(ROOT, "web", "sw.js"), "utf8")
+  .replace("__VERSION__", version).replace("__FILES__", JSON.stringify([...new Set(urls)]));
+writeFileSync(join(DIST, "sw.js"), sw);
+writeFileSync(join(DIST, ".nojekyll"), "");
+console.log(`built dist/ (${files.length} files, cache version ${version})`);

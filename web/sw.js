@@ -1,0 +1,27 @@
+// Service worker: precache the app, the estimator and Pyodide on the first visit, then serve
+// from the cache so that a reload works offline. The build writes the version (a hash of every
+// file) into CACHE, so a new deployment installs a new cache and deletes the old one.
+const CACHE = "gmp-__VERSION__";
+const FILES = __FILES__;
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(caches.keys()
+    .then((keys) => Promise.all(keys.filter((k) => k.startsWith("gmp-") && k !== CACHE).map((k) => caches.delete(k))))
+    .then(() => self.clients.claim()));
+});
+
+self.addEventListener("fetch", (event) => {
+  const req = event.request;
+  if (req.method !== "GET" || new URL(req.url).origin !== self.location.origin) return;
+  event.respondWith(caches.open(CACHE).then(async (cache) => {
+    const hit = await cache.match(req, { ignoreSearch: req.mode === "navigate" });
+    if (hit) return hit;
+    const res = await fetch(req);
+    if (res.ok) cache.put(req, res.clone());
+    return res;
+  }));
+});
