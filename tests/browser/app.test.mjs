@@ -130,3 +130,19 @@ test("pinned configurations are compared side by side and kept in the URL", asyn
   await b.page.waitForFunction(() => document.querySelectorAll("#compare tr").length === 2);
   await ctx.close(); await b.ctx.close();
 });
+
+test("each term links to its Method section, and the docs work offline after a visit", async () => {
+  const ctx = await h.browser.newContext();
+  const { page } = await open("?model=llama-3.2-1b&mode=lora", ctx);
+  await page.waitForSelector("#table details .explain a", { state: "attached" });
+  const href = await page.getAttribute("#table details .explain a", "href");
+  assert.match(href, /^docs\/method\/#[a-z-]+$/);
+  await page.evaluate(async () => { await navigator.serviceWorker.ready; });
+  await page.reload();
+  await waitForResult(page);
+  await ctx.setOffline(true);
+  await page.goto(h.base + href);
+  const id = href.split("#")[1];
+  assert.equal(await page.locator(`[id="${id}"]`).count(), 1);
+  await ctx.close();
+});

@@ -1,0 +1,51 @@
+"""The documentation builds strictly, links every breakdown term, and its accuracy table is current."""
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pycore.breakdown import METHOD_ANCHORS
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "calibration" / "h100-hf-transformers.jsonl"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    pytest.importorskip("mkdocs")
+    out = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
+                   cwd=ROOT, check=True)
+    return out
+
+
+def test_every_breakdown_term_has_a_section_on_the_method_page(site):
+    html = (site / "method" / "index.html").read_text()
+    ids = set(re.findall(r'id="([^"]+)"', html))
+    missing = sorted(set(METHOD_ANCHORS.values()) - ids)
+    assert not missing, missing
+
+
+def test_docs_load_nothing_from_other_hosts(site):
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', text), page
+
+
+def test_accuracy_page_matches_the_calibration_data(tmp_path):
+    if not SHARED.exists():
+        pytest.skip("shared calibration not present")
+    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
+    cal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cal)
+    page = tmp_path / "accuracy.md"
+    shutil.copy(ROOT / "docs" / "accuracy.md", page)
+    rows, summary = cal.run([str(SHARED)])
+    cal.write_markdown(page, cal.markdown(rows, summary))
+    assert page.read_text() == (ROOT / "docs" / "accuracy.md").read_text(), \
+        "docs/accuracy.md is stale: run scripts/calibrate.py ... --markdown docs/accuracy.md"
