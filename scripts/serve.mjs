@@ -16,13 +16,21 @@ export function serve(port = 8000, host = "127.0.0.1") {
       let file = normalize(join(ROOT, path));
       if (!file.startsWith(ROOT)) { res.writeHead(403).end(); return; }
       if ((await stat(file).catch(() => null))?.isDirectory()) file = join(file, "index.html");
+      const info = await stat(file);
+      // Validators like GitHub Pages sends, so that revalidation (and the service worker's
+      // precache after the first load) gets 304 instead of the whole file again.
+      const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
+      const headers = { "content-type": TYPES[extname(file)] || "application/octet-stream", "cache-control": "no-cache", etag };
+      if (req.headers["if-none-match"] === etag) { res.writeHead(304, headers).end(); return; }
       const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(file)] || "application/octet-stream", "cache-control": "no-cache" });
+      server.bytesServed += body.length;
+      res.writeHead(200, headers);
       res.end(body);
     } catch {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
     }
   });
+  server.bytesServed = 0;
   return new Promise((resolve) => server.listen(port, host, () => resolve(server)));
 }
 

@@ -18,8 +18,10 @@ const pending = new Map();
 const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
 let workerReady = false;
 
-if ("serviceWorker" in navigator && location.protocol !== "file:") {
-  navigator.serviceWorker.register("sw.js").catch(() => {});
+// Registered once the core has loaded, so that its precache never races the first download of
+// the same files (and then mostly revalidates what the browser already has).
+function registerServiceWorker() {
+  if ("serviceWorker" in navigator && location.protocol !== "file:") navigator.serviceWorker.register("sw.js").catch(() => {});
 }
 
 function text(el, value) { el.textContent = value; return el; }
@@ -44,7 +46,7 @@ worker.onmessage = (event) => {
   const msg = event.data;
   if (msg.type === "progress") text($("#status"), msg.text);
   else if (msg.type === "failed") text($("#status"), `The estimator failed to load: ${msg.text}`);
-  else if (msg.type === "ready") { workerReady = true; text($("#status"), ""); update(); }
+  else if (msg.type === "ready") { workerReady = true; text($("#status"), ""); update(); registerServiceWorker(); }
   else if (msg.type === "result") {
     const cb = pending.get(msg.id);
     pending.delete(msg.id);
