@@ -10,7 +10,7 @@ from .context import FP32, StepContext, make_context
 from .inference import inference_snapshots, kv_cache_bytes
 from .layers import head_cost, layer_costs
 from .model import ModelSpec
-from .optimizers import param_shapes, state_bytes, step_temporary_bytes
+from .optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
 from .params import embedding_params, head_params, linears, lora_params, lora_targets, norm_params, param_counts
 from .timeline import Snapshot, Static, training_snapshots
 from .units import DTYPE_BITS, dtype_bytes
@@ -99,8 +99,10 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepCont
         pb = dtype_bytes(p.weights)
         trainable = sum(param_counts(m).values())
         per_layer = (trainable - embedding_params(m) - head_params(m) - m.hidden_size) // L
-        shapes = param_shapes(m)
-        largest = max(_prod(s) for s in shapes)
+        # Every parameter's shape only matters for optimizers whose state depends on it.
+        shapes = param_shapes(m) if w.optimizer in SHAPE_OPTIMIZERS else []
+        largest = max([m.vocab_size * m.hidden_size] + [lin.in_features * lin.out_features * lin.copies
+                                                        for lin in linears(m)])
         grads_other = (trainable - per_layer * L) * pb
         grads_head = (head_params(m) or embedding_params(m)) * pb
     else:

@@ -10,6 +10,7 @@ from .params import linears
 # smaller tensors keep 32-bit states.
 BNB_MIN_8BIT_SIZE = 4096
 BNB_BLOCK = 256
+SHAPE_OPTIMIZERS = ("adafactor", "adamw_8bit")     # their state depends on each tensor's shape
 
 
 def state_bytes(optimizer: str, trainable: int, param_bytes: int, shapes: list[tuple[int, ...]]) -> int:

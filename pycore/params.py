@@ -9,6 +9,7 @@ transformer_sizing notebook, the count is checked against PyTorch's own
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, moe_layers, q_dim
 
@@ -33,6 +34,7 @@ class Linear:
         return self.weight_count() + bias
 
 
+@lru_cache(maxsize=512)
 def linears(m: ModelSpec) -> tuple[Linear, ...]:
     """Every linear layer of the model except the output head (see ``head_params``)."""
     fam = m.family
@@ -174,12 +176,17 @@ def lora_params(m: ModelSpec, rank: int, targets) -> int:
 
 def param_counts(m: ModelSpec) -> dict[str, int]:
     """Base-model parameters by component; their sum is ``sum(p.numel())``."""
+    return dict(_param_counts(m))
+
+
+@lru_cache(maxsize=512)
+def _param_counts(m: ModelSpec) -> tuple:
     parts = {"embeddings": embedding_params(m), "attention": 0, "mlp": 0, "experts": 0, "router": 0,
              "norms": norm_params(m), "head": head_params(m)}
     for lin in linears(m):
         key = "head" if lin.group == "head" else lin.group
         parts[key] += lin.count()
-    return parts
+    return tuple(parts.items())
 
 
 def total_params(m: ModelSpec) -> int:

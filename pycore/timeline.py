@@ -9,6 +9,7 @@ logits stay alive until backward ends because the output object still holds them
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .activations import LayerCost
 from .layers import HeadCost
@@ -21,6 +22,10 @@ class Snapshot:
     parts: tuple          # ((category, {name: bytes}), ...)
 
     def total(self) -> int:
+        return self._total
+
+    @cached_property
+    def _total(self) -> int:
         return sum(sum(d.values()) for _, d in self.parts)
 
 
