@@ -54,6 +54,14 @@ def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, mas
     return "efficient"
 
 
+def adapter_bytes(w: Workload, f: Framework, compute_bytes: int) -> int:
+    """LoRA adapters are fp32 under peft's default autocast_adapter_dtype=True (checked with peft 0.21 in
+    shared/calibration); the QLoRA recipe keeps them in the 16-bit compute dtype."""
+    if w.mode == "qlora" or not f.lora_adapters_fp32:
+        return compute_bytes
+    return FP32
+
+
 def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> StepContext:
     training = w.mode != "inference"
     if w.mode == "qlora":
@@ -72,7 +80,7 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> StepC
         batch=w.batch_size, seq=w.seq_len, tokens=w.batch_size * w.seq_len, weight_bytes=weight_bytes,
         compute_bytes=compute, residual_bytes=weight_bytes, amp=p.autocast is not None,
         fp16=(p.autocast or p.weights) == "fp16", training=training, base_trainable=w.mode == "full",
-        adapted=adapted, adapter_bytes=FP32 if f.lora_adapters_fp32 else compute, attention=w.attention,
+        adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute), attention=w.attention,
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
         dropout=dropout,
     )

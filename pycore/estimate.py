@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .allocator import reserved_bytes
 from .breakdown import Node, snapshot_tree
-from .context import FP32, StepContext, make_context
+from .context import FP32, StepContext, adapter_bytes, make_context
 from .inference import inference_snapshots, kv_cache_bytes
 from .layers import head_cost, layer_costs
 from .model import ModelSpec
@@ -58,7 +58,7 @@ def _linear_weight_counts(m: ModelSpec) -> tuple[int, int]:
     return sum(lin.weight_count() for lin in inside), max(lin.in_features * lin.out_features for lin in inside)
 
 
-def weight_parts(m: ModelSpec, w: Workload, p: Precision) -> dict:
+def weight_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework = Framework()) -> dict:
     counts = param_counts(m)
     total = sum(counts.values())
     if w.mode == "qlora" or (w.mode == "inference" and p.weights in ("fp8", "int8", "int4")):
@@ -80,20 +80,12 @@ def weight_parts(m: ModelSpec, w: Workload, p: Precision) -> dict:
     else:
         out = {f"weights ({p.weights})": total * dtype_bytes(p.weights)}
     if w.mode in ("lora", "qlora"):
-        out["LoRA adapters"] = lora_params(m, w.lora_rank, w.lora_targets) * _adapter_bytes(p, w, None)
+        out["LoRA adapters"] = lora_params(m, w.lora_rank, w.lora_targets) * adapter_bytes(w, f, dtype_bytes(p.compute()))
     return out
 
 
-def _adapter_bytes(p: Precision, w: Workload, f: Framework | None) -> int:
-    if f is not None and not f.lora_adapters_fp32:
-        return dtype_bytes(p.compute())
-    return FP32
-
-
 def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepContext) -> Static:
-    weights = weight_parts(m, w, p)
-    if "LoRA adapters" in weights:
-        weights["LoRA adapters"] = lora_params(m, w.lora_rank, w.lora_targets) * ctx.adapter_bytes
+    weights = weight_parts(m, w, p, f)
     L = m.n_layers
     if w.mode == "full":
         pb = dtype_bytes(p.weights)

@@ -36,10 +36,13 @@ def explanations(e: Estimate) -> dict:
         "formula": "trainable parameters x bytes per parameter, those computed so far at the peak",
         "numbers": f"{trainable:,} trainable; at the peak {_g(_category(e, 'gradients'))}",
     }
+    states = _category(e, "optimizer states")
+    per_param = states / trainable if trainable else 0
     out["optimizer states"] = {
-        "what": f"State kept by {w.optimizer} between steps (AdamW: two moments; SGD with momentum: one buffer).",
+        "what": f"State kept by {w.optimizer} between steps (AdamW: two moments; SGD with momentum: one buffer), "
+                "in the trainable parameters' dtype.",
         "formula": "trainable parameters x states per parameter x bytes per state",
-        "numbers": f"{trainable:,} x ... = {_g(_category(e, 'optimizer states'))}",
+        "numbers": f"{trainable:,} trainable x {per_param:.3g} bytes = {_g(states)}",
     }
     out["autocast weight copies"] = {
         "what": "Under mixed precision, torch.autocast casts each fp32 weight to 16 bits once per forward and "

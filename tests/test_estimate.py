@@ -131,3 +131,12 @@ def test_qlora_weights_by_hand():
     assert w["4-bit NF4 weights"] == linear // 2
     blocks = linear // 64
     assert w["NF4 quantisation constants"] == blocks + 4 * -(-blocks // 256)
+
+
+def test_lora_adapters_are_fp32_and_qlora_adapters_16_bit():
+    # peft upcasts 16-bit LoRA adapters to fp32 (measured: n_trainable x 4 bytes); QLoRA keeps bf16.
+    m = catalog_model("llama-2-7b")
+    adapters = 32 * 16 * (4 * (4096 + 4096))          # rank 16 on q, k, v, o of 32 layers
+    for mode, size in (("lora", 4), ("qlora", 2)):
+        e = estimate(m, Workload(mode=mode, batch_size=1, seq_len=16), Precision("bf16"), H100)
+        assert dict(e.peak.parts)["weights"]["LoRA adapters"] == adapters * size
