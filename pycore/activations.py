@@ -146,9 +146,10 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
     acc.add("attention output", cb * T * od)
     if m.family == "gpt2" and ctx.kernel in ("flash", "efficient"):
         # GPT-2's key and value are strided views of the fused c_attn output, and the SDPA path
-        # keeps contiguous copies of both. Measured in shared/calibration: two hidden-sized
-        # tensors per layer beyond q/k/v and the output, alike in fp32 (memory-efficient kernel),
-        # bf16 and autocast (flash), for GPT-2 small and medium.
+        # keeps contiguous copies of both. Measured in shared/calibration: two hidden-sized tensors
+        # per layer beyond q/k/v and the output in fp32 (memory-efficient kernel), bf16 and autocast
+        # (flash), for GPT-2 small and medium; none with eager attention, which rules out the
+        # training-time DynamicCache (it would exist under either kernel).
         acc.add("attention K, V contiguous copies", 2 * cb * T * kd)
     out_proj = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}.get(m.family, "o_proj")
     adapted_out = Parts()

@@ -42,7 +42,10 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
     """Peak temporaries of one layer without autograd, for ``tokens`` query rows over ``keys``."""
     cb, rb, h = ctx.compute_bytes, ctx.residual_bytes, m.hidden_size
     qd, kd = q_dim(m), kv_dim(m)
-    out = {"hidden states": rb * tokens * h, "normalised hidden states": cb * tokens * h}
+    # The model's loop (hidden_states = decoder_layer(hidden_states, ...)) keeps the layer's input
+    # alive beside the residual stream inside the layer, until the layer returns.
+    out = {"layer input (held by the model's loop)": rb * tokens * h, "hidden states": rb * tokens * h,
+           "normalised hidden states": cb * tokens * h}
     attn = cb * tokens * (qd + 2 * kd) + 2 * cb * tokens * qd      # projections + rotary temporaries
     if ctx.kernel == "eager" or ctx.kernel == "math":
         n = ctx.batch * m.n_heads * (tokens // ctx.batch) * keys
@@ -51,8 +54,10 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
         convert = FP32 if (cb == 2 and not ctx.fp16) else (cb if cb != FP32 else 0)
         attn += (cb + FP32 + convert) * n
         attn += cb * tokens * 2 * (m.n_heads * m.head_dim - kd)                # repeat_kv
-    # Gated: act(gate), up and their product coexist; plain MLP: the projection and its activation.
-    ffn_tmp = (3 if m.gated_mlp else 2) * cb * tokens * m.ffn_size
+    # Gated: act(gate), up and their product coexist. gelu_new, six Python ops evaluated left to
+    # right, holds its input, 0.5 * x and two intermediates; one-op activations their input and output.
+    ffn_factor = 3 if m.gated_mlp else (4 if m.activation == "gelu_new" else 2)
+    ffn_tmp = ffn_factor * cb * tokens * m.ffn_size
     if moe_layers(m):
         k, e, f = m.experts_per_token, m.n_experts, m.expert_ffn_size
         # Experts run on all routed rows at once (transformers 5 grouped experts): the gathered
@@ -84,14 +89,8 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
             head["MLM head transform"] = 2 * cb * b * s * m.hidden_size
         snaps.append(Snapshot("forward", "output logits for every position", (w, ("logits and loss", head))))
         return snaps
+    # DynamicLayer.update stores torch.cat([empty, k]): a copy, even of views of a fused projection.
     cache_prefill = kv_cache_bytes(m, b, s, kv_elem_bytes)
-    if m.fused_qkv and m.family == "gpt2":
-        # The cache stores key/value as views of the fused c_attn output, which keeps the query
-        # third alive too until the first decode step replaces them (torch.cat makes new tensors).
-        cache_prefill = cache_prefill * 3 // 2
-    elif m.fused_qkv:
-        # Only v is a view of the fused projection (k is rotated into a new tensor).
-        cache_prefill += kv_cache_bytes(m, b, s, kv_elem_bytes) * (q_dim(m) + kv_dim(m)) // (2 * kv_dim(m))
     work = layer_working_bytes(ctx, m, b * s, s)
     snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
         w, ("KV cache", {"KV cache": cache_prefill}), ("temporaries", {**work, **mask}))))
