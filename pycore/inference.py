@@ -65,7 +65,9 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
         # the router's fp32 probabilities, the int64 top-k indices and the zeroed output.
         # Measured: olmoe-infer prefill holds about tokens x k x (h + 4 f) x 2 bytes more.
         moe_tmp = tokens * (FP32 * e + INDEX_BYTES * k + cb * h)
-        moe_tmp += cb * tokens * k * (h + 4 * f)
+        # Two busy moments per expert pass: at the gated product (rows, gate/up, act, product) and at
+        # the routing-weight multiply (rows, product, down output, weighted output).
+        moe_tmp += cb * tokens * k * max(h + 4 * f, 3 * h + f)
         if m.n_shared_experts:
             moe_tmp += 3 * cb * tokens * m.shared_expert_ffn_size * m.n_shared_experts
         ffn_tmp = max(ffn_tmp if m.dense_layers else 0, moe_tmp)
