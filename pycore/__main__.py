@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--lora-alpha", type=int, default=32)
     e.add_argument("--lora-targets", default=None,
                    help="comma-separated module names, or all-linear (default: the attention projections)")
+    e.add_argument("--dp", type=int, default=1, help="data-parallel GPUs (training)")
+    e.add_argument("--zero", type=int, default=0, help="ZeRO stage 0-3: shard states (1), gradients (2), weights (3)")
     e.add_argument("--gpu", default="h100-sxm-80gb", help="catalog id (see `gpus`)")
     e.add_argument("--gpu-memory-gib", type=float, default=None, help="a custom GPU's memory instead of --gpu")
     e.add_argument("--solve", action="store_true", help="also find the largest batch/sequence and what makes it fit")
@@ -66,6 +68,8 @@ def build_request(a) -> tuple[dict, str | None]:
     req["precision"] = {"weights": weights, "autocast": a.autocast, "kv_cache": a.kv_cache}
     req["gpu"] = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
     req["solve"] = a.solve
+    if a.dp != 1 or a.zero:
+        req["parallelism"] = {"data_parallel": a.dp, "zero_stage": a.zero}
     return req, None
 
 

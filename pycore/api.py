@@ -55,7 +55,7 @@ def estimate_dict(data) -> dict:
     """Estimate from an already-parsed request; returns the response object."""
     try:
         req = parse_request(data)
-        e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework)
+        e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
         return {"schema": SCHEMA, "status": "ok", "result": result_dict(req, e)}
     except InputError as exc:
         return {"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]}

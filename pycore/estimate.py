@@ -10,6 +10,7 @@ from .context import FP32, StepContext, adapter_bytes, make_context
 from .inference import inference_snapshots, kv_cache_bytes
 from .layers import head_cost, layer_costs
 from .model import ModelSpec
+from .parallel import Parallelism, apply_parallelism, validate_parallelism
 from .optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
 from .params import embedding_params, head_params, linears, lora_params, lora_targets, norm_params, param_counts
 from .timeline import Snapshot, Static, training_snapshots
@@ -113,7 +114,7 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepCont
         weights=weights, optimizer_states=state_bytes(w.optimizer, trainable, pb, shapes),
         grads_per_layer=per_layer * pb, grads_other=grads_other, grads_head=grads_head,
         autocast_copy_per_layer=copy_layer, autocast_copy_head=copy_head,
-        optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest),
+        optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest), n_layers=L,
     )
 
 
@@ -130,9 +131,11 @@ def _qlora_dequant(m: ModelSpec, ctx: StepContext) -> int:
     return largest * ctx.compute_bytes
 
 
-def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework = Framework()) -> Estimate:
+def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework = Framework(),
+             par: Parallelism = Parallelism()) -> Estimate:
     validate_workload(w, p)
     validate_framework(f)
+    validate_parallelism(par, w.mode != "inference")
     ctx = make_context(m, w, p, f)
     warnings = list(m.warnings)
     total_len = w.seq_len + (w.new_tokens if w.mode == "inference" else 0)
@@ -150,6 +153,8 @@ def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework
         snaps = inference_snapshots(ctx, m, weights, w.new_tokens, kv_b)
     else:
         st = _static(m, w, p, f, ctx)
+        layer_weights = sum(v for v in st.weights.values()) // max(1, m.n_layers)
+        st = apply_parallelism(st, par, layer_weights)
         layers = layer_costs(ctx, m)
         if w.mode == "qlora":
             extra = _qlora_dequant(m, ctx)

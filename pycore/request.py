@@ -9,13 +9,14 @@ from .errors import InputError, MAX_DIMENSION, require_bool, require_int, requir
 from .hfconfig import read_hf_config
 from .model import DIMENSION_FIELDS, ModelSpec
 from .units import GiB
+from .parallel import Parallelism
 from .workload import Framework, Hardware, Precision, Workload
 
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
 _WORKLOAD_KEYS = {"mode", "batch_size", "seq_len", "new_tokens", "optimizer", "attention",
                   "gradient_checkpointing", "lora", "qlora_double_quant"}
-_TOP_KEYS = {"schema", "model", "hf_config", "workload", "precision", "framework", "gpu", "solve"}
+_TOP_KEYS = {"schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Request:
     precision: Precision
     framework: Framework
     hardware: Hardware
+    parallelism: Parallelism
     gpu_id: str
     solve: bool
 
@@ -116,6 +118,12 @@ def parse_framework(raw: dict) -> Framework:
     return Framework(**raw)
 
 
+def parse_parallelism(raw) -> Parallelism:
+    raw = _obj("parallelism", raw)
+    _unknown("parallelism", raw, {"data_parallel", "zero_stage"})
+    return Parallelism(**raw)
+
+
 def parse_gpu(raw) -> tuple[Hardware, str]:
     if raw is None:
         raw = DEFAULT_GPU
@@ -148,4 +156,4 @@ def parse_request(data) -> Request:
     hardware, gpu_id = parse_gpu(data.get("gpu"))
     return Request(model=model, model_id=model_id, workload=parse_workload(data.get("workload")),
                    precision=parse_precision(data.get("precision")), framework=parse_framework(data.get("framework")),
-                   hardware=hardware, gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)))
+                   hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")), gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)))

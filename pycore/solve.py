@@ -13,7 +13,7 @@ SEARCH_LIMIT = 1 << 20
 def _fits(req, **changes) -> bool:
     try:
         w = replace(req.workload, **changes)
-        return estimate(req.model, w, req.precision, req.hardware, req.framework).fits
+        return estimate(req.model, w, req.precision, req.hardware, req.framework, req.parallelism).fits
     except InputError:
         return False
 
@@ -79,7 +79,7 @@ def suggestions(req, current_total: int) -> list[dict]:
         try:
             wl = replace(w, **change.get("workload", {}))
             pr = replace(p, **change.get("precision", {}))
-            e = estimate(req.model, wl, pr, req.hardware, req.framework)
+            e = estimate(req.model, wl, pr, req.hardware, req.framework, req.parallelism)
         except InputError:
             continue
         out.append({"change": text, "set": change, "device_total_bytes": e.device_total_bytes,

@@ -41,6 +41,7 @@ class Static:
     autocast_copy_per_layer: int
     autocast_copy_head: int
     optimizer_temp: int
+    n_layers: int = 1
 
 
 def _sum_saved(layers: list[LayerCost], upto: int, checkpointing: bool) -> tuple[dict, int]:

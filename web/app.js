@@ -92,7 +92,7 @@ function stateToForm() {
   f.mode.value = state.mode; f.batch.value = state.batch; f.seq.value = state.seq; f.new.value = state.new;
   f.weights.value = state.weights; f.amp.value = state.amp; f.opt.value = state.opt; f.attn.value = state.attn;
   f.ckpt.checked = state.ckpt; f.rank.value = state.rank; f.targets.value = state.targets; f.kv.value = state.kv;
-  f.gpu.value = state.gpu; f.mem.value = state.mem ?? "";
+  f.gpu.value = state.gpu; f.mem.value = state.mem ?? ""; f.dp.value = state.dp; f.zero.value = state.zero;
   if (state.cfg) $("#config-text").value = JSON.stringify(state.cfg, null, 1);
   if (state.dims) {
     f.d_layers.value = state.dims.n_layers; f.d_hidden.value = state.dims.hidden_size; f.d_ffn.value = state.dims.ffn_size;
@@ -114,6 +114,7 @@ function formToState() {
   state.attn = f.attn.value; state.ckpt = f.ckpt.checked; state.kv = f.kv.value; state.gpu = f.gpu.value;
   state.batch = intOr(f.batch.value, state.batch); state.seq = intOr(f.seq.value, state.seq);
   state.new = intOr(f.new.value, state.new); state.rank = intOr(f.rank.value, state.rank);
+  state.dp = Math.max(1, intOr(f.dp.value, state.dp)); state.zero = f.zero.value;
   state.targets = f.targets.value.trim();
   const mem = Number(f.mem.value);
   state.mem = f.mem.value !== "" && mem > 0 ? mem : null;

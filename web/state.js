@@ -4,15 +4,16 @@
 export const DEFAULTS = {
   source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, mode: "full", batch: 1, seq: 2048, new: 0,
   weights: "bf16", amp: "", opt: "adamw", attn: "sdpa", ckpt: false, rank: 16, targets: "", kv: "",
-  gpu: "h100-sxm-80gb", mem: null, unit: "gib",
+  gpu: "h100-sxm-80gb", mem: null, unit: "gib", dp: 1, zero: "0",
 };
 
 const CHOICES = {
   mode: ["full", "lora", "qlora", "inference"], weights: ["fp32", "bf16", "fp16", "fp8", "int8", "int4"],
   amp: ["", "bf16", "fp16"], opt: ["adamw", "adamw_fused", "adamw_8bit", "adafactor", "lion", "sgd", "sgd_momentum"],
   attn: ["sdpa", "eager"], kv: ["", "fp8", "int8", "fp32", "bf16", "fp16"], unit: ["gib", "gb"],
+  zero: ["0", "1", "2", "3"],
 };
-const INTS = { batch: [1, 1e8], seq: [1, 1e8], new: [0, 1e8], rank: [1, 65536] };
+const INTS = { batch: [1, 1e8], seq: [1, 1e8], new: [0, 1e8], rank: [1, 65536], dp: [1, 65536] };
 const PARAM = { weights: "w" };           // state key -> URL parameter when they differ
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
 
@@ -114,7 +115,7 @@ export async function toQuery(state, { withPins = true } = {}) {
   else if (state.source === "custom" && state.dims) {
     q.set("dims", DIM_KEYS.map((k) => state.dims[k]).join(",") + (state.dims.tied_embeddings ? ",1" : ""));
   } else if (state.model !== DEFAULTS.model) q.set("model", state.model);
-  for (const key of ["mode", "batch", "seq", "new", "weights", "amp", "opt", "attn", "rank", "targets", "kv", "gpu", "unit"]) {
+  for (const key of ["mode", "batch", "seq", "new", "weights", "amp", "opt", "attn", "rank", "targets", "kv", "dp", "zero", "gpu", "unit"]) {
     if (state[key] !== DEFAULTS[key]) q.set(param(key), String(state[key]));
   }
   if (state.ckpt) q.set("ckpt", "1");
@@ -142,6 +143,9 @@ export function toRequest(state, solve) {
   req.workload = w;
   const amp = state.mode === "full" || state.mode === "lora" ? state.amp : "";
   req.precision = { weights: amp ? "fp32" : state.weights, autocast: amp || null, kv_cache: state.mode === "inference" && state.kv ? state.kv : null };
+  if (state.mode !== "inference" && (state.dp > 1 || state.zero !== "0")) {
+    req.parallelism = { data_parallel: state.dp, zero_stage: Number(state.zero) };
+  }
   req.gpu = state.mem ? { memory_gib: state.mem } : state.gpu;
   return req;
 }

@@ -146,3 +146,11 @@ test("each term links to its Method section, and the docs work offline after a v
   assert.equal(await page.locator(`[id="${id}"]`).count(), 1);
   await ctx.close();
 });
+
+test("data parallelism and ZeRO from the URL give the CLI's per-GPU peak", async () => {
+  const { ctx, page, result } = await open("?model=llama-3.1-70b&dp=8&zero=3&ckpt=1");
+  const cli = cliPeakGiB(["--model", "llama-3.1-70b", "--dp", "8", "--zero", "3", "--checkpointing"]);
+  assert.equal(result.peak, (cli.device_total_bytes / 2 ** 30).toFixed(2));
+  assert.equal(await page.inputValue('select[name="zero"]'), "3");
+  await ctx.close();
+});
