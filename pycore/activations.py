@@ -15,6 +15,7 @@ from .context import FP32, StepContext
 from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, q_dim, v_dim
 
 MASK_BYTES = 1          # dropout masks are torch.bool on CUDA (native_dropout in Dropout.cu)
+INDEX_BYTES = 8         # torch.topk / one_hot / where return int64 indices
 STAT_BYTES = 2 * FP32   # LayerNorm/RMSNorm keep fp32 mean and rstd (or rsqrt) per row
 
 
@@ -151,12 +152,11 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
         # (flash), for GPT-2 small and medium; none with eager attention, which rules out the
         # training-time DynamicCache (it would exist under either kernel).
         acc.add("attention K, V contiguous copies", 2 * cb * T * kd)
+    # The output projection keeps the kernel's output itself (counted above); an adapted one's
+    # lora_A also keeps a cast of it to the adapters' dtype.
     out_proj = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}.get(m.family, "o_proj")
-    adapted_out = Parts()
-    consumer_copies(ctx, adapted_out, "attention output", T * od, cb, (out_proj,))
-    for name, n in adapted_out.items.items():
-        if name != "attention output":          # the output itself is counted once above
-            acc.add(name, n)
+    if out_proj in ctx.adapted and cb != ctx.adapter_bytes:
+        acc.add("LoRA inputs in the adapters' dtype", ctx.adapter_bytes * T * od)
     return max(rotary_tmp, score_extra)
 
 

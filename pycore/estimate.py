@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
 from .allocator import reserved_bytes
 from .breakdown import Node, snapshot_tree
-from .context import FP32, StepContext, adapter_bytes, make_context
-from .inference import inference_snapshots, kv_cache_bytes
+from .context import StepContext, adapter_bytes, make_context
+from .inference import inference_snapshots
 from .layers import head_cost, layer_costs
 from .model import ModelSpec
 from .parallel import Parallelism, apply_parallelism, validate_parallelism
 from .optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
-from .params import embedding_params, head_params, linears, lora_params, lora_targets, norm_params, param_counts
+from .params import embedding_params, head_params, linears, lora_params, lora_targets, param_counts
 from .timeline import Snapshot, Static, training_snapshots
-from .units import DTYPE_BITS, dtype_bytes
+from .units import dtype_bytes
 from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
 
 # Weight-only quantisation for inference: bits per weight of the quantised linears, including
@@ -103,7 +104,7 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepCont
         trainable = lora_params(m, w.lora_rank, w.lora_targets)
         per_layer = trainable // L
         shapes = [(w.lora_rank, lin.in_features) for lin in lora_targets(m, w.lora_targets) for _ in range(lin.layers)]
-        largest = max([_prod(s) for s in shapes] or [0])
+        largest = max([prod(s) for s in shapes] or [0])
         grads_other = grads_head = (trainable - per_layer * L) * pb
     copy_layer = copy_head = 0
     if ctx.amp and w.mode == "full":
@@ -116,13 +117,6 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepCont
         autocast_copy_per_layer=copy_layer, autocast_copy_head=copy_head,
         optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest), n_layers=L,
     )
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _qlora_dequant(m: ModelSpec, ctx: StepContext) -> int:
@@ -178,8 +172,3 @@ def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework
     return Estimate(model=m, workload=w, precision=p, hardware=hw, context=ctx, snapshots=tuple(snaps), peak=peak,
                     peak_allocated_bytes=allocated, reserved_bytes=reserved,
                     device_total_bytes=reserved + f.cuda_context_bytes, params=params, warnings=tuple(warnings))
-
-
-def kv_cache_total(m: ModelSpec, w: Workload, p: Precision) -> int:
-    kv_b = dtype_bytes(p.kv_cache) if p.kv_cache else dtype_bytes(p.weights) if DTYPE_BITS[p.weights] >= 16 else 2
-    return kv_cache_bytes(m, w.batch_size, w.seq_len + max(0, w.new_tokens - 1), kv_b)

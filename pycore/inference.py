@@ -7,12 +7,11 @@ weights, the KV cache and the hidden states.
 
 from __future__ import annotations
 
-from .activations import FP32
+from .activations import FP32, INDEX_BYTES
 from .context import StepContext
 from .model import ModelSpec, is_mla, kv_dim, moe_layers, q_dim
 from .timeline import Snapshot
 
-INDEX_BYTES = 8
 
 
 def kv_bytes_per_token(m: ModelSpec, kv_elem_bytes: int) -> tuple[int, int]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .activations import FP32, LayerCost, Parts, attention, consumer_copies, dropout_mask, mlp, norm
+from .activations import FP32, INDEX_BYTES, LayerCost, Parts, attention, consumer_copies, dropout_mask, mlp, norm
 from .context import StepContext
-from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, moe_layers, q_dim
-from .params import Linear, linears
+from .model import ModelSpec, is_mla, moe_layers
 
-INDEX_BYTES = 8          # torch.topk / where return int64 indices
 
 
 def _qkv_consumers(m: ModelSpec) -> tuple:
@@ -183,13 +181,3 @@ def head_cost(ctx: StepContext, m: ModelSpec, upcast: bool) -> HeadCost:
     copy = FP32 * T * V if (loss_bytes == FP32 and cb != FP32) else 0
     return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=loss_bytes * T * V,
                     loss_forward_extra=copy, loss_backward_extra=2 * loss_bytes * T * V)
-
-
-def linear_params_per_layer(m: ModelSpec) -> int:
-    """Weights of the linears inside one (average) layer: what autocast casts per layer."""
-    total = sum(lin.weight_count() for lin in linears(m) if lin.group != "head")
-    return total // m.n_layers
-
-
-__all__ = ["layer_costs", "head_cost", "HeadCost", "linear_params_per_layer", "Linear",
-           "q_dim", "kv_dim", "attn_out_dim"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import prod
+
 from .model import ModelSpec
 from .params import linears
 
@@ -30,19 +32,14 @@ def state_bytes(optimizer: str, trainable: int, param_bytes: int, shapes: list[t
         total = 0
         for shape in shapes:
             if len(shape) >= 2:
-                lead = 1
-                for d in shape[:-2]:
-                    lead *= d
-                total += lead * (shape[-2] + shape[-1]) * param_bytes
+                total += prod(shape[:-2]) * (shape[-2] + shape[-1]) * param_bytes
             else:
                 total += shape[0] * param_bytes
         return total
     if optimizer == "adamw_8bit":
         total = 0
         for shape in shapes:
-            n = 1
-            for d in shape:
-                n *= d
+            n = prod(shape)
             if n >= BNB_MIN_8BIT_SIZE:
                 total += 2 * n + 2 * 4 * -(-n // BNB_BLOCK)
             else:
