@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 from .allocator import reserved_bytes
@@ -13,7 +13,9 @@ from .layers import head_cost, layer_costs
 from .model import ModelSpec
 from .parallel import Parallelism, apply_parallelism, validate_parallelism
 from .optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
-from .params import embedding_params, head_params, linears, lora_params, lora_targets, param_counts
+from .errors import InputError
+from .params import (embedding_params, head_params, known_lora_module_names, linears, lora_params, lora_targets,
+                     param_counts)
 from .timeline import Snapshot, Static, training_snapshots
 from .units import dtype_bytes
 from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
@@ -137,8 +139,6 @@ def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework
         warnings.append(f"sequence of {total_len} tokens is longer than the model's max_position_embeddings "
                         f"({m.max_positions})")
     if w.mode in ("lora", "qlora") and not lora_targets(m, w.lora_targets):
-        from .errors import InputError
-        from .params import known_lora_module_names
         raise InputError("workload.lora_targets", "matches no linear layer of this model; its linears are "
                          + ", ".join(known_lora_module_names(m)))
     if w.mode == "inference":
@@ -147,14 +147,13 @@ def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework
         snaps = inference_snapshots(ctx, m, weights, w.new_tokens, kv_b)
     else:
         st = _static(m, w, p, f, ctx)
-        layer_weights = sum(v for v in st.weights.values()) // max(1, m.n_layers)
-        st = apply_parallelism(st, par, layer_weights)
+        linear_weights, _ = _linear_weight_counts(m)
+        st = apply_parallelism(st, par, linear_weights // m.n_layers * ctx.weight_bytes)
         layers = layer_costs(ctx, m)
         if w.mode == "qlora":
             extra = _qlora_dequant(m, ctx)
-            layers = [lc.__class__(saved=lc.saved, forward_extra=lc.forward_extra + extra,
-                                   backward_extra=lc.backward_extra + extra, checkpoint_input=lc.checkpoint_input,
-                                   count=lc.count) for lc in layers]
+            layers = [replace(lc, forward_extra=lc.forward_extra + extra, backward_extra=lc.backward_extra + extra)
+                      for lc in layers]
         head = head_cost(ctx, m, f.loss_upcast_fp32)
         snaps = training_snapshots(st, layers, head, ctx.checkpointing)
     peak = max(snaps, key=lambda s: s.total())
