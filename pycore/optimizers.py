@@ -53,16 +53,17 @@ def step_temporary_bytes(optimizer: str, trainable: int, param_bytes: int, large
 
     AdamW foreach (the CUDA default): ``exp_avg_sq_sqrt = torch._foreach_sqrt(exp_avg_sqs)`` is a
     full-size temporary over all parameters of a dtype group (torch/optim/adam.py,
-    _multi_tensor_adam); measured: llama2-7b peaks at after-backward + 2 bytes x P. The fused
-    kernel and SGD work in place. Adafactor and Lion build per-tensor full-size updates, so the
-    largest tensor sets their temporary (two for Adafactor: the variance estimate and the update).
+    _multi_tensor_adam); measured: llama2-7b peaks at after-backward + 2 bytes x P.
+    Adafactor foreach (also the CUDA default): ``var_estimates = [row_var @ col_var ...]`` builds a
+    full-size variance estimate for every matrix at once (torch/optim/_adafactor.py,
+    _multi_tensor_adafactor). Lion (lion-pytorch's update_fn) computes
+    ``exp_avg.clone().mul_(beta1).add(grad, ...)`` per tensor: two copies of the largest tensor.
+    The fused AdamW kernel, 8-bit AdamW and SGD work in place.
     """
-    if optimizer == "adamw":
+    if optimizer in ("adamw", "adafactor"):
         return trainable * param_bytes
-    if optimizer == "adafactor":
-        return 2 * largest * param_bytes
     if optimizer == "lion":
-        return largest * param_bytes
+        return 2 * largest * param_bytes
     return 0
 
 

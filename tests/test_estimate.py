@@ -140,3 +140,13 @@ def test_lora_adapters_are_fp32_and_qlora_adapters_16_bit():
     for mode, size in (("lora", 4), ("qlora", 2)):
         e = estimate(m, Workload(mode=mode, batch_size=1, seq_len=16), Precision("bf16"), H100)
         assert dict(e.peak.parts)["weights"]["LoRA adapters"] == adapters * size
+
+
+def test_adafactor_foreach_builds_a_full_size_variance_estimate():
+    # torch/optim/_adafactor.py _multi_tensor_adafactor: var_estimates = [row_var @ col_var ...]
+    m = catalog_model("llama-3.2-1b")
+    w = Workload(mode="full", batch_size=1, seq_len=16, optimizer="adafactor")
+    step = next(s for s in estimate(m, w, Precision("bf16"), H100).snapshots if s.phase == "optimizer step")
+    assert dict(step.parts)["temporaries"] == {"optimizer temporaries": 2 * 1_235_814_400}
+    # factored states: rows + columns per matrix, far below AdamW's 2 x P
+    assert dict(step.parts)["optimizer states"]["optimizer states"] < 0.01 * 2 * 1_235_814_400
