@@ -250,6 +250,7 @@ async function update({ push = true } = {}) {
   latestShown = id;
   if (response.status !== "ok") { renderError(response); return; }
   renderMain(response.result);
+  document.body.dataset.query = query;          // which configuration the shown result belongs to
   document.body.dataset.computed = String(id);
   const solved = await ask(toRequest(state, true));
   if (solved.id < latestShown) return;

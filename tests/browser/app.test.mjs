@@ -79,8 +79,10 @@ test("a pasted config.json is estimated and compressed into the URL", async () =
     num_key_value_heads: 2, vocab_size: 151936, tie_word_embeddings: true };
   await page.check('input[name="source"][value="config"]');
   await page.fill("#config-text", JSON.stringify(cfg));
-  const next = await waitForResult(page, result.computed);
+  await page.waitForFunction(() => (document.body.dataset.query || "").includes("cfg="), null, { timeout: 60000 });
+  const next = await page.evaluate(() => ({ peak: document.querySelector('[data-testid="peak"]').textContent }));
   assert.match(page.url(), /cfg=/);
+  assert.notEqual(next.peak, result.peak);                 // a 0.5B model, not the default 8B
   const again = await open("?" + new URL(page.url()).search.slice(1));
   assert.equal(again.result.peak, next.peak);
   await ctx.close(); await again.ctx.close();
