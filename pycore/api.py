@@ -10,7 +10,6 @@ from .estimate import Estimate, estimate as _estimate
 from .explain import explanations
 from .request import SCHEMA, parse_request
 from .solve import largest, suggestions
-from .units import GiB
 
 # JSON texts longer than this are refused before parsing (a config.json is a few KB).
 MAX_REQUEST_CHARS = 1_000_000
@@ -103,7 +102,3 @@ def catalog() -> str:
 
 def _reject_constant(name: str):
     raise InputError("request", f"{name} is not allowed in a request")
-
-
-def gib(n_bytes: int) -> float:
-    return n_bytes / GiB

@@ -26,10 +26,8 @@ class StepContext:
     base_trainable: bool     # full training: base weights get gradients and save their inputs
     adapted: frozenset       # module names that carry LoRA adapters
     adapter_bytes: int       # dtype of LoRA adapters (fp32 under peft's default)
-    attention: str           # eager | sdpa
     kernel: str              # flash | efficient | math | eager, as picked for this model and dtype
     checkpointing: bool
-    dropout: bool            # model.train() with p > 0 anywhere
 
 
 def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, masked: bool) -> str:
@@ -75,12 +73,10 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> StepC
     if w.mode in ("lora", "qlora"):
         adapted = frozenset(lin.name for lin in lora_targets(m, w.lora_targets))
     masked = bool(m.sliding_window) and m.sliding_layers > 0 and w.seq_len > m.sliding_window
-    dropout = training and (m.attn_dropout > 0 or m.hidden_dropout > 0)
     return StepContext(
         batch=w.batch_size, seq=w.seq_len, tokens=w.batch_size * w.seq_len, weight_bytes=weight_bytes,
         compute_bytes=compute, residual_bytes=weight_bytes, amp=p.autocast is not None,
         fp16=(p.autocast or p.weights) == "fp16", training=training, base_trainable=w.mode == "full",
-        adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute), attention=w.attention,
+        adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute),
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
-        dropout=dropout,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from .errors import InputError, MAX_DIMENSION, MAX_LAYERS, require_bool, require_choice, require_int, \
     require_number
@@ -150,19 +150,6 @@ def attn_out_dim(m: ModelSpec) -> int:
 
 def moe_layers(m: ModelSpec) -> int:
     return m.n_layers - m.dense_layers if m.n_experts else 0
-
-
-def with_changes(m: ModelSpec, **changes) -> ModelSpec:
-    return replace(m, **changes)
-
-
-def spec_to_dict(m: ModelSpec) -> dict:
-    out = {}
-    for f in fields(m):
-        if f.name == "warnings":
-            continue
-        out[f.name] = getattr(m, f.name)
-    return out
 
 
 DIMENSION_FIELDS = tuple(f.name for f in fields(ModelSpec) if f.name not in ("name", "warnings"))

@@ -16,11 +16,3 @@ def dtype_bytes(name: str) -> int:
     if bits % 8:
         raise ValueError(f"{name} is a sub-byte type; use DTYPE_BITS")
     return bits // 8
-
-
-def to_gib(n_bytes: int) -> float:
-    return n_bytes / GiB
-
-
-def to_gb(n_bytes: int) -> float:
-    return n_bytes / GB

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InputError, MAX_TOKENS, require_bool, require_choice, require_int, require_number
-from .units import DTYPE_BITS, GiB
+from .units import GiB
 
 MODES = ("full", "lora", "qlora", "inference")
 TRAIN_WEIGHT_DTYPES = ("fp32", "bf16", "fp16")
@@ -112,7 +112,3 @@ def validate_framework(f: Framework) -> None:
         value = getattr(f, name)
         if not isinstance(value, str) or len(value) > 32:
             raise InputError("framework." + name, "must be a version string")
-
-
-def dtype_bits(name: str) -> int:
-    return DTYPE_BITS[name]
