@@ -3,9 +3,9 @@
 from .api import estimate as estimate_json
 from .errors import InputError
 from .estimate import Estimate, estimate
-from .hfconfig import read_hf_config
-from .model import ModelSpec
-from .params import total_params
+from .model.hfconfig import read_hf_config
+from .model.spec import ModelSpec
+from .model.params import total_params
 from .workload import Framework, Hardware, Precision, Workload
 
 __version__ = "0.1.0"

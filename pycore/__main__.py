@@ -8,8 +8,8 @@ import sys
 
 from .api import estimate_dict
 from .catalog import gpu_entries, model_entries
-from .hfconfig import read_hf_config
-from .params import total_params
+from .model.hfconfig import read_hf_config
+from .model.params import total_params
 from .units import GB, GiB
 
 

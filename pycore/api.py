@@ -7,9 +7,9 @@ import json
 from .errors import InputError
 from .catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
-from .explain import explanations
+from .training.explain import explanations
 from .request import SCHEMA, parse_request
-from .solve import largest, suggestions
+from .plan.solve import largest, suggestions
 
 # JSON texts longer than this are refused before parsing (a config.json is a few KB).
 MAX_REQUEST_CHARS = 1_000_000
@@ -89,7 +89,7 @@ def estimate(request_json: str) -> str:
 def catalog() -> str:
     """The model and GPU pickers' data as JSON: ids, families, parameter counts, memory."""
     from .catalog import catalog_model
-    from .params import total_params
+    from .model.params import total_params
     models = []
     for mid, entry in sorted(model_entries().items()):
         m = catalog_model(mid)

@@ -7,8 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import InputError
-from .hfconfig import read_hf_config
-from .model import ModelSpec
+from .model.hfconfig import read_hf_config
+from .model.spec import ModelSpec
 
 _DATA = Path(__file__).resolve().parent / "data"
 

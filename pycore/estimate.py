@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from math import prod
 
-from .allocator import reserved_bytes
+from .training.allocator import reserved_bytes
 from .breakdown import Node, snapshot_tree
-from .context import StepContext, adapter_bytes, make_context
-from .inference import inference_snapshots
-from .layers import head_cost, layer_costs
-from .model import ModelSpec
-from .parallel import Parallelism, apply_parallelism, validate_parallelism
-from .optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
+from .training.context import StepContext, adapter_bytes, make_context
+from .serving.hf import inference_snapshots
+from .training.layers import head_cost, layer_costs
+from .model.spec import ModelSpec
+from .parallel.zero import Parallelism, apply_parallelism, validate_parallelism
+from .training.optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
 from .errors import InputError
-from .params import (embedding_params, head_params, known_lora_module_names, linears, lora_params, lora_targets,
+from .model.params import (embedding_params, head_params, known_lora_module_names, linears, lora_params, lora_targets,
                      param_counts)
-from .timeline import Snapshot, Static, training_snapshots
+from .training.timeline import Snapshot, Static, training_snapshots
 from .units import dtype_bytes
 from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass, fields
 
 from .catalog import catalog_gpu, catalog_model
 from .errors import InputError, MAX_DIMENSION, require_bool, require_int, require_number
-from .hfconfig import read_hf_config
-from .model import DIMENSION_FIELDS, ModelSpec
+from .model.hfconfig import read_hf_config
+from .model.spec import DIMENSION_FIELDS, ModelSpec
 from .units import GiB
-from .parallel import Parallelism
+from .parallel.zero import Parallelism
 from .workload import Framework, Hardware, Precision, Workload
 
 SCHEMA = 1

@@ -3,7 +3,7 @@
 import pytest
 
 from pycore.errors import InputError
-from pycore.hfconfig import SUPPORTED_TYPES, read_hf_config
+from pycore.model.hfconfig import SUPPORTED_TYPES, read_hf_config
 
 LLAMA = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000}

@@ -3,8 +3,8 @@
 import pytest
 
 from pycore.catalog import catalog_model
-from pycore.hfconfig import read_hf_config
-from pycore.params import lora_params, total_params
+from pycore.model.hfconfig import read_hf_config
+from pycore.model.params import lora_params, total_params
 
 
 def test_every_calibration_model_matches_measured_n_params(shared_records):

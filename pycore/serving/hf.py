@@ -7,10 +7,10 @@ weights, the KV cache and the hidden states.
 
 from __future__ import annotations
 
-from .activations import FP32, INDEX_BYTES
-from .context import StepContext
-from .model import ModelSpec, is_mla, kv_dim, moe_layers, q_dim
-from .timeline import Snapshot
+from ..training.activations import FP32, INDEX_BYTES
+from ..training.context import StepContext
+from ..model.spec import ModelSpec, is_mla, kv_dim, moe_layers, q_dim
+from ..training.timeline import Snapshot
 
 
 

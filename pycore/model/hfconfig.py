@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import InputError, require_int, require_number
-from .model import ModelSpec
+from ..errors import InputError, require_int, require_number
+from .spec import ModelSpec
 
 PREFIX = "hf_config."
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from math import prod
 
-from .model import ModelSpec
-from .params import linears
+from ..model.spec import ModelSpec
+from ..model.params import linears
 
 # bitsandbytes 8-bit optimizers: states of tensors with >= 4096 elements are uint8, one fp32 absmax
 # per 256-element block (bitsandbytes/optim/optimizer.py: min_8bit_size=4096, blockwise, BLOCKSIZE 256);

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .activations import FP32, INDEX_BYTES, LayerCost, Parts, attention, consumer_copies, dropout_mask, mlp, norm
 from .context import StepContext
-from .model import ModelSpec, is_mla, moe_layers
+from ..model.spec import ModelSpec, is_mla, moe_layers
 
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .estimate import Estimate
-from .units import GiB
+from ..estimate import Estimate
+from ..units import GiB
 
 
 def _g(n: int) -> str:

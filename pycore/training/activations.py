@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .context import FP32, StepContext
-from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, q_dim, v_dim
+from ..model.spec import ModelSpec, attn_out_dim, is_mla, kv_dim, q_dim, v_dim
 
 MASK_BYTES = 1          # dropout masks are torch.bool on CUDA (native_dropout in Dropout.cu)
 INDEX_BYTES = 8         # torch.topk / one_hot / where return int64 indices

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import ModelSpec, is_mla
-from .params import lora_targets
-from .units import dtype_bytes
-from .workload import Framework, Precision, Workload
+from ..model.spec import ModelSpec, is_mla
+from ..model.params import lora_targets
+from ..units import dtype_bytes
+from ..workload import Framework, Precision, Workload
 
 FP32 = 4
 

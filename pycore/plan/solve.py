@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import InputError, MAX_TOKENS
-from .estimate import estimate
+from ..errors import InputError, MAX_TOKENS
+from ..estimate import estimate
 
 SEARCH_LIMIT = 1 << 20
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .errors import InputError, require_int
-from .timeline import Static
+from ..errors import InputError, require_int
+from ..training.timeline import Static
 
 # ZeRO-3 (DeepSpeed, FSDP) holds the gathered parameters of the layer being computed and of the
 # one prefetched next: two layers' worth of full weights.

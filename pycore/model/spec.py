@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from .errors import InputError, MAX_DIMENSION, MAX_LAYERS, require_bool, require_choice, require_int, \
+from ..errors import InputError, MAX_DIMENSION, MAX_LAYERS, require_bool, require_choice, require_int, \
     require_number
 
 # Families share a layer layout; each is written out in params.py and activations.py.

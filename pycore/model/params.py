@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .model import ModelSpec, attn_out_dim, is_mla, kv_dim, moe_layers, q_dim
+from .spec import ModelSpec, attn_out_dim, is_mla, kv_dim, moe_layers, q_dim
 
 
 @dataclass(frozen=True)

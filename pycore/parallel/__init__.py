@@ -1,0 +1,1 @@
+"""Training layouts across GPUs: data parallelism and sharding, tensor, pipeline, context and expert parallelism."""

@@ -1,0 +1,1 @@
+"""Searches over the estimators: largest batch and sequence, fewest GPUs, layouts, cheapest fit, sweeps."""

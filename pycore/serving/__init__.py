@@ -1,0 +1,1 @@
+"""Inference and serving engines: Hugging Face generate, vLLM, SGLang, llama.cpp; quantisation formats."""
