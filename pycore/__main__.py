@@ -7,6 +7,7 @@ import json
 import sys
 
 from .api import estimate_dict
+from .jsontext import MAX_JSON_CHARS
 from .catalog import gpu_entries, model_entries
 from .model.hfconfig import read_hf_config
 from .model.params import total_params
@@ -47,11 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 def build_request(a) -> tuple[dict, str | None]:
     req: dict = {"schema": 1}
     if a.hf_config:
-        try:
-            with open(a.hf_config, encoding="utf-8") as fh:
-                req["hf_config"] = json.load(fh)
-        except (OSError, ValueError) as exc:
-            return {}, f"--hf-config: cannot read {a.hf_config}: {exc}"
+        text, problem = read_text_file(a.hf_config, "--hf-config")
+        if problem:
+            return {}, problem
+        req["hf_config"] = text             # parsed by the core, bounded in size and depth
     elif a.model:
         req["model"] = a.model
     else:
@@ -73,22 +73,56 @@ def build_request(a) -> tuple[dict, str | None]:
     return req, None
 
 
+def read_text_file(path: str, option: str) -> tuple[str, str | None]:
+    """Read at most MAX_JSON_CHARS characters of UTF-8 text; a longer file (or /dev/zero) is refused
+    without reading the rest."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(4 * MAX_JSON_CHARS + 4)          # UTF-8 takes at most 4 bytes a character
+    except OSError as exc:
+        return "", f"{option}: cannot read {printable(path)}: {printable(exc.strerror or str(exc))}"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "", f"{option}: {printable(path)} is not UTF-8 text (byte {exc.start})"
+    if len(text) > MAX_JSON_CHARS:
+        return "", f"{option}: {printable(path)} is longer than {MAX_JSON_CHARS:,} characters"
+    return text, None
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters, lone surrogates and other unprintable characters escaped,
+    so that a name from a config file cannot move the cursor, retitle or clear the terminal."""
+    return "".join(ch if ch.isprintable() or ch == "\n" else ascii(ch)[1:-1] for ch in str(text))
+
+
+class _Printable:
+    """A stream that escapes what it writes (see ``printable``)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(printable(text))
+
+
 def _gib(n: int) -> str:
     return f"{n / GiB:8.2f} GiB"
 
 
-def _print_tree(node: dict, depth: int = 0, out=sys.stdout) -> None:
+def _print_tree(node: dict, depth: int, out) -> None:
     out.write(f"{'  ' * depth}{node['name']:<{52 - 2 * depth}} {_gib(node['bytes'])}\n")
     if depth < 2:
         for child in node.get("children", []):
             _print_tree(child, depth + 1, out)
 
 
-def render(res: dict, out=sys.stdout) -> None:
+def render(res: dict, out=None) -> None:
+    out = _Printable(out or sys.stdout)
     m, g = res["model"], res["gpu"]
     out.write(f"{m['name']} ({res['params']['total'] / 1e9:.3f} B parameters) on {g['name']} "
               f"({g['memory_bytes'] / GiB:.1f} GiB)\n\n")
-    _print_tree(res["breakdown"], out=out)
+    _print_tree(res["breakdown"], 0, out)
     verdict = "FITS" if res["fits"] else "DOES NOT FIT"
     head = res["headroom_bytes"]
     out.write(f"\npeak allocated (torch.cuda.max_memory_allocated): {_gib(res['peak_allocated_bytes'])}"
@@ -123,7 +157,7 @@ def main(argv=None) -> int:
     resp = estimate_dict(req)
     if resp["status"] != "ok":
         for err in resp["errors"]:
-            print(f"error: {err['field']}: {err['message']}", file=sys.stderr)
+            print(printable(f"error: {err['field']}: {err['message']}"), file=sys.stderr)
         return 2
     if a.json:
         print(json.dumps(resp["result"], indent=1))

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 
 from .errors import InputError
+from .jsontext import parse_json
 from .catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
 from .training.explain import explanations
-from .request import SCHEMA, parse_request
-from .plan.solve import largest, suggestions
-
-# JSON texts longer than this are refused before parsing (a config.json is a few KB).
-MAX_REQUEST_CHARS = 1_000_000
+from .request import SCHEMA, parse_request, request_schema
+from .plan.solve import largest, search_largest, suggestions
 
 
 def _phase_list(e: Estimate) -> list:
@@ -45,7 +43,9 @@ def result_dict(req, e: Estimate) -> dict:
     if req.solve:
         out["explanations"] = explanations(e)
         out["max_batch_size"] = largest(req, "batch_size")
-        out["max_seq_len"] = largest(req, "seq_len")
+        seq = search_largest(req, "seq_len")
+        out["max_seq_len"] = seq["value"]
+        out["max_seq_len_gaps"] = seq["gaps"]          # shorter lengths that do not fit, below the answer
         out["suggestions"] = suggestions(req, e.device_total_bytes)
     return out
 
@@ -67,15 +67,7 @@ def estimate(request_json: str) -> str:
     """JSON request in, JSON response out: ``{"status": "ok", "result": ...}`` or
     ``{"status": "error", "errors": [{"field": ..., "message": ...}]}``. Never raises."""
     try:
-        if not isinstance(request_json, str):
-            raise InputError("request", "must be a JSON text")
-        if len(request_json) > MAX_REQUEST_CHARS:
-            raise InputError("request", f"longer than {MAX_REQUEST_CHARS} characters")
-        try:
-            data = json.loads(request_json, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise InputError("request", f"not valid JSON: {exc}"[:200]) from None
-        return json.dumps(estimate_dict(data))
+        return json.dumps(estimate_dict(parse_json(request_json, "request")))
     except InputError as exc:
         return json.dumps({"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]})
     except RecursionError:
@@ -86,8 +78,15 @@ def estimate(request_json: str) -> str:
                            "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}: {exc}"[:300]}]})
 
 
+def schema() -> str:
+    """Every request field's type, range, choices, default and modes, as JSON (the page reads it)."""
+    return json.dumps(request_schema())
+
+
 def catalog() -> str:
-    """The model and GPU pickers' data as JSON: ids, families, parameter counts, memory."""
+    """The page's start-up data as JSON: the model and GPU pickers (ids, families, parameter counts,
+    memory) and the request schema, written into catalog.json at build time so that the form can be
+    checked before the Python runtime has loaded."""
     from .catalog import catalog_model
     from .model.params import total_params
     models = []
@@ -97,8 +96,4 @@ def catalog() -> str:
                        "max_positions": m.max_positions})
     gpus = [{"id": gid, "name": g["name"], "vendor": g["vendor"], "kind": g["kind"], "memory_bytes": g["memory_bytes"]}
             for gid, g in sorted(gpu_entries().items(), key=lambda kv: (kv[1]["vendor"], -kv[1]["memory_bytes"]))]
-    return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus})
-
-
-def _reject_constant(name: str):
-    raise InputError("request", f"{name} is not allowed in a request")
+    return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus, "request": request_schema()})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 class InputError(ValueError):
     """A request value is wrong; ``field`` is its dotted path in the request."""
@@ -29,7 +31,7 @@ def require_int(field: str, value, *, minimum: int = 1, maximum: int = MAX_DIMEN
                 and value.is_integer():
             value = int(value)
         else:
-            raise InputError(field, f"must be an integer, got {_show(value)}")
+            raise InputError(field, f"must be an integer, got {show(value)}")
     if value < minimum:
         raise InputError(field, f"must be at least {minimum}, got {value}")
     if value > maximum:
@@ -40,7 +42,10 @@ def require_int(field: str, value, *, minimum: int = 1, maximum: int = MAX_DIMEN
 def require_number(field: str, value, *, minimum: float = 0.0, maximum: float = 1e18) -> float:
     """Return ``value`` as a finite float in [minimum, maximum], or raise naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(field, f"must be a number, got {_show(value)}")
+        raise InputError(field, f"must be a number, got {show(value)}")
+    if isinstance(value, int) and abs(value) > 10 ** 300:      # float() would overflow
+        raise InputError(field, f"must be between {minimum:g} and {maximum:g}, got an integer of "
+                                f"{len(str(abs(value)))} digits")
     value = float(value)
     if value != value or value in (float("inf"), float("-inf")):
         raise InputError(field, f"must be a finite number, got {value}")
@@ -52,16 +57,17 @@ def require_number(field: str, value, *, minimum: float = 0.0, maximum: float = 
 def require_choice(field: str, value, choices) -> str:
     """Return ``value`` if it is one of ``choices``, or raise listing them."""
     if not isinstance(value, str) or value not in choices:
-        raise InputError(field, f"must be one of {', '.join(sorted(choices))}; got {_show(value)}")
+        raise InputError(field, f"must be one of {', '.join(sorted(choices))}; got {show(value)}")
     return value
 
 
 def require_bool(field: str, value) -> bool:
     if not isinstance(value, bool):
-        raise InputError(field, f"must be true or false, got {_show(value)}")
+        raise InputError(field, f"must be true or false, got {show(value)}")
     return value
 
 
-def _show(value) -> str:
-    text = repr(value)
+def show(value) -> str:
+    """A short, printable form of a bad value for an error message."""
+    text = ascii(value[:61]) if isinstance(value, str) else reprlib.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

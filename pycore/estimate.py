@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import prod
 
 from .training.allocator import reserved_bytes
@@ -14,7 +15,8 @@ from .model.spec import ModelSpec
 from .parallel.zero import Parallelism, apply_parallelism, validate_parallelism
 from .training.optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
 from .errors import InputError
-from .model.params import (embedding_params, head_params, known_lora_module_names, linears, lora_params, lora_targets,
+from .model.params import (embedding_params, head_params, known_lora_module_names, linears, lora_params, lora_shapes,
+                           lora_targets,
                      param_counts)
 from .training.timeline import Snapshot, Static, training_snapshots
 from .units import dtype_bytes
@@ -88,9 +90,17 @@ def weight_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework = Framewo
     return out
 
 
-def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepContext) -> Static:
+def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> Static:
+    """Weights, gradients, optimizer states and step temporaries: they do not depend on the batch or
+    the length, so a solver's many estimates of one configuration share them."""
+    return _static_cached(m, replace(w, batch_size=1, seq_len=1, new_tokens=0), p, f)
+
+
+@lru_cache(maxsize=256)
+def _static_cached(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> Static:
     weights = weight_parts(m, w, p, f)
     L = m.n_layers
+    compute = dtype_bytes(p.autocast) if p.autocast else dtype_bytes(p.weights)
     if w.mode == "full":
         pb = dtype_bytes(p.weights)
         trainable = sum(param_counts(m).values())
@@ -102,23 +112,33 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, ctx: StepCont
         grads_other = (trainable - per_layer * L) * pb
         grads_head = (head_params(m) or embedding_params(m)) * pb
     else:
-        pb = ctx.adapter_bytes
+        pb = adapter_bytes(w, f, compute)
         trainable = lora_params(m, w.lora_rank, w.lora_targets)
         per_layer = trainable // L
-        shapes = [(w.lora_rank, lin.in_features) for lin in lora_targets(m, w.lora_targets) for _ in range(lin.layers)]
-        largest = max([prod(s) for s in shapes] or [0])
+        shapes = lora_shapes(m, w.lora_rank, w.lora_targets)
+        largest = max([prod(s) for s, _ in shapes] or [0])
         grads_other = grads_head = (trainable - per_layer * L) * pb
     copy_layer = copy_head = 0
-    if ctx.amp and w.mode == "full":
+    if p.autocast is not None and w.mode == "full":
         quantised, _ = _linear_weight_counts(m)
-        copy_layer = quantised * ctx.compute_bytes // L
-        copy_head = m.vocab_size * m.hidden_size * ctx.compute_bytes
+        copy_layer = quantised * compute // L
+        copy_head = m.vocab_size * m.hidden_size * compute
     return Static(
         weights=weights, optimizer_states=state_bytes(w.optimizer, trainable, pb, shapes),
         grads_per_layer=per_layer * pb, grads_other=grads_other, grads_head=grads_head,
         autocast_copy_per_layer=copy_layer, autocast_copy_head=copy_head,
         optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest), n_layers=L,
     )
+
+
+def _stored_layer_weight_bytes(m: ModelSpec, weights: dict, ctx: StepContext) -> int:
+    """One layer's linear weights as stored (NF4 and its constants for QLoRA): what ZeRO-3
+    gathers for each layer it computes."""
+    nf4 = weights.get("4-bit NF4 weights")
+    if nf4 is not None:
+        return (nf4 + weights["NF4 quantisation constants"]) // m.n_layers
+    linear_weights, _ = _linear_weight_counts(m)
+    return linear_weights // m.n_layers * ctx.weight_bytes
 
 
 def _qlora_dequant(m: ModelSpec, ctx: StepContext) -> int:
@@ -139,16 +159,19 @@ def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework
         warnings.append(f"sequence of {total_len} tokens is longer than the model's max_position_embeddings "
                         f"({m.max_positions})")
     if w.mode in ("lora", "qlora") and not lora_targets(m, w.lora_targets):
-        raise InputError("workload.lora_targets", "matches no linear layer of this model; its linears are "
+        if w.lora_targets is None:
+            raise InputError("workload.mode", "LoRA's default targets (the attention projections) match no linear "
+                             "layer of this model; set workload.lora.targets to some of "
+                             + ", ".join(known_lora_module_names(m)))
+        raise InputError("workload.lora.targets", "matches no linear layer of this model; its linears are "
                          + ", ".join(known_lora_module_names(m)))
     if w.mode == "inference":
         kv_b = dtype_bytes(p.kv_cache) if p.kv_cache else ctx.compute_bytes
         weights = weight_parts(m, w, p)
         snaps = inference_snapshots(ctx, m, weights, w.new_tokens, kv_b)
     else:
-        st = _static(m, w, p, f, ctx)
-        linear_weights, _ = _linear_weight_counts(m)
-        st = apply_parallelism(st, par, linear_weights // m.n_layers * ctx.weight_bytes)
+        st = _static(m, w, p, f)
+        st = apply_parallelism(st, par, _stored_layer_weight_bytes(m, st.weights, ctx))
         layers = layer_costs(ctx, m)
         if w.mode == "qlora":
             extra = _qlora_dequant(m, ctx)

@@ -1,22 +1,31 @@
-"""Parse and validate a JSON request (schema 1) into the core's frozen dataclasses."""
+"""Parse and validate a JSON request (schema 1) into the core's frozen dataclasses.
+
+Every error names the field by the path the user wrote. Unknown fields are errors everywhere,
+except inside ``hf_config``, which is a config.json and carries many fields that do not matter
+for memory.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from .catalog import catalog_gpu, catalog_model
-from .errors import InputError, MAX_DIMENSION, require_bool, require_int, require_number
+from .errors import InputError, MAX_DIMENSION, MAX_TOKENS, require_bool, require_int
+from .jsontext import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json
 from .model.hfconfig import read_hf_config
-from .model.spec import DIMENSION_FIELDS, ModelSpec
-from .units import GiB
+from .model.spec import ModelSpec
 from .parallel.zero import Parallelism
-from .workload import Framework, Hardware, Precision, Workload
+from .schema import build, describe, integer, join_path, number, text
+from .units import GiB
+from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes
 
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
-_WORKLOAD_KEYS = {"mode", "batch_size", "seq_len", "new_tokens", "optimizer", "attention",
-                  "gradient_checkpointing", "lora", "qlora_double_quant"}
-_TOP_KEYS = {"schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve"}
+_TOP_KEYS = ("schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve")
+_REQUIRED_DIMENSIONS = ("n_layers", "hidden_size", "n_heads", "vocab_size")
+_GPU_MEMORY_GIB = number(0.001, 2 ** 20)
+_GPU_MEMORY_BYTES = integer(1, 2 ** 50)
+_NAME = text(100)
 
 
 @dataclass(frozen=True)
@@ -32,96 +41,67 @@ class Request:
     solve: bool
 
 
-def _obj(field: str, value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(field, "must be a JSON object")
-    return value
-
-
-def _unknown(field: str, given: dict, allowed) -> None:
+def _unknown(where: str, given: dict, allowed) -> None:
     for key in given:
         if key not in allowed:
-            raise InputError(f"{field}.{key}" if field else str(key)[:60],
-                             "is not a known field; known: " + ", ".join(sorted(allowed)))
+            raise InputError(join_path(where, key), "is not a known field; known: " + ", ".join(sorted(allowed)))
+
+
+def _hf_config(value, where: str, name: str = "") -> ModelSpec:
+    """A config.json given as an object, or as its text (parsed here, bounded in size and depth)."""
+    if isinstance(value, str):
+        value = parse_json(value, where)
+    return read_hf_config(value, name, prefix=where + ".")
 
 
 def parse_model(raw, hf_config) -> tuple[ModelSpec, str]:
     if hf_config is not None:
-        return read_hf_config(hf_config), "custom"
+        if raw is not None:
+            raise InputError("hf_config", "give either model or hf_config, not both")
+        return _hf_config(hf_config, "hf_config"), "custom"
     if isinstance(raw, str):
         return catalog_model(raw), raw
     if isinstance(raw, dict):
         if "hf_config" in raw:
-            return read_hf_config(raw["hf_config"], str(raw.get("name", ""))[:100]), "custom"
+            _unknown("model", raw, ("hf_config", "name"))
+            name = _NAME.check("model.name", raw["name"]) if "name" in raw else ""
+            return _hf_config(raw["hf_config"], "model.hf_config", name), "custom"
         if "dimensions" in raw:
-            dims = _obj("model.dimensions", raw["dimensions"])
-            _unknown("model.dimensions", dims, set(DIMENSION_FIELDS) | {"name"})
-            missing = [k for k in ("n_layers", "hidden_size", "n_heads", "vocab_size") if k not in dims]
-            if missing:
-                raise InputError("model.dimensions." + missing[0], "is required")
-            d = dict(dims)
-            d.setdefault("name", "custom")
-            d.setdefault("family", "decoder")
-            h = require_int("model.dimensions.hidden_size", d["hidden_size"], maximum=MAX_DIMENSION)
-            heads = require_int("model.dimensions.n_heads", d["n_heads"], maximum=MAX_DIMENSION)
-            d.setdefault("ffn_size", 4 * h)
-            d.setdefault("n_kv_heads", heads)
-            d.setdefault("head_dim", max(1, h // heads))
-            if d.get("family") == "gpt2":
-                d.setdefault("learned_positions", True)
-            if not isinstance(d["name"], str):
-                raise InputError("model.dimensions.name", "must be a string")
-            try:
-                return ModelSpec(**d), "custom"
-            except TypeError as exc:
-                raise InputError("model.dimensions", f"bad value: {exc}"[:200]) from None
+            _unknown("model", raw, ("dimensions",))
+            return parse_dimensions(raw["dimensions"]), "custom"
         raise InputError("model", "must be a catalog id, {\"hf_config\": {...}} or {\"dimensions\": {...}}")
     raise InputError("model", "is required: a catalog id, {\"hf_config\": {...}} or {\"dimensions\": {...}}")
 
 
-def parse_workload(raw: dict) -> Workload:
-    raw = _obj("workload", raw)
-    _unknown("workload", raw, _WORKLOAD_KEYS)
-    lora = _obj("workload.lora", raw.get("lora"))
-    _unknown("workload.lora", lora, {"rank", "alpha", "targets"})
-    targets = lora.get("targets")
-    if isinstance(targets, list):
-        if len(targets) > 64:
-            raise InputError("workload.lora.targets", "at most 64 module names")
-        targets = tuple(targets)
-    elif targets not in (None, "all-linear"):
-        raise InputError("workload.lora.targets", "must be a list of module names or 'all-linear'")
-    kw = {k: raw[k] for k in ("mode", "batch_size", "seq_len", "new_tokens", "optimizer", "attention",
-                              "gradient_checkpointing", "qlora_double_quant") if k in raw}
-    for k in ("batch_size", "seq_len", "new_tokens"):
-        if k in kw and isinstance(kw[k], float) and kw[k] == kw[k] and abs(kw[k]) < 1e18 and kw[k].is_integer():
-            kw[k] = int(kw[k])
-    if "rank" in lora:
-        kw["lora_rank"] = lora["rank"]
-    if "alpha" in lora:
-        kw["lora_alpha"] = lora["alpha"]
-    kw["lora_targets"] = targets
-    return Workload(**kw)
-
-
-def parse_precision(raw: dict) -> Precision:
-    raw = _obj("precision", raw)
-    _unknown("precision", raw, {"weights", "autocast", "kv_cache"})
-    return Precision(**raw)
-
-
-def parse_framework(raw: dict) -> Framework:
-    raw = _obj("framework", raw)
-    _unknown("framework", raw, {f.name for f in fields(Framework)})
-    return Framework(**raw)
-
-
-def parse_parallelism(raw) -> Parallelism:
-    raw = _obj("parallelism", raw)
-    _unknown("parallelism", raw, {"data_parallel", "zero_stage"})
-    return Parallelism(**raw)
+def parse_dimensions(dims) -> ModelSpec:
+    """A model given by its dimensions; ffn, KV heads and head size default as in a Llama-style decoder."""
+    where = "model.dimensions"
+    if not isinstance(dims, dict):
+        raise InputError(where, "must be a JSON object")
+    missing = [k for k in _REQUIRED_DIMENSIONS if k not in dims]
+    if missing:
+        raise InputError(f"{where}.{missing[0]}", "is required")
+    d = {k: v for k, v in dims.items() if k != "name"}
+    name = _NAME.check(where + ".name", dims["name"]) if "name" in dims else "custom"
+    d.setdefault("family", "decoder")
+    h = integer(1, MAX_DIMENSION).check(where + ".hidden_size", d["hidden_size"])
+    heads = integer(1, MAX_DIMENSION).check(where + ".n_heads", d["n_heads"])
+    if "ffn_size" not in d and 4 * h > MAX_DIMENSION:
+        raise InputError(where + ".hidden_size", f"must be at most {MAX_DIMENSION // 4:,} when ffn_size is not given "
+                                                 "(it defaults to 4 x hidden_size)")
+    d.setdefault("ffn_size", 4 * h)
+    d.setdefault("n_kv_heads", heads)
+    d.setdefault("head_dim", max(1, h // heads))
+    if d.get("family") == "gpt2":
+        d.setdefault("learned_positions", True)
+    if "warnings" in d:
+        raise InputError(where + ".warnings", "is not a known field")
+    try:
+        return build(ModelSpec, d, where, name=name)
+    except InputError as exc:
+        if exc.field.startswith("model.") and not exc.field.startswith(where):
+            raise InputError(where + exc.field[len("model"):], exc.message) from None
+        raise
 
 
 def parse_gpu(raw) -> tuple[Hardware, str]:
@@ -131,29 +111,46 @@ def parse_gpu(raw) -> tuple[Hardware, str]:
         entry = catalog_gpu(raw)
         return Hardware(entry["name"], entry["memory_bytes"]), raw
     if isinstance(raw, dict):
-        _unknown("gpu", raw, {"memory_bytes", "memory_gib", "name"})
-        name = raw.get("name", "custom GPU")
-        if not isinstance(name, str):
-            raise InputError("gpu.name", "must be a string")
+        _unknown("gpu", raw, ("memory_bytes", "memory_gib", "name"))
+        name = _NAME.check("gpu.name", raw["name"]) if "name" in raw else "custom GPU"
         if "memory_bytes" in raw:
-            mem = require_int("gpu.memory_bytes", raw["memory_bytes"], minimum=1, maximum=2 ** 50)
+            mem = _GPU_MEMORY_BYTES.check("gpu.memory_bytes", raw["memory_bytes"])
         elif "memory_gib" in raw:
-            mem = int(require_number("gpu.memory_gib", raw["memory_gib"], minimum=0.001, maximum=2 ** 20) * GiB)
+            mem = int(_GPU_MEMORY_GIB.check("gpu.memory_gib", raw["memory_gib"]) * GiB)
         else:
             raise InputError("gpu.memory_gib", "a custom GPU needs memory_gib or memory_bytes")
-        return Hardware(name[:80], mem), "custom"
+        return Hardware(name, mem), "custom"
     raise InputError("gpu", "must be a catalog id or {\"memory_gib\": N}")
+
+
+def request_schema() -> dict:
+    """What the page needs to build and check a request: every field's type, range, choices,
+    labels, default and the modes it applies to, keyed by its path in the request."""
+    fields = {**describe(Workload, "workload"), **describe(Precision, "precision"),
+              **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
+              "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
+    return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
+            "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
+            "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS}}
 
 
 def parse_request(data) -> Request:
     if not isinstance(data, dict):
         raise InputError("request", "must be a JSON object")
     _unknown("", data, _TOP_KEYS)
-    schema = data.get("schema", SCHEMA)
+    schema = require_int("schema", data.get("schema", SCHEMA), minimum=0, maximum=1_000_000)
     if schema != SCHEMA:
-        raise InputError("schema", f"this version reads schema {SCHEMA}, got {str(schema)[:20]}")
+        raise InputError("schema", f"this version reads schema {SCHEMA}, got {schema}")
     model, model_id = parse_model(data.get("model"), data.get("hf_config"))
     hardware, gpu_id = parse_gpu(data.get("gpu"))
-    return Request(model=model, model_id=model_id, workload=parse_workload(data.get("workload")),
-                   precision=parse_precision(data.get("precision")), framework=parse_framework(data.get("framework")),
-                   hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")), gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)))
+    workload = build(Workload, data.get("workload"), "workload")
+    if workload.batch_size * workload.seq_len > MAX_TOKENS:
+        given = data.get("workload") or {}
+        field = "workload.seq_len" if "seq_len" in given else "workload.batch_size"
+        raise InputError(field, f"batch_size x seq_len must be at most {MAX_TOKENS:,}; got "
+                                f"{workload.batch_size:,} x {workload.seq_len:,}")
+    return Request(model=model, model_id=model_id, workload=workload,
+                   precision=build(Precision, data.get("precision"), "precision"),
+                   framework=build(Framework, data.get("framework"), "framework"),
+                   hardware=hardware, parallelism=build(Parallelism, data.get("parallelism"), "parallelism"),
+                   gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)))

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError, MAX_TOKENS, require_bool, require_choice, require_int, require_number
+from .errors import InputError, MAX_TOKENS
+from .schema import choice, flag, integer, names, number, spec, text, validate
 from .units import GiB
 
 MODES = ("full", "lora", "qlora", "inference")
+TRAINING_MODES = ("full", "lora", "qlora")
+MODE_LABELS = (("full", "Full training"), ("lora", "LoRA"), ("qlora", "QLoRA (4-bit base)"), ("inference", "Inference"))
+OPTIMIZER_LABELS = (("adamw", "AdamW (foreach)"), ("adamw_fused", "AdamW (fused)"), ("adamw_8bit", "AdamW 8-bit"),
+                    ("adafactor", "Adafactor"), ("lion", "Lion"), ("sgd", "SGD"), ("sgd_momentum", "SGD with momentum"))
 TRAIN_WEIGHT_DTYPES = ("fp32", "bf16", "fp16")
 INFERENCE_WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
 AUTOCAST_DTYPES = ("bf16", "fp16")
+QUANTISED_WEIGHTS = ("fp8", "int8", "int4")     # weight-only: matmuls run in the activations' dtype
+ACTIVATION_DTYPES = ("bf16", "fp16")
 KV_CACHE_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
 OPTIMIZERS = ("sgd", "sgd_momentum", "adamw", "adamw_fused", "adafactor", "adamw_8bit", "lion")
 ATTENTIONS = ("sdpa", "flash", "eager")
@@ -23,43 +30,56 @@ SDPA_KERNELS = ("auto", "flash", "efficient", "math")
 class Precision:
     """Weights' storage dtype and, for mixed precision, the autocast compute dtype."""
 
-    weights: str = "bf16"
-    autocast: str | None = None
-    kv_cache: str | None = None          # None: the compute dtype
+    weights: str = spec("bf16", choice(INFERENCE_WEIGHT_DTYPES, doc="storage dtype of the weights"))
+    autocast: str | None = spec(None, choice(AUTOCAST_DTYPES, nullable=True, modes=("full", "lora"),
+                                             doc="mixed precision: torch.autocast dtype over fp32 weights",
+                                             labels=(("bf16", "autocast bf16 (fp32 weights)"),
+                                                     ("fp16", "autocast fp16 (fp32 weights)"))))
+    kv_cache: str | None = spec(None, choice(KV_CACHE_DTYPES, nullable=True, modes=("inference",),
+                                             doc="KV cache dtype (default: the compute dtype)"))
+    activations: str | None = spec(None, choice(ACTIVATION_DTYPES, nullable=True, modes=("inference",),
+                                                doc="weight-only quantised inference: the activations' dtype "
+                                                    "(torch_dtype when loading; default bf16)"))
 
     def compute(self) -> str:
+        if self.weights in QUANTISED_WEIGHTS:
+            return self.activations or "bf16"
         return self.autocast or self.weights
 
 
 @dataclass(frozen=True)
 class Workload:
-    mode: str = "full"
-    batch_size: int = 1
-    seq_len: int = 2048
-    new_tokens: int = 0
-    optimizer: str = "adamw"
-    attention: str = "sdpa"
-    gradient_checkpointing: bool = False
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_targets: tuple | str | None = None     # None: the family's attention projections
-    qlora_double_quant: bool = True
+    mode: str = spec("full", choice(MODES, labels=MODE_LABELS))
+    batch_size: int = spec(1, integer(1, MAX_TOKENS, doc="micro-batch (sequences per step per GPU)"))
+    seq_len: int = spec(2048, integer(1, MAX_TOKENS, doc="tokens per sequence (the prompt, for inference)", unit="tokens"))
+    new_tokens: int = spec(0, integer(0, MAX_TOKENS, modes=("inference",),
+                                      doc="inference: tokens generated (0 = one forward pass)"))
+    optimizer: str = spec("adamw", choice(OPTIMIZERS, modes=TRAINING_MODES, labels=OPTIMIZER_LABELS))
+    attention: str = spec("sdpa", choice(ATTENTIONS, labels=(("sdpa", "SDPA / flash"), ("flash", "flash-attention 2"),
+                                                             ("eager", "eager (keeps s×s scores)"))))
+    gradient_checkpointing: bool = spec(False, flag(modes=TRAINING_MODES, doc="recompute each layer in backward"))
+    lora_rank: int = spec(16, integer(1, 65536, path="lora.rank", modes=("lora", "qlora")))
+    lora_alpha: float = spec(32, number(0.0, 1e6, path="lora.alpha", modes=("lora", "qlora")))
+    lora_targets: tuple | str | None = spec(None, names(("all-linear",), path="lora.targets", nullable=True,
+                                                        modes=("lora", "qlora"),
+                                                        doc="module names, or all-linear (default: attention projections)"))
+    qlora_double_quant: bool = spec(True, flag(modes=("qlora",), doc="QLoRA: quantise the NF4 constants too"))
 
 
 @dataclass(frozen=True)
 class Framework:
     """The software stack's behaviour. Defaults: PyTorch 2.11, transformers 5.17, peft 0.21."""
 
-    torch: str = "2.11"
-    transformers: str = "5.17"
-    peft: str = "0.21"
-    sdpa_kernel: str = "auto"
+    torch: str = spec("2.11", text(32))
+    transformers: str = spec("5.17", text(32))
+    peft: str = spec("0.21", text(32))
+    sdpa_kernel: str = spec("auto", choice(SDPA_KERNELS))
     # transformers' ForCausalLMLoss upcasts logits with logits.float() (loss/loss_utils.py).
-    loss_upcast_fp32: bool = True
+    loss_upcast_fp32: bool = spec(True, flag())
     # peft's get_peft_model(autocast_adapter_dtype=True) keeps 16-bit adapters in fp32.
-    lora_adapters_fp32: bool = True
+    lora_adapters_fp32: bool = spec(True, flag())
     # nvidia-smi minus torch.cuda.memory_reserved(): 0.73-0.79 GiB in shared/calibration (H100, torch 2.11).
-    cuda_context_bytes: int = 820 * 1024 ** 2
+    cuda_context_bytes: int = spec(820 * 1024 ** 2, integer(0, 64 * GiB, unit="bytes"))
 
 
 @dataclass(frozen=True)
@@ -68,47 +88,36 @@ class Hardware:
     memory_bytes: int
 
 
+def weight_dtypes(mode: str) -> tuple:
+    """The weights' dtypes a mode accepts."""
+    if mode == "inference":
+        return INFERENCE_WEIGHT_DTYPES
+    if mode == "qlora":
+        return ("bf16", "fp16", "fp32")         # dtype of the non-quantised parts and the compute
+    return TRAIN_WEIGHT_DTYPES
+
+
 def validate_workload(w: Workload, p: Precision) -> None:
-    """Raise InputError naming the first bad field of the workload or precision."""
-    require_choice("workload.mode", w.mode, MODES)
-    require_int("workload.batch_size", w.batch_size, maximum=MAX_TOKENS)
-    require_int("workload.seq_len", w.seq_len, maximum=MAX_TOKENS)
+    """Raise InputError naming the first bad field of the workload or precision (request paths)."""
+    validate(w, "workload")
+    validate(p, "precision")
     if w.batch_size * w.seq_len > MAX_TOKENS:
         raise InputError("workload.seq_len", f"batch_size x seq_len must be at most {MAX_TOKENS}")
-    require_int("workload.new_tokens", w.new_tokens, minimum=0, maximum=MAX_TOKENS)
-    require_choice("workload.optimizer", w.optimizer, OPTIMIZERS)
-    require_choice("workload.attention", w.attention, ATTENTIONS)
-    require_bool("workload.gradient_checkpointing", w.gradient_checkpointing)
-    require_bool("workload.qlora_double_quant", w.qlora_double_quant)
-    if w.mode in ("lora", "qlora"):
-        require_int("workload.lora_rank", w.lora_rank, maximum=65536)
-        require_number("workload.lora_alpha", w.lora_alpha, minimum=0.0, maximum=1e6)
-        if w.lora_targets not in (None, "all-linear"):
-            if not isinstance(w.lora_targets, tuple) or not w.lora_targets or \
-                    not all(isinstance(t, str) and 0 < len(t) <= 64 for t in w.lora_targets):
-                raise InputError("workload.lora_targets", "must be 'all-linear' or a non-empty list of module names")
-    allowed = INFERENCE_WEIGHT_DTYPES if w.mode == "inference" else TRAIN_WEIGHT_DTYPES
-    if w.mode == "qlora":
-        allowed = ("bf16", "fp16", "fp32")        # dtype of the non-quantised parts and the compute
-    require_choice("precision.weights", p.weights, allowed)
+    allowed = weight_dtypes(w.mode)
+    if p.weights not in allowed:
+        raise InputError("precision.weights", f"{p.weights} applies to inference only; for {w.mode} choose one of "
+                                              + ", ".join(allowed))
+    if p.activations is not None and p.weights not in QUANTISED_WEIGHTS:
+        raise InputError("precision.activations", "applies to weight-only quantised inference (weights fp8, int8 "
+                                                  "or int4); otherwise the activations take the weights' dtype")
     if p.autocast is not None:
-        require_choice("precision.autocast", p.autocast, AUTOCAST_DTYPES)
         if w.mode == "inference":
             raise InputError("precision.autocast", "mixed precision applies to training; for inference "
                                                    "choose the weights' dtype")
         if p.weights != "fp32":
             raise InputError("precision.autocast", "mixed precision keeps fp32 master weights; "
                                                    "set precision.weights to fp32")
-    if p.kv_cache is not None:
-        require_choice("precision.kv_cache", p.kv_cache, KV_CACHE_DTYPES)
 
 
 def validate_framework(f: Framework) -> None:
-    require_choice("framework.sdpa_kernel", f.sdpa_kernel, SDPA_KERNELS)
-    require_bool("framework.loss_upcast_fp32", f.loss_upcast_fp32)
-    require_bool("framework.lora_adapters_fp32", f.lora_adapters_fp32)
-    require_int("framework.cuda_context_bytes", f.cuda_context_bytes, minimum=0, maximum=64 * GiB)
-    for name in ("torch", "transformers", "peft"):
-        value = getattr(f, name)
-        if not isinstance(value, str) or len(value) > 32:
-            raise InputError("framework." + name, "must be a version string")
+    validate(f, "framework")

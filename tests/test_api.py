@@ -71,7 +71,7 @@ def test_nan_in_the_json_text_is_refused():
 def test_lora_target_that_matches_nothing_names_the_field():
     req = with_("workload.mode", "lora")
     req["workload"]["lora"] = {"targets": ["nonexistent_proj"]}
-    assert error_field(req) == "workload.lora_targets"
+    assert error_field(req) == "workload.lora.targets"
 
 
 @pytest.mark.parametrize("text", ["", "[", "null", "[]", "\"gpt2\"", "{" * 100000, "[" * 5000 + "]" * 5000,

@@ -49,3 +49,10 @@ def test_accuracy_page_matches_the_calibration_data(tmp_path):
     cal.write_markdown(page, cal.markdown(rows, summary))
     assert page.read_text() == (ROOT / "docs" / "accuracy.md").read_text(), \
         "docs/accuracy.md is stale: run scripts/calibrate.py ... --markdown docs/accuracy.md"
+
+
+def test_every_docs_page_has_the_csp_and_no_inline_script(site):
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert 'http-equiv="Content-Security-Policy"' in text and "script-src 'self'" in text, page
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), page      # every script has a src

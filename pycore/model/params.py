@@ -174,6 +174,15 @@ def lora_params(m: ModelSpec, rank: int, targets) -> int:
                for lin in lora_targets(m, targets))
 
 
+def lora_shapes(m: ModelSpec, rank: int, targets) -> list[tuple[tuple[int, int], int]]:
+    """(shape, how many) of every adapter matrix: lora_A is rank x in, lora_B is out x rank."""
+    out = []
+    for lin in lora_targets(m, targets):
+        n = lin.layers * lin.copies
+        out += [((rank, lin.in_features), n), ((lin.out_features, rank), n)]
+    return out
+
+
 def param_counts(m: ModelSpec) -> dict[str, int]:
     """Base-model parameters by component; their sum is ``sum(p.numel())``."""
     return dict(_param_counts(m))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
-from ..errors import InputError, MAX_DIMENSION, MAX_LAYERS, require_bool, require_choice, require_int, \
-    require_number
+from ..errors import InputError, MAX_DIMENSION, MAX_LAYERS
+from ..schema import choice, flag, integer, number, spec, text, validate
 
 # Families share a layer layout; each is written out in params.py and activations.py.
 #  decoder: Llama-style pre-norm decoder (llama, mistral, qwen*, gemma*, phi3, olmoe, mixtral, deepseek)
@@ -24,88 +24,83 @@ ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "gelu_new", "relu")
 QK_NORMS = ("none", "per_head", "full")
 
 
+_DIM = integer(1, MAX_DIMENSION)
+_OPTIONAL_DIM = integer(0, MAX_DIMENSION)
+_REQUIRED = MISSING
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A transformer's dimensions. Derived values are functions below, not fields."""
 
     name: str
-    family: str
-    n_layers: int
-    hidden_size: int
-    ffn_size: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    vocab_size: int
-    max_positions: int = 4096
-    tied_embeddings: bool = False
-    gated_mlp: bool = True
-    qkv_bias: bool = False
-    o_bias: bool = False
-    mlp_bias: bool = False
-    norm: str = "rmsnorm"
-    norms_per_layer: int = 2
-    qk_norm: str = "none"
-    activation: str = "silu"
-    fused_qkv: bool = False
-    fused_gate_up: bool = False
-    learned_positions: bool = False
-    type_vocab_size: int = 0
-    attn_dropout: float = 0.0
-    hidden_dropout: float = 0.0
+    family: str = spec(_REQUIRED, choice(FAMILIES))
+    n_layers: int = spec(_REQUIRED, integer(1, MAX_LAYERS))
+    hidden_size: int = spec(_REQUIRED, _DIM)
+    ffn_size: int = spec(_REQUIRED, _DIM)
+    n_heads: int = spec(_REQUIRED, _DIM)
+    n_kv_heads: int = spec(_REQUIRED, _DIM)
+    head_dim: int = spec(_REQUIRED, _DIM)
+    vocab_size: int = spec(_REQUIRED, _DIM)
+    max_positions: int = spec(4096, _DIM)
+    tied_embeddings: bool = spec(False, flag())
+    gated_mlp: bool = spec(True, flag())
+    qkv_bias: bool = spec(False, flag())
+    o_bias: bool = spec(False, flag())
+    mlp_bias: bool = spec(False, flag())
+    norm: str = spec("rmsnorm", choice(NORMS))
+    norms_per_layer: int = spec(2, integer(1, 4))
+    qk_norm: str = spec("none", choice(QK_NORMS))
+    activation: str = spec("silu", choice(ACTIVATIONS))
+    fused_qkv: bool = spec(False, flag())
+    fused_gate_up: bool = spec(False, flag())
+    learned_positions: bool = spec(False, flag())
+    type_vocab_size: int = spec(0, _OPTIONAL_DIM)
+    attn_dropout: float = spec(0.0, number(0.0, 1.0))
+    hidden_dropout: float = spec(0.0, number(0.0, 1.0))
     # Mixture of experts (0 experts = dense).
-    n_experts: int = 0
-    experts_per_token: int = 0
-    expert_ffn_size: int = 0
-    n_shared_experts: int = 0
-    shared_expert_ffn_size: int = 0
-    shared_expert_gate: bool = False
-    dense_layers: int = 0
+    n_experts: int = spec(0, _OPTIONAL_DIM)
+    experts_per_token: int = spec(0, _OPTIONAL_DIM)
+    expert_ffn_size: int = spec(0, _OPTIONAL_DIM)
+    n_shared_experts: int = spec(0, _OPTIONAL_DIM)
+    shared_expert_ffn_size: int = spec(0, _OPTIONAL_DIM)
+    shared_expert_gate: bool = spec(False, flag())
+    dense_layers: int = spec(0, integer(0, MAX_LAYERS))
     # Multi-head latent attention (DeepSeek-V2/V3); kv_lora_rank 0 = ordinary attention.
-    q_lora_rank: int = 0
-    kv_lora_rank: int = 0
-    qk_nope_head_dim: int = 0
-    qk_rope_head_dim: int = 0
-    v_head_dim: int = 0
+    q_lora_rank: int = spec(0, _OPTIONAL_DIM)
+    kv_lora_rank: int = spec(0, _OPTIONAL_DIM)
+    qk_nope_head_dim: int = spec(0, _OPTIONAL_DIM)
+    qk_rope_head_dim: int = spec(0, _OPTIONAL_DIM)
+    v_head_dim: int = spec(0, _OPTIONAL_DIM)
     # Sliding-window attention: window in tokens (0 = none) and how many layers use it.
-    sliding_window: int = 0
-    sliding_layers: int = 0
-    final_logit_softcap: float = 0.0
-    model_type: str = ""
+    sliding_window: int = spec(0, _OPTIONAL_DIM)
+    sliding_layers: int = spec(0, integer(0, MAX_LAYERS))
+    final_logit_softcap: float = spec(0.0, number(0.0, 1e6))
+    model_type: str = spec("", text(64))
     warnings: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
         validate_model(self)
 
 
-def validate_model(m: ModelSpec) -> None:
+def validate_model(m: ModelSpec, where: str = "model") -> None:
     """Check every dimension; raise InputError naming the first bad field."""
-    f = "model."
-    require_choice(f + "family", m.family, FAMILIES)
-    require_int(f + "n_layers", m.n_layers, maximum=MAX_LAYERS)
-    for name in ("hidden_size", "ffn_size", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "max_positions"):
-        require_int(f + name, getattr(m, name), maximum=MAX_DIMENSION)
+    if not isinstance(m.name, str):
+        raise InputError(where + ".name", "must be a string")
+    validate(m, where)
+    f = where + "."
     if m.n_heads % m.n_kv_heads:
         raise InputError(f + "n_kv_heads", f"must divide n_heads ({m.n_heads}), got {m.n_kv_heads}")
-    for name in ("tied_embeddings", "gated_mlp", "qkv_bias", "o_bias", "mlp_bias", "fused_qkv", "fused_gate_up",
-                 "learned_positions", "shared_expert_gate"):
-        require_bool(f + name, getattr(m, name))
-    require_choice(f + "norm", m.norm, NORMS)
-    require_int(f + "norms_per_layer", m.norms_per_layer, minimum=1, maximum=4)
-    require_choice(f + "qk_norm", m.qk_norm, QK_NORMS)
-    require_choice(f + "activation", m.activation, ACTIVATIONS)
-    for name in ("attn_dropout", "hidden_dropout"):
-        require_number(f + name, getattr(m, name), minimum=0.0, maximum=1.0)
-    require_number(f + "final_logit_softcap", m.final_logit_softcap, minimum=0.0, maximum=1e6)
-    for name in ("type_vocab_size", "n_experts", "experts_per_token", "expert_ffn_size", "n_shared_experts",
-                 "shared_expert_ffn_size", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-                 "v_head_dim", "sliding_window"):
-        require_int(f + name, getattr(m, name), minimum=0, maximum=MAX_DIMENSION)
-    require_int(f + "dense_layers", m.dense_layers, minimum=0, maximum=m.n_layers)
-    require_int(f + "sliding_layers", m.sliding_layers, minimum=0, maximum=m.n_layers)
+    if m.dense_layers > m.n_layers:
+        raise InputError(f + "dense_layers", f"must be at most n_layers ({m.n_layers}), got {m.dense_layers}")
+    if m.sliding_layers > m.n_layers:
+        raise InputError(f + "sliding_layers", f"must be at most n_layers ({m.n_layers}), got {m.sliding_layers}")
     if m.n_experts:
-        require_int(f + "experts_per_token", m.experts_per_token, minimum=1, maximum=m.n_experts)
-        require_int(f + "expert_ffn_size", m.expert_ffn_size, minimum=1)
+        if not 1 <= m.experts_per_token <= m.n_experts:
+            raise InputError(f + "experts_per_token", f"must be from 1 to n_experts ({m.n_experts}), "
+                                                     f"got {m.experts_per_token}")
+        if m.expert_ffn_size < 1:
+            raise InputError(f + "expert_ffn_size", "must be at least 1 for a mixture of experts")
     elif m.experts_per_token:
         raise InputError(f + "experts_per_token", "needs n_experts > 0")
     if m.kv_lora_rank and not (m.qk_nope_head_dim and m.qk_rope_head_dim and m.v_head_dim):

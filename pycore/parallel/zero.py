@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import InputError, require_int
+from ..errors import InputError
+from ..schema import integer, spec, validate
+from ..workload import TRAINING_MODES
 from ..training.timeline import Static
 
 # ZeRO-3 (DeepSpeed, FSDP) holds the gathered parameters of the layer being computed and of the
@@ -20,13 +22,15 @@ ZERO3_GATHERED_LAYERS = 2
 
 @dataclass(frozen=True)
 class Parallelism:
-    data_parallel: int = 1
-    zero_stage: int = 0
+    data_parallel: int = spec(1, integer(1, 65536, modes=TRAINING_MODES, doc="data-parallel GPUs"))
+    zero_stage: int = spec(0, integer(0, 3, modes=TRAINING_MODES,
+                                      doc="ZeRO stage: shard states (1), gradients (2), weights (3)",
+                                      labels=((0, "none (DDP)"), (1, "stage 1: optimizer states"),
+                                              (2, "stage 2: + gradients"), (3, "stage 3: + weights"))))
 
 
 def validate_parallelism(par: Parallelism, training: bool) -> None:
-    require_int("parallelism.data_parallel", par.data_parallel, minimum=1, maximum=65536)
-    require_int("parallelism.zero_stage", par.zero_stage, minimum=0, maximum=3)
+    validate(par, "parallelism")
     if not training and (par.zero_stage or par.data_parallel > 1):
         raise InputError("parallelism", "applies to training; an inference replica holds the whole model")
 
@@ -52,5 +56,5 @@ def apply_parallelism(st: Static, par: Parallelism, layer_weight_bytes: int) -> 
         grads = {k: _shard(v, n) for k, v in grads.items()}
     if stage >= 3:
         weights = {k: _shard(v, n) for k, v in weights.items()}
-        weights["gathered parameters (ZeRO-3)"] = ZERO3_GATHERED_LAYERS * layer_weight_bytes
+        weights["gathered parameters (ZeRO-3)"] = min(ZERO3_GATHERED_LAYERS, st.n_layers) * layer_weight_bytes
     return replace(st, weights=weights, optimizer_states=states, optimizer_temp=temp, **grads)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from ..errors import InputError, MAX_TOKENS
 from ..estimate import estimate
+from ..training.context import seq_len_breakpoints
 
 SEARCH_LIMIT = 1 << 20
 
@@ -19,26 +20,59 @@ def _fits(req, **changes) -> bool:
 
 
 def largest(req, field: str) -> int:
-    """The largest value of ``field`` (batch_size or seq_len) that fits; 0 if even 1 does not.
+    """The largest value of ``field`` (batch_size or seq_len) that fits; 0 if even 1 does not."""
+    return search_largest(req, field)["value"]
 
-    Memory never falls as batch or length grows (tested), so a doubling search then bisection
-    finds the boundary in O(log n) estimates.
+
+def search_largest(req, field: str) -> dict:
+    """The largest value of ``field`` that fits, and the values below it that do not.
+
+    Memory never falls as batch or length grows while the step's discrete choices stay the same
+    (tested), so within each range between breakpoints (where the attention kernel changes) a
+    doubling search then bisection finds the boundary in O(log n) estimates. The answer is the
+    largest fitting value over all ranges; ``gaps`` lists the ranges below it that do not fit.
     """
     other = req.workload.seq_len if field == "batch_size" else req.workload.batch_size
     limit = min(SEARCH_LIMIT, MAX_TOKENS // max(1, other))
-    if not _fits(req, **{field: 1}):
+    cuts = seq_len_breakpoints(req.model) if field == "seq_len" else ()
+    starts = [1] + sorted(c for c in cuts if 1 < c <= limit)
+    ranges = [(lo, (starts[i + 1] - 1) if i + 1 < len(starts) else limit) for i, lo in enumerate(starts)]
+    best, gaps = 0, []
+    for lo, hi in ranges:
+        top = _largest_in(req, field, lo, hi)
+        if top:
+            if best and top > best and best < lo - 1:
+                gaps.append([best + 1, lo - 1])
+            best = top
+        elif best:
+            gaps.append([lo, hi])
+    gaps = [g for g in gaps if g[1] < best]
+    return {"value": best, "gaps": gaps}
+
+
+def _largest_in(req, field: str, lo: int, hi: int) -> int:
+    """Largest value in [lo, hi] that fits, assuming memory does not fall within the range; 0 if none."""
+    if not _fits(req, **{field: lo}):
         return 0
-    lo, hi = 1, 2
-    while hi <= limit and _fits(req, **{field: hi}):
-        lo, hi = hi, hi * 2
-    hi = min(hi, limit + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _fits(req, **{field: mid}):
-            lo = mid
+    step = 1
+    good, bad = lo, None
+    while good < hi:
+        probe = min(hi, lo + step)
+        if _fits(req, **{field: probe}):
+            good = probe
+            step *= 2
         else:
-            hi = mid
-    return lo
+            bad = probe
+            break
+    if bad is None:
+        return good
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if _fits(req, **{field: mid}):
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 def suggestions(req, current_total: int) -> list[dict]:
@@ -82,6 +116,8 @@ def suggestions(req, current_total: int) -> list[dict]:
             e = estimate(req.model, wl, pr, req.hardware, req.framework, req.parallelism)
         except InputError:
             continue
+        if e.device_total_bytes >= current_total:
+            continue                    # a change that does not reduce memory is not advice
         out.append({"change": text, "set": change, "device_total_bytes": e.device_total_bytes,
                     "saves_bytes": current_total - e.device_total_bytes, "fits": e.fits})
     out.sort(key=lambda d: d["device_total_bytes"])

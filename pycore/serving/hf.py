@@ -45,18 +45,24 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
     # alive beside the residual stream inside the layer, until the layer returns.
     out = {"layer input (held by the model's loop)": rb * tokens * h, "hidden states": rb * tokens * h,
            "normalised hidden states": cb * tokens * h}
-    attn = cb * tokens * (qd + 2 * kd) + 2 * cb * tokens * qd      # projections + rotary temporaries
+    attn = {"attention projections and rotary": cb * tokens * (qd + 2 * kd) + 2 * cb * tokens * qd}
     if ctx.kernel == "eager" or ctx.kernel == "math":
         n = ctx.batch * m.n_heads * (tokens // ctx.batch) * keys
-        # matmul, scale, mask add, softmax(dtype=float32) then .to(dtype): masked scores, the fp32
-        # output, and a fp32 copy of bf16 input or the cast result (eager_attention_forward).
-        convert = FP32 if (cb == 2 and not ctx.fp16) else (cb if cb != FP32 else 0)
-        attn += (cb + FP32 + convert) * n
-        attn += cb * tokens * 2 * (m.n_heads * m.head_dim - kd)                # repeat_kv
+        # matmul, scale, mask add, softmax(dtype=float32) then .to(dtype) (eager_attention_forward):
+        # the masked scores, softmax's fp32 output and the cast back to the compute dtype.
+        attn["attention scores (b x heads x q x k)"] = cb * n
+        attn["softmax output (fp32)"] = FP32 * n
+        if cb == 2 and not ctx.fp16:
+            # bf16 input: softmax first converts the scores to a fp32 copy; fp16 has a fused
+            # half-to-float path (aten/src/ATen/native/cuda/SoftMax.cu), so this copy is bf16's only.
+            attn["softmax input converted to fp32 (bf16 only)"] = FP32 * n
+        elif cb != FP32:
+            attn["softmax output cast to the compute dtype"] = cb * n
+        attn["K/V repeated to all heads (repeat_kv)"] = cb * tokens * 2 * (m.n_heads * m.head_dim - kd)
     # Gated: act(gate), up and their product coexist. gelu_new, six Python ops evaluated left to
     # right, holds its input, 0.5 * x and two intermediates; one-op activations their input and output.
     ffn_factor = 3 if m.gated_mlp else (4 if m.activation == "gelu_new" else 2)
-    ffn_tmp = ffn_factor * cb * tokens * m.ffn_size
+    ffn = {"MLP intermediates": ffn_factor * cb * tokens * m.ffn_size}
     if moe_layers(m):
         k, e, f = m.experts_per_token, m.n_experts, m.expert_ffn_size
         # Experts run on all routed rows at once (transformers 5 grouped experts): the gathered
@@ -69,8 +75,11 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
         moe_tmp += cb * tokens * k * max(h + 4 * f, 3 * h + f)
         if m.n_shared_experts:
             moe_tmp += 3 * cb * tokens * m.shared_expert_ffn_size * m.n_shared_experts
-        ffn_tmp = max(ffn_tmp if m.dense_layers else 0, moe_tmp)
-    out["layer temporaries"] = max(attn, ffn_tmp) + cb * tokens * h
+        if not m.dense_layers or moe_tmp >= ffn["MLP intermediates"]:
+            ffn = {"MoE routing and expert intermediates": moe_tmp}
+    busiest = attn if sum(attn.values()) >= sum(ffn.values()) else ffn
+    out.update({k: v for k, v in busiest.items() if v})
+    out["layer output"] = cb * tokens * h
     return out
 
 

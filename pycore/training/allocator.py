@@ -34,8 +34,8 @@ def _reserved_at(snapshot, ctx) -> int:
     dynamic = max(0, total - static)
     if not ctx.training:
         slack = SLACK_INFERENCE
-    elif ctx.checkpointing:
-        slack = SLACK_CHECKPOINTING
+    elif ctx.checkpointing and snapshot.phase in ("forward", "backward"):
+        slack = SLACK_CHECKPOINTING     # the recomputation churn happens in forward and backward only
     else:
-        slack = SLACK_TRAINING
+        slack = SLACK_TRAINING          # optimizer.step(): its temporaries are allocated once and freed together
     return total + int(dynamic * slack)

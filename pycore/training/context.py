@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..model.spec import ModelSpec, is_mla
 from ..model.params import lora_targets
 from ..units import dtype_bytes
-from ..workload import Framework, Precision, Workload
+from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload
 
 FP32 = 4
 
@@ -52,6 +52,18 @@ def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, mas
     return "efficient"
 
 
+def is_masked(m: ModelSpec, seq_len: int) -> bool:
+    """transformers passes an explicit mask to SDPA when a sliding window is shorter than the
+    sequence, which rules out the flash kernel (and, for fp32 GQA, the math path)."""
+    return bool(m.sliding_window) and m.sliding_layers > 0 and seq_len > m.sliding_window
+
+
+def seq_len_breakpoints(m: ModelSpec) -> tuple[int, ...]:
+    """Lengths at which a discrete choice of the step changes, so that memory may fall as the length
+    grows: the attention kernel switches where the sequence first exceeds the sliding window."""
+    return (m.sliding_window + 1,) if m.sliding_window and m.sliding_layers else ()
+
+
 def adapter_bytes(w: Workload, f: Framework, compute_bytes: int) -> int:
     """LoRA adapters are fp32 under peft's default autocast_adapter_dtype=True (checked with peft 0.21 in
     shared/calibration); the QLoRA recipe keeps them in the 16-bit compute dtype."""
@@ -62,21 +74,19 @@ def adapter_bytes(w: Workload, f: Framework, compute_bytes: int) -> int:
 
 def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> StepContext:
     training = w.mode != "inference"
-    if w.mode == "qlora":
-        weight_bytes = dtype_bytes(p.weights)
-    elif w.mode == "inference" and p.weights in ("fp8", "int8", "int4"):
-        weight_bytes = 2        # weight-only quantisation: activations run in bf16
+    if w.mode == "inference" and p.weights in QUANTISED_WEIGHTS:
+        weight_bytes = dtype_bytes(p.compute())     # weight-only quantisation: activations in bf16 or fp16
     else:
         weight_bytes = dtype_bytes(p.weights)
     compute = dtype_bytes(p.autocast) if p.autocast else weight_bytes
     adapted = frozenset()
     if w.mode in ("lora", "qlora"):
         adapted = frozenset(lin.name for lin in lora_targets(m, w.lora_targets))
-    masked = bool(m.sliding_window) and m.sliding_layers > 0 and w.seq_len > m.sliding_window
+    masked = is_masked(m, w.seq_len)
     return StepContext(
         batch=w.batch_size, seq=w.seq_len, tokens=w.batch_size * w.seq_len, weight_bytes=weight_bytes,
         compute_bytes=compute, residual_bytes=weight_bytes, amp=p.autocast is not None,
-        fp16=(p.autocast or p.weights) == "fp16", training=training, base_trainable=w.mode == "full",
+        fp16=p.compute() == "fp16", training=training, base_trainable=w.mode == "full",
         adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute),
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
     )

@@ -15,8 +15,9 @@ BNB_BLOCK = 256
 SHAPE_OPTIMIZERS = ("adafactor", "adamw_8bit")     # their state depends on each tensor's shape
 
 
-def state_bytes(optimizer: str, trainable: int, param_bytes: int, shapes: list[tuple[int, ...]]) -> int:
-    """Persistent optimizer state for ``trainable`` parameters stored in ``param_bytes`` each.
+def state_bytes(optimizer: str, trainable: int, param_bytes: int, shapes: list[tuple[tuple[int, ...], int]]) -> int:
+    """Persistent optimizer state for ``trainable`` parameters stored in ``param_bytes`` each;
+    ``shapes`` lists (shape, how many tensors have it) for the optimizers whose state depends on it.
 
     torch.optim states take the parameter's dtype (torch/optim/adamw.py: zeros_like(p)).
     """
@@ -30,20 +31,20 @@ def state_bytes(optimizer: str, trainable: int, param_bytes: int, shapes: list[t
         # torch.optim.Adafactor (beta1=None): row and column variances for tensors of >= 2 dims,
         # a full variance for vectors (torch/optim/_adafactor.py).
         total = 0
-        for shape in shapes:
+        for shape, count in shapes:
             if len(shape) >= 2:
-                total += prod(shape[:-2]) * (shape[-2] + shape[-1]) * param_bytes
+                total += count * prod(shape[:-2]) * (shape[-2] + shape[-1]) * param_bytes
             else:
-                total += shape[0] * param_bytes
+                total += count * shape[0] * param_bytes
         return total
     if optimizer == "adamw_8bit":
         total = 0
-        for shape in shapes:
+        for shape, count in shapes:
             n = prod(shape)
             if n >= BNB_MIN_8BIT_SIZE:
-                total += 2 * n + 2 * 4 * -(-n // BNB_BLOCK)
+                total += count * (2 * n + 2 * 4 * -(-n // BNB_BLOCK))
             else:
-                total += 2 * 4 * n
+                total += count * 2 * 4 * n
         return total
     raise ValueError(optimizer)
 
@@ -67,17 +68,17 @@ def step_temporary_bytes(optimizer: str, trainable: int, param_bytes: int, large
     return 0
 
 
-def param_shapes(m: ModelSpec) -> list[tuple[int, ...]]:
-    """Shapes of the model's parameters, for optimizers whose state depends on them."""
-    shapes: list[tuple[int, ...]] = [(m.vocab_size, m.hidden_size)]
+def param_shapes(m: ModelSpec) -> list[tuple[tuple[int, ...], int]]:
+    """(shape, how many) of the model's parameters, for optimizers whose state depends on them."""
+    shapes: list[tuple[tuple[int, ...], int]] = [((m.vocab_size, m.hidden_size), 1)]
     if not m.tied_embeddings and m.family != "bert":
-        shapes.append((m.vocab_size, m.hidden_size))
+        shapes.append(((m.vocab_size, m.hidden_size), 1))
     for lin in linears(m):
         if lin.group == "experts":
-            shapes += [(lin.copies, lin.out_features, lin.in_features)] * lin.layers
+            shapes.append(((lin.copies, lin.out_features, lin.in_features), lin.layers))
         else:
-            shapes += [(lin.out_features, lin.in_features)] * lin.layers
+            shapes.append(((lin.out_features, lin.in_features), lin.layers))
             if lin.bias:
-                shapes += [(lin.out_features,)] * lin.layers
-    shapes += [(m.hidden_size,)] * (m.norms_per_layer * m.n_layers + 1)
+                shapes.append(((lin.out_features,), lin.layers))
+    shapes.append(((m.hidden_size,), m.norms_per_layer * m.n_layers + 1))
     return shapes

@@ -1,0 +1,236 @@
+"""A bounded fuzz of the JSON entry point with the hostile shapes of the hardening review (issue 8).
+
+Every response is valid JSON; an error names a field that exists in the request (or, for a missing
+field, its parent); no byte count in a result is a float; and no request takes more than 100 ms of
+CPU time (process time, so that a busy machine does not make the bound flaky).
+"""
+
+import json
+import math
+import re
+import time
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from pycore.api import estimate
+
+HUGE = st.sampled_from([10 ** 400, -10 ** 400, 10 ** 19, 2 ** 63, 10 ** 7, 10_001, 1e300, -1.0, 0, 0.5, 2.0, True])
+SCALARS = (st.none() | st.booleans() | st.integers(-10 ** 6, 10 ** 6) | HUGE
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+           | st.sampled_from(["\ud800", "\x1b[2J", "<script>", "all-linear", "fp8", "int4", "lora", "vllm", ""]))
+VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                      max_leaves=8)
+
+
+def mostly(good, bad=HUGE):
+    """``good`` three times in four, ``bad`` otherwise, so that many requests reach a result."""
+    return st.one_of(good, good, good, bad)
+
+
+WORKLOAD_KEYS = ["mode", "batch_size", "seq_len", "new_tokens", "optimizer", "attention", "gradient_checkpointing",
+                 "qlora_double_quant", "colour"]
+MODES = st.sampled_from(["full", "lora", "qlora", "inference"])
+HF_TYPES = st.sampled_from(["llama", "qwen2_moe", "qwen3_moe", "deepseek_v3", "gemma2", "gemma3_text", "gpt2", "bert",
+                            "chatglm", "gpt_neox", "phi3", "mixtral", "unknown_type"])
+
+
+@st.composite
+def hf_configs(draw):
+    """A config.json with plausible fields, some of them hostile: huge layer counts with short lists."""
+    cfg = {"model_type": draw(HF_TYPES), "hidden_size": draw(mostly(st.sampled_from([64, 128]))),
+           "num_hidden_layers": draw(mostly(st.sampled_from([1, 2, 2, 10_000, 10_000_000]))),
+           "num_attention_heads": draw(mostly(st.sampled_from([4, 4, 3]))), "vocab_size": draw(mostly(st.just(100))),
+           "intermediate_size": 64}
+    for key, values in (("num_experts", st.sampled_from([4, 0]) | HUGE),
+                        ("mlp_only_layers", st.lists(st.integers(0, 3), max_size=50) | VALUES),
+                        ("layer_types", st.lists(st.sampled_from(["sliding_attention", "full_attention"]), max_size=8)),
+                        ("sliding_window", st.sampled_from([8, 0]) | HUGE), ("num_key_value_heads", st.sampled_from([2, 3])),
+                        ("kv_lora_rank", st.sampled_from([16]) | HUGE), ("n_embd", st.just(64)), ("n_layer", st.just(2)),
+                        ("n_head", st.just(4)), ("num_layers", st.just(2)), ("ffn_hidden_size", st.just(64)),
+                        ("hidden_act", mostly(st.sampled_from(["silu", "gelu"]), st.just("\x1b") | VALUES)),
+                        ("_name_or_path", SCALARS)):
+        if draw(st.integers(0, 3)) == 0:
+            cfg[key] = draw(values)
+    return cfg
+
+
+@st.composite
+def requests(draw):
+    req = {}
+    model = draw(st.sampled_from(["catalog", "hf", "hf_text", "dims", "junk"]))
+    if model == "catalog":
+        req["model"] = draw(st.sampled_from(["gpt2", "llama-3.2-1b", "qwen3-30b-a3b", "deepseek-v2-lite", "gemma-2-2b",
+                                             "bert-base", "nope"]))
+    elif model == "hf":
+        req["hf_config"] = draw(hf_configs())
+    elif model == "hf_text":
+        req["hf_config"] = json.dumps(draw(hf_configs()))
+    elif model == "dims":
+        req["model"] = {"dimensions": {"n_layers": draw(mostly(st.just(2))), "hidden_size": 64,
+                                       "n_heads": draw(mostly(st.just(4))), "vocab_size": 100,
+                                       **draw(st.dictionaries(st.sampled_from(["model_type", "family", "n_kv_heads",
+                                                                               "n_experts", "name"]), VALUES, max_size=1))}}
+    else:
+        req["model"] = draw(VALUES)
+    if model == "dims" and draw(st.booleans()):
+        req["model"]["dimensions"] = {k: v for k, v in req["model"]["dimensions"].items() if k in ("n_layers", "hidden_size", "n_heads", "vocab_size")}
+    workload = {"mode": draw(MODES), "batch_size": draw(mostly(st.integers(1, 8))),
+                "seq_len": draw(mostly(st.integers(1, 2048)))}
+    if draw(st.integers(0, 3)) == 0:
+        workload.update(draw(st.dictionaries(st.sampled_from(WORKLOAD_KEYS), VALUES, max_size=2)))
+    if draw(st.booleans()):
+        workload["lora"] = draw(st.fixed_dictionaries({}, optional={"rank": st.integers(1, 64) | HUGE,
+                                                                      "targets": st.just("all-linear") | VALUES}))
+    req["workload"] = workload
+    if draw(st.booleans()):
+        req["precision"] = draw(st.fixed_dictionaries({}, optional={
+            "weights": st.sampled_from(["fp32", "bf16", "int4", "fp8"]) | VALUES,
+            "autocast": st.sampled_from(["bf16", None]), "activations": st.sampled_from(["fp16", None]) | VALUES}))
+    if draw(st.booleans()):
+        req["parallelism"] = draw(st.fixed_dictionaries({}, optional={
+            "data_parallel": st.integers(1, 8) | HUGE, "zero_stage": st.integers(0, 4) | HUGE}))
+    if draw(st.booleans()):
+        req["gpu"] = draw(st.sampled_from(["t4-16gb", "h100-sxm-80gb"]) | st.fixed_dictionaries(
+            {"memory_gib": st.floats(0.001, 1e3) | HUGE}) | VALUES)
+    if draw(st.booleans()):
+        req["framework"] = {"cuda_context_bytes": draw(st.integers(0, 2 ** 30) | HUGE)}
+    req["solve"] = draw(st.booleans()) if draw(st.integers(0, 9)) == 0 else False
+    return req
+
+
+def _resolve(obj, path: str) -> bool:
+    node = obj
+    for part in re.findall(r'\["(?:[^"\\]|\\.)*"\]|[^.\[\]]+|\[\d+\]', path):
+        if part.startswith('["'):
+            part = json.loads(part[1:-1])          # a key written JSON-quoted: ["odd.key"]
+        elif part.startswith("["):
+            i = int(part[1:-1])
+            if not isinstance(node, list) or i >= len(node):
+                return False
+            node = node[i]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, str) and part and path.startswith(("hf_config", "model.hf_config")):
+            return True         # a config.json given as text: its fields are inside the string
+        else:
+            return False
+    return True
+
+
+def _assert_names_a_field_of(req, err):
+    field = err["field"]
+    if field == "request":
+        return
+    if _resolve(req, field):
+        return
+    parent = field.rsplit(".", 1)[0] if "." in field else ""
+    missing = re.search(r"missing|required|needs|give", err["message"])
+    assert missing and (not parent or _resolve(req, parent)), (field, err)
+
+
+def _assert_integer_byte_counts(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "bytes" or k.endswith("_bytes"):
+                assert type(v) is int, (k, v)
+            _assert_integer_byte_counts(v)
+    elif isinstance(node, list):
+        for v in node:
+            _assert_integer_byte_counts(v)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(req=requests())
+def test_every_hostile_request_gets_a_bounded_structured_answer(req):
+    text = json.dumps(req)
+    t0 = time.process_time()
+    out = estimate(text)
+    seconds = time.process_time() - t0
+    resp = json.loads(out)
+    assert resp["status"] in ("ok", "error")
+    if resp["status"] == "error":
+        for err in resp["errors"]:
+            assert err["field"] and err["message"] and "internal error" not in err["message"], err
+            _assert_names_a_field_of(req, err)
+    else:
+        _assert_integer_byte_counts(resp["result"])
+        assert all(math.isfinite(v) for v in (resp["result"]["device_total_bytes"], resp["result"]["peak_allocated_bytes"]))
+    assert seconds < 0.1, f"{seconds * 1000:.0f} ms for {text[:300]}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(depth=st.integers(60, 20_000), opener=st.sampled_from(["[", '{"a":']), inside=st.sampled_from(["request", "hf"]))
+def test_nesting_at_any_depth_is_answered_without_recursion(depth, opener, inside):
+    closer = "]" if opener == "[" else "}"
+    deep = opener * depth + ("" if opener == "[" else "1") + closer * depth
+    text = deep if inside == "request" else json.dumps({"hf_config": deep})
+    resp = json.loads(estimate(text))
+    assert resp["status"] == "error" or depth <= 64
+
+
+VALID = [
+    {"model": "llama-3.2-1b", "workload": {"mode": "lora", "batch_size": 2, "seq_len": 256, "lora": {"rank": 8}}},
+    {"model": "qwen3-30b-a3b", "workload": {"mode": "inference", "batch_size": 4, "seq_len": 512, "new_tokens": 16},
+     "precision": {"weights": "int4"}},
+    {"model": "gemma-2-2b", "workload": {"mode": "full", "seq_len": 4096, "optimizer": "adafactor"},
+     "precision": {"weights": "fp32", "autocast": "bf16"}, "parallelism": {"data_parallel": 4, "zero_stage": 2}},
+    {"hf_config": {"model_type": "qwen2_moe", "hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+                   "vocab_size": 100, "intermediate_size": 64, "num_experts": 4, "mlp_only_layers": [1]},
+     "workload": {"mode": "qlora", "seq_len": 64}, "gpu": {"memory_gib": 8}},
+    {"model": {"dimensions": {"n_layers": 4, "hidden_size": 256, "n_heads": 4, "vocab_size": 1000}},
+     "workload": {"mode": "full", "batch_size": 1, "seq_len": 64}, "framework": {"cuda_context_bytes": 0}},
+]
+
+
+def _paths(node, prefix=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, f"{prefix}.{k}" if prefix else k)
+    yield prefix
+
+
+def _variants(value):
+    """Values near a valid one: a whole-number float (JSON 2.0), doubled or 1,000 times larger, negated,
+    the other boolean, the same string; many of them are valid and reach a result."""
+    if isinstance(value, bool):
+        return st.just(not value)
+    if isinstance(value, int):
+        return st.sampled_from([float(value), value * 2, value * 1000, value + 1, -value, max(1, value // 2)])
+    if isinstance(value, float):
+        return st.sampled_from([value * 2, value / 2])
+    if isinstance(value, str):
+        return st.just(value)
+    return st.just(value)
+
+
+@st.composite
+def one_bad_field(draw):
+    """A valid request with exactly one field (or a new one) replaced by a hostile value."""
+    req = json.loads(json.dumps(draw(st.sampled_from(VALID))))
+    paths = [p for p in _paths(req) if p]
+    path = draw(st.sampled_from(paths + ["workload.colour", "parallelism.zero_stage", "precision.activations"]))
+    keys = path.split(".")
+    node = req
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = draw(st.one_of(_variants(node.get(keys[-1])), VALUES | HUGE))
+    req["solve"] = draw(st.integers(0, 5)) == 0
+    return req, path
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=one_bad_field())
+def test_one_hostile_field_gets_a_result_or_an_error_naming_it(case):
+    req, path = case
+    t0 = time.process_time()
+    resp = json.loads(estimate(json.dumps(req)))
+    seconds = time.process_time() - t0
+    if resp["status"] == "ok":
+        _assert_integer_byte_counts(resp["result"])
+    else:
+        err = resp["errors"][0]
+        assert "internal error" not in err["message"], err
+        _assert_names_a_field_of(req, err)
+    assert seconds < 0.1, f"{seconds * 1000:.0f} ms for {json.dumps(req)[:300]}"
