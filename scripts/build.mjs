@@ -29,9 +29,9 @@ const files = walk(DIST).filter((f) => !f.endsWith("sw.js")).sort();
 const hash = createHash("sha256");
 for (const f of files) hash.update(relative(DIST, f)).update(readFileSync(f));
 const version = hash.digest("hex").slice(0, 16);
-const urls = ["./", ...files.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
+const urls = ["./", "./index.html", ...files.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
   .filter((u) => !u.endsWith(".map"))
-  .map((u) => u.replace(/\/index\.html$/, "/"));
+  .map((u) => (u === "./index.html" ? u : u.replace(/\/index\.html$/, "/")));
 const sw = readFileSync(join(ROOT, "web", "sw.js"), "utf8")
   .replace("__VERSION__", version).replace("__FILES__", JSON.stringify([...new Set(urls)]));
 writeFileSync(join(DIST, "sw.js"), sw);

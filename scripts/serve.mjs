@@ -1,42 +1,74 @@
-// Serve dist/ on http://127.0.0.1:PORT (default 8000): node scripts/serve.mjs [--port N]
+// Serve dist/ on http://127.0.0.1:PORT (default 8000): node scripts/serve.mjs [--port N] [--pages]
+//
+// --pages behaves like GitHub Pages: `Cache-Control: max-age=600`, gzip by MIME type, ETag and
+// Last-Modified validators. Without it, every response says `no-cache` (always revalidate), which
+// suits development. The tests and scripts/bench_web.mjs use both.
 import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
-import { join, extname, normalize, dirname } from "node:path";
+import { gzipSync } from "node:zlib";
+import { join, extname, resolve, relative, isAbsolute, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "dist");
+export const DIST = join(dirname(fileURLToPath(import.meta.url)), "..", "dist");
 const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
   ".json": "application/json", ".wasm": "application/wasm", ".zip": "application/zip", ".svg": "image/svg+xml",
-  ".png": "image/png", ".ico": "image/x-icon", ".txt": "text/plain", ".xml": "application/xml", ".map": "application/json" };
+  ".png": "image/png", ".ico": "image/x-icon", ".txt": "text/plain", ".xml": "application/xml", ".map": "application/json",
+  ".woff2": "font/woff2", ".woff": "font/woff", ".ttf": "font/ttf", ".gz": "application/gzip" };
+// GitHub Pages compresses text-like types and wasm; already-compressed formats go as they are.
+const GZIP = /^(text\/|application\/(javascript|json|wasm|xml)|image\/svg)/;
+// Links carry the configuration (a pasted config.json, compressed); allow long ones.
+const MAX_HEADER_BYTES = 1 << 20;
 
-export function serve(port = 8000, host = "127.0.0.1") {
-  const server = createServer(async (req, res) => {
+// The file under root for a URL path, or null if the path leaves root (resolved, not by prefix:
+// "/../dist-secret/x" must not reach a sibling folder whose name starts with "dist").
+export function resolveInside(root, urlPath) {
+  const file = resolve(root, "." + urlPath);
+  const rel = relative(root, file);
+  if (rel.startsWith("..") || isAbsolute(rel)) return null;
+  return file;
+}
+
+export function serve(port = 8000, { host = "127.0.0.1", pages = false, root = DIST } = {}) {
+  const gzipped = new Map();           // file and validator -> compressed body
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, async (req, res) => {
     try {
-      const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-      let file = normalize(join(ROOT, path));
-      if (!file.startsWith(ROOT)) { res.writeHead(403).end(); return; }
+      let path;
+      try { path = decodeURIComponent(new URL(req.url, "http://x").pathname); } catch { res.writeHead(400).end(); return; }
+      let file = resolveInside(server.root, path);
+      if (!file || file.includes("\0")) { res.writeHead(403).end(); return; }
       if ((await stat(file).catch(() => null))?.isDirectory()) file = join(file, "index.html");
       const info = await stat(file);
-      // Validators like GitHub Pages sends, so that revalidation (and the service worker's
-      // precache after the first load) gets 304 instead of the whole file again.
+      const type = TYPES[extname(file)] || "application/octet-stream";
       const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
-      const headers = { "content-type": TYPES[extname(file)] || "application/octet-stream", "cache-control": "no-cache", etag };
+      const headers = { "content-type": type, "cache-control": pages ? "max-age=600" : "no-cache", etag,
+        "last-modified": info.mtime.toUTCString() };
       if (req.headers["if-none-match"] === etag) { res.writeHead(304, headers).end(); return; }
-      const body = await readFile(file);
+      let body = await readFile(file);
+      if (pages && GZIP.test(type) && /\bgzip\b/.test(req.headers["accept-encoding"] || "")) {
+        const key = `${file}:${etag}`;
+        if (!gzipped.has(key)) gzipped.set(key, gzipSync(body));
+        body = gzipped.get(key);
+        headers["content-encoding"] = "gzip";
+        headers.vary = "Accept-Encoding";
+      }
       server.bytesServed += body.length;
+      server.requests.push(path);
       res.writeHead(200, headers);
-      res.end(body);
+      res.end(req.method === "HEAD" ? undefined : body);
     } catch {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
     }
   });
+  server.root = root;                  // a test may point it at another build (a "deploy")
   server.bytesServed = 0;
-  return new Promise((resolve) => server.listen(port, host, () => resolve(server)));
+  server.requests = [];
+  return new Promise((ok) => server.listen(port, host, () => ok(server)));
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const i = process.argv.indexOf("--port");
   const port = i > 0 ? Number(process.argv[i + 1]) : Number(process.env.PORT || 8000);
-  const server = await serve(port);
-  console.log(`Serving dist/ at http://127.0.0.1:${server.address().port}/`);
+  const pages = process.argv.includes("--pages");
+  const server = await serve(port, { pages });
+  console.log(`Serving dist/ at http://127.0.0.1:${server.address().port}/${pages ? " (GitHub Pages headers)" : ""}`);
 }

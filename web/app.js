@@ -1,6 +1,7 @@
 // The page: reads the form and the URL, asks the worker for estimates, renders the answers.
-// All arithmetic happens in pycore; this file only formats and draws.
-import { DEFAULTS, parseQuery, toQuery, toRequest } from "./state.js";
+// All arithmetic and all validation happen in pycore; this file formats, draws and routes the
+// core's messages to the field they name.
+import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, toQuery, toRequest } from "./state.js";
 
 const $ = (sel) => document.querySelector(sel);
 const form = $("#form");
@@ -8,21 +9,18 @@ const COLORS = { "weights": "#4e79a7", "autocast weight copies": "#76b7b2", "gra
   "activations": "#59a14f", "logits and loss": "#edc948", "KV cache": "#b07aa1", "temporaries": "#ff9da7",
   "allocator reserve": "#9c755f", "CUDA context": "#bab0ac" };
 const UNITS = { gib: [2 ** 30, "GiB"], gb: [1e9, "GB"] };
+// A request that takes longer than this is abandoned and the worker restarted (an estimate takes
+// milliseconds; only a pathological input could take seconds).
+const REQUEST_TIMEOUT_MS = 8000;
 
-let catalog = { models: [], gpus: [] };
-let state = { ...DEFAULTS, pins: [] };
-let lastResult = null;
+let catalog = null;
+let state = null;
+let lastGood = null;          // the last state the core accepted
 let seq = 0;
 let latestShown = 0;
 const pending = new Map();
-const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+let worker = null;
 let workerReady = false;
-
-// Registered once the core has loaded, so that its precache never races the first download of
-// the same files (and then mostly revalidates what the browser already has).
-function registerServiceWorker() {
-  if ("serviceWorker" in navigator && location.protocol !== "file:") navigator.serviceWorker.register("sw.js").catch(() => {});
-}
 
 function text(el, value) { el.textContent = value; return el; }
 function make(tag, props = {}, ...children) {
@@ -38,30 +36,80 @@ function make(tag, props = {}, ...children) {
 }
 function fmt(bytes) { const [d, u] = UNITS[state.unit]; return `${(bytes / d).toFixed(2)} ${u}`; }
 function showMessages(list) {
-  const box = $("#messages");
-  box.replaceChildren(...list.map((m) => make("div", { class: "msg", text: m })));
+  $("#messages").replaceChildren(...list.map((m) => make("div", { class: "msg", text: typeof m === "string" ? m : m.text })));
 }
 
-worker.onmessage = (event) => {
-  const msg = event.data;
-  if (msg.type === "progress") text($("#status"), msg.text);
-  else if (msg.type === "failed") text($("#status"), `The estimator failed to load: ${msg.text}`);
-  else if (msg.type === "ready") { workerReady = true; text($("#status"), ""); update(); registerServiceWorker(); }
-  else if (msg.type === "result") {
-    const cb = pending.get(msg.id);
-    pending.delete(msg.id);
-    if (cb) cb(msg.response, msg.ms);
-  }
-};
+// ---- the worker ------------------------------------------------------------------
+function registerServiceWorker() {
+  if ("serviceWorker" in navigator && location.protocol !== "file:") navigator.serviceWorker.register("sw.js").catch(() => {});
+}
+
+function startWorker() {
+  workerReady = false;
+  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  worker.onmessage = (event) => {
+    const msg = event.data;
+    if (msg.type === "progress") text($("#status"), msg.text);
+    else if (msg.type === "failed") text($("#status"), `The estimator failed to load: ${msg.text}`);
+    else if (msg.type === "ready") { workerReady = true; text($("#status"), ""); update(); registerServiceWorker(); }
+    else if (msg.type === "result") {
+      const p = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (p) { clearTimeout(p.timer); p.resolve({ id: msg.id, response: JSON.parse(msg.response) }); }
+    }
+  };
+}
+
+// Abandon every request in flight, start a new worker, and fall back to the last accepted state.
+function restartWorker() {
+  worker.terminate();
+  for (const [id, p] of pending) { clearTimeout(p.timer); p.resolve({ id, response: { status: "timeout" } }); }
+  pending.clear();
+  showMessages([`The estimator took more than ${REQUEST_TIMEOUT_MS / 1000} s on this configuration and was restarted; `
+    + (lastGood ? "showing the last configuration that worked." : "showing the default configuration.")]);
+  state = lastGood ? structuredClone(lastGood) : defaults(catalog);
+  stateToForm();
+  startWorker();
+}
+
 function ask(request) {
   return new Promise((resolve) => {
     const id = ++seq;
-    pending.set(id, (response, ms) => resolve({ id, response, ms }));
-    worker.postMessage({ id, request });
+    const timer = setTimeout(restartWorker, REQUEST_TIMEOUT_MS);
+    pending.set(id, { resolve, timer });
+    worker.postMessage({ id, request: JSON.stringify(request) });     // a string: nothing deep to clone
   });
 }
 
 // ---- form <-> state ------------------------------------------------------------
+function field(param) { return catalog.request.fields[PARAMS[param]]; }
+
+function buildForm() {
+  for (const sel of form.querySelectorAll("select[name]")) {
+    const param = sel.name;
+    if (!PARAMS[param]) continue;
+    const f = field(param);
+    const options = [];
+    if (f.nullable) options.push(make("option", { value: "", text: param === "kv" || param === "act" ? "default" : "off" }));
+    const values = f.choices || (f.type === "int" ? Object.keys(f.labels || {}) : []);
+    for (const v of values) options.push(make("option", { value: String(v), text: (f.labels || {})[v] || String(v) }));
+    sel.replaceChildren(...options);
+  }
+  for (const input of form.querySelectorAll("input[name]")) {
+    const f = PARAMS[input.name] && field(input.name);
+    if (!f) continue;
+    if (f.minimum !== undefined) input.min = f.minimum;
+    if (f.maximum !== undefined) input.max = f.maximum;
+    if (f.doc) input.title = f.doc;
+    input.setAttribute("aria-describedby", `err-${input.name}`);
+  }
+  for (const el of form.querySelectorAll("[name]")) {
+    if (!PARAMS[el.name] && !["gpu", "model"].includes(el.name)) continue;
+    const err = make("span", { class: "field-error", id: `err-${el.name}`, role: "alert", "aria-live": "polite" });
+    (el.closest("label") || el).after(err);
+  }
+}
+
 function fillPickers(filter = "") {
   const sel = $("#model");
   const f = filter.toLowerCase();
@@ -89,67 +137,70 @@ function stateToForm() {
   const f = form.elements;
   for (const r of form.querySelectorAll('input[name="source"]')) r.checked = r.value === state.source;
   fillPickers($("#model-search").value);
-  f.mode.value = state.mode; f.batch.value = state.batch; f.seq.value = state.seq; f.new.value = state.new;
-  f.weights.value = state.weights; f.amp.value = state.amp; f.opt.value = state.opt; f.attn.value = state.attn;
-  f.ckpt.checked = state.ckpt; f.rank.value = state.rank; f.targets.value = state.targets; f.kv.value = state.kv;
-  f.gpu.value = state.gpu; f.mem.value = state.mem ?? ""; f.dp.value = state.dp; f.zero.value = state.zero;
-  if (state.cfg) $("#config-text").value = JSON.stringify(state.cfg, null, 1);
+  for (const param of Object.keys(PARAMS)) {
+    const el = f[param];
+    if (!el) continue;
+    if (el.type === "checkbox") el.checked = Boolean(state[param]);
+    else el.value = state[param] === null ? "" : String(state[param]);
+  }
+  f.gpu.value = state.gpu;
+  if (state.cfg !== null) $("#config-text").value = state.cfg;
   if (state.dims) {
     f.d_layers.value = state.dims.n_layers; f.d_hidden.value = state.dims.hidden_size; f.d_ffn.value = state.dims.ffn_size;
     f.d_heads.value = state.dims.n_heads; f.d_kv.value = state.dims.n_kv_heads; f.d_vocab.value = state.dims.vocab_size;
     f.d_tied.checked = state.dims.tied_embeddings;
   }
   for (const b of document.querySelectorAll(".unit-toggle button")) b.setAttribute("aria-pressed", String(b.dataset.unit === state.unit));
+  for (const param of Object.keys(PARAMS)) fieldError(param, "");
   syncVisibility();
 }
 
-function intOr(value, fallback) { const n = Number(value); return Number.isInteger(n) && n >= 0 ? n : fallback; }
+function fieldError(param, message) {
+  const err = document.getElementById(`err-${param}`);
+  if (err) text(err, message);
+  const el = form.elements[param];
+  if (el && el.setAttribute) { if (message) el.setAttribute("aria-invalid", "true"); else el.removeAttribute("aria-invalid"); }
+}
 
-function formToState() {
+// Read the control that changed into the state, if its value is valid; otherwise say why next to it.
+function readControl(el) {
+  const param = el.name;
+  if (param === "source") { state.source = form.querySelector('input[name="source"]:checked').value; return true; }
+  if (param === "model") { state.model = el.value || state.model; return true; }
+  if (param === "gpu") { state.gpu = el.value; return true; }
+  if (param === "config-text" || el.id === "config-text") { state.cfg = el.value.trim() || null; return true; }
+  if (param.startsWith("d_")) { readDims(); return true; }
+  if (!PARAMS[param]) return false;
+  const raw = el.type === "checkbox" ? (el.checked ? "1" : "0") : el.value;
+  if (param === "mem" && raw === "") { state.mem = null; fieldError(param, ""); return true; }
+  const r = parseValue(field(param), raw);
+  if (!r.ok) { fieldError(param, `${raw === "" ? "A value" : `“${raw.slice(0, 30)}”`} ${r.why}.`); return false; }
+  fieldError(param, "");
+  state[param] = r.value;
+  return true;
+}
+
+function readDims() {
   const f = form.elements;
-  const messages = [];
-  state.source = form.querySelector('input[name="source"]:checked').value;
-  state.model = f.model.value || state.model;
-  state.mode = f.mode.value; state.weights = f.weights.value; state.amp = f.amp.value; state.opt = f.opt.value;
-  state.attn = f.attn.value; state.ckpt = f.ckpt.checked; state.kv = f.kv.value; state.gpu = f.gpu.value;
-  state.batch = intOr(f.batch.value, state.batch); state.seq = intOr(f.seq.value, state.seq);
-  state.new = intOr(f.new.value, state.new); state.rank = intOr(f.rank.value, state.rank);
-  state.dp = Math.max(1, intOr(f.dp.value, state.dp)); state.zero = f.zero.value;
-  state.targets = f.targets.value.trim();
-  const mem = Number(f.mem.value);
-  state.mem = f.mem.value !== "" && mem > 0 ? mem : null;
-  if (state.source === "config") {
-    const raw = $("#config-text").value.trim();
-    if (raw) {
-      try { state.cfg = JSON.parse(raw); } catch (e) { messages.push(`config.json is not valid JSON: ${e.message}`); }
-    }
-  }
-  if (state.source === "custom") {
-    state.dims = { n_layers: intOr(f.d_layers.value, 1), hidden_size: intOr(f.d_hidden.value, 1), ffn_size: intOr(f.d_ffn.value, 1),
-      n_heads: intOr(f.d_heads.value, 1), n_kv_heads: intOr(f.d_kv.value, 1), vocab_size: intOr(f.d_vocab.value, 1),
-      tied_embeddings: f.d_tied.checked };
-  }
-  syncVisibility();
-  return messages;
+  const n = (el) => (/^\d{1,9}$/.test(el.value) ? Number(el.value) : 0);
+  state.dims = { n_layers: n(f.d_layers), hidden_size: n(f.d_hidden), ffn_size: n(f.d_ffn), n_heads: n(f.d_heads),
+    n_kv_heads: n(f.d_kv), vocab_size: n(f.d_vocab), tied_embeddings: f.d_tied.checked };
 }
 
 function syncVisibility() {
   for (const el of form.querySelectorAll("[data-source]")) el.hidden = el.dataset.source !== state.source;
-  for (const el of form.querySelectorAll("[data-modes]")) {
-    const on = el.dataset.modes.split(" ").includes(state.mode);
-    if (el.tagName === "OPTION") el.disabled = !on; else el.hidden = !on;
+  for (const param of Object.keys(PARAMS)) {
+    const el = form.elements[param];
+    if (!el) continue;
+    const box = el.closest("label") || el;
+    box.hidden = !applies(catalog, param, state.mode);
   }
+  const allowed = catalog.request.weights_by_mode[state.mode];
+  for (const opt of form.elements.w.options) opt.disabled = !allowed.includes(opt.value);
 }
 
 // ---- rendering -----------------------------------------------------------------
-function renderError(resp) {
-  const e = resp.errors[0];
-  text($("#status"), `${e.field}: ${e.message}`);
-  text($("#peak"), "–"); text($("#verdict"), ""); $("#verdict").className = "verdict";
-}
-
 function renderMain(res) {
-  lastResult = res;
   const [div, unit] = UNITS[state.unit];
   text($("#unit-label"), unit);
   text($("#status"), res.warnings.length ? `Note: ${res.warnings.join(" ")}` : "");
@@ -167,7 +218,6 @@ function renderMain(res) {
   bar.replaceChildren(...top.map((c) => make("div", { class: "seg", title: `${c.name}: ${fmt(c.bytes)}`,
     style: `width:${(100 * c.bytes / total).toFixed(3)}%;background:${COLORS[c.name] || "#888"}` })));
   bar.append(make("div", { class: "limit", title: "GPU memory", style: `left:${(100 * res.gpu.memory_bytes / total).toFixed(3)}%` }));
-  const body = $("#table tbody");
   const rows = [];
   for (const c of top) {
     const name = make("td");
@@ -181,11 +231,13 @@ function renderMain(res) {
     }
   }
   rows.push(make("tr", {}, make("th", { text: "device total (nvidia-smi)" }), make("th", { class: "num", text: fmt(res.device_total_bytes) })));
-  body.replaceChildren(...rows);
+  $("#table tbody").replaceChildren(...rows);
 }
 
 function renderSolved(res) {
-  text($("#solver"), `Largest batch that fits: ${res.max_batch_size}. Longest sequence that fits: ${res.max_seq_len.toLocaleString()} tokens.`);
+  const gaps = (res.max_seq_len_gaps || []).map(([a, b]) => `${a.toLocaleString()}–${b.toLocaleString()}`);
+  text($("#solver"), `Largest batch that fits: ${res.max_batch_size}. Longest sequence that fits: ${res.max_seq_len.toLocaleString()} tokens.`
+    + (gaps.length ? ` Sequences of ${gaps.join(" and ")} tokens do not fit, although longer ones do: the attention kernel changes past the sliding window.` : ""));
   for (const det of document.querySelectorAll("#table details")) {
     const ex = res.explanations[det.dataset.term];
     const box = det.querySelector(".explain");
@@ -196,24 +248,22 @@ function renderSolved(res) {
       make("p", {}, "Here: ", make("code", { text: ex.numbers })),
       make("a", { href: `docs/method/#${anchor}`, text: "Method and sources" }));
   }
-  const list = $("#suggestions");
-  list.replaceChildren(...res.suggestions.map((s) => {
+  $("#suggestions").replaceChildren(...res.suggestions.map((s) => {
     const b = make("button", { type: "button", text: s.change });
     b.addEventListener("click", () => applyChange(s.set));
     return make("li", {}, b, ` → ${fmt(s.device_total_bytes)}${s.fits ? " (fits)" : ""}`);
   }));
 }
 
+// A suggestion's change, in request paths, applied to the state through the same parameter table.
 function applyChange(set) {
-  const w = set.workload || {}, p = set.precision || {};
-  if (w.gradient_checkpointing !== undefined) state.ckpt = w.gradient_checkpointing;
-  if (w.mode) state.mode = w.mode;
-  if (w.optimizer) state.opt = w.optimizer;
-  if (w.attention) state.attn = w.attention;
-  if (w.batch_size) state.batch = w.batch_size;
-  if (p.weights) state.weights = p.weights;
-  if ("autocast" in p) state.amp = p.autocast || "";
-  if (p.kv_cache) state.kv = p.kv_cache;
+  for (const [param, path] of Object.entries(PARAMS)) {
+    const [group, ...rest] = path.split(".");
+    let node = set[group];
+    for (const k of rest) node = node === undefined ? undefined : node[k];
+    if (node !== undefined) state[param] = node;
+  }
+  if (set.precision && "autocast" in set.precision && !set.precision.autocast && set.precision.weights) state.w = set.precision.weights;
   stateToForm();
   update();
 }
@@ -225,9 +275,10 @@ async function renderCompare() {
   const rows = [];
   for (const [i, pin] of state.pins.entries()) {
     const { state: s } = await parseQuery(pin, catalog);
-    const { response } = await ask(toRequest(s, false));
+    const { response } = await ask(toRequest(s, catalog, false));
     const label = s.source === "catalog" ? s.model : s.source;
-    const cell = response.status === "ok" ? `${fmt(response.result.device_total_bytes)} ${response.result.fits ? "fits" : "does not fit"}` : response.errors[0].message;
+    const cell = response.status === "ok" ? `${fmt(response.result.device_total_bytes)} ${response.result.fits ? "fits" : "does not fit"}`
+      : (response.errors || [{ message: "not computed" }])[0].message;
     const rm = make("button", { type: "button", text: "Unpin" });
     rm.addEventListener("click", () => { state.pins.splice(i, 1); update(); });
     const open = make("a", { href: `?${pin}`, text: `${label}, ${s.mode}, b=${s.batch}, s=${s.seq}, ${s.gpu}` });
@@ -238,53 +289,86 @@ async function renderCompare() {
 
 // ---- the update loop --------------------------------------------------------------
 let pushing = false;
+let fromURL = false;          // the state came from a link: a value the core rejects falls back to its default
+
 async function update({ push = true } = {}) {
-  const query = await toQuery(state);
+  const query = await toQuery(state, catalog);
   if (push && !pushing && `?${query}` !== location.search && !(query === "" && location.search === "")) {
     history.pushState(null, "", query ? `?${query}` : location.pathname);
   }
   if (!workerReady) return;
-  const request = toRequest(state, false);
-  const { id, response } = await ask(request);
-  if (id < latestShown) return;
-  latestShown = id;
-  if (response.status !== "ok") { renderError(response); return; }
-  renderMain(response.result);
-  document.body.dataset.query = query;          // which configuration the shown result belongs to
-  document.body.dataset.computed = String(id);
-  const solved = await ask(toRequest(state, true));
-  if (solved.id < latestShown) return;
-  if (solved.response.status === "ok") renderSolved(solved.response.result);
-  renderCompare();
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const { id, response } = await ask(toRequest(state, catalog, false));
+    if (id < latestShown || response.status === "timeout") return;
+    latestShown = id;
+    if (response.status === "ok") {
+      lastGood = structuredClone(state);
+      renderMain(response.result);
+      document.body.dataset.query = await toQuery(state, catalog);     // which configuration the result is for
+      document.body.dataset.computed = String(id);
+      const solved = await ask(toRequest(state, catalog, true));
+      if (solved.id < latestShown || solved.response.status !== "ok") return;
+      renderSolved(solved.response.result);
+      renderCompare();
+      return;
+    }
+    if (!rejected(response.errors[0])) return;
+  }
+}
+
+// The core refused the request: say so next to the field it names. A value from a link falls back
+// to its default (and the page computes again); a typed value stays, and the last result stays shown.
+function rejected(err) {
+  const param = paramOf(err.field);
+  const where = param ? `“${param}” (${err.field})` : err.field;
+  if (fromURL || !lastGood) {
+    const d = defaults(catalog);
+    const messages = [...$("#messages").children].map((c) => c.textContent);
+    messages.push(`URL parameter ${where}: ${err.message}; using the default.`);
+    if (param === "cfg" || param === "dims") { state.source = "catalog"; state[param] = null; }
+    else if (param && param in d && state[param] !== d[param]) state[param] = d[param];
+    else { state = { ...d, pins: state.pins }; messages.push("Using the default configuration."); }
+    showMessages(messages);
+    stateToForm();
+    if (param) fieldError(param, err.message);
+    return true;
+  }
+  if (param) fieldError(param, err.message);
+  else showMessages([`${err.field}: ${err.message}`]);
+  state = structuredClone(lastGood);
+  return false;
 }
 
 async function loadFromURL() {
   const { state: s, messages } = await parseQuery(location.search, catalog);
   state = s;
+  fromURL = true;
   showMessages(messages);
   stateToForm();
+  for (const m of messages) fieldError(m.param, m.text);
 }
 
 form.addEventListener("input", (event) => {
-  if (event.target.id === "model-search") { fillPickers(event.target.value); if ($("#model").value) state.model = $("#model").value; }
-  if (event.target.id === "config-file") return;
-  const messages = formToState();
-  showMessages(messages);
+  const el = event.target;
+  if (el.id === "model-search") { fillPickers(el.value); if ($("#model").value) state.model = $("#model").value; }
+  else if (el.id === "config-file") return;
+  else if (!readControl(el)) return;
+  fromURL = false;
+  showMessages([]);
+  syncVisibility();
   update();
 });
 form.addEventListener("submit", (e) => e.preventDefault());
 $("#config-file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
-  if (file) { $("#config-text").value = await file.text(); formToState(); update(); }
+  if (file) { $("#config-text").value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); readControl($("#config-text")); update(); }
 });
-for (const zone of [$("#config-text")]) {
-  zone.addEventListener("dragover", (e) => e.preventDefault());
-  zone.addEventListener("drop", async (e) => {
-    e.preventDefault();
-    const file = e.dataTransfer.files[0];
-    if (file) { zone.value = await file.text(); state.source = "config"; stateToForm(); formToState(); update(); }
-  });
-}
+$("#config-text").addEventListener("dragover", (e) => e.preventDefault());
+$("#config-text").addEventListener("drop", async (e) => {
+  e.preventDefault();
+  const file = e.dataTransfer.files[0];
+  if (file) { $("#config-text").value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); state.source = "config"; readControl($("#config-text")); stateToForm(); update(); }
+});
 for (const b of document.querySelectorAll(".unit-toggle button")) {
   b.addEventListener("click", () => { state.unit = b.dataset.unit; stateToForm(); update(); });
 }
@@ -293,7 +377,7 @@ $("#copy").addEventListener("click", async () => {
   catch { text($("#copied"), "Copy this address from the address bar."); }
 });
 $("#pin").addEventListener("click", async () => {
-  const q = await toQuery(state, { withPins: false });
+  const q = await toQuery(state, catalog, { withPins: false });
   if (state.pins.length >= 4) state.pins.shift();
   state.pins.push(q);
   update();
@@ -308,5 +392,8 @@ try { const t = localStorage.getItem("theme"); if (t) document.documentElement.d
 window.addEventListener("popstate", async () => { pushing = true; await loadFromURL(); await update({ push: false }); pushing = false; });
 
 catalog = await (await fetch("catalog.json")).json();
+state = defaults(catalog);
+buildForm();
 await loadFromURL();
+startWorker();
 update({ push: false });

@@ -1,23 +1,69 @@
-// The page's configuration and its URL form. Defaults are omitted from the URL so that links stay
-// short; a bad value gets a message naming the parameter and falls back to its default.
+// The page's configuration and its URL form. What is valid (types, ranges, choices, defaults and
+// the modes a field applies to) comes from the core's schema, which the build writes into
+// catalog.json (pycore.api.schema); this file only maps URL parameters to request fields and
+// reads that schema. A value the schema rejects gets a message naming its parameter and falls
+// back to its default; the core's own cross-field checks are handled the same way in app.js.
 
-export const DEFAULTS = {
-  source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, mode: "full", batch: 1, seq: 2048, new: 0,
-  weights: "bf16", amp: "", opt: "adamw", attn: "sdpa", ckpt: false, rank: 16, targets: "", kv: "",
-  gpu: "h100-sxm-80gb", mem: null, unit: "gib", dp: 1, zero: "0",
+// URL parameter -> request path, in the order they appear in a link.
+export const PARAMS = {
+  mode: "workload.mode", batch: "workload.batch_size", seq: "workload.seq_len", new: "workload.new_tokens",
+  w: "precision.weights", amp: "precision.autocast", act: "precision.activations", kv: "precision.kv_cache",
+  opt: "workload.optimizer", attn: "workload.attention", ckpt: "workload.gradient_checkpointing",
+  rank: "workload.lora.rank", targets: "workload.lora.targets",
+  dp: "parallelism.data_parallel", zero: "parallelism.zero_stage",
+  mem: "gpu.memory_gib",
 };
-
-const CHOICES = {
-  mode: ["full", "lora", "qlora", "inference"], weights: ["fp32", "bf16", "fp16", "fp8", "int8", "int4"],
-  amp: ["", "bf16", "fp16"], opt: ["adamw", "adamw_fused", "adamw_8bit", "adafactor", "lion", "sgd", "sgd_momentum"],
-  attn: ["sdpa", "eager"], kv: ["", "fp8", "int8", "fp32", "bf16", "fp16"], unit: ["gib", "gb"],
-  zero: ["0", "1", "2", "3"],
-};
-const INTS = { batch: [1, 1e8], seq: [1, 1e8], new: [0, 1e8], rank: [1, 65536], dp: [1, 65536] };
-const PARAM = { weights: "w" };           // state key -> URL parameter when they differ
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
+export const PAGE_DEFAULTS = { source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, unit: "gib" };
+const UNITS = ["gib", "gb"];
 
-const param = (k) => PARAM[k] || k;
+// The defaults of every parameter, from the schema.
+export function defaults(catalog) {
+  const out = { ...PAGE_DEFAULTS, gpu: catalog.request.defaults.gpu, pins: [] };
+  for (const [param, path] of Object.entries(PARAMS)) {
+    const f = catalog.request.fields[path];
+    out[param] = f.default === undefined ? null : f.default;
+  }
+  return out;
+}
+
+// Does a request field apply to this workload mode? (The schema lists the modes of each field.)
+export function applies(catalog, param, mode) {
+  const f = catalog.request.fields[PARAMS[param]];
+  return !f || !f.modes || f.modes.includes(mode);
+}
+
+// Parse one URL or form value by its schema field: { ok, value } or { ok: false, why }.
+export function parseValue(f, text) {
+  const s = String(text).trim();
+  if (f.nullable && (s === "" || s === "off")) return { ok: true, value: null };
+  const range = () => (f.maximum !== undefined ? ` from ${f.minimum} to ${f.maximum}` : "");
+  if (f.type === "int" || f.type === "number") {
+    const pattern = f.type === "int" ? /^-?\d{1,16}$/ : /^-?(\d{1,16}(\.\d{0,16})?|\.\d{1,16})([eE][-+]?\d{1,3})?$/;
+    const n = pattern.test(s) ? Number(s) : NaN;
+    if (!Number.isFinite(n)) return { ok: false, why: `must be ${f.type === "int" ? "a whole number" : "a number"}${range()}` };
+    if ((f.minimum !== undefined && n < f.minimum) || (f.maximum !== undefined && n > f.maximum)) {
+      return { ok: false, why: `must be${range()}` };
+    }
+    return { ok: true, value: n };
+  }
+  if (f.type === "choice") {
+    return f.choices.includes(s) ? { ok: true, value: s } : { ok: false, why: `must be one of ${f.choices.join(", ")}` };
+  }
+  if (f.type === "bool") {
+    if (s === "1" || s === "true") return { ok: true, value: true };
+    if (s === "0" || s === "false") return { ok: true, value: false };
+    return { ok: false, why: "must be 1 or 0" };
+  }
+  if (f.type === "names") {
+    if ((f.choices || []).includes(s)) return { ok: true, value: s };
+    const list = s.split(",").map((x) => x.trim()).filter(Boolean);
+    if (list.length && list.length <= 64 && list.every((x) => /^[A-Za-z0-9_.-]{1,64}$/.test(x))) return { ok: true, value: list.join(",") };
+    return { ok: false, why: `must be ${(f.choices || []).join(" or ")} or module names separated by commas` };
+  }
+  if (f.type === "text") return s.length <= 64 ? { ok: true, value: s } : { ok: false, why: "is too long" };
+  return { ok: false, why: "is not understood" };
+}
 
 function b64urlEncode(bytes) {
   let s = "";
@@ -28,72 +74,53 @@ function b64urlDecode(text) {
   const s = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
   return Uint8Array.from(s, (c) => c.charCodeAt(0));
 }
-async function pipe(bytes, stream) {
-  const out = new Response(new Blob([bytes]).stream().pipeThrough(stream));
-  return new Uint8Array(await out.arrayBuffer());
+export async function compressConfig(text) {
+  const stream = new Blob([new TextEncoder().encode(text)]).stream().pipeThrough(new CompressionStream("deflate-raw"));
+  return b64urlEncode(new Uint8Array(await new Response(stream).arrayBuffer()));
 }
-export async function compressConfig(obj) {
-  return b64urlEncode(await pipe(new TextEncoder().encode(JSON.stringify(obj)), new CompressionStream("deflate-raw")));
-}
-export async function decompressConfig(text) {
-  const bytes = await pipe(b64urlDecode(text), new DecompressionStream("deflate-raw"));
-  return JSON.parse(new TextDecoder().decode(bytes));
+// Inflate at most `limit` bytes: a small link must not expand into hundreds of megabytes.
+export async function decompressConfig(text, limit) {
+  const reader = new Blob([b64urlDecode(text)]).stream().pipeThrough(new DecompressionStream("deflate-raw")).getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel();
+      throw new Error(`decompresses to more than ${limit.toLocaleString("en")} bytes (a config.json is a few KB)`);
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
 }
 
-// Parse a query string into a state; returns { state, messages }.
+// Parse a query string into a state; returns { state, messages }, each message naming its parameter.
 export async function parseQuery(search, catalog) {
   const q = new URLSearchParams(search);
-  const state = { ...DEFAULTS };
+  const state = defaults(catalog);
   const messages = [];
-  const bad = (name, value, why, key) => {
-    const shown = String(value).slice(0, 60);
-    messages.push(`URL parameter “${name}” = “${shown}” ${why}; using the default (${DEFAULTS[key] === null ? "none" : DEFAULTS[key] === "" ? "off" : DEFAULTS[key]}).`);
+  const bad = (name, value, why) => {
+    const d = state[name];
+    messages.push({ param: name, text: `URL parameter “${name}” = “${String(value).slice(0, 60)}” ${why}; using the default (${d === null ? "none" : d === "" ? "off" : d}).` });
   };
   const models = new Set(catalog.models.map((m) => m.id));
   const gpus = new Set(catalog.gpus.map((g) => g.id));
-  if (q.has("model")) {
-    const v = q.get("model");
-    if (models.has(v)) state.model = v; else bad("model", v, "is not a catalog model", "model");
-  }
-  if (q.has("gpu")) {
-    const v = q.get("gpu");
-    if (gpus.has(v)) state.gpu = v; else bad("gpu", v, "is not a catalog GPU", "gpu");
-  }
-  for (const [key, allowed] of Object.entries(CHOICES)) {
-    const name = param(key);
-    if (!q.has(name)) continue;
-    const v = q.get(name);
-    if (allowed.includes(v)) state[key] = v; else bad(name, v, `must be one of ${allowed.filter(Boolean).join(", ")}`, key);
-  }
-  for (const [key, [lo, hi]] of Object.entries(INTS)) {
-    if (!q.has(key)) continue;
-    const v = q.get(key);
-    const n = /^\d{1,9}$/.test(v) ? Number(v) : NaN;
-    if (Number.isInteger(n) && n >= lo && n <= hi) state[key] = n;
-    else bad(key, v, `must be a whole number from ${lo} to ${hi}`, key);
-  }
-  if (q.has("ckpt")) {
-    const v = q.get("ckpt");
-    if (v === "1" || v === "0") state.ckpt = v === "1"; else bad("ckpt", v, "must be 1 or 0", "ckpt");
-  }
-  if (q.has("targets")) {
-    const v = q.get("targets");
-    if (/^(all-linear|[A-Za-z0-9_.]{1,64}(,[A-Za-z0-9_.]{1,64}){0,31})$/.test(v)) state.targets = v;
-    else bad("targets", v, "must be module names separated by commas, or all-linear", "targets");
-  }
-  if (q.has("mem")) {
-    const v = q.get("mem");
-    const n = /^\d{1,7}(\.\d{1,3})?$/.test(v) ? Number(v) : NaN;
-    if (n > 0) state.mem = n; else bad("mem", v, "must be a positive number of GiB", "mem");
+  if (q.has("model")) { const v = q.get("model"); if (models.has(v)) state.model = v; else bad("model", v, "is not a catalog model"); }
+  if (q.has("gpu")) { const v = q.get("gpu"); if (gpus.has(v)) state.gpu = v; else bad("gpu", v, "is not a catalog GPU"); }
+  if (q.has("unit")) { const v = q.get("unit"); if (UNITS.includes(v)) state.unit = v; else bad("unit", v, `must be one of ${UNITS.join(", ")}`); }
+  for (const [param, path] of Object.entries(PARAMS)) {
+    if (!q.has(param)) continue;
+    const r = parseValue(catalog.request.fields[path], q.get(param));
+    if (r.ok) state[param] = r.value; else bad(param, q.get(param), r.why);
   }
   if (q.has("cfg")) {
     try {
-      const cfg = await decompressConfig(q.get("cfg"));
-      if (cfg === null || typeof cfg !== "object" || Array.isArray(cfg)) throw new Error("not an object");
-      state.cfg = cfg;
+      state.cfg = await decompressConfig(q.get("cfg"), catalog.request.limits.max_json_chars);
       state.source = "config";
-    } catch {
-      bad("cfg", q.get("cfg"), "is not a compressed config.json", "cfg");
+    } catch (e) {
+      bad("cfg", q.get("cfg"), `is not a compressed config.json (${e.message || e})`);
     }
   }
   if (q.has("dims")) {
@@ -103,49 +130,66 @@ export async function parseQuery(search, catalog) {
       state.dims = Object.fromEntries(DIM_KEYS.map((k, i) => [k, nums[i]]));
       state.dims.tied_embeddings = parts[6] === "1";
       state.source = "custom";
-    } else bad("dims", q.get("dims"), "must be layers,hidden,ffn,heads,kv_heads,vocab[,tied]", "dims");
+    } else bad("dims", q.get("dims"), "must be layers,hidden,ffn,heads,kv_heads,vocab[,tied]");
   }
   state.pins = q.getAll("pin").slice(0, 4).filter((p) => p.length < 4000);
   return { state, messages };
 }
 
-export async function toQuery(state, { withPins = true } = {}) {
+function format(value) {
+  if (value === true) return "1";
+  if (value === false) return "0";
+  return String(value);
+}
+
+export async function toQuery(state, catalog, { withPins = true } = {}) {
   const q = new URLSearchParams();
+  const d = defaults(catalog);
   if (state.source === "config" && state.cfg) q.set("cfg", await compressConfig(state.cfg));
   else if (state.source === "custom" && state.dims) {
     q.set("dims", DIM_KEYS.map((k) => state.dims[k]).join(",") + (state.dims.tied_embeddings ? ",1" : ""));
-  } else if (state.model !== DEFAULTS.model) q.set("model", state.model);
-  for (const key of ["mode", "batch", "seq", "new", "weights", "amp", "opt", "attn", "rank", "targets", "kv", "dp", "zero", "gpu", "unit"]) {
-    if (state[key] !== DEFAULTS[key]) q.set(param(key), String(state[key]));
+  } else if (state.model !== d.model) q.set("model", state.model);
+  for (const param of Object.keys(PARAMS)) {
+    if (param === "mem" || state[param] === d[param] || state[param] === null) continue;
+    q.set(param, format(state[param]));
   }
-  if (state.ckpt) q.set("ckpt", "1");
+  if (state.gpu !== d.gpu) q.set("gpu", state.gpu);
   if (state.mem) q.set("mem", String(state.mem));
+  if (state.unit !== d.unit) q.set("unit", state.unit);
   if (withPins) for (const p of state.pins || []) q.append("pin", p);
   return q.toString();
 }
 
-// The JSON request pycore reads (schema 1).
-export function toRequest(state, solve) {
+// The JSON request pycore reads (schema 1): every field that applies to the mode, by its path.
+export function toRequest(state, catalog, solve) {
   const req = { schema: 1, solve };
-  if (state.source === "config" && state.cfg) req.hf_config = state.cfg;
+  if (state.source === "config" && state.cfg) req.hf_config = state.cfg;      // the text: the core parses it
   else if (state.source === "custom" && state.dims) req.model = { dimensions: { ...state.dims, name: "custom" } };
   else req.model = state.model;
-  const w = { mode: state.mode, batch_size: state.batch, seq_len: state.seq, attention: state.attn };
-  if (state.mode === "inference") w.new_tokens = state.new;
-  else {
-    w.optimizer = state.opt;
-    w.gradient_checkpointing = state.ckpt;
+  for (const [param, path] of Object.entries(PARAMS)) {
+    if (param === "mem" || !applies(catalog, param, state.mode) || state[param] === null) continue;
+    let value = state[param];
+    if (param === "targets") value = value === "all-linear" ? value : String(value).split(",");
+    const keys = path.split(".");
+    let node = req;
+    for (const k of keys.slice(0, -1)) node = node[k] = node[k] || {};
+    node[keys.at(-1)] = value;
   }
-  if (state.mode === "lora" || state.mode === "qlora") {
-    w.lora = { rank: state.rank };
-    if (state.targets) w.lora.targets = state.targets === "all-linear" ? "all-linear" : state.targets.split(",");
-  }
-  req.workload = w;
-  const amp = state.mode === "full" || state.mode === "lora" ? state.amp : "";
-  req.precision = { weights: amp ? "fp32" : state.weights, autocast: amp || null, kv_cache: state.mode === "inference" && state.kv ? state.kv : null };
-  if (state.mode !== "inference" && (state.dp > 1 || state.zero !== "0")) {
-    req.parallelism = { data_parallel: state.dp, zero_stage: Number(state.zero) };
-  }
+  // Mixed precision keeps fp32 master weights: the mixed-precision choice sets the storage dtype.
+  if (req.precision?.autocast) req.precision.weights = "fp32";
   req.gpu = state.mem ? { memory_gib: state.mem } : state.gpu;
   return req;
+}
+
+// The URL parameter a request path belongs to (the longest matching path), for errors from the core.
+export function paramOf(path) {
+  if (path.startsWith("hf_config")) return "cfg";
+  if (path.startsWith("model.dimensions")) return "dims";
+  if (path === "model") return "model";
+  if (path === "gpu" || path.startsWith("gpu.")) return path === "gpu.memory_gib" ? "mem" : "gpu";
+  let best = null;
+  for (const [param, p] of Object.entries(PARAMS)) {
+    if ((path === p || path.startsWith(p + ".") || path.startsWith(p + "[")) && (!best || p.length > PARAMS[best].length)) best = param;
+  }
+  return best;
 }

@@ -4,8 +4,12 @@
 const CACHE = "gmp-__VERSION__";
 const FILES = __FILES__;
 
+// cache: "reload" fetches each file from the network, bypassing the browser's HTTP cache: GitHub
+// Pages sends max-age=600, so a plain addAll after a deploy could store the old files again.
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));
+  event.waitUntil(caches.open(CACHE)
+    .then((c) => c.addAll(FILES.map((url) => new Request(url, { cache: "reload" }))))
+    .then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (event) => {

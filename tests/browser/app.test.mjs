@@ -57,7 +57,7 @@ test("opening a shared link restores the same state and result", async () => {
   assert.equal(a.result.peak, b.result.peak);
   assert.equal(await b.page.inputValue('select[name="mode"]'), "inference");
   assert.equal(await b.page.inputValue('input[name="new"]'), "256");
-  assert.equal(await b.page.inputValue('select[name="weights"]'), "int4");
+  assert.equal(await b.page.inputValue('select[name="w"]'), "int4");
   assert.equal(await b.page.inputValue('select[name="gpu"]'), "rtx-4090-24gb");
   await a.ctx.close(); await b.ctx.close();
 });

@@ -5,8 +5,8 @@ import { serve } from "../../scripts/serve.mjs";
 
 export const CHROMIUM = process.env.CHROMIUM || ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
 
-export async function start() {
-  const server = await serve(0);
+export async function start(options = {}) {
+  const server = await serve(0, options);
   const base = `http://127.0.0.1:${server.address().port}/`;
   const browser = await chromium.launch({
     executablePath: CHROMIUM, headless: true,

@@ -12,7 +12,12 @@ const REQUESTS = [
   { hf_config: { model_type: "gemma2", hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, vocab_size: 1000, sliding_window: 128 }, workload: { batch_size: 2, seq_len: 512 } },
   { model: "nope" },
   { model: "gpt2", workload: { batch_size: -3 } },
+  { model: "gpt2", workload: { mode: "lora", lora: { rank: 16.0 } }, parallelism: { data_parallel: 2.0, zero_stage: 1 } },
 ];
+// JSON texts that must get the same structured error on both runtimes. Before the depth bound,
+// the first two aborted Pyodide with a fatal stack overflow (CPython answered "nested too deeply").
+const TEXTS = ["[".repeat(6000) + "]".repeat(6000), '{"a":'.repeat(5000) + "1" + "}".repeat(5000),
+  JSON.stringify({ hf_config: "[".repeat(3000) + "]".repeat(3000) }), "{\"model\": NaN}", "x".repeat(1_000_001)];
 
 function cpython(texts) {
   const script = "import json,sys; from pycore.api import estimate; print(json.dumps([estimate(t) for t in json.load(sys.stdin)]))";
@@ -24,7 +29,7 @@ test("pycore returns the same responses under Pyodide as under CPython", async (
   const py = await pyodideWithCore();
   const version = py.runPython("import sys; sys.version.split()[0]");
   assert.match(version, /^3\.1[4-9]/);
-  const texts = REQUESTS.map((r) => JSON.stringify(r));
+  const texts = [...REQUESTS.map((r) => JSON.stringify(r)), ...TEXTS];
   const expected = cpython(texts);
   const estimate = py.globals.get("pycore").api.estimate;
   texts.forEach((t, i) => {
@@ -34,4 +39,6 @@ test("pycore returns the same responses under Pyodide as under CPython", async (
   });
   assert.equal(JSON.parse(expected[0]).status, "ok");
   assert.equal(JSON.parse(expected[4]).errors[0].field, "model");
+  for (let i = REQUESTS.length; i < texts.length; i++) assert.equal(JSON.parse(expected[i]).status, "error", `text ${i}`);
+  assert.match(JSON.parse(expected[REQUESTS.length]).errors[0].message, /nested too deeply/);
 });
