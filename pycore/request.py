@@ -14,7 +14,7 @@ from .errors import InputError, MAX_DIMENSION, MAX_TOKENS, require_bool, require
 from .jsontext import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json
 from .model.hfconfig import read_hf_config
 from .model.spec import ModelSpec
-from .parallel.zero import Parallelism
+from .parallel.layout import Parallelism
 from .schema import build, describe, integer, join_path, number, text
 from .units import GiB
 from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes

@@ -17,7 +17,7 @@ from .errors import InputError, require_bool, require_choice, require_int, requi
 
 @dataclass(frozen=True)
 class Field:
-    kind: str                      # int | number | choice | bool | text | names
+    kind: str                      # int | number | choice | bool | text | names | ints
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple = ()
@@ -47,6 +47,11 @@ class Field:
             return value
         if self.kind == "names":
             return _names(where, value, self)
+        if self.kind == "ints":
+            if not isinstance(value, list) or not 0 < len(value) <= self.max_len:
+                raise InputError(where, f"must be a list of 1 to {self.max_len} integers")
+            item = Field("int", minimum=self.minimum, maximum=self.maximum)
+            return tuple(item.check(f"{where}[{i}]", x) for i, x in enumerate(value))
         raise AssertionError(self.kind)
 
     def describe(self) -> dict:
@@ -100,6 +105,10 @@ def text(max_len: int = 64, **kw) -> Field:
 
 def names(keywords=(), max_items: int = 64, **kw) -> Field:
     return Field("names", choices=tuple(keywords), max_len=max_items, **kw)
+
+
+def int_list(lo: int, hi: int, max_items: int = 64, **kw) -> Field:
+    return Field("ints", minimum=lo, maximum=hi, max_len=max_items, **kw)
 
 
 def spec(default, f: Field):
@@ -165,7 +174,7 @@ def validate(obj, where: str) -> None:
         path = _path(where, parts)
         if f.kind == "int" and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InputError(path, f"must be an integer, got {show(value)}")
-        if f.kind == "names" and isinstance(value, tuple):
+        if f.kind in ("names", "ints") and isinstance(value, tuple):
             value = list(value)
         f.check(path, value)
 

@@ -23,7 +23,7 @@ class Linear:
     out_features: int
     bias: bool
     layers: int
-    group: str            # attention | mlp | experts | router | head
+    group: str            # attention | mlp (dense layers) | shared (shared experts) | experts | router | head
     copies: int = 1       # experts per layer for stacked expert weights
 
     def weight_count(self) -> int:
@@ -92,7 +92,7 @@ def _mlp_linears(m: ModelSpec) -> tuple[Linear, ...]:
         out.append(Linear("experts.gate_up_proj", h, 2 * m.expert_ffn_size, False, n_moe, "experts", m.n_experts))
         out.append(Linear("experts.down_proj", m.expert_ffn_size, h, False, n_moe, "experts", m.n_experts))
         if m.n_shared_experts:
-            out += _gated("mlp", h, m.shared_expert_ffn_size * m.n_shared_experts, False, n_moe, False)
+            out += _gated("shared", h, m.shared_expert_ffn_size * m.n_shared_experts, False, n_moe, False)
         if m.shared_expert_gate:
             out.append(Linear("shared_expert_gate", h, 1, False, n_moe, "router"))
     return tuple(out)
@@ -193,7 +193,7 @@ def _param_counts(m: ModelSpec) -> tuple:
     parts = {"embeddings": embedding_params(m), "attention": 0, "mlp": 0, "experts": 0, "router": 0,
              "norms": norm_params(m), "head": head_params(m)}
     for lin in linears(m):
-        key = "head" if lin.group == "head" else lin.group
+        key = {"head": "head", "shared": "mlp"}.get(lin.group, lin.group)     # shared experts count as MLP
         parts[key] += lin.count()
     return tuple(parts.items())
 

@@ -21,13 +21,29 @@ STAT_BYTES = 2 * FP32   # LayerNorm/RMSNorm keep fp32 mean and rstd (or rsqrt) p
 
 @dataclass
 class Parts:
-    """Named byte counts; ``add`` ignores zeros so that the tree stays readable."""
+    """Named byte counts; ``add`` ignores zeros so that the tree stays readable.
+
+    ``hidden`` marks tensors as wide as the hidden state (norm inputs, dropout masks, a layer's
+    input): sequence parallelism splits them by the tensor-parallel degree ``sp`` (Korthikanti et
+    al. 2022, section 4.2.2). ``core`` marks the attention core's score-sized tensors: selective
+    recomputation drops them from what is saved and recomputes them in backward (section 5).
+    """
 
     items: dict = field(default_factory=dict)
+    core: dict = field(default_factory=dict)
+    sp: int = 1
+    selective: bool = False
 
-    def add(self, name: str, n_bytes: int) -> None:
-        if n_bytes:
-            self.items[name] = self.items.get(name, 0) + int(n_bytes)
+    @classmethod
+    def of(cls, ctx: StepContext) -> "Parts":
+        return cls(sp=ctx.sp, selective=ctx.selective)
+
+    def add(self, name: str, n_bytes: int, *, hidden: bool = False, core: bool = False) -> None:
+        if not n_bytes:
+            return
+        n_bytes = -(-int(n_bytes) // self.sp) if hidden else int(n_bytes)
+        target = self.core if core and self.selective else self.items
+        target[name] = target.get(name, 0) + n_bytes
 
     def total(self) -> int:
         return sum(self.items.values())
@@ -42,6 +58,7 @@ class LayerCost:
     backward_extra: int    # transient bytes (gradients of activations) during its backward
     checkpoint_input: int  # bytes kept when the layer is checkpointed: its input hidden states
     count: int = 1         # how many layers share this cost
+    ring_buffers: int = 0  # context parallelism: the K/V blocks in flight around the ring
 
     def saved_total(self) -> int:
         return sum(self.saved.values())
@@ -49,7 +66,8 @@ class LayerCost:
 
 # ---- the pieces -------------------------------------------------------------
 
-def consumer_copies(ctx: StepContext, acc: Parts, name: str, elements: int, out_bytes: int, consumers) -> None:
+def consumer_copies(ctx: StepContext, acc: Parts, name: str, elements: int, out_bytes: int, consumers,
+                    hidden: bool = False) -> None:
     """What the linears reading one tensor of ``elements`` keep of it.
 
     A linear saves its input only for its weight's gradient. Full training: the tensor itself,
@@ -61,17 +79,17 @@ def consumer_copies(ctx: StepContext, acc: Parts, name: str, elements: int, out_
     shared = False
     if ctx.base_trainable:
         if ctx.amp and out_bytes != ctx.compute_bytes:
-            acc.add(name + " (16-bit cast per linear)", len(consumers) * ctx.compute_bytes * elements)
+            acc.add(name + " (16-bit cast per linear)", len(consumers) * ctx.compute_bytes * elements, hidden=hidden)
         else:
-            acc.add(name, out_bytes * elements)
+            acc.add(name, out_bytes * elements, hidden=hidden)
             shared = True
     adapted = [c for c in consumers if c in ctx.adapted]
     if adapted:
         if out_bytes == ctx.adapter_bytes:
             if not shared:
-                acc.add(name, out_bytes * elements)
+                acc.add(name, out_bytes * elements, hidden=hidden)
         else:
-            acc.add("LoRA inputs in the adapters' dtype", len(adapted) * ctx.adapter_bytes * elements)
+            acc.add("LoRA inputs in the adapters' dtype", len(adapted) * ctx.adapter_bytes * elements, hidden=hidden)
 
 
 def norm(ctx: StepContext, acc: Parts, m: ModelSpec, in_bytes: int, consumers, label: str,
@@ -86,21 +104,22 @@ def norm(ctx: StepContext, acc: Parts, m: ModelSpec, in_bytes: int, consumers, l
     n = ctx.tokens * (width or m.hidden_size)
     trains = ctx.base_trainable
     if m.norm == "layernorm":
-        acc.add(label + " input", in_bytes * n)
-        acc.add(label + " statistics", STAT_BYTES * ctx.tokens)
+        acc.add(label + " input", in_bytes * n, hidden=not width)
+        acc.add(label + " statistics", STAT_BYTES * ctx.tokens, hidden=not width)
         out_bytes = FP32 if ctx.amp else in_bytes
     else:
-        acc.add(label + " fp32 input", FP32 * n)
-        acc.add(label + " statistics", FP32 * ctx.tokens)
+        acc.add(label + " fp32 input", FP32 * n, hidden=not width)
+        acc.add(label + " statistics", FP32 * ctx.tokens, hidden=not width)
         if trains:
-            acc.add(label + " normalised", (FP32 if m.norm == "gemma_rmsnorm" else in_bytes) * n)
+            acc.add(label + " normalised", (FP32 if m.norm == "gemma_rmsnorm" else in_bytes) * n, hidden=not width)
         out_bytes = in_bytes
-    consumer_copies(ctx, acc, label + " output", n, out_bytes, consumers)
+    consumer_copies(ctx, acc, label + " output", n, out_bytes, consumers, hidden=not width)
 
 
 def dropout_mask(ctx: StepContext, acc: Parts, p: float, elements: int) -> None:
+    """The residual dropout's mask, as wide as the hidden state."""
     if ctx.training and p > 0:
-        acc.add("dropout masks", MASK_BYTES * elements)
+        acc.add("dropout masks", MASK_BYTES * elements, hidden=True)
 
 
 def score_elements(ctx: StepContext, m: ModelSpec, window: int = 0) -> int:
@@ -169,11 +188,11 @@ def _eager_scores(ctx: StepContext, acc: Parts, m: ModelSpec, window: int) -> in
     """
     cb = ctx.compute_bytes
     n = score_elements(ctx, m, window)
-    acc.add("attention scores: softmax output (fp32)", FP32 * n)
-    acc.add("attention scores: dropout mask", MASK_BYTES * n)
-    acc.add("attention scores: probabilities", cb * n)
+    acc.add("attention scores: softmax output (fp32)", FP32 * n, core=True)
+    acc.add("attention scores: dropout mask", MASK_BYTES * n, core=True)
+    acc.add("attention scores: probabilities", cb * n, core=True)
     if m.n_kv_heads < m.n_heads:
-        acc.add("attention K/V repeated to all heads", cb * ctx.tokens * 2 * (m.n_heads - m.n_kv_heads) * m.head_dim)
+        acc.add("attention K/V repeated to all heads", cb * ctx.tokens * 2 * (m.n_heads - m.n_kv_heads) * m.head_dim, core=True)
     # Busiest moment: the masked scores (cb) while softmax writes fp32; bf16 input is first
     # converted to a fp32 copy (fp16 has a fused half-to-float kernel, SoftMax.cpp).
     convert = FP32 if (cb == 2 and not ctx.fp16) else 0
@@ -186,11 +205,11 @@ def _math_scores(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
     cb, T = ctx.compute_bytes, ctx.tokens
     n = score_elements(ctx, m)
     full = m.n_heads * m.head_dim
-    acc.add("attention scores: softmax output", cb * n)
-    acc.add("attention K/V repeated to all heads", cb * T * 2 * (full - kv_dim(m)))
+    acc.add("attention scores: softmax output", cb * n, core=True)
+    acc.add("attention K/V repeated to all heads", cb * T * 2 * (full - kv_dim(m)), core=True)
     if ctx.training and m.attn_dropout > 0:
-        acc.add("attention scores: dropout mask", MASK_BYTES * n)
-        acc.add("attention scores: probabilities", cb * n)
+        acc.add("attention scores: dropout mask", MASK_BYTES * n, core=True)
+        acc.add("attention scores: probabilities", cb * n, core=True)
     return 2 * cb * n
 
 

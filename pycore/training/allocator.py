@@ -16,6 +16,9 @@ from __future__ import annotations
 SLACK_TRAINING = 0.05
 SLACK_CHECKPOINTING = 0.27
 SLACK_INFERENCE = 0.31
+# Allocated once and kept: no churn, no allowance (framework buffers: DDP's gradient buckets,
+# DeepSpeed's reduce bucket, FSDP's persistent parameter copies).
+STATIC_CATEGORIES = ("weights", "optimizer states", "gradients", "framework buffers")
 
 
 def reserved_bytes(allocated: int, snapshots, ctx) -> int:
@@ -28,7 +31,7 @@ def reserved_bytes(allocated: int, snapshots, ctx) -> int:
 def _reserved_at(snapshot, ctx) -> int:
     static = 0
     for category, items in snapshot.parts:
-        if category in ("weights", "optimizer states", "gradients"):
+        if category in STATIC_CATEGORIES:
             static += sum(items.values())
     total = snapshot.total()
     dynamic = max(0, total - static)

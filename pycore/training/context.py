@@ -28,6 +28,9 @@ class StepContext:
     adapter_bytes: int       # dtype of LoRA adapters (fp32 under peft's default)
     kernel: str              # flash | efficient | math | eager, as picked for this model and dtype
     checkpointing: bool
+    sp: int = 1              # sequence parallelism: hidden-width tensors are split by this degree
+    selective: bool = False  # selective recomputation of the attention core
+    cp: int = 1              # context parallelism: tokens are this rank's share of the sequence
 
 
 def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, masked: bool) -> str:
@@ -72,7 +75,8 @@ def adapter_bytes(w: Workload, f: Framework, compute_bytes: int) -> int:
     return FP32
 
 
-def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> StepContext:
+def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: int = 1, selective: bool = False,
+                 cp: int = 1) -> StepContext:
     training = w.mode != "inference"
     if w.mode == "inference" and p.weights in QUANTISED_WEIGHTS:
         weight_bytes = dtype_bytes(p.compute())     # weight-only quantisation: activations in bf16 or fp16
@@ -89,4 +93,5 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> StepC
         fp16=p.compute() == "fp16", training=training, base_trainable=w.mode == "full",
         adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute),
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
+        sp=sp, selective=selective, cp=cp,
     )

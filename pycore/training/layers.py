@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .activations import FP32, INDEX_BYTES, LayerCost, Parts, attention, consumer_copies, dropout_mask, mlp, norm
 from .context import StepContext
-from ..model.spec import ModelSpec, is_mla, moe_layers
+from ..model.spec import ModelSpec, is_mla, kv_dim, moe_layers
 
 
 
@@ -43,15 +43,15 @@ def _moe_block(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
     each expert the rows routed to it are gathered, projected and weighted."""
     cb, T = ctx.compute_bytes, ctx.tokens
     k, e, f, h = m.experts_per_token, m.n_experts, m.expert_ffn_size, m.hidden_size
-    acc.add("MoE routing (router probabilities, top-k)", T * (FP32 * e + (INDEX_BYTES + FP32 + cb) * k))
+    acc.add("MoE routing (router probabilities, top-k)", T * (FP32 * e + (INDEX_BYTES + FP32 + cb) * k), hidden=True)
     rows = T * k
     if ctx.base_trainable:
-        acc.add("MoE expert inputs (gathered rows)", cb * rows * h)
+        acc.add("MoE expert inputs (gathered rows)", cb * rows * h, hidden=True)
     acc.add("MoE expert gate and up projections", 2 * cb * rows * f)
     acc.add("MoE expert activation output", cb * rows * f)
     if ctx.base_trainable:
         acc.add("MoE expert down-projection input", cb * rows * f)
-    acc.add("MoE expert outputs (weighted by router)", cb * rows * h)
+    acc.add("MoE expert outputs (weighted by router)", cb * rows * h, hidden=True)
     backward = 3 * cb * rows * f
     if m.n_shared_experts:
         backward = max(backward, mlp(ctx, acc, m, m.shared_expert_ffn_size * m.n_shared_experts, T, "shared expert"))
@@ -60,7 +60,7 @@ def _moe_block(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
 
 def _decoder_layer(ctx: StepContext, m: ModelSpec, moe: bool, window: int) -> tuple[Parts, int, int]:
     rb, cb, T = ctx.residual_bytes, ctx.compute_bytes, ctx.tokens
-    acc = Parts()
+    acc = Parts.of(ctx)
     norm(ctx, acc, m, rb, _qkv_consumers(m), "input norm")
     fwd = attention(ctx, acc, m, window)
     if m.norms_per_layer == 4:
@@ -82,7 +82,7 @@ def _gpt2_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
     """GPT2Block: ln_1, c_attn, attention (dropout inside the kernel), c_proj, resid dropout,
     ln_2, c_fc, gelu_new, c_proj, dropout (modeling_gpt2.py)."""
     rb, T, h = ctx.residual_bytes, ctx.tokens, m.hidden_size
-    acc = Parts()
+    acc = Parts.of(ctx)
     norm(ctx, acc, m, rb, ("c_attn",), "ln_1")
     fwd = attention(ctx, acc, m)
     dropout_mask(ctx, acc, m.hidden_dropout, T * h)
@@ -97,22 +97,22 @@ def _bert_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
     intermediate dense + gelu; output dense, dropout, LayerNorm (modeling_bert.py)."""
     rb, T, h = ctx.residual_bytes, ctx.tokens, m.hidden_size
     in_bytes = FP32 if ctx.amp else rb
-    acc = Parts()
-    consumer_copies(ctx, acc, "layer input (read by q, k, v)", T * h, in_bytes, ("query", "key", "value"))
+    acc = Parts.of(ctx)
+    consumer_copies(ctx, acc, "layer input (read by q, k, v)", T * h, in_bytes, ("query", "key", "value"), hidden=True)
     fwd = attention(ctx, acc, m)
     dropout_mask(ctx, acc, m.hidden_dropout, T * h)
     norm(ctx, acc, m, in_bytes, ("dense",), "attention LayerNorm")
     bwd = mlp(ctx, acc, m, m.ffn_size, T, "MLP")
     dropout_mask(ctx, acc, m.hidden_dropout, T * h)
-    acc.add("output LayerNorm input", in_bytes * T * h)
-    acc.add("output LayerNorm statistics", 2 * FP32 * T)
+    acc.add("output LayerNorm input", in_bytes * T * h, hidden=True)
+    acc.add("output LayerNorm statistics", 2 * FP32 * T, hidden=True)
     return acc, fwd, bwd
 
 
 def _neox_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
     """GPTNeoXLayer / GLMBlock: pre-norm attention and MLP, fused query_key_value."""
     rb = ctx.residual_bytes
-    acc = Parts()
+    acc = Parts.of(ctx)
     norm(ctx, acc, m, rb, ("query_key_value",), "input norm")
     fwd = attention(ctx, acc, m)
     norm(ctx, acc, m, rb, ("dense_h_to_4h",), "post-attention norm")
@@ -120,11 +120,13 @@ def _neox_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
     return acc, fwd, bwd
 
 
-def layer_costs(ctx: StepContext, m: ModelSpec) -> list[LayerCost]:
-    """One LayerCost per kind of layer (dense/MoE, sliding/full attention), in model order."""
+def layer_costs(ctx: StepContext, m: ModelSpec, n_dense: int | None = None, n_moe: int | None = None) -> list[LayerCost]:
+    """One LayerCost per kind of layer (dense/MoE, sliding/full attention), in model order; a
+    pipeline stage gives its own counts of dense and MoE layers."""
     kinds: list[tuple[bool, int, int]] = []        # (moe, window, count)
-    n_moe = moe_layers(m)
-    n_dense = m.n_layers - n_moe
+    if n_moe is None:
+        n_moe = moe_layers(m)
+        n_dense = m.n_layers - n_moe
     for moe, count in ((False, n_dense), (True, n_moe)):
         if not count:
             continue
@@ -143,10 +145,21 @@ def layer_costs(ctx: StepContext, m: ModelSpec) -> list[LayerCost]:
             acc, fwd, bwd = _neox_layer(ctx, m)
         else:
             acc, fwd, bwd = _decoder_layer(ctx, m, moe, window)
-        grad_flow = 2 * ctx.residual_bytes * ctx.tokens * m.hidden_size     # grad of the residual stream
-        out.append(LayerCost(saved=dict(acc.items), forward_extra=fwd, backward_extra=bwd + grad_flow,
-                             checkpoint_input=ctx.residual_bytes * ctx.tokens * m.hidden_size, count=count))
+        hidden = -(-ctx.residual_bytes * ctx.tokens * m.hidden_size // ctx.sp)    # one hidden-state tensor
+        grad_flow = 2 * hidden                                                   # grad of the residual stream
+        # Recomputed in backward under selective recomputation: the attention core's tensors.
+        recomputed = sum(acc.core.values())
+        out.append(LayerCost(saved=dict(acc.items), forward_extra=fwd, backward_extra=bwd + grad_flow + recomputed,
+                             checkpoint_input=hidden, count=count, ring_buffers=ring_buffers(ctx, m)))
     return out
+
+
+def ring_buffers(ctx: StepContext, m: ModelSpec) -> int:
+    """Ring attention (context parallelism): the local K/V block and the one being received from the
+    next rank, each K and V of the local tokens (TransformerEngine context_parallel.py p2p buffers)."""
+    if ctx.cp <= 1:
+        return 0
+    return 2 * 2 * ctx.tokens * kv_dim(m) * ctx.compute_bytes
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,7 @@ def head_cost(ctx: StepContext, m: ModelSpec, upcast: bool) -> HeadCost:
     its fp32 output, the fp32 copy is transient, and backward holds two fp32 gradients of the same
     size (nll_loss and log_softmax backward). BERT's masked-LM loss has no upcast."""
     cb, rb, T, V, h = ctx.compute_bytes, ctx.residual_bytes, ctx.tokens, m.vocab_size, m.hidden_size
-    acc = Parts()
+    acc = Parts.of(ctx)
     if m.family == "bert":
         in_bytes = FP32 if ctx.amp else rb
         consumer_copies(ctx, acc, "MLM head input", T * h, in_bytes, ("dense",))

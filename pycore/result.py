@@ -1,0 +1,77 @@
+"""One configuration's answer: the GPU's moments, its peak, the allocator's reserve and the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .breakdown import Node, snapshot_tree
+from .model.params import lora_params, param_counts
+from .model.spec import ModelSpec
+from .training.allocator import reserved_bytes
+from .training.context import StepContext
+from .training.timeline import Snapshot
+from .workload import Framework, Hardware, Precision, Workload
+
+# Categories that make up a rank's model states (ZeRO's term): what it holds between steps.
+MODEL_STATE_CATEGORIES = ("weights", "gradients", "optimizer states")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model: ModelSpec
+    workload: Workload
+    precision: Precision
+    hardware: Hardware
+    context: StepContext
+    snapshots: tuple
+    peak: Snapshot
+    peak_allocated_bytes: int
+    reserved_bytes: int
+    device_total_bytes: int
+    params: dict
+    warnings: tuple
+    layout: dict = field(default_factory=dict)      # degrees, GPUs and which rank is reported
+    report: dict = field(default_factory=dict)      # the recipe's own figures, as the framework prints them
+    host_bytes: int = 0                             # host memory per node (offload)
+    not_estimated: tuple = ()                       # terms a model given only by its parameter count lacks
+
+    @property
+    def fits(self) -> bool:
+        return self.device_total_bytes <= self.hardware.memory_bytes
+
+    @property
+    def model_states_bytes(self) -> int:
+        """Weights, gradients and optimizer states on the reported rank, at the optimizer step
+        (when all of them exist)."""
+        step = next((s for s in self.snapshots if s.phase == "optimizer step"), self.peak)
+        return sum(sum(items.values()) for cat, items in step.parts if cat in MODEL_STATE_CATEGORIES)
+
+    def breakdown(self) -> Node:
+        return snapshot_tree(self.peak, self.reserved_bytes - self.peak_allocated_bytes,
+                             self.device_total_bytes - self.reserved_bytes)
+
+
+def param_summary(m: ModelSpec, w: Workload) -> dict:
+    counts = param_counts(m)
+    params = {"total": sum(counts.values()), "by_component": counts}
+    if w.mode in ("lora", "qlora"):
+        params["adapters"] = lora_params(m, w.lora_rank, w.lora_targets)
+        params["trainable"] = params["adapters"]
+    elif w.mode == "full":
+        params["trainable"] = params["total"]
+    else:
+        params["trainable"] = 0
+    return params
+
+
+def make_estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, ctx: StepContext,
+                  snaps: list, warnings=(), **extra) -> Estimate:
+    """The estimate from a GPU's moments: the peak is the largest, the reserve the allocator's
+    high-water mark, the device total adds the CUDA context."""
+    peak = max(snaps, key=lambda s: s.total())
+    allocated = peak.total()
+    reserved = reserved_bytes(allocated, snaps, ctx)
+    return Estimate(model=m, workload=w, precision=p, hardware=hw, context=ctx, snapshots=tuple(snaps), peak=peak,
+                    peak_allocated_bytes=allocated, reserved_bytes=reserved,
+                    device_total_bytes=reserved + f.cuda_context_bytes, params=param_summary(m, w),
+                    warnings=tuple(warnings), **extra)

@@ -1,0 +1,53 @@
+"""One GPU's training step: the activations of its share of the model, its model states, and the
+moments of the step (the whole model on one GPU, or one rank of a layout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..model.spec import ModelSpec
+from ..parallel.shard import RankParams, local_model, rank_params
+from ..workload import Framework, Precision, Workload
+from .context import StepContext, make_context
+from .layers import head_cost, layer_costs
+from .static import largest_linear
+from .timeline import Snapshot, Static, StepShape, training_snapshots
+
+
+@dataclass(frozen=True)
+class StageView:
+    """What one GPU runs of a training step (the defaults: the whole model on one GPU)."""
+
+    tensor_parallel: int = 1
+    sequence_parallel: bool = False
+    context_parallel: int = 1
+    recompute: str = "none"          # none | selective | full
+    recompute_layers: int = 1        # full: layers per checkpointed block
+    in_flight: int = 1               # micro-batches whose activations are held at once
+    grads_in_forward: bool = False   # gradient accumulation keeps gradients through forward
+
+
+def step_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, view: StageView = StageView()) -> StepContext:
+    """The facts of the step for the rank's local model: its heads and widths, and its share of the sequence."""
+    local = local_model(m, view.tensor_parallel)
+    wl = replace(w, seq_len=w.seq_len // view.context_parallel, gradient_checkpointing=view.recompute == "full")
+    sp = view.tensor_parallel if view.sequence_parallel else 1
+    return make_context(local, wl, p, f, sp=sp, selective=view.recompute == "selective", cp=view.context_parallel)
+
+
+def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Static,
+                  rank: RankParams | None = None, view: StageView = StageView()) -> tuple[list[Snapshot], StepContext]:
+    """The moments of one GPU's step, given its model states ``st`` (from a recipe)."""
+    rank = rank or rank_params(m)
+    ctx = step_context(m, w, p, f, view)
+    local = local_model(m, view.tensor_parallel)
+    layers = layer_costs(ctx, local, rank.dense_layers, rank.moe_layers)
+    if w.mode == "qlora":
+        # bitsandbytes MatMul4Bit dequantises the whole weight to the compute dtype for each call.
+        extra = largest_linear(local) * ctx.compute_bytes
+        layers = [replace(lc, forward_extra=lc.forward_extra + extra, backward_extra=lc.backward_extra + extra)
+                  for lc in layers]
+    head = head_cost(ctx, local, f.loss_upcast_fp32) if rank.last else None
+    shape = StepShape(checkpointing=view.recompute == "full", block=view.recompute_layers, in_flight=view.in_flight,
+                      grads_in_forward=view.grads_in_forward, head=rank.last)
+    return training_snapshots(st, layers, head, shape), ctx
