@@ -10,7 +10,8 @@ from .catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
 from .training.explain import explanations
 from .request import SCHEMA, parse_request, request_schema
-from .plan.solve import largest, search_largest, suggestions
+from .plan.solve import largest, largest_parameters, search_largest, suggestions
+from .model.spec import ModelSize
 
 
 def _phase_list(e: Estimate) -> list:
@@ -19,28 +20,41 @@ def _phase_list(e: Estimate) -> list:
 
 def result_dict(req, e: Estimate) -> dict:
     m = e.model
+    breakdown = e.breakdown().to_dict()
     out = {
         "model": {"id": req.model_id, "name": m.name, "family": m.family, "model_type": m.model_type,
-                  "n_layers": m.n_layers, "hidden_size": m.hidden_size, "vocab_size": m.vocab_size,
-                  "max_positions": m.max_positions},
+                  "n_layers": m.n_layers, "hidden_size": m.hidden_size, "vocab_size": getattr(m, "vocab_size", 0),
+                  "max_positions": getattr(m, "max_positions", 0)},
         "params": e.params,
         "gpu": {"id": req.gpu_id, "name": req.hardware.name, "memory_bytes": req.hardware.memory_bytes},
         "peak_allocated_bytes": e.peak_allocated_bytes,
         "reserved_bytes": e.reserved_bytes,
         "device_total_bytes": e.device_total_bytes,
+        "model_states_bytes": e.model_states_bytes,
         "peak_phase": e.peak.phase,
         "peak_moment": e.peak.moment,
         "fits": e.fits,
         "headroom_bytes": req.hardware.memory_bytes - e.device_total_bytes,
-        "breakdown": e.breakdown().to_dict(),
+        "breakdown": breakdown,
+        "per_gpu": breakdown,               # the reported (most loaded) rank's breakdown; "breakdown" is the same
         "phases": _phase_list(e),
-        "kernel": e.context.kernel,
+        "kernel": e.context.kernel if e.context else None,
         "warnings": list(e.warnings),
         "assumptions": {"torch": req.framework.torch, "transformers": req.framework.transformers,
-                        "peft": req.framework.peft, "sdpa_kernel": e.context.kernel,
+                        "peft": req.framework.peft, "sdpa_kernel": e.context.kernel if e.context else None,
                         "cuda_context_bytes": req.framework.cuda_context_bytes},
     }
-    if req.solve:
+    if e.layout:
+        out["layout"] = e.layout
+    if e.report:
+        out["report"] = e.report
+    if e.host_bytes:
+        out["host_bytes"] = e.host_bytes
+    if e.not_estimated:
+        out["not_estimated"] = list(e.not_estimated)
+    if req.solve and isinstance(m, ModelSize):
+        out["max_parameters"] = largest_parameters(req)
+    if req.solve and e.context is not None:
         out["explanations"] = explanations(e)
         out["max_batch_size"] = largest(req, "batch_size")
         seq = search_largest(req, "seq_len")

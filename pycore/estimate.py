@@ -8,7 +8,7 @@ from importlib import import_module
 
 from .errors import InputError
 from .model.params import known_lora_module_names, lora_targets
-from .model.spec import ModelSpec
+from .model.spec import ModelSize, ModelSpec
 from .parallel.hf import estimate_hf
 from .parallel.layout import Parallelism, validate_layout
 from .result import Estimate, make_estimate
@@ -46,10 +46,21 @@ def _check_lora_targets(m: ModelSpec, w: Workload) -> None:
                          + ", ".join(known_lora_module_names(m)))
 
 
-def estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework = Framework(),
+# Recipes that answer from a parameter count alone (the others follow the model's tensors).
+SIZE_ONLY_RECIPES = ("zero-paper", "deepspeed-estimator", "playbook")
+
+
+def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, f: Framework = Framework(),
              par: Parallelism = Parallelism()) -> Estimate:
     validate_workload(w, p)
     validate_framework(f)
+    if isinstance(m, ModelSize):
+        validate_layout(par, None, w)
+        if w.mode != "full" or par.recipe not in SIZE_ONLY_RECIPES:
+            raise InputError("model", "a model given by its parameter count answers model-state questions of full "
+                                      "training with recipe " + ", ".join(SIZE_ONLY_RECIPES) + "; give its "
+                                      "dimensions or config.json for the others")
+        return _recipe(par.recipe)(m, w, p, hw, f, par)
     validate_layout(par, m, w)
     _check_lora_targets(m, w)
     warnings = list(m.warnings)

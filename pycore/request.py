@@ -7,14 +7,15 @@ for memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .catalog import catalog_gpu, catalog_model
 from .errors import InputError, MAX_DIMENSION, MAX_TOKENS, require_bool, require_int
 from .jsontext import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json
 from .model.hfconfig import read_hf_config
-from .model.spec import ModelSpec
+from .model.spec import ModelSize, ModelSpec
 from .parallel.layout import Parallelism
+from .parallel.options import RECIPE_OPTIONS
 from .schema import build, describe, integer, join_path, number, text
 from .units import GiB
 from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes
@@ -30,7 +31,7 @@ _NAME = text(100)
 
 @dataclass(frozen=True)
 class Request:
-    model: ModelSpec
+    model: ModelSpec | ModelSize
     model_id: str
     workload: Workload
     precision: Precision
@@ -69,7 +70,10 @@ def parse_model(raw, hf_config) -> tuple[ModelSpec, str]:
         if "dimensions" in raw:
             _unknown("model", raw, ("dimensions",))
             return parse_dimensions(raw["dimensions"]), "custom"
-        raise InputError("model", "must be a catalog id, {\"hf_config\": {...}} or {\"dimensions\": {...}}")
+        if "parameters" in raw:
+            return build(ModelSize, raw, "model"), "custom"
+        raise InputError("model", "must be a catalog id, {\"hf_config\": {...}}, {\"dimensions\": {...}} or "
+                                  "{\"parameters\": N}")
     raise InputError("model", "is required: a catalog id, {\"hf_config\": {...}} or {\"dimensions\": {...}}")
 
 
@@ -123,15 +127,35 @@ def parse_gpu(raw) -> tuple[Hardware, str]:
     raise InputError("gpu", "must be a catalog id or {\"memory_gib\": N}")
 
 
+def parse_parallelism(raw) -> Parallelism:
+    """The layout, with the options of its recipe (each recipe declares its own)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError("parallelism", "must be a JSON object")
+    rest = {k: v for k, v in raw.items() if k != "options"}
+    par = build(Parallelism, rest, "parallelism", options=None)
+    options = build(RECIPE_OPTIONS[par.recipe], raw.get("options"), "parallelism.options")
+    return replace(par, options=options)
+
+
 def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
     fields = {**describe(Workload, "workload"), **describe(Precision, "precision"),
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
+              **{k: v for recipe, cls in RECIPE_OPTIONS.items()
+                 for k, v in _recipe_fields(recipe, describe(cls, "parallelism.options")).items()},
               "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
     return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS}}
+
+
+def _recipe_fields(recipe: str, fields: dict) -> dict:
+    """Options are keyed by recipe: parallelism.options.<name> may differ between recipes."""
+    return {k.replace("parallelism.options.", f"parallelism.options[{recipe}]."): {**v, "recipe": recipe}
+            for k, v in fields.items()}
 
 
 def parse_request(data) -> Request:
@@ -152,5 +176,5 @@ def parse_request(data) -> Request:
     return Request(model=model, model_id=model_id, workload=workload,
                    precision=build(Precision, data.get("precision"), "precision"),
                    framework=build(Framework, data.get("framework"), "framework"),
-                   hardware=hardware, parallelism=build(Parallelism, data.get("parallelism"), "parallelism"),
+                   hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")),
                    gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)))

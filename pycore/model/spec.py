@@ -148,3 +148,19 @@ def moe_layers(m: ModelSpec) -> int:
 
 
 DIMENSION_FIELDS = tuple(f.name for f in fields(ModelSpec) if f.name not in ("name", "warnings"))
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """A model known only by its parameter count, for model-state questions like the ZeRO paper's.
+    The optional dimensions let formula recipes add their activation terms."""
+
+    parameters: int = spec(MISSING, integer(1, 10 ** 15, doc="total parameters"))
+    largest_layer_parameters: int = spec(0, integer(0, 10 ** 15, doc="parameters of the largest module "
+                                                                     "(DeepSpeed's ZeRO-3 estimator)"))
+    n_layers: int = spec(0, integer(0, MAX_LAYERS))
+    hidden_size: int = spec(0, _OPTIONAL_DIM)
+    name: str = spec("custom", text(100))
+    family: str = "size only"
+    model_type: str = ""
+    warnings: tuple = ()

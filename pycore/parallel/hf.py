@@ -21,6 +21,7 @@ from ..units import dtype_bytes
 from ..workload import Framework, Hardware, Precision, Workload
 from .layout import Parallelism, recompute_mode
 from .shard import RankParams, rank_params
+from .stages import most_loaded
 
 # ZeRO-3 holds the gathered parameters of the layer being computed and of the one prefetched next:
 # two layers' worth of full weights (DeepSpeed's prefetch bucket, FSDP's forward prefetch).
@@ -110,31 +111,10 @@ def estimate_hf(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framew
     if par.tensor_parallel > 1 and w.mode != "full":
         raise InputError("parallelism.tensor_parallel", "LoRA and QLoRA with tensor parallelism are not modelled; "
                                                         "use data parallelism or a device_map split")
+    # A device_map split runs one micro-batch through the GPUs in turn: every GPU can be the most loaded.
     split = device_map_split(m, w, p, f, par) if par.pipeline_parallel > 1 else None
-    stages = []
-    for s in range(par.pipeline_parallel):
-        rank = rank_params(m, par.tensor_parallel, par.pipeline_parallel, 1, s, split)
-        stages.append(_stage_estimate(m, w, p, hw, f, par, rank, in_flight=1))
-    worst = max(range(len(stages)), key=lambda i: stages[i].device_total_bytes)
-    return replace(stages[worst], layout=layout_summary(par, worst, stages, split, m))
 
-
-def layout_summary(par: Parallelism, worst: int, stages: list, split, m: ModelSpec) -> dict:
-    """The degrees, the GPU count, which rank the per-GPU answer is for, and each stage's total."""
-    p = par.pipeline_parallel
-    split = split or tuple(m.n_layers // p + (1 if i < m.n_layers % p else 0) for i in range(p))
-    start = sum(split[:worst])
-    what = ("GPU" if par.recipe == "hf" else "pipeline stage") + f" {worst} of {p}"
-    if p > 1:
-        what += f" (layers {start}-{start + split[worst] - 1}"
-        what += ", embeddings" if worst == 0 else ""
-        what += ", output layer and loss" if worst == p - 1 else ""
-        what += ")"
-    if par.tensor_parallel > 1:
-        what += f", tensor rank 0 of {par.tensor_parallel} (all hold the same)"
-    return {"recipe": par.recipe, "gpus": par.gpus,
-            "degrees": {"data": par.data_parallel, "tensor": par.tensor_parallel, "pipeline": p,
-                        "virtual": par.virtual_stages, "context": par.context_parallel, "expert": par.expert_parallel},
-            "zero_stage": par.zero_stage, "most_loaded": {"stage": worst, "tensor_rank": 0, "description": what},
-            "stages": [{"stage": i, "layers": split[i], "device_total_bytes": s.device_total_bytes}
-                       for i, s in enumerate(stages)]}
+    def evaluate(stage: int) -> Estimate:
+        rank = rank_params(m, par.tensor_parallel, par.pipeline_parallel, 1, stage, split)
+        return _stage_estimate(m, w, p, hw, f, par, rank, in_flight=1)
+    return most_loaded(par, m, evaluate, list(range(par.pipeline_parallel)), split)

@@ -9,6 +9,7 @@ from ..estimate import estimate
 from ..training.context import seq_len_breakpoints
 
 SEARCH_LIMIT = 1 << 20
+MAX_PARAMETERS = 10 ** 15       # the ModelSize field's own limit
 
 
 def _fits(req, **changes) -> bool:
@@ -73,6 +74,27 @@ def _largest_in(req, field: str, lo: int, hi: int) -> int:
         else:
             bad = mid
     return good
+
+
+def largest_parameters(req) -> int:
+    """For a model given by its parameter count: the most parameters whose estimate fits the GPU
+    (the ZeRO paper's Table 2 question), found by doubling then bisection."""
+    def fits(n: int) -> bool:
+        try:
+            m = replace(req.model, parameters=n, largest_layer_parameters=min(req.model.largest_layer_parameters, n))
+            return estimate(m, req.workload, req.precision, req.hardware, req.framework, req.parallelism).fits
+        except InputError:
+            return False
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= MAX_PARAMETERS and fits(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, MAX_PARAMETERS + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
 
 
 def suggestions(req, current_total: int) -> list[dict]:

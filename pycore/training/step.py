@@ -36,8 +36,10 @@ def step_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, view: St
 
 
 def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Static,
-                  rank: RankParams | None = None, view: StageView = StageView()) -> tuple[list[Snapshot], StepContext]:
-    """The moments of one GPU's step, given its model states ``st`` (from a recipe)."""
+                  rank: RankParams | None = None, view: StageView = StageView(),
+                  transform=None) -> tuple[list[Snapshot], StepContext]:
+    """The moments of one GPU's step, given its model states ``st`` (from a recipe); ``transform``
+    lets a recipe change what each layer keeps (a framework's own checkpointing policy)."""
     rank = rank or rank_params(m)
     ctx = step_context(m, w, p, f, view)
     local = local_model(m, view.tensor_parallel)
@@ -47,6 +49,8 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
         extra = largest_linear(local) * ctx.compute_bytes
         layers = [replace(lc, forward_extra=lc.forward_extra + extra, backward_extra=lc.backward_extra + extra)
                   for lc in layers]
+    if transform is not None:
+        layers = transform(layers)
     head = head_cost(ctx, local, f.loss_upcast_fp32) if rank.last else None
     shape = StepShape(checkpointing=view.recompute == "full", block=view.recompute_layers, in_flight=view.in_flight,
                       grads_in_forward=view.grads_in_forward, head=rank.last)

@@ -45,6 +45,7 @@ class Static:
     state_parts: tuple = ()        # further named optimizer-state items, such as fp32 master weights
     buffers: tuple = ()            # (name, bytes) of framework buffers (gradient buckets, all-gather buffers)
     backward_buffers: tuple = ()   # (name, bytes) of buffers that exist only while gradients are reduced
+    compute_buffers: tuple = ()    # (name, bytes) that exist while layers compute, not at the optimizer step
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
     weights = ("weights", dict(st.weights))
     opt = ("optimizer states", _nz({"optimizer states": st.optimizer_states, **dict(st.state_parts)}))
     buffers = ("framework buffers", _nz(dict(st.buffers)))
+    gathered = ("framework buffers", _nz(dict(st.compute_buffers)))
     reduce = ("framework buffers", _nz(dict(st.backward_buffers)))
     all_kept, _ = _sum_saved(layers, n_layers, shape)
     # Other micro-batches in flight (1F1B: the first stage holds p of them at once).
@@ -125,8 +127,8 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
     else:
         kept_before = _merge(kept_before, last.saved)
     snaps.append(Snapshot("forward", "last layer's forward", (
-        weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_all})), opt, buffers, early_grads,
-        ("activations", _merge(kept_before, others)), ("temporaries", _nz(working)))))
+        weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_all})), opt, buffers, gathered,
+        early_grads, ("activations", _merge(kept_before, others)), ("temporaries", _nz(working)))))
 
     copies_fwd_end = st.autocast_copy_head + (0 if ckpt else copies_all)
     acts_end = _merge(_merge(all_kept, head_saved), others)
@@ -135,12 +137,12 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
         # for the output head's copy, which lm_head keeps for backward.
         logits = {"logits": head.logits_bytes, "loss log-softmax": head.loss_saved_bytes}
         snaps.append(Snapshot("forward", "loss computation (fp32 copy of the logits)", (
-            weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_fwd_end})), opt, buffers,
+            weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_fwd_end})), opt, buffers, gathered,
             early_grads, ("activations", acts_end), ("logits and loss", logits),
             ("temporaries", _nz({"loss input upcast to fp32": head.loss_forward_extra})))))
         # Backward through the loss: two loss-sized gradients exist at once.
         snaps.append(Snapshot("backward", "loss backward (log-softmax gradients)", (
-            weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_fwd_end})), opt, buffers,
+            weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_fwd_end})), opt, buffers, gathered,
             early_grads, ("activations", acts_end), ("logits and loss", logits),
             ("temporaries", {"loss gradients": head.loss_backward_extra}))))
 
@@ -157,7 +159,8 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
             (st.grads_head if head else 0) + st.grads_per_layer * (n_layers - 1 - index)
         layer_copies = st.autocast_copy_per_layer * (shape.block if ckpt else index + 1)
         snaps.append(Snapshot("backward", f"layer {index} backward", (
-            weights, ("autocast weight copies", _nz({"16-bit weight copies": layer_copies})), opt, buffers, reduce,
+            weights, ("autocast weight copies", _nz({"16-bit weight copies": layer_copies})), opt, buffers, gathered,
+            reduce,
             ("gradients", _nz({"gradients": grads})), ("activations", _merge(kept, others)),
             ("logits and loss", _nz({"logits (held by the output)": head.logits_bytes if head else 0})),
             ("temporaries", _nz({"activation gradients": lc.backward_extra,

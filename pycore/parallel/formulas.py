@@ -1,0 +1,164 @@
+"""Recipes that are published formulas: the ZeRO paper's accounting, DeepSpeed's own
+estimate_zero2/3_model_states_mem_needs, and the Ultra-Scale Playbook's figures.
+
+They answer model-state questions from a parameter count alone; where the source gives an
+activation term (activation checkpoints, the Playbook's per-layer formulas) and the model's
+dimensions are known, it is added. What a formula does not cover is listed in ``not_estimated``.
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from ..model.params import linears, total_params
+from ..model.spec import ModelSize, ModelSpec
+from ..result import Estimate, param_summary
+from ..training.timeline import Snapshot
+from ..workload import Framework, Hardware, Precision, Workload
+from .layout import Parallelism, recompute_mode
+from .options import DeepSpeedEstimatorOptions, PlaybookOptions, ZeroPaperOptions
+from .shard import rank_params
+
+# Rajbhandari et al. 2020, section 3.1: mixed-precision Adam keeps fp16 parameters and gradients
+# (2 + 2 bytes) and K = 12 bytes of fp32 master weights, momentum and variance per parameter.
+ZERO_PAPER_K = 12
+# DeepSpeed's estimators (deepspeed/runtime/zero/stage_1_and_2.py and stage3.py @38327e07):
+# the largest layer costs 4 bytes a parameter (a 16-bit parameter and its 16-bit gradient).
+DS_LARGEST_LAYER_BYTES = 4
+
+
+def _size(m) -> tuple[int, int, int]:
+    """(parameters, hidden size, layers) of a model given by dimensions or by its size."""
+    if isinstance(m, ModelSize):
+        return m.parameters, m.hidden_size, m.n_layers
+    return total_params(m), m.hidden_size, m.n_layers
+
+
+def formula_estimate(m, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism, parts: tuple,
+                     report: dict, not_estimated: tuple, host_bytes: int = 0, moment: str = "") -> Estimate:
+    """An estimate from a formula's named terms: one moment, no allocator model."""
+    snap = Snapshot("step", moment or f"{par.recipe} formula", parts)
+    total = snap.total()
+    params = param_summary(m, w) if isinstance(m, ModelSpec) else {"total": m.parameters, "trainable": m.parameters,
+                                                                    "by_component": {}}
+    return Estimate(model=m, workload=w, precision=p, hardware=hw, context=None, snapshots=(snap,), peak=snap,
+                    peak_allocated_bytes=total, reserved_bytes=total, device_total_bytes=total + f.cuda_context_bytes,
+                    params=params, warnings=tuple(m.warnings), report=report, host_bytes=host_bytes,
+                    not_estimated=("allocator reserve",) + not_estimated,
+                    layout=_layout(par, "every rank holds the same"))
+
+
+def _layout(par: Parallelism, description: str) -> dict:
+    return {"recipe": par.recipe, "gpus": par.gpus, "zero_stage": par.zero_stage,
+            "degrees": {"data": par.data_parallel, "tensor": par.tensor_parallel, "pipeline": par.pipeline_parallel,
+                        "virtual": par.virtual_stages, "context": par.context_parallel, "expert": par.expert_parallel},
+            "most_loaded": {"stage": 0, "tensor_rank": 0, "description": description}, "stages": []}
+
+
+def estimate_zero_paper(m, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
+    """Rajbhandari et al. 2020, section 5 and Figure 1: per device, P_os = 4Ψ + KΨ/N_d, P_os+g =
+    2Ψ + (2 + K)Ψ/N_d, P_os+g+p = (4 + K)Ψ/N_d; model parallelism divides Ψ first (Table 2)."""
+    opt: ZeroPaperOptions = par.options or ZeroPaperOptions()
+    P, h, L = _size(m)
+    mp = par.tensor_parallel * par.pipeline_parallel
+    psi = -(-P // mp)
+    n = par.dense_shard_group
+    stage = par.zero_stage
+    shard = lambda b, s: -(-b // n) if stage >= s else b        # noqa: E731
+    weights, grads, states = shard(2 * psi, 3), shard(2 * psi, 2), shard(opt.optimizer_bytes * psi, 1)
+    parts = [("weights", {"fp16 parameters": weights}), ("gradients", {"fp16 gradients": grads}),
+             ("optimizer states", {f"fp32 master weights, momentum and variance (K={opt.optimizer_bytes})": states})]
+    not_estimated = ("activations", "temporaries")
+    report = {"psi": psi, "model_states_bytes": weights + grads + states}
+    if recompute_mode(par, w.gradient_checkpointing) == "full" and h and L:
+        # Section 6.1: activation checkpoints are batch x seq x hidden x layers x 2 bytes, replicated
+        # across the model-parallel ranks unless Pa partitions them.
+        ckpt = w.batch_size * w.seq_len * h * L * 2 // (mp if opt.partition_activations else 1)
+        parts.append(("activations", {"activation checkpoints (one per layer)": ckpt}))
+        report["activation_checkpoint_bytes"] = ckpt
+        not_estimated = ("temporaries", "recomputed layer activations")
+    return formula_estimate(m, w, p, hw, f, par, tuple(parts), report, not_estimated)
+
+
+def largest_module_params(m: ModelSpec) -> int:
+    """DeepSpeed's largest layer: the most parameters any single module holds directly
+    (model.modules() with recurse=False): the embedding, a linear, or a stack of experts."""
+    sizes = [m.vocab_size * m.hidden_size]
+    for lin in linears(m):
+        per = lin.in_features * lin.out_features + (lin.out_features if lin.bias else 0)
+        sizes.append(per * lin.copies)
+    if m.n_experts:                # transformers 5 keeps a layer's experts as stacked tensors of one module
+        sizes.append(sum(lin.in_features * lin.out_features * lin.copies for lin in linears(m) if lin.group == "experts"))
+    return max(sizes)
+
+
+def estimate_deepspeed_estimator(m, w: Workload, p: Precision, hw: Hardware, f: Framework,
+                                 par: Parallelism) -> Estimate:
+    """What DeepSpeed's estimate_zero2_model_states_mem_needs / estimate_zero3_model_states_mem_needs
+    print (stage_1_and_2.py:2430-2447, stage3.py:3008-3044 @38327e07); GPU bytes per GPU and CPU bytes
+    per node, before the int() and the division by 2**30 of their printout."""
+    o: DeepSpeedEstimatorOptions = par.options or DeepSpeedEstimatorOptions()
+    if par.zero_stage not in (2, 3):
+        raise InputError("parallelism.zero_stage", "DeepSpeed's estimators exist for ZeRO stages 2 and 3")
+    P = m.parameters if isinstance(m, ModelSize) else total_params(m)
+    largest = m.largest_layer_parameters if isinstance(m, ModelSize) else largest_module_params(m)
+    total_gpus = par.gpus
+    per_node = min(par.gpus_per_node, total_gpus)
+    nodes = -(-total_gpus // per_node)
+    fac = o.additional_buffer_factor
+    offload_opt, offload_params = par.offload_optimizer != "none", par.offload_params != "none"
+    if par.zero_stage == 2:
+        if offload_opt:
+            gpu, cpu = 2 * P, P * max(4 * total_gpus, 16) * fac
+        else:
+            gpu = (4 * P + int(16 * P / total_gpus)) if o.version == "before-pr5099" else 2 * P + int(18 * P / total_gpus)
+            cpu = P * 4 * per_node * fac
+        report_parts = {"16-bit parameters and gradients (estimator)": gpu}
+    else:
+        if largest == 0:
+            raise InputError("model.largest_layer_parameters", "the ZeRO-3 estimator needs the largest layer's "
+                                                               "parameter count")
+        llm = DS_LARGEST_LAYER_BYTES * largest
+        gf = 1 / nodes
+        if offload_opt and offload_params:
+            gpu = llm
+            cpu = P * 18 * gf * fac if o.zero_init else P * max(4 * per_node, 18 * gf) * fac
+        elif offload_opt:
+            gpu = llm + int(2 * P / total_gpus)
+            cpu = P * 16 * gf * fac if o.zero_init else P * max(4 * per_node, 16 * gf) * fac
+        else:
+            gpu = llm + int(18 * P / total_gpus)
+            cpu = largest * 4 * per_node * fac if o.zero_init else P * 4 * per_node * fac
+        report_parts = {"largest layer (16-bit parameters and gradients)": llm,
+                        "sharded model states (estimator)": int(gpu) - llm}
+    gpu, cpu = int(gpu), int(cpu)
+    report = {"gpu_bytes": gpu, "cpu_bytes": cpu, "total_params": P, "largest_layer_params": largest,
+              "num_gpus_per_node": per_node, "num_nodes": nodes}
+    return formula_estimate(m, w, p, hw, f, par, (("weights", report_parts),), report,
+                            ("activations", "temporaries", "framework buffers"), host_bytes=cpu,
+                            moment=f"estimate_zero{par.zero_stage}_model_states_mem_needs")
+
+
+def estimate_playbook(m, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
+    """The Ultra-Scale Playbook's memory figures (nanotron/ultrascale-playbook assets/data/benchmarks,
+    tp_sp_memoryusage and cp_8Bmemoryusage): parameters and gradients 2 bytes each and optimizer
+    states 8 bytes per parameter (1:1:4), split by the TP degree; activations 34·s·b·h·L/t with
+    sequence parallelism, else (s/c)·b·h·L·(10 + 24/t). The Playbook's text says 16 bytes a
+    parameter; its figures use these."""
+    o: PlaybookOptions = par.options or PlaybookOptions()
+    P, h, L = _size(m)
+    t, c = par.tensor_parallel, par.context_parallel
+    psi = P / t
+    parts = [("weights", {"parameters (bf16)": int(2 * psi)}), ("gradients", {"gradients (bf16)": int(2 * psi)}),
+             ("optimizer states", {"optimizer states": int(o.optimizer_bytes * psi)})]
+    report = {"params_bytes": int(2 * psi), "grads_bytes": int(2 * psi), "optimizer_bytes": int(o.optimizer_bytes * psi)}
+    not_estimated = ("temporaries", "logits and loss")
+    if h and L:
+        s, b = w.seq_len, w.batch_size
+        act = 34 * s * b * h * L / t if par.sequence_parallel else (s / c) * b * h * L * (10 + 24 / t)
+        parts.append(("activations", {"activations (Playbook formula)": int(act)}))
+        report["activations_bytes"] = int(act)
+    else:
+        not_estimated = ("activations",) + not_estimated
+    return formula_estimate(m, w, p, hw, f, par, tuple(parts), report, not_estimated)
+
+

@@ -1,0 +1,184 @@
+"""Recipe ``megatron``: Megatron-Core's own memory estimate, megatron/training/theoretical_memory_usage.py,
+for the most loaded shard (the first pipeline stage, which holds the embedding and the most
+micro-batches in flight), at the commit chosen by ``options.formula_version``:
+
+- ``2024``    2bfe9beaae (2024-04-03): norms count 2h each, all divided by TP; no activation figure
+              unless sequence parallelism and selective recomputation are both on.
+- ``2025-08`` a6c6250f (2025-08-26): adds compute_activation_memory_without_sp (x 1.05, not / TP).
+- ``2026-01`` 9ad59065 (2026-01-31): norm_size = 1 for RMSNorm, 2 for LayerNorm.
+- ``current`` a7c9e8c4 / d98e8a64: norms replicated (not / TP), experts / (ETP x EP).
+
+Bytes per parameter follow docs/user-guide/features/dist_optimizer.md: bf16 parameters with fp32
+main gradients 18, or 6 + 12/d with the distributed optimizer (the row the script hard-codes);
+fp16 20 or 4 + 16/d; fp32 16 or 8 + 8/d. Activations can instead follow Korthikanti et al. 2022
+(Table 2 per layer, Eq. 6 for the first stage with the interleaving factor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..model.spec import ModelSpec, moe_layers
+from ..result import Estimate
+from ..workload import Framework, Hardware, Precision, Workload
+from .formulas import formula_estimate
+from .layout import Parallelism, micro_batches, recompute_mode
+from .options import MegatronOptions
+from .shard import padded_vocab
+
+MIB = 2 ** 20                      # NUM_BYTES_IN_MEGABYTE = 1024 * 1024
+WITHOUT_SP_OVERHEAD = 1.05         # compute_activation_memory_without_sp: "overhead_factor = 1.05"
+# dist_optimizer.md: (parameter, gradient, optimizer-state) bytes per parameter; the distributed
+# optimizer shards the last over d. bf16: bf16 params, fp32 main grads, fp32 main params + Adam;
+# fp16: fp16 params and grads, fp32 main params, a fp32 grad copy and Adam; fp32: no main copy.
+BYTES_PER_PARAMETER = {"bf16": (2, 4, 12), "fp16": (2, 2, 16), "fp32": (4, 4, 8)}
+
+
+def dtype_row(p: Precision) -> str:
+    return p.compute() if p.compute() in ("fp16", "fp32") else "bf16"
+
+
+def bytes_per_parameter(p: Precision, distributed: bool, d: int) -> float:
+    weight, grad, state = BYTES_PER_PARAMETER[dtype_row(p)]
+    return weight + grad + (state / d if distributed else state)
+
+
+def _norm_size(m: ModelSpec, version: str) -> int:
+    if version in ("2024", "2025-08"):
+        return 2                    # every norm counted with a bias
+    return 1 if m.norm in ("rmsnorm", "gemma_rmsnorm") else 2
+
+
+def shard_parameters(m: ModelSpec, par: Parallelism, version: str, vocab: int) -> dict:
+    """Parameters on the most loaded shard and on the others, as theoretical_memory_usage.py counts them."""
+    h, L, a = m.hidden_size, m.n_layers, m.n_heads
+    g = m.n_kv_heads
+    t, p, e = par.tensor_parallel, par.pipeline_parallel, par.expert_parallel
+    ratio = m.head_dim * a / h                          # query_projection_to_hidden_size_ratio
+    gated = 1.5 if m.gated_mlp else 1.0
+    ns = _norm_size(m, version)
+    embedding = h * vocab
+    untied_single = not m.tied_embeddings and p == 1
+    n_moe = moe_layers(m)
+    n_dense = L - n_moe
+    attention = 2 * h * h * ((1 + g / a) * ratio)
+    if version in ("2024", "2025-08", "2026-01"):
+        experts = m.n_experts or 1
+        ffn = m.expert_ffn_size if m.n_experts else m.ffn_size
+        layers = 2 * L * h * h * ((1 + g / a) * ratio + (ffn / h) * experts * gated + ns / h + ns / (2 * L * h))
+        most = (layers / p + embedding) / t
+        other = layers / (p * t)
+        if untied_single:
+            most += embedding / t
+        return {"most_loaded": most, "other": other, "expert": 0.0}
+    dense_mlp = 2 * h * m.ffn_size * gated
+    shared = 2 * h * m.shared_expert_ffn_size * m.n_shared_experts * gated
+    routed = 2 * h * m.expert_ffn_size * m.n_experts * gated
+    router = h * m.n_experts
+    tp_sharded = (attention + dense_mlp) * n_dense + (attention + shared) * n_moe
+    replicated = 2 * h * ns * n_dense + (2 * h * ns + router) * n_moe + ns * h
+    expert = routed * n_moe / (p * e)
+    most = (tp_sharded / p + embedding) / t + replicated / p
+    if untied_single:
+        most += embedding / t
+    other = tp_sharded / (p * t) + replicated / p
+    return {"most_loaded": most, "other": other, "expert": expert}
+
+
+def theoretical_activations(m: ModelSpec, w: Workload, par: Parallelism, version: str, vocab: int,
+                            recompute: str) -> float | None:
+    """compute_activation_memory (SP and selective recomputation) or, from a6c6250f on,
+    compute_activation_memory_without_sp; None where the script prints no activation figure."""
+    s, b, h, L = w.seq_len, w.batch_size, m.hidden_size, m.n_layers
+    t, p = par.tensor_parallel, par.pipeline_parallel
+    v = par.virtual_stages if par.virtual_stages > 1 else None
+    nmb = micro_batches(par)
+    with_sp = par.sequence_parallel and recompute == "selective"
+    if not with_sp and version == "2024":
+        return None
+    per_layer = s * b * h * (18 + 4 * m.ffn_size / h) if with_sp else s * b * h * (10 + 24 / t)
+    act = per_layer * L + 8 * s * b * p + s * b * h * p    # input to embedding; its dropout (p in flight)
+    if v is not None:
+        act *= 1 + (p - 1) / (p * v)                       # interleaved_schedule_memory_penalty
+    elif p > 1:
+        act *= min(1, nmb / p)
+    if with_sp:
+        if p == 1:
+            act += s * b * h * 4 * (1 + vocab / h)         # inputs to the output layer and the loss
+        return act / t
+    if p == 1:
+        act += (s * b * vocab / t + s * b * h) * 2         # logits and the final norm's output
+    return act * WITHOUT_SP_OVERHEAD
+
+
+def korthikanti_per_layer(m: ModelSpec, w: Workload, par: Parallelism, recompute: str, scores: bool) -> float:
+    """Korthikanti et al. 2022, Table 2: bytes of activations per transformer layer (16-bit, GPT
+    layer with 4h MLP and dropout): sbh(10 + 24/t + 5as/(ht)) with tensor parallelism, the norm and
+    dropout part (10) split by t under sequence parallelism, the 5as/h score term gone under
+    selective recomputation, and 2sbh under full recomputation."""
+    s, b, h, a, t = w.seq_len, w.batch_size, m.hidden_size, m.n_heads, par.tensor_parallel
+    sp = par.sequence_parallel
+    if recompute == "full":
+        return 2 * s * b * h / (t if sp else 1)
+    linear = s * b * h * (34 / t if sp else 10 + 24 / t)
+    if recompute == "selective" or not scores:
+        return linear
+    return linear + 5 * a * s * s * b / t
+
+
+def korthikanti_first_stage(m: ModelSpec, w: Workload, par: Parallelism, per_layer: float, vocab: int) -> tuple:
+    """Eq. 6: the first stage holds L layers' worth (p micro-batches of L/p layers), times
+    1 + (p - 1)/(p m) when interleaved; and the embedding/output terms s·b·h·p/t + [p = 1]
+    4·s·b·h/t·(1 + V/h)."""
+    s, b, h, L, t, p = w.seq_len, w.batch_size, m.hidden_size, m.n_layers, par.tensor_parallel, par.pipeline_parallel
+    stage = per_layer * L
+    if par.virtual_stages > 1:
+        stage *= 1 + (p - 1) / (p * par.virtual_stages)
+    elif p > 1:
+        stage *= min(1, micro_batches(par) / p)
+    extra = s * b * h * p / t + (4 * s * b * h / t * (1 + vocab / h) if p == 1 else 0)
+    return stage, extra
+
+
+def estimate_megatron(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
+    o: MegatronOptions = par.options or MegatronOptions()
+    recompute = recompute_mode(par, w.gradient_checkpointing)
+    vocab = padded_vocab(m.vocab_size, par.tensor_parallel, o.make_vocab_size_divisible_by)
+    d = par.data_parallel * par.expert_parallel                    # Megatron's data_parallel_size
+    d_expert = par.data_parallel * par.context_parallel            # world / (etp x ep x pp x tp)
+    distributed = o.distributed_optimizer or par.zero_stage >= 1
+    params = shard_parameters(m, par, o.formula_version, vocab)
+    bpp = bytes_per_parameter(p, distributed, d)
+    weight_and_optimizer = params["most_loaded"] * bpp + params["expert"] * bytes_per_parameter(p, distributed, d_expert)
+    theoretical = theoretical_activations(m, w, par, o.formula_version, vocab, recompute)
+    per_layer = korthikanti_per_layer(m, w, par, recompute, o.attention_scores_saved)
+    first_stage, extra = korthikanti_first_stage(m, w, par, per_layer, vocab)
+    activations = theoretical if o.activation_formula == "theoretical" else first_stage + extra
+    n = params["most_loaded"] + params["expert"]
+    row = dtype_row(p)
+    weight_b, grad_b, _ = BYTES_PER_PARAMETER[row]
+    parts = [("weights", {f"model parameters ({row})": int(weight_b * n)}),
+             ("gradients", {f"main gradients ({'fp32' if grad_b == 4 else row})": int(grad_b * n)}),
+             ("optimizer states", {"main parameters and Adam states" + (" (distributed optimizer)" if distributed else ""):
+                                   int(weight_and_optimizer - (weight_b + grad_b) * n)})]
+    not_estimated = ("temporaries",)
+    if activations is not None:
+        parts.append(("activations", {f"activations ({o.activation_formula} formula)": int(activations)}))
+    else:
+        not_estimated = ("activations",) + not_estimated
+    report = {"formula_version": o.formula_version, "padded_vocab_size": vocab,
+              "most_loaded_shard_parameters": params["most_loaded"], "other_shards_parameters": params["other"],
+              "expert_parameters": params["expert"], "bytes_per_parameter": bpp,
+              "weight_and_optimizer_bytes": weight_and_optimizer,
+              "weight_and_optimizer_mb": round(weight_and_optimizer / MIB, 2),
+              "activation_bytes": theoretical, "activation_mb": None if theoretical is None else round(theoretical / MIB, 2),
+              "korthikanti_per_layer_bytes": per_layer, "korthikanti_first_stage_bytes": first_stage,
+              "korthikanti_extra_bytes": extra}
+    if theoretical is not None:
+        report["total_mb"] = round((weight_and_optimizer + theoretical) / MIB, 2)
+    e = formula_estimate(m, w, p, hw, f, par, tuple(parts), report, not_estimated,
+                         moment="most loaded shard (theoretical_memory_usage.py)")
+    layout = dict(e.layout, most_loaded={"stage": 0, "tensor_rank": 0, "description":
+                  f"pipeline stage 0 of {par.pipeline_parallel} (the embedding and "
+                  f"{'the most micro-batches in flight' if par.pipeline_parallel > 1 else 'the whole model'})"})
+    return replace(e, layout=layout)

@@ -1,0 +1,70 @@
+"""Pipeline stages: which to evaluate, how many micro-batches each holds, and the summary of a layout.
+
+Megatron's 1F1B schedule (core/pipeline_parallel/schedules.py @d98e8a64, get_pp_rank_microbatches):
+stage r runs p - r - 1 warm-up forwards before its first backward, so it holds min(p - r, m)
+micro-batches of activations; interleaved with v chunks, stage 0 holds L(1 + (p - 1)/(p v))
+layers' worth (Narayanan et al. 2021; Korthikanti et al. 2022, section 4.2.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..model.spec import ModelSpec
+from .layout import Parallelism, micro_batches, stage_layers
+
+
+def in_flight(par: Parallelism, stage: int) -> int:
+    """Micro-batches whose activations stage ``stage`` holds at its peak (1F1B). Interleaving is
+    counted in chunk-micro-batches of L/(p v) layers, returned as whole-stage micro-batches rounded up."""
+    p, m = par.pipeline_parallel, micro_batches(par)
+    if p == 1:
+        return 1
+    if par.virtual_stages == 1:
+        return min(p - stage, m)
+    v = par.virtual_stages
+    chunks = min((p - stage - 1) * 2 + (v - 1) * p + 1, m * v)
+    return -(-chunks // v)
+
+
+def candidate_stages(par: Parallelism) -> list[int]:
+    """Stages that can be the most loaded: with an even split the first (embedding, most in flight)
+    and the last (output layer and loss); with an uneven split, every stage."""
+    p = par.pipeline_parallel
+    if p == 1:
+        return [0]
+    if par.pipeline_layers is not None:
+        return list(range(p))
+    return sorted({0, p - 1})
+
+
+def most_loaded(par: Parallelism, m: ModelSpec, evaluate, stages=None, split=None):
+    """Evaluate ``evaluate(stage)`` for the candidate stages and return the most loaded one's
+    estimate, with the layout summary attached."""
+    stages = stages if stages is not None else candidate_stages(par)
+    results = {s: evaluate(s) for s in stages}
+    worst = max(results, key=lambda s: results[s].device_total_bytes)
+    return replace(results[worst], layout=layout_summary(par, worst, results, split, m))
+
+
+def layout_summary(par: Parallelism, worst: int, results: dict, split, m: ModelSpec) -> dict:
+    """The degrees, the GPU count, which rank the per-GPU answer is for, and each evaluated stage's total."""
+    p = par.pipeline_parallel
+    split = split or stage_layers(par, m.n_layers)
+    start = sum(split[:worst])
+    what = ("GPU" if par.recipe == "hf" else "pipeline stage") + f" {worst} of {p}"
+    if p > 1:
+        what += f" (layers {start}-{start + split[worst] - 1}"
+        what += ", embeddings" if worst == 0 else ""
+        what += ", output layer and loss" if worst == p - 1 else ""
+        what += f", {in_flight(par, worst)} micro-batch{'es' if in_flight(par, worst) > 1 else ''} in flight" \
+            if par.recipe != "hf" else ""
+        what += ")"
+    if par.tensor_parallel > 1:
+        what += f", tensor rank 0 of {par.tensor_parallel} (all hold the same)"
+    return {"recipe": par.recipe, "gpus": par.gpus,
+            "degrees": {"data": par.data_parallel, "tensor": par.tensor_parallel, "pipeline": p,
+                        "virtual": par.virtual_stages, "context": par.context_parallel, "expert": par.expert_parallel},
+            "zero_stage": par.zero_stage, "most_loaded": {"stage": worst, "tensor_rank": 0, "description": what},
+            "stages": [{"stage": s, "layers": split[s], "device_total_bytes": e.device_total_bytes}
+                       for s, e in sorted(results.items())]}

@@ -1,0 +1,84 @@
+"""The published multi-GPU references (tests/data/golden_parallel.json, from ../shared/golden) stay
+within their tolerances, each under its own recipe."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "data" / "golden_parallel.json"
+SHARED = ROOT.parent / "shared" / "golden" / "parallel.json"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+golden = _load("golden")
+
+# Measured peaks that are still outside 10%, with the reason; they must not get worse.
+KNOWN_MISSES = {
+    "tt_llama31_8b_fsdp8_cp1_seq32k:peak_reserved":
+        "32k tokens a GPU: the allocator allowance (27% of what changes under full recomputation) counts the "
+        "loss's 15 GiB fp32 tensors as churn; allocated alone is within 7%",
+    "tt_llama31_8b_fsdp1_cp8_seq256k:peak_reserved": "the same configuration per GPU as the case above, with cp 8",
+}
+KNOWN_MISS_BOUND = 20.0
+
+
+@pytest.fixture(scope="module")
+def rows():
+    rows, unsupported = golden.run([str(GOLDEN)])
+    assert unsupported <= 7
+    return rows
+
+
+def test_no_reference_raises_an_error(rows):
+    assert [r for r in rows if "error" in r] == []
+
+
+def test_every_formula_reference_matches_to_rounding(rows):
+    checks = {c["id"]: c for c in json.loads(GOLDEN.read_text())["checks"] if "unsupported" not in c}
+    formula = [r for r in rows if checks[r["id"]]["tolerance"]["rel"] < 0.05]
+    assert len(formula) > 150
+    assert [(r["id"], round(r["err"], 3)) for r in formula if not r["ok"]] == []
+
+
+def test_measured_peaks_are_within_ten_percent_or_a_known_bounded_miss(rows):
+    measured = [r for r in rows if r["id"].startswith("tt_")]
+    assert len(measured) == 9
+    for r in measured:
+        if r["id"] in KNOWN_MISSES:
+            assert r["err"] <= KNOWN_MISS_BOUND, r
+        else:
+            assert r["ok"], r
+
+
+def test_recipes_that_disagree_both_pass_under_their_own_recipe(rows):
+    by_id = {r["id"]: r for r in rows}
+    # DeepSpeed's ZeRO-2 estimator before PR #5099 printed 15.93 GiB; the current formula gives 11.28 GiB
+    assert by_id["ds_memrst_zero2_t5-3b_cold_8gpu_offload-none:per_gpu"]["ok"]
+    assert by_id["ds_zero2_t5-3b_cold_8gpu_offload-none_POSTFIX_computed:per_gpu"]["ok"]
+    # the Playbook's figures use 8 optimizer bytes a parameter, the ZeRO paper 12
+    assert by_id["playbook_tpsp_70B_tp8_seq4096:optimizer"]["ok"] and by_id["zero_sec3_gpt2-1.5B_model_states:per_device"]["ok"]
+
+
+def test_the_summary_line_has_the_published_format(capsys):
+    golden.main([str(GOLDEN)])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    import re
+    assert re.fullmatch(r"golden cases=\d+ within_tol=\d+ median_abs_err=\d+\.\d% max_abs_err=\d+\.\d% unsupported=\d+", last)
+
+
+def test_the_committed_translation_matches_the_shared_references(tmp_path):
+    if not SHARED.exists():
+        pytest.skip("shared/golden is not beside this checkout")
+    out = tmp_path / "golden.json"
+    _load("translate_golden").main(["translate_golden.py", str(SHARED), str(out)])
+    assert json.loads(out.read_text()) == json.loads(GOLDEN.read_text()), \
+        "tests/data/golden_parallel.json is stale: run scripts/translate_golden.py"
