@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from .errors import InputError
 from .jsontext import parse_json
 from .catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
 from .training.explain import explanations
-from .request import SCHEMA, parse_request, request_schema
+from .request import SCHEMA, parse_parallelism, parse_request, request_schema
+from .plan.layouts import run_plan
 from .plan.solve import largest, largest_parameters, search_largest, suggestions
 from .model.spec import ModelSize
 
@@ -64,10 +66,28 @@ def result_dict(req, e: Estimate) -> dict:
     return out
 
 
+def plan_result(req) -> dict:
+    """The layout search: the recommended layout's full result, with the ranked layouts under "plan"."""
+    if req.workload.mode == "inference" or isinstance(req.model, ModelSize):
+        raise InputError("plan", "the layout search is for training a model given by its dimensions")
+    plan = run_plan(req, req.plan)
+    chosen = plan["recommended"]
+    par = req.parallelism if chosen is None else parse_parallelism({**chosen["parallelism"],
+                                                                     "gpus_per_node": req.parallelism.gpus_per_node})
+    par = replace(par, options=req.parallelism.options)
+    batch = chosen["micro_batch"] if chosen else req.workload.batch_size
+    sized = replace(req, parallelism=par, workload=replace(req.workload, batch_size=batch), plan=None, solve=False)
+    out = result_dict(sized, _estimate(sized.model, sized.workload, sized.precision, sized.hardware, sized.framework, par))
+    out["plan"] = plan
+    return out
+
+
 def estimate_dict(data) -> dict:
     """Estimate from an already-parsed request; returns the response object."""
     try:
         req = parse_request(data)
+        if req.plan is not None:
+            return {"schema": SCHEMA, "status": "ok", "result": plan_result(req)}
         e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
         return {"schema": SCHEMA, "status": "ok", "result": result_dict(req, e)}
     except InputError as exc:

@@ -16,13 +16,15 @@ from .model.hfconfig import read_hf_config
 from .model.spec import ModelSize, ModelSpec
 from .parallel.layout import Parallelism
 from .parallel.options import RECIPE_OPTIONS
+from .plan.layouts import PlanQuery
 from .schema import build, describe, integer, join_path, number, text
 from .units import GiB
 from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes
 
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
-_TOP_KEYS = ("schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve")
+_TOP_KEYS = ("schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve",
+             "plan")
 _REQUIRED_DIMENSIONS = ("n_layers", "hidden_size", "n_heads", "vocab_size")
 _GPU_MEMORY_GIB = number(0.001, 2 ** 20)
 _GPU_MEMORY_BYTES = integer(1, 2 ** 50)
@@ -40,6 +42,7 @@ class Request:
     parallelism: Parallelism
     gpu_id: str
     solve: bool
+    plan: PlanQuery | None = None
 
 
 def _unknown(where: str, given: dict, allowed) -> None:
@@ -146,7 +149,7 @@ def request_schema() -> dict:
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
               **{k: v for recipe, cls in RECIPE_OPTIONS.items()
                  for k, v in _recipe_fields(recipe, describe(cls, "parallelism.options")).items()},
-              "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
+              **describe(PlanQuery, "plan"), "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
     return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS}}
@@ -177,4 +180,5 @@ def parse_request(data) -> Request:
                    precision=build(Precision, data.get("precision"), "precision"),
                    framework=build(Framework, data.get("framework"), "framework"),
                    hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")),
-                   gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)))
+                   gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)),
+                   plan=None if data.get("plan") is None else build(PlanQuery, data["plan"], "plan"))

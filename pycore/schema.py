@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import InputError, require_bool, require_choice, require_int, require_number, show
 
@@ -116,11 +117,17 @@ def spec(default, f: Field):
     return dataclasses.field(default=default, metadata={"schema": f})
 
 
-def _fields(cls):
-    for fl in dataclasses.fields(cls):
-        f = fl.metadata.get("schema")
-        if f is not None:
-            yield fl.name, f, (f.path or fl.name).split(".")
+@lru_cache(maxsize=None)
+def _fields(cls) -> tuple:
+    """(name, Field, request path parts) of each declared field of ``cls``."""
+    return tuple((fl.name, fl.metadata["schema"], tuple((fl.metadata["schema"].path or fl.name).split(".")))
+                 for fl in dataclasses.fields(cls) if "schema" in fl.metadata)
+
+
+@lru_cache(maxsize=None)
+def _checks(cls, where: str) -> tuple:
+    """(name, Field, full path) for validating objects of ``cls`` found at ``where``."""
+    return tuple((name, f, _path(where, parts)) for name, f, parts in _fields(cls))
 
 
 def build(cls, raw, where: str, **fixed):
@@ -169,9 +176,8 @@ def _reject_unknown(raw: dict, known: dict, where: str) -> None:
 def validate(obj, where: str) -> None:
     """Check an already-built object's fields against their Fields (for objects made in code,
     such as a solver's variations): the value must be exactly what ``check`` would return."""
-    for name, f, parts in _fields(type(obj)):
+    for name, f, path in _checks(type(obj), where):
         value = getattr(obj, name)
-        path = _path(where, parts)
         if f.kind == "int" and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InputError(path, f"must be an integer, got {show(value)}")
         if f.kind in ("names", "ints") and isinstance(value, tuple):

@@ -16,5 +16,8 @@ while time.perf_counter() - t0 < 3.0:
     for r in REQUESTS: estimate(r)
     n += len(REQUESTS)
 RATE = n / (time.perf_counter() - t0)
+from bench import time_plans
+PLANS = "\\n".join(f"layout search, 1024 GPUs, {label}: {count} layouts in {s:.3f} s" for label, count, s in time_plans())
 `);
 console.log(`pyodide ${py.version}: estimates_per_second=${Math.round(py.globals.get("RATE"))}`);
+console.log(py.globals.get("PLANS"));

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..model.spec import ModelSpec, moe_layers
+from ..errors import InputError
+from ..model.params import linears
+from ..model.spec import ModelSpec, is_mla, moe_layers
 from ..result import Estimate
 from ..workload import Framework, Hardware, Precision, Workload
 from .formulas import formula_estimate
@@ -62,6 +64,11 @@ def shard_parameters(m: ModelSpec, par: Parallelism, version: str, vocab: int) -
     n_moe = moe_layers(m)
     n_dense = L - n_moe
     attention = 2 * h * h * ((1 + g / a) * ratio)
+    if is_mla(m):
+        # MLA: theoretical_memory_usage.py's multi_latent_attention branch (d98e8a64, lines 62-80)
+        # counts its down/up projections and their norms instead: the same linears as the model's.
+        attention = sum(lin.count() for lin in linears(m) if lin.group == "attention") / m.n_layers
+        attention += m.q_lora_rank + m.kv_lora_rank
     if version in ("2024", "2025-08", "2026-01"):
         experts = m.n_experts or 1
         ffn = m.expert_ffn_size if m.n_experts else m.ffn_size
@@ -142,6 +149,9 @@ def korthikanti_first_stage(m: ModelSpec, w: Workload, par: Parallelism, per_lay
 
 def estimate_megatron(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
     o: MegatronOptions = par.options or MegatronOptions()
+    if par.zero_stage > 1:
+        raise InputError("parallelism.zero_stage", "Megatron's distributed optimizer shards optimizer states "
+                                                   "(zero_stage 1); it has no stage 2 or 3")
     recompute = recompute_mode(par, w.gradient_checkpointing)
     vocab = padded_vocab(m.vocab_size, par.tensor_parallel, o.make_vocab_size_divisible_by)
     d = par.data_parallel * par.expert_parallel                    # Megatron's data_parallel_size

@@ -177,6 +177,7 @@ def rank_params_for(m: ModelSpec, par: Parallelism, stage: int, vocab_multiple: 
     return rank_params(m, par.tensor_parallel, par.pipeline_parallel, par.expert_parallel, stage, split, vocab_multiple)
 
 
+@lru_cache(maxsize=256)
 def local_model(m: ModelSpec, t: int) -> ModelSpec:
     """The model as one tensor-parallel rank computes it: its share of heads, MLP width and
     vocabulary (the activation model then follows the rank's own tensors)."""

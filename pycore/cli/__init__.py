@@ -1,0 +1,80 @@
+"""Command line: ``python -m pycore estimate|plan|models|gpus``. Each verb builds the JSON request the
+page would send and calls the same API (pycore.api.estimate_dict)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..api import estimate_dict
+from ..catalog import gpu_entries, model_entries
+from ..model.hfconfig import read_hf_config
+from ..model.params import total_params
+from ..units import GiB
+from .args import add_gpu_args, add_layout_args, add_model_args, add_workload_args, build_request, printable
+from .render import render, render_plan
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pycore", description="Will this fit? GPU memory for transformer runs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("estimate", help="estimate the peak memory of one configuration")
+    add_model_args(e)
+    add_workload_args(e)
+    add_layout_args(e)
+    add_gpu_args(e)
+    e.add_argument("--solve", action="store_true", help="also find the largest batch/sequence and what makes it fit")
+    e.add_argument("--json", action="store_true", help="print the result object as JSON")
+    pl = sub.add_parser("plan", help="the fewest GPUs that fit a training run, and its layouts ranked")
+    add_model_args(pl)
+    add_workload_args(pl)
+    add_layout_args(pl)
+    add_gpu_args(pl)
+    pl.add_argument("--global-batch", type=int, default=None, help="sequences per optimizer step over all GPUs")
+    pl.add_argument("--gpus", type=int, default=None, help="rank the layouts of exactly this many GPUs")
+    pl.add_argument("--max-gpus", type=int, default=None, help="largest GPU count the search tries (default 1024)")
+    pl.add_argument("--limit", type=int, default=20, help="layouts to show")
+    pl.add_argument("--json", action="store_true", help="print the result object as JSON")
+    sub.add_parser("models", help="list the model catalog")
+    sub.add_parser("gpus", help="list the GPU catalog")
+    return p
+
+
+def _run(req: dict) -> tuple[dict | None, int]:
+    resp = estimate_dict(req)
+    if resp["status"] != "ok":
+        for err in resp["errors"]:
+            print(printable(f"error: {err['field']}: {err['message']}"), file=sys.stderr)
+        return None, 2
+    return resp["result"], 0
+
+
+def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+    if a.command == "models":
+        for mid, entry in sorted(model_entries().items()):
+            m = read_hf_config(entry["hf_config"], mid)
+            print(f"{mid:22s} {entry['family']:10s} {total_params(m) / 1e9:9.3f} B  {m.model_type}")
+        return 0
+    if a.command == "gpus":
+        for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
+            print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
+        return 0
+    req, problem = build_request(a)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if a.command == "plan":
+        req["plan"] = {k: v for k, v in (("gpus", a.gpus), ("global_batch", a.global_batch), ("max_gpus", a.max_gpus),
+                                         ("limit", a.limit)) if v is not None}
+    res, code = _run(req)
+    if res is None:
+        return code
+    if a.json:
+        print(json.dumps(res, indent=1))
+    elif a.command == "plan":
+        render_plan(res)
+    else:
+        render(res)
+    return 0

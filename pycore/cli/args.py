@@ -1,0 +1,153 @@
+"""The command line's flags and the JSON request they make (the same request the page sends)."""
+
+from __future__ import annotations
+
+import json
+
+from ..jsontext import MAX_JSON_CHARS
+
+LAYOUT_FLAGS = (  # flag, request field, type
+    ("--recipe", "recipe", str), ("--dp", "data_parallel", int), ("--tp", "tensor_parallel", int),
+    ("--pp", "pipeline_parallel", int), ("--vpp", "virtual_stages", int), ("--cp", "context_parallel", int),
+    ("--ep", "expert_parallel", int), ("--zero", "zero_stage", int), ("--offload-optimizer", "offload_optimizer", str),
+    ("--offload-params", "offload_params", str), ("--micro-batches", "micro_batches", int),
+    ("--grad-accum", "gradient_accumulation", int), ("--recompute", "recompute", str),
+    ("--recompute-layers", "recompute_layers", int), ("--gpus-per-node", "gpus_per_node", int),
+)
+
+
+def add_model_args(p) -> None:
+    g = p.add_argument_group("model (one of)")
+    g.add_argument("--model", help="catalog id (see `models`)")
+    g.add_argument("--hf-config", metavar="FILE", help="a Hugging Face config.json")
+    g.add_argument("--params", type=float, default=None, help="a model given by its parameter count (model states only)")
+    g.add_argument("--largest-layer-params", type=float, default=None, help="with --params: the largest module's parameters")
+
+
+def add_workload_args(p, serving: bool = False) -> None:
+    g = p.add_argument_group("workload")
+    g.add_argument("--mode", default="full", help="full, lora, qlora or inference")
+    g.add_argument("--batch", type=int, default=1, help="micro-batch (sequences per step per GPU)")
+    g.add_argument("--seq", type=int, default=2048, help="tokens per sequence (the prompt, for inference)")
+    g.add_argument("--new-tokens", type=int, default=0, help="inference: tokens generated (0 = one forward pass)")
+    g.add_argument("--weights", default=None, help="fp32, bf16, fp16; for inference also fp8, int8, int4")
+    g.add_argument("--autocast", default=None, help="bf16 or fp16: mixed precision over fp32 weights")
+    g.add_argument("--activations", default=None, help="weight-only quantised inference: bf16 or fp16")
+    g.add_argument("--kv-cache", default=None, help="KV cache dtype (default: the compute dtype)")
+    g.add_argument("--optimizer", default="adamw")
+    g.add_argument("--attention", default="sdpa", help="sdpa, flash or eager")
+    g.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on every layer")
+    g.add_argument("--lora-rank", type=int, default=16)
+    g.add_argument("--lora-alpha", type=int, default=32)
+    g.add_argument("--lora-targets", default=None,
+                   help="comma-separated module names, or all-linear (default: the attention projections)")
+
+
+def add_layout_args(p) -> None:
+    g = p.add_argument_group("multi-GPU layout (training)")
+    for flag, field, kind in LAYOUT_FLAGS:
+        g.add_argument(flag, type=kind, default=None, dest=f"par_{field}", help=f"parallelism.{field}")
+    g.add_argument("--sp", action="store_true", dest="par_sequence_parallel", default=None,
+                   help="sequence parallelism (norm and dropout activations split by --tp)")
+    g.add_argument("--pipeline-layers", default=None, help="uneven split: comma-separated layers per stage")
+    g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe option (parallelism.options), e.g. --option reduce_bucket_size=2e8")
+
+
+def add_gpu_args(p) -> None:
+    g = p.add_argument_group("GPU")
+    g.add_argument("--gpu", default="h100-sxm-80gb", help="catalog id (see `gpus`)")
+    g.add_argument("--gpu-memory-gib", type=float, default=None, help="a custom GPU's memory instead of --gpu")
+
+
+def read_text_file(path: str, option: str) -> tuple[str, str | None]:
+    """Read at most MAX_JSON_CHARS characters of UTF-8 text; a longer file (or /dev/zero) is refused
+    without reading the rest."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(4 * MAX_JSON_CHARS + 4)          # UTF-8 takes at most 4 bytes a character
+    except OSError as exc:
+        return "", f"{option}: cannot read {printable(path)}: {printable(exc.strerror or str(exc))}"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "", f"{option}: {printable(path)} is not UTF-8 text (byte {exc.start})"
+    if len(text) > MAX_JSON_CHARS:
+        return "", f"{option}: {printable(path)} is longer than {MAX_JSON_CHARS:,} characters"
+    return text, None
+
+
+def printable(text) -> str:
+    """``text`` with control characters, lone surrogates and other unprintable characters escaped,
+    so that a name from a config file cannot move the cursor, retitle or clear the terminal."""
+    return "".join(ch if ch.isprintable() or ch == "\n" else ascii(ch)[1:-1] for ch in str(text))
+
+
+def _whole(x: float):
+    return int(x) if x == int(x) else x
+
+
+def model_part(a) -> tuple[dict, str | None]:
+    if a.hf_config:
+        text, problem = read_text_file(a.hf_config, "--hf-config")
+        return ({"hf_config": text}, problem)          # parsed by the core, bounded in size and depth
+    if a.params is not None:
+        model = {"parameters": _whole(a.params)}
+        if a.largest_layer_params is not None:
+            model["largest_layer_parameters"] = _whole(a.largest_layer_params)
+        return {"model": model}, None
+    if a.model:
+        return {"model": a.model}, None
+    return {}, "give --model ID, --hf-config FILE or --params N"
+
+
+def layout_part(a) -> tuple[dict, str | None]:
+    par = {}
+    for _, field, _ in LAYOUT_FLAGS + (("", "sequence_parallel", bool),):
+        value = getattr(a, f"par_{field}", None)
+        if value is not None:
+            par[field] = value
+    if a.pipeline_layers:
+        try:
+            par["pipeline_layers"] = [int(x) for x in a.pipeline_layers.split(",")]
+        except ValueError:
+            return {}, "--pipeline-layers: give whole numbers separated by commas"
+    options = {}
+    for item in a.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            return {}, f"--option {printable(item)}: give KEY=VALUE"
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    if options:
+        par["options"] = {k: _whole(v) if isinstance(v, float) else v for k, v in options.items()}
+    return par, None
+
+
+def build_request(a) -> tuple[dict, str | None]:
+    req: dict = {"schema": 1}
+    model, problem = model_part(a)
+    if problem:
+        return {}, problem
+    req.update(model)
+    targets = a.lora_targets
+    if targets not in (None, "all-linear"):
+        targets = [t for t in targets.split(",") if t]
+    req["workload"] = {"mode": a.mode, "batch_size": a.batch, "seq_len": a.seq, "new_tokens": a.new_tokens,
+                       "optimizer": a.optimizer, "attention": a.attention, "gradient_checkpointing": a.checkpointing,
+                       "lora": {"rank": a.lora_rank, "alpha": a.lora_alpha}}
+    if targets is not None:
+        req["workload"]["lora"]["targets"] = targets
+    weights = a.weights or ("fp32" if a.autocast else "bf16")
+    req["precision"] = {"weights": weights, "autocast": a.autocast, "kv_cache": a.kv_cache,
+                        "activations": a.activations}
+    req["gpu"] = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
+    req["solve"] = getattr(a, "solve", False)
+    par, problem = layout_part(a)
+    if problem:
+        return {}, problem
+    if par:
+        req["parallelism"] = par
+    return req, None

@@ -1,0 +1,100 @@
+"""What the command line prints: the breakdown tree, the verdict, the layout and the plan table."""
+
+from __future__ import annotations
+
+import sys
+
+from ..units import GB, GiB
+from .args import printable
+
+
+class Printable:
+    """A stream that escapes what it writes (see ``printable``)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(printable(text))
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:8.2f} GiB"
+
+
+def _tree(node: dict, depth: int, out) -> None:
+    out.write(f"{'  ' * depth}{node['name']:<{52 - 2 * depth}} {_gib(node['bytes'])}\n")
+    if depth < 2:
+        for child in node.get("children", []):
+            _tree(child, depth + 1, out)
+
+
+def render(res: dict, out=None) -> None:
+    out = Printable(out or sys.stdout)
+    m, g = res["model"], res["gpu"]
+    out.write(f"{m['name']} ({res['params']['total'] / 1e9:.3f} B parameters) on {g['name']} "
+              f"({g['memory_bytes'] / GiB:.1f} GiB)\n")
+    layout = res.get("layout")
+    if layout and layout.get("gpus", 1) > 1:
+        d = layout["degrees"]
+        out.write(f"layout: {layout['recipe']}, {layout['gpus']} GPUs = dp {d['data']} x tp {d['tensor']} x "
+                  f"pp {d['pipeline']} x cp {d['context']} x ep {d['expert']}, ZeRO {layout['zero_stage']}; "
+                  f"per GPU: {layout['most_loaded']['description']}\n")
+    out.write("\n")
+    _tree(res["breakdown"], 0, out)
+    verdict = "FITS" if res["fits"] else "DOES NOT FIT"
+    head = res["headroom_bytes"]
+    out.write(f"\npeak allocated (torch.cuda.max_memory_allocated): {_gib(res['peak_allocated_bytes'])}"
+              f"  at {res['peak_phase']}: {res['peak_moment']}\n")
+    out.write(f"device total (nvidia-smi):                        {_gib(res['device_total_bytes'])}"
+              f"  = {res['device_total_bytes'] / GB:.1f} GB\n")
+    out.write(f"model states (weights, gradients, optimizer):     {_gib(res['model_states_bytes'])}\n")
+    if res.get("host_bytes"):
+        out.write(f"host memory per node (offload):                   {_gib(res['host_bytes'])}\n")
+    out.write(f"{verdict}: {'headroom' if head >= 0 else 'short by'} {abs(head) / GiB:.2f} GiB\n")
+    if res.get("not_estimated"):
+        out.write(f"not estimated by this recipe: {', '.join(res['not_estimated'])}\n")
+    for w in res["warnings"]:
+        out.write(f"warning: {w}\n")
+    if "max_batch_size" in res:
+        out.write(f"largest batch that fits: {res['max_batch_size']}; largest sequence: {res['max_seq_len']}\n")
+        for a, b in res.get("max_seq_len_gaps", []):
+            out.write(f"  (sequences of {a}-{b} tokens do not fit, although longer ones do)\n")
+        for s in res["suggestions"][:6]:
+            out.write(f"  - {s['change']}: {s['device_total_bytes'] / GiB:.2f} GiB"
+                      f"{' (fits)' if s['fits'] else ''}\n")
+    if "max_parameters" in res:
+        out.write(f"largest model that fits: {res['max_parameters'] / 1e9:.2f} B parameters\n")
+
+
+def render_plan(res: dict, out=None) -> None:
+    out = Printable(out or sys.stdout)
+    plan = res["plan"]
+    g = res["gpu"]
+    out.write(f"{res['model']['name']} on {g['name']} ({g['memory_bytes'] / GiB:.1f} GiB), recipe "
+              f"{res.get('layout', {}).get('recipe', '')}\n")
+    if plan.get("gpus") is None:
+        out.write(plan.get("message", "no layout fits") + "\n")
+        return
+    rec = plan["recommended"]
+    if rec:
+        d = rec["degrees"]
+        if plan["question"] == "fewest":
+            out.write(f"fewest GPUs: {plan['gpus']}\n")
+        out.write(f"recommended: dp {d['data']} x tp {d['tensor']} x pp {d['pipeline']} x cp {d['context']} x "
+                  f"ep {d['expert']}, ZeRO {rec['zero_stage']}, recompute {rec['recompute']}, micro-batch "
+                  f"{rec['micro_batch']} x {rec['gradient_accumulation']} accumulation: "
+                  f"{rec['device_total_bytes'] / GiB:.2f} GiB per GPU\n")
+    else:
+        out.write(f"no layout of {plan['gpus']} GPUs fits\n")
+    out.write(f"\n{plan['count']} valid layouts of {plan['gpus']} GPUs (showing {len(plan['layouts'])}):\n")
+    out.write(f"{'dp':>5} {'tp':>3} {'pp':>3} {'cp':>3} {'ep':>4} {'ZeRO':>4} {'recompute':>9} {'mb x acc':>9} "
+              f"{'per GPU GiB':>12} {'headroom':>9} {'bubble':>7} {'step':>6}  fits\n")
+    for r in plan["layouts"]:
+        d = r["degrees"]
+        t = r["throughput"]
+        out.write(f"{d['data']:>5} {d['tensor']:>3} {d['pipeline']:>3} {d['context']:>3} {d['expert']:>4} "
+                  f"{r['zero_stage']:>4} {r['recompute']:>9} {str(r['micro_batch']) + 'x' + str(r['gradient_accumulation']):>9} "
+                  f"{r['device_total_bytes'] / GiB:>12.2f} {r['headroom_bytes'] / GiB:>9.2f} "
+                  f"{t['bubble_fraction']:>7.3f} {t['relative_step_time']:>6.2f}  {'yes' if r['fits'] else 'no'}"
+                  f"{'  TP/CP across nodes' if t['tp_crosses_node'] else ''}\n")
