@@ -8,7 +8,8 @@ from dataclasses import dataclass
 METHOD_ANCHORS = {
     "weights": "weights", "autocast weight copies": "autocast-weight-copies", "gradients": "gradients",
     "optimizer states": "optimizer-states", "activations": "activations", "logits and loss": "logits-and-loss",
-    "KV cache": "kv-cache", "temporaries": "temporaries", "allocator reserve": "allocator",
+    "KV cache": "kv-cache", "temporaries": "temporaries", "framework buffers": "framework-buffers",
+    "allocator reserve": "allocator",
     "CUDA context": "cuda-context",
 }
 

@@ -33,7 +33,7 @@ class Precision:
     weights: str = spec("bf16", choice(INFERENCE_WEIGHT_DTYPES, doc="storage dtype of the weights"))
     autocast: str | None = spec(None, choice(AUTOCAST_DTYPES, nullable=True, modes=("full", "lora"),
                                              doc="mixed precision: torch.autocast dtype over fp32 weights",
-                                             labels=(("bf16", "autocast bf16 (fp32 weights)"),
+                                             labels=(("", "off"), ("bf16", "autocast bf16 (fp32 weights)"),
                                                      ("fp16", "autocast fp16 (fp32 weights)"))))
     kv_cache: str | None = spec(None, choice(KV_CACHE_DTYPES, nullable=True, modes=("inference",),
                                              doc="KV cache dtype (default: the compute dtype)"))

@@ -56,3 +56,15 @@ def test_every_docs_page_has_the_csp_and_no_inline_script(site):
         text = page.read_text()
         assert 'http-equiv="Content-Security-Policy"' in text and "script-src 'self'" in text, page
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), page      # every script has a src
+
+
+def test_accuracy_page_matches_the_golden_references(tmp_path):
+    spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
+    golden = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(golden)
+    page = tmp_path / "accuracy.md"
+    shutil.copy(ROOT / "docs" / "accuracy.md", page)
+    rows, unsupported = golden.run([str(ROOT / "tests" / "data" / "golden_parallel.json")])
+    golden.write_markdown(page, golden.markdown(rows, unsupported))
+    assert page.read_text() == (ROOT / "docs" / "accuracy.md").read_text(), \
+        "docs/accuracy.md is stale: run scripts/golden.py tests/data/golden_parallel.json --markdown docs/accuracy.md"

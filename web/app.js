@@ -1,7 +1,7 @@
 // The page: reads the form and the URL, asks the worker for estimates, renders the answers.
 // All arithmetic and all validation happen in pycore; this file formats, draws and routes the
 // core's messages to the field they name.
-import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, toQuery, toRequest } from "./state.js";
+import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, toPlanRequest, toQuery, toRequest } from "./state.js";
 
 const $ = (sel) => document.querySelector(sel);
 const form = $("#form");
@@ -12,6 +12,8 @@ const UNITS = { gib: [2 ** 30, "GiB"], gb: [1e9, "GB"] };
 // A request that takes longer than this is abandoned and the worker restarted (an estimate takes
 // milliseconds; only a pathological input could take seconds).
 const REQUEST_TIMEOUT_MS = 8000;
+// A layout search evaluates thousands of layouts (under a second natively, a few in the browser).
+const PLAN_TIMEOUT_MS = 60000;
 
 let catalog = null;
 let state = null;
@@ -72,10 +74,10 @@ function restartWorker() {
   startWorker();
 }
 
-function ask(request) {
+function ask(request, timeout = REQUEST_TIMEOUT_MS) {
   return new Promise((resolve) => {
     const id = ++seq;
-    const timer = setTimeout(restartWorker, REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(restartWorker, timeout);
     pending.set(id, { resolve, timer });
     worker.postMessage({ id, request: JSON.stringify(request) });     // a string: nothing deep to clone
   });
@@ -90,7 +92,7 @@ function buildForm() {
     if (!PARAMS[param]) continue;
     const f = field(param);
     const options = [];
-    if (f.nullable) options.push(make("option", { value: "", text: param === "kv" || param === "act" ? "default" : "off" }));
+    if (f.nullable) options.push(make("option", { value: "", text: (f.labels || {})[""] || "default" }));
     const values = f.choices || (f.type === "int" ? Object.keys(f.labels || {}) : []);
     for (const v of values) options.push(make("option", { value: String(v), text: (f.labels || {})[v] || String(v) }));
     sel.replaceChildren(...options);
@@ -197,6 +199,12 @@ function syncVisibility() {
   }
   const allowed = catalog.request.weights_by_mode[state.mode];
   for (const opt of form.elements.w.options) opt.disabled = !allowed.includes(opt.value);
+  // A fieldset none of whose fields apply to the mode is hidden with them.
+  for (const fs of form.querySelectorAll("fieldset")) {
+    const controls = [...fs.querySelectorAll("[name]")].filter((el) => PARAMS[el.name]);
+    if (controls.length) fs.hidden = controls.every((el) => (el.closest("label") || el).hidden);
+  }
+  $("#gpu-count").hidden = !applies(catalog, "recipe", state.mode);
 }
 
 // ---- rendering -----------------------------------------------------------------
@@ -212,6 +220,7 @@ function renderMain(res) {
   text($("#verdict-text"), res.fits ? `on ${res.gpu.name}, with ${fmt(head)} to spare`
     : `on ${res.gpu.name}: ${fmt(head)} too much (the card has ${fmt(res.gpu.memory_bytes)})`);
   text($("#phase"), `Peak during ${res.peak_phase}: ${res.peak_moment}. torch.cuda.max_memory_allocated ≈ ${fmt(res.peak_allocated_bytes)}.`);
+  renderLayoutLine(res);
   const top = [...res.breakdown.children[0].children, ...res.breakdown.children.slice(1)];
   const bar = $("#bar");
   const total = Math.max(res.device_total_bytes, res.gpu.memory_bytes);
@@ -232,6 +241,20 @@ function renderMain(res) {
   }
   rows.push(make("tr", {}, make("th", { text: "device total (nvidia-smi)" }), make("th", { class: "num", text: fmt(res.device_total_bytes) })));
   $("#table tbody").replaceChildren(...rows);
+}
+
+// Which rank the answer is for, and what the recipe leaves out or puts on the host.
+function renderLayoutLine(res) {
+  const parts = [];
+  const l = res.layout;
+  if (l && l.gpus > 1) {
+    const d = l.degrees;
+    parts.push(`${l.gpus} GPUs = data ${d.data} × tensor ${d.tensor} × pipeline ${d.pipeline} × context ${d.context} × expert ${d.expert} (${l.recipe}). Per GPU: ${l.most_loaded.description}.`);
+  }
+  parts.push(`Model states on this GPU: ${fmt(res.model_states_bytes)}.`);
+  if (res.host_bytes) parts.push(`Host memory per node (offload): ${fmt(res.host_bytes)}.`);
+  if (res.not_estimated) parts.push(`Not estimated by this recipe: ${res.not_estimated.join(", ")}.`);
+  text($("#layout-line"), parts.join(" "));
 }
 
 function renderSolved(res) {
@@ -264,6 +287,64 @@ function applyChange(set) {
     if (node !== undefined) state[param] = node;
   }
   if (set.precision && "autocast" in set.precision && !set.precision.autocast && set.precision.weights) state.w = set.precision.weights;
+  stateToForm();
+  update();
+}
+
+// ---- how many GPUs -------------------------------------------------------------
+const PLAN_COLUMNS = [["dp", (r) => r.degrees.data], ["tp", (r) => r.degrees.tensor], ["pp", (r) => r.degrees.pipeline],
+  ["cp", (r) => r.degrees.context], ["ep", (r) => r.degrees.expert], ["ZeRO", (r) => r.zero_stage],
+  ["recompute", (r) => r.recompute], ["micro-batch × acc.", (r) => r.micro_batch * 1e6 + r.gradient_accumulation, (r) => `${r.micro_batch} × ${r.gradient_accumulation}`],
+  ["per GPU", (r) => r.device_total_bytes, (r) => fmt(r.device_total_bytes)],
+  ["headroom", (r) => r.headroom_bytes, (r) => fmt(r.headroom_bytes)],
+  ["pipeline bubble", (r) => r.throughput.bubble_fraction, (r) => `${(100 * r.throughput.bubble_fraction).toFixed(1)}%`],
+  ["step time (proxy)", (r) => r.throughput.relative_step_time, (r) => r.throughput.relative_step_time.toFixed(2)],
+  ["fits", (r) => (r.fits ? 1 : 0), (r) => (r.fits ? "yes" : "no")]];
+let planRows = [];
+let planSort = { column: 9, descending: true };
+
+async function findGpuCount() {
+  text($("#plan-status"), "Searching every layout…");
+  const { response } = await ask(toPlanRequest(state, catalog), PLAN_TIMEOUT_MS);
+  if (response.status !== "ok") { text($("#plan-status"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : "The search did not finish."); return; }
+  const plan = response.result.plan;
+  text($("#plan-status"), "");
+  const rec = plan.recommended;
+  if (!rec) {
+    $("#plan-answer").replaceChildren(make("p", { class: "verdict does-not-fit", text: plan.message || "No layout fits." }));
+    planRows = [];
+  } else {
+    const d = rec.degrees;
+    $("#plan-answer").replaceChildren(make("p", { "data-testid": "gpu-count", class: "verdict fits",
+      text: `${plan.gpus} GPU${plan.gpus > 1 ? "s" : ""}` }),
+      make("p", { text: `Recommended: data ${d.data} × tensor ${d.tensor} × pipeline ${d.pipeline} × context ${d.context} × expert ${d.expert}, ZeRO ${rec.zero_stage}, recomputation ${rec.recompute}: ${fmt(rec.device_total_bytes)} per GPU (${plan.count} valid layouts of ${plan.gpus} GPUs).` }));
+    planRows = plan.layouts;
+  }
+  renderPlanTable();
+}
+
+function renderPlanTable() {
+  if (!planRows.length) { $("#plan-table").replaceChildren(); return; }
+  const [, key] = PLAN_COLUMNS[planSort.column];
+  const rows = [...planRows].sort((a, b) => (planSort.descending ? key(b) - key(a) : key(a) - key(b)) || 0);
+  const head = make("tr", {}, ...PLAN_COLUMNS.map(([label], i) => {
+    const b = make("button", { type: "button", text: label + (i === planSort.column ? (planSort.descending ? " ▼" : " ▲") : "") });
+    b.addEventListener("click", () => { planSort = { column: i, descending: i === planSort.column ? !planSort.descending : true }; renderPlanTable(); });
+    return make("th", { scope: "col", "aria-sort": i === planSort.column ? (planSort.descending ? "descending" : "ascending") : "none" }, b);
+  }), make("th", { scope: "col", text: "" }));
+  const body = rows.map((r) => {
+    const use = make("button", { type: "button", text: "Use" });
+    use.addEventListener("click", () => applyLayout(r));
+    return make("tr", {}, ...PLAN_COLUMNS.map(([, k, show]) => make("td", { class: "num", text: show ? show(r) : String(k(r)) })), make("td", {}, use));
+  });
+  $("#plan-table").replaceChildren(make("table", { class: "layouts" }, make("thead", {}, head), make("tbody", {}, ...body)));
+}
+
+function applyLayout(r) {
+  const p = r.parallelism;
+  Object.assign(state, { dp: p.data_parallel, tp: p.tensor_parallel, pp: p.pipeline_parallel, cp: p.context_parallel,
+    ep: p.expert_parallel, sp: p.sequence_parallel, zero: p.zero_stage, rc: p.recompute, ga: p.gradient_accumulation,
+    batch: r.micro_batch });
   stateToForm();
   update();
 }
@@ -372,6 +453,7 @@ $("#config-text").addEventListener("drop", async (e) => {
 for (const b of document.querySelectorAll(".unit-toggle button")) {
   b.addEventListener("click", () => { state.unit = b.dataset.unit; stateToForm(); update(); });
 }
+$("#plan").addEventListener("click", findGpuCount);
 $("#copy").addEventListener("click", async () => {
   try { await navigator.clipboard.writeText(location.href); text($("#copied"), "Link copied."); }
   catch { text($("#copied"), "Copy this address from the address bar."); }

@@ -10,9 +10,15 @@ export const PARAMS = {
   w: "precision.weights", amp: "precision.autocast", act: "precision.activations", kv: "precision.kv_cache",
   opt: "workload.optimizer", attn: "workload.attention", ckpt: "workload.gradient_checkpointing",
   rank: "workload.lora.rank", targets: "workload.lora.targets",
-  dp: "parallelism.data_parallel", zero: "parallelism.zero_stage",
+  recipe: "parallelism.recipe", dp: "parallelism.data_parallel", tp: "parallelism.tensor_parallel",
+  pp: "parallelism.pipeline_parallel", vpp: "parallelism.virtual_stages", cp: "parallelism.context_parallel",
+  ep: "parallelism.expert_parallel", sp: "parallelism.sequence_parallel", zero: "parallelism.zero_stage",
+  ooff: "parallelism.offload_optimizer", poff: "parallelism.offload_params", ga: "parallelism.gradient_accumulation",
+  rc: "parallelism.recompute", gb: "plan.global_batch",
   mem: "gpu.memory_gib",
 };
+// Parameters that are not part of an estimate's request (the layout search reads them).
+const PLAN_ONLY = new Set(["gb"]);
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
 export const PAGE_DEFAULTS = { source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, unit: "gib" };
 const UNITS = ["gib", "gb"];
@@ -167,7 +173,7 @@ export function toRequest(state, catalog, solve) {
   else if (state.source === "custom" && state.dims) req.model = { dimensions: { ...state.dims, name: "custom" } };
   else req.model = state.model;
   for (const [param, path] of Object.entries(PARAMS)) {
-    if (param === "mem" || !applies(catalog, param, state.mode) || state[param] === null) continue;
+    if (param === "mem" || PLAN_ONLY.has(param) || !applies(catalog, param, state.mode) || state[param] === null) continue;
     let value = state[param];
     if (param === "targets") value = value === "all-linear" ? value : String(value).split(",");
     const keys = path.split(".");
@@ -178,6 +184,15 @@ export function toRequest(state, catalog, solve) {
   // Mixed precision keeps fp32 master weights: the mixed-precision choice sets the storage dtype.
   if (req.precision?.autocast) req.precision.weights = "fp32";
   req.gpu = state.mem ? { memory_gib: state.mem } : state.gpu;
+  return req;
+}
+
+// The layout search for this configuration: the fewest GPUs that fit (or the layouts of ``gpus``).
+export function toPlanRequest(state, catalog, gpus = null) {
+  const req = toRequest(state, catalog, false);
+  req.plan = { limit: 200 };
+  if (state.gb) req.plan.global_batch = state.gb;
+  if (gpus) req.plan.gpus = gpus;
   return req;
 }
 

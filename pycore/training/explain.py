@@ -79,6 +79,13 @@ def explanations(e: Estimate) -> dict:
         "formula": "depends on the phase of the peak",
         "numbers": f"{e.peak.phase}, {e.peak.moment}: {_g(_category(e, 'temporaries'))}",
     }
+    out["framework buffers"] = {
+        "what": "Buffers a distributed framework allocates beside the model states: DDP's gradient buckets, "
+                "DeepSpeed's reduce bucket and ZeRO-3's gathered parameters, FSDP2's gathered blocks and "
+                "reduce-scatter buffers.",
+        "formula": "per recipe (see Multi-GPU training)",
+        "numbers": _g(_category(e, "framework buffers")),
+    }
     out["allocator reserve"] = {
         "what": "Memory PyTorch's caching allocator holds beyond what tensors use: rounding, segments, and freed "
                 "blocks too small for the next request. nvidia-smi counts it; max_memory_allocated does not.",
