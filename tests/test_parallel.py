@@ -263,3 +263,15 @@ def test_every_layout_of_n_gpus_multiplies_to_n_and_is_ranked():
         assert 128 % d["expert"] == 0 and 4 % d["tensor"] == 0             # experts, KV heads
     fits = [r["fits"] for r in rows]
     assert fits == sorted(fits, reverse=True)
+
+
+def test_expert_parallelism_adds_the_all_to_all_dispatch_buffers():
+    from pycore.estimate import estimate as typed
+    from pycore.request import parse_request
+    req = parse_request({"model": "mixtral-8x7b", "workload": {"seq_len": 1024},
+                         "parallelism": {"recipe": "fsdp2", "expert_parallel": 4, "data_parallel": 2}})
+    e = typed(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
+    layer = next(s for s in e.snapshots if s.moment == "layer 31 backward")
+    temps = dict(layer.parts)["temporaries"]
+    # the routed tokens before and after the exchange: 1024 tokens x 2 experts each x 4096 x bf16, twice
+    assert temps["expert all-to-all buffers (before and after dispatch)"] == 2 * 1024 * 2 * 4096 * 2

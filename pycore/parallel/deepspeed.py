@@ -129,7 +129,8 @@ def estimate_deepspeed(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f:
         rank = rank_params_for(m, par, stage)
         st, host = deepspeed_states(m, w, p, par, rank, o)
         view = StageView(tensor_parallel=par.tensor_parallel, sequence_parallel=par.sequence_parallel,
-                         context_parallel=par.context_parallel, recompute=recompute_mode(par, w.gradient_checkpointing),
+                         context_parallel=par.context_parallel, expert_parallel=par.expert_parallel,
+                         recompute=recompute_mode(par, w.gradient_checkpointing),
                          recompute_layers=par.recompute_layers, in_flight=in_flight(par, stage),
                          grads_in_forward=par.gradient_accumulation > 1 or par.pipeline_parallel > 1)
         snaps, ctx = training_step(m, w, pe, fe, st, rank, view)

@@ -124,7 +124,8 @@ def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fra
         rank = rank_params_for(m, par, stage)
         st, host = fsdp_states(m, w, p, par, rank, o)
         view = StageView(tensor_parallel=par.tensor_parallel, sequence_parallel=par.sequence_parallel,
-                         context_parallel=par.context_parallel, recompute="none" if op_policy else recompute,
+                         context_parallel=par.context_parallel, expert_parallel=par.expert_parallel,
+                         recompute="none" if op_policy else recompute,
                          recompute_layers=par.recompute_layers, in_flight=in_flight(par, stage),
                          grads_in_forward=par.gradient_accumulation > 1 or par.pipeline_parallel > 1)
         transform = None

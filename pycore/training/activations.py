@@ -58,7 +58,7 @@ class LayerCost:
     backward_extra: int    # transient bytes (gradients of activations) during its backward
     checkpoint_input: int  # bytes kept when the layer is checkpointed: its input hidden states
     count: int = 1         # how many layers share this cost
-    ring_buffers: int = 0  # context parallelism: the K/V blocks in flight around the ring
+    comm_buffers: tuple = ()   # (name, bytes) in flight while the layer computes: ring attention, all-to-all
 
     def saved_total(self) -> int:
         return sum(self.saved.values())

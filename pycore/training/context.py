@@ -31,6 +31,7 @@ class StepContext:
     sp: int = 1              # sequence parallelism: hidden-width tensors are split by this degree
     selective: bool = False  # selective recomputation of the attention core
     cp: int = 1              # context parallelism: tokens are this rank's share of the sequence
+    ep: int = 1              # expert parallelism: routed tokens go through an all-to-all
 
 
 def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, masked: bool) -> str:
@@ -76,7 +77,7 @@ def adapter_bytes(w: Workload, f: Framework, compute_bytes: int) -> int:
 
 
 def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: int = 1, selective: bool = False,
-                 cp: int = 1) -> StepContext:
+                 cp: int = 1, ep: int = 1) -> StepContext:
     training = w.mode != "inference"
     if w.mode == "inference" and p.weights in QUANTISED_WEIGHTS:
         weight_bytes = dtype_bytes(p.compute())     # weight-only quantisation: activations in bf16 or fp16
@@ -93,5 +94,5 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: i
         fp16=p.compute() == "fp16", training=training, base_trainable=w.mode == "full",
         adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute),
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
-        sp=sp, selective=selective, cp=cp,
+        sp=sp, selective=selective, cp=cp, ep=ep,
     )

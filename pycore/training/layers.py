@@ -150,16 +150,26 @@ def layer_costs(ctx: StepContext, m: ModelSpec, n_dense: int | None = None, n_mo
         # Recomputed in backward under selective recomputation: the attention core's tensors.
         recomputed = sum(acc.core.values())
         out.append(LayerCost(saved=dict(acc.items), forward_extra=fwd, backward_extra=bwd + grad_flow + recomputed,
-                             checkpoint_input=hidden, count=count, ring_buffers=ring_buffers(ctx, m)))
+                             checkpoint_input=hidden, count=count, comm_buffers=comm_buffers(ctx, m, moe)))
     return out
 
 
-def ring_buffers(ctx: StepContext, m: ModelSpec) -> int:
-    """Ring attention (context parallelism): the local K/V block and the one being received from the
-    next rank, each K and V of the local tokens (TransformerEngine context_parallel.py p2p buffers)."""
-    if ctx.cp <= 1:
-        return 0
-    return 2 * 2 * ctx.tokens * kv_dim(m) * ctx.compute_bytes
+def comm_buffers(ctx: StepContext, m: ModelSpec, moe: bool) -> tuple:
+    """Communication buffers in flight while a layer computes.
+
+    Ring attention (context parallelism) keeps the local K/V block and the one being received from
+    the next rank (TransformerEngine context_parallel.py p2p buffers). Expert parallelism's all-to-all
+    token dispatcher keeps the routed tokens permuted before the exchange and the ones received
+    after it, T x k x h each in the activations' dtype (megatron/core/transformer/moe/
+    token_dispatcher.py @d98e8a64, dispatch_preprocess and token_dispatch).
+    """
+    out = []
+    if ctx.cp > 1:
+        out.append(("ring attention K/V buffers", 2 * 2 * ctx.tokens * kv_dim(m) * ctx.compute_bytes))
+    if moe and ctx.ep > 1:
+        out.append(("expert all-to-all buffers (before and after dispatch)",
+                    2 * -(-ctx.tokens // ctx.sp) * m.experts_per_token * m.hidden_size * ctx.compute_bytes))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

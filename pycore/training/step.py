@@ -21,6 +21,7 @@ class StageView:
     tensor_parallel: int = 1
     sequence_parallel: bool = False
     context_parallel: int = 1
+    expert_parallel: int = 1
     recompute: str = "none"          # none | selective | full
     recompute_layers: int = 1        # full: layers per checkpointed block
     in_flight: int = 1               # micro-batches whose activations are held at once
@@ -32,7 +33,8 @@ def step_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, view: St
     local = local_model(m, view.tensor_parallel)
     wl = replace(w, seq_len=w.seq_len // view.context_parallel, gradient_checkpointing=view.recompute == "full")
     sp = view.tensor_parallel if view.sequence_parallel else 1
-    return make_context(local, wl, p, f, sp=sp, selective=view.recompute == "selective", cp=view.context_parallel)
+    return make_context(local, wl, p, f, sp=sp, selective=view.recompute == "selective", cp=view.context_parallel,
+                        ep=view.expert_parallel)
 
 
 def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Static,

@@ -121,7 +121,7 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
     # Forward: the last layer at its busiest moment (every earlier layer's activations kept).
     last = _layer_at(layers, n_layers - 1)
     kept_before, _ = _sum_saved(layers, n_layers - 1, shape)
-    working = {"layer working memory": last.forward_extra, "ring attention K/V buffers": last.ring_buffers}
+    working = {"layer working memory": last.forward_extra, **dict(last.comm_buffers)}
     if ckpt:
         working["layer activations (not kept under checkpointing)"] = last.saved_total()
     else:
@@ -163,8 +163,7 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
             reduce,
             ("gradients", _nz({"gradients": grads})), ("activations", _merge(kept, others)),
             ("logits and loss", _nz({"logits (held by the output)": head.logits_bytes if head else 0})),
-            ("temporaries", _nz({"activation gradients": lc.backward_extra,
-                                 "ring attention K/V buffers": lc.ring_buffers})))))
+            ("temporaries", _nz({"activation gradients": lc.backward_extra, **dict(lc.comm_buffers)})))))
 
     snaps.append(Snapshot("optimizer step", "optimizer.step()", (
         weights, opt, buffers, ("gradients", {"gradients": grads_all}),
