@@ -14,19 +14,26 @@ from .request import SCHEMA, parse_parallelism, parse_request, request_schema
 from .plan.layouts import run_plan
 from .plan.solve import largest, largest_parameters, search_largest, suggestions
 from .model.spec import ModelSize
+from .model.params import total_params
+from .plan.serving import serving_solutions
+from .serving.engines import estimate_serving, serving_dict
 
 
 def _phase_list(e: Estimate) -> list:
     return [{"phase": s.phase, "moment": s.moment, "bytes": s.total()} for s in e.snapshots]
 
 
+def _model_dict(req, m) -> dict:
+    return {"id": req.model_id, "name": m.name, "family": m.family, "model_type": m.model_type,
+            "n_layers": m.n_layers, "hidden_size": m.hidden_size, "vocab_size": getattr(m, "vocab_size", 0),
+            "max_positions": getattr(m, "max_positions", 0)}
+
+
 def result_dict(req, e: Estimate) -> dict:
     m = e.model
     breakdown = e.breakdown().to_dict()
     out = {
-        "model": {"id": req.model_id, "name": m.name, "family": m.family, "model_type": m.model_type,
-                  "n_layers": m.n_layers, "hidden_size": m.hidden_size, "vocab_size": getattr(m, "vocab_size", 0),
-                  "max_positions": getattr(m, "max_positions", 0)},
+        "model": _model_dict(req, m),
         "params": e.params,
         "gpu": {"id": req.gpu_id, "name": req.hardware.name, "memory_bytes": req.hardware.memory_bytes},
         "peak_allocated_bytes": e.peak_allocated_bytes,
@@ -82,10 +89,41 @@ def plan_result(req) -> dict:
     return out
 
 
+def serving_result(req) -> dict:
+    """Workload mode "serve": the engine's budget on the most loaded GPU, its KV tokens and requests."""
+    if req.serving.engine == "hf":
+        return hf_generate_result(req)
+    e = estimate_serving(req.model, req.serving, req.hardware, req.checkpoint, req.framework.cuda_context_bytes)
+    device = e.device.to_dict()
+    out = {"model": _model_dict(req, req.model), "params": {"total": total_params(req.model)},
+           "gpu": {"id": req.gpu_id, "name": req.hardware.name, "memory_bytes": req.hardware.memory_bytes},
+           "device_total_bytes": e.device_total_bytes, "fits": e.fits,
+           "headroom_bytes": req.hardware.memory_bytes - e.device_total_bytes,
+           "breakdown": device, "per_gpu": device, "warnings": list(e.warnings), **serving_dict(e)}
+    if req.solve:
+        out["solutions"] = serving_solutions(req)
+    return out
+
+
+def hf_generate_result(req) -> dict:
+    """The hf engine is transformers' generate: the inference workload with the serving names."""
+    from .serving.hf import generate_request
+    sized = generate_request(req)
+    e = _estimate(sized.model, sized.workload, sized.precision, sized.hardware, sized.framework, sized.parallelism)
+    out = result_dict(sized, e)
+    s = req.serving
+    out.update({"engine": "hf", "version": req.framework.transformers, "kv_cache_tokens": s.num_prompts *
+                (s.prompt_len + s.max_new_tokens), "max_concurrency": s.num_prompts,
+                "context_len": s.prompt_len + s.max_new_tokens, "starts": True, "refusal": ""})
+    return out
+
+
 def estimate_dict(data) -> dict:
     """Estimate from an already-parsed request; returns the response object."""
     try:
         req = parse_request(data)
+        if req.serving is not None:
+            return {"schema": SCHEMA, "status": "ok", "result": serving_result(req)}
         if req.plan is not None:
             return {"schema": SCHEMA, "status": "ok", "result": plan_result(req)}
         e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)

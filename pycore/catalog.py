@@ -36,6 +36,12 @@ def catalog_model(model_id: str) -> ModelSpec:
     return read_hf_config(entries[model_id]["hf_config"], model_id)
 
 
+def catalog_quantization(model_id: str):
+    """The weight format a catalog model's checkpoint declares (its config's quantization_config)."""
+    from .serving.formats import read_quantization
+    return read_quantization(model_entries()[model_id]["hf_config"])
+
+
 def catalog_gpu(gpu_id: str) -> dict:
     entries = gpu_entries()
     if gpu_id not in entries:

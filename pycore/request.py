@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .catalog import catalog_gpu, catalog_model
+from .catalog import catalog_gpu, catalog_model, catalog_quantization
 from .errors import InputError, MAX_DIMENSION, MAX_TOKENS, require_bool, require_int
 from .jsontext import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json
 from .model.hfconfig import read_hf_config
@@ -18,6 +18,8 @@ from .parallel.layout import Parallelism
 from .parallel.options import RECIPE_OPTIONS
 from .plan.layouts import PlanQuery
 from .schema import build, describe, integer, join_path, number, text
+from .serving.config import Serving, check_fields_for_engine
+from .serving.formats import NONE, WeightFormat, read_quantization
 from .units import GiB
 from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes
 
@@ -43,6 +45,8 @@ class Request:
     gpu_id: str
     solve: bool
     plan: PlanQuery | None = None
+    serving: Serving | None = None          # workload mode "serve"
+    checkpoint: WeightFormat = NONE         # the config.json's quantization_config
 
 
 def _unknown(where: str, given: dict, allowed) -> None:
@@ -51,30 +55,39 @@ def _unknown(where: str, given: dict, allowed) -> None:
             raise InputError(join_path(where, key), "is not a known field; known: " + ", ".join(sorted(allowed)))
 
 
-def _hf_config(value, where: str, name: str = "") -> ModelSpec:
-    """A config.json given as an object, or as its text (parsed here, bounded in size and depth)."""
+def _hf_config(value, where: str, name: str = "") -> tuple[ModelSpec, WeightFormat]:
+    """A config.json given as an object, or as its text (parsed here, bounded in size and depth),
+    with the weight format its quantization_config declares."""
     if isinstance(value, str):
         value = parse_json(value, where)
-    return read_hf_config(value, name, prefix=where + ".")
+    spec = read_hf_config(value, name, prefix=where + ".")
+    return spec, read_quantization(value, where)
 
 
 def parse_model(raw, hf_config) -> tuple[ModelSpec, str]:
+    model, model_id, _ = parse_model_and_format(raw, hf_config)
+    return model, model_id
+
+
+def parse_model_and_format(raw, hf_config) -> tuple[ModelSpec | ModelSize, str, WeightFormat]:
     if hf_config is not None:
         if raw is not None:
             raise InputError("hf_config", "give either model or hf_config, not both")
-        return _hf_config(hf_config, "hf_config"), "custom"
+        spec, fmt = _hf_config(hf_config, "hf_config")
+        return spec, "custom", fmt
     if isinstance(raw, str):
-        return catalog_model(raw), raw
+        return catalog_model(raw), raw, catalog_quantization(raw)
     if isinstance(raw, dict):
         if "hf_config" in raw:
             _unknown("model", raw, ("hf_config", "name"))
             name = _NAME.check("model.name", raw["name"]) if "name" in raw else ""
-            return _hf_config(raw["hf_config"], "model.hf_config", name), "custom"
+            spec, fmt = _hf_config(raw["hf_config"], "model.hf_config", name)
+            return spec, "custom", fmt
         if "dimensions" in raw:
             _unknown("model", raw, ("dimensions",))
-            return parse_dimensions(raw["dimensions"]), "custom"
+            return parse_dimensions(raw["dimensions"]), "custom", NONE
         if "parameters" in raw:
-            return build(ModelSize, raw, "model"), "custom"
+            return build(ModelSize, raw, "model"), "custom", NONE
         raise InputError("model", "must be a catalog id, {\"hf_config\": {...}}, {\"dimensions\": {...}} or "
                                   "{\"parameters\": N}")
     raise InputError("model", "is required: a catalog id, {\"hf_config\": {...}} or {\"dimensions\": {...}}")
@@ -142,10 +155,27 @@ def parse_parallelism(raw) -> Parallelism:
     return replace(par, options=options)
 
 
+def _serving_request(data: dict, model, model_id: str, checkpoint: WeightFormat, hardware, gpu_id: str,
+                     raw: dict) -> Request:
+    """Workload mode "serve": the engine's own settings, checked against the engine named."""
+    for key in ("parallelism", "plan", "precision"):
+        if data.get(key) is not None:
+            raise InputError(key, "does not apply to serving; the engine's settings go in workload")
+    if isinstance(model, ModelSize):
+        raise InputError("model", "serving needs the model's dimensions or config.json, not only its size")
+    rest = {k: v for k, v in raw.items() if k != "mode"}
+    serving = build(Serving, rest, "workload")
+    check_fields_for_engine(rest, serving.engine)
+    return Request(model=model, model_id=model_id, workload=Workload(mode="inference"), precision=Precision(),
+                   framework=build(Framework, data.get("framework"), "framework"), hardware=hardware,
+                   parallelism=Parallelism(), gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)),
+                   serving=serving, checkpoint=checkpoint)
+
+
 def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
-    fields = {**describe(Workload, "workload"), **describe(Precision, "precision"),
+    fields = {**describe(Workload, "workload"), **describe(Serving, "workload"), **describe(Precision, "precision"),
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
               **{k: v for recipe, cls in RECIPE_OPTIONS.items()
                  for k, v in _recipe_fields(recipe, describe(cls, "parallelism.options")).items()},
@@ -168,9 +198,12 @@ def parse_request(data) -> Request:
     schema = require_int("schema", data.get("schema", SCHEMA), minimum=0, maximum=1_000_000)
     if schema != SCHEMA:
         raise InputError("schema", f"this version reads schema {SCHEMA}, got {schema}")
-    model, model_id = parse_model(data.get("model"), data.get("hf_config"))
+    model, model_id, checkpoint = parse_model_and_format(data.get("model"), data.get("hf_config"))
     hardware, gpu_id = parse_gpu(data.get("gpu"))
-    workload = build(Workload, data.get("workload"), "workload")
+    raw_workload = data.get("workload")
+    if isinstance(raw_workload, dict) and raw_workload.get("mode") == "serve":
+        return _serving_request(data, model, model_id, checkpoint, hardware, gpu_id, raw_workload)
+    workload = build(Workload, raw_workload, "workload")
     if workload.batch_size * workload.seq_len > MAX_TOKENS:
         given = data.get("workload") or {}
         field = "workload.seq_len" if "seq_len" in given else "workload.batch_size"

@@ -29,6 +29,7 @@ class Field:
     max_len: int = 64              # text and names: longest string; names: also most items
     modes: tuple = ()              # workload modes the field applies to (empty: all)
     labels: tuple = ()             # (choice, readable label) pairs for the page
+    engines: tuple = ()            # serving engines the field applies to (empty: all)
 
     def check(self, where: str, value):
         """Return ``value`` converted to its Python type, or raise InputError naming ``where``."""
@@ -68,6 +69,8 @@ class Field:
             out["modes"] = list(self.modes)
         if self.labels:
             out["labels"] = dict(self.labels)
+        if self.engines:
+            out["engines"] = list(self.engines)
         return out
 
 

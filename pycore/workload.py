@@ -10,7 +10,11 @@ from .units import GiB
 
 MODES = ("full", "lora", "qlora", "inference")
 TRAINING_MODES = ("full", "lora", "qlora")
-MODE_LABELS = (("full", "Full training"), ("lora", "LoRA"), ("qlora", "QLoRA (4-bit base)"), ("inference", "Inference"))
+MODE_LABELS = (("full", "Full training"), ("lora", "LoRA"), ("qlora", "QLoRA (4-bit base)"),
+               ("inference", "Inference (transformers)"), ("serve", "Serving (vLLM, SGLang, llama.cpp)"))
+# "serve" selects the serving workload (pycore/serving/config.py); the request parser builds a
+# Serving object instead of a Workload for it.
+REQUEST_MODES = MODES + ("serve",)
 OPTIMIZER_LABELS = (("adamw", "AdamW (foreach)"), ("adamw_fused", "AdamW (fused)"), ("adamw_8bit", "AdamW 8-bit"),
                     ("adafactor", "Adafactor"), ("lion", "Lion"), ("sgd", "SGD"), ("sgd_momentum", "SGD with momentum"))
 TRAIN_WEIGHT_DTYPES = ("fp32", "bf16", "fp16")
@@ -49,7 +53,7 @@ class Precision:
 
 @dataclass(frozen=True)
 class Workload:
-    mode: str = spec("full", choice(MODES, labels=MODE_LABELS))
+    mode: str = spec("full", choice(REQUEST_MODES, labels=MODE_LABELS))
     batch_size: int = spec(1, integer(1, MAX_TOKENS, doc="micro-batch (sequences per step per GPU)"))
     seq_len: int = spec(2048, integer(1, MAX_TOKENS, doc="tokens per sequence (the prompt, for inference)", unit="tokens"))
     new_tokens: int = spec(0, integer(0, MAX_TOKENS, modes=("inference",),
@@ -100,6 +104,8 @@ def weight_dtypes(mode: str) -> tuple:
 def validate_workload(w: Workload, p: Precision) -> None:
     """Raise InputError naming the first bad field of the workload or precision (request paths)."""
     validate(w, "workload")
+    if w.mode not in MODES:
+        raise InputError("workload.mode", "serve is a serving workload; estimate it with the serving engines")
     validate(p, "precision")
     if w.batch_size * w.seq_len > MAX_TOKENS:
         raise InputError("workload.seq_len", f"batch_size x seq_len must be at most {MAX_TOKENS}")

@@ -66,5 +66,8 @@ def test_accuracy_page_matches_the_golden_references(tmp_path):
     shutil.copy(ROOT / "docs" / "accuracy.md", page)
     rows, unsupported = golden.run([str(ROOT / "tests" / "data" / "golden_parallel.json")])
     golden.write_markdown(page, golden.markdown(rows, unsupported))
+    rows, unsupported = golden.run([str(ROOT / "tests" / "data" / "golden_serving.json")])
+    golden.write_markdown(page, golden.markdown(rows, unsupported), "serving")
     assert page.read_text() == (ROOT / "docs" / "accuracy.md").read_text(), \
-        "docs/accuracy.md is stale: run scripts/golden.py tests/data/golden_parallel.json --markdown docs/accuracy.md"
+        ("docs/accuracy.md is stale: run scripts/golden.py tests/data/golden_parallel.json --markdown docs/accuracy.md "
+         "and scripts/golden.py tests/data/golden_serving.json --markdown docs/accuracy.md --section serving")

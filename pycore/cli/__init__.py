@@ -12,8 +12,9 @@ from ..catalog import gpu_entries, model_entries
 from ..model.hfconfig import read_hf_config
 from ..model.params import total_params
 from ..units import GiB
-from .args import add_gpu_args, add_layout_args, add_model_args, add_workload_args, build_request, printable
-from .render import render, render_plan
+from .args import (add_gpu_args, add_layout_args, add_model_args, add_serve_args, add_workload_args, build_request,
+                   model_part, printable, serve_part)
+from .render import render, render_plan, render_serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--max-gpus", type=int, default=None, help="largest GPU count the search tries (default 1024)")
     pl.add_argument("--limit", type=int, default=20, help="layouts to show")
     pl.add_argument("--json", action="store_true", help="print the result object as JSON")
+    sv = sub.add_parser("serve", help="what a serving engine (vLLM, SGLang, llama.cpp) leaves for the KV cache")
+    add_model_args(sv)
+    add_serve_args(sv)
+    add_gpu_args(sv)
+    sv.add_argument("--solve", action="store_true", help="also search: longest context, most requests, smallest "
+                                                         "GPU, best GGUF preset")
+    sv.add_argument("--json", action="store_true", help="print the result object as JSON")
     sub.add_parser("models", help="list the model catalog")
     sub.add_parser("gpus", help="list the GPU catalog")
     return p
@@ -61,7 +69,13 @@ def main(argv=None) -> int:
         for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
             print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
         return 0
-    req, problem = build_request(a)
+    if a.command == "serve":
+        req, problem = model_part(a)
+        if not problem:
+            req.update({"schema": 1, "workload": serve_part(a), "solve": a.solve,
+                        "gpu": {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu})
+    else:
+        req, problem = build_request(a)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -75,6 +89,8 @@ def main(argv=None) -> int:
         print(json.dumps(res, indent=1))
     elif a.command == "plan":
         render_plan(res)
+    elif a.command == "serve":
+        render_serve(res)
     else:
         render(res)
     return 0

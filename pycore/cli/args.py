@@ -54,6 +54,60 @@ def add_layout_args(p) -> None:
                    help="a recipe option (parallelism.options), e.g. --option reduce_bucket_size=2e8")
 
 
+# Short flags of the serving verb, as the engines spell them: --tp and --pp map to the engine's own
+# field (vLLM tensor_parallel_size, SGLang tp_size); --ngl and --flash-attn are llama.cpp's.
+SERVE_ALIASES = {"--tp": ("tensor_parallel_size", "tp_size"), "--pp": ("pipeline_parallel_size", "pp_size"),
+                 "--dp": ("data_parallel_size", None)}
+
+
+def add_serve_args(p) -> None:
+    """One flag per serving field (--max-model-len, --gpu-memory-utilization, --n-ctx, ...), read from
+    the schema, so the CLI accepts exactly what the request does."""
+    import argparse
+    from ..schema import _fields
+    from ..serving.config import Serving
+    g = p.add_argument_group("serving (engine settings; see docs/serving.md)")
+    kinds = {"int": int, "number": float, "text": str, "choice": str}
+    for name, f, _ in _fields(Serving):
+        flag = "--" + name.replace("_", "-")
+        if name == "flash_attn":
+            g.add_argument(flag, dest="serve_flash_attn", nargs="?", const="on", default=None,
+                           help="llama.cpp: on (when given without a value), off or auto")
+            continue
+        help_text = f.doc or name
+        if f.engines:
+            help_text += f" [{', '.join(f.engines)}]"
+        if f.kind == "bool":
+            g.add_argument(flag, dest=f"serve_{name}", action=argparse.BooleanOptionalAction, default=None,
+                           help=help_text)
+        elif f.kind == "choice" and all(isinstance(c, int) for c in f.choices):
+            g.add_argument(flag, dest=f"serve_{name}", type=int, default=None, help=help_text)
+        else:
+            g.add_argument(flag, dest=f"serve_{name}", type=kinds[f.kind], default=None, help=help_text)
+    for flag in SERVE_ALIASES:
+        g.add_argument(flag, dest=f"alias_{flag[2:]}", type=int, default=None, help="tensor/pipeline/data degree")
+    g.add_argument("--ngl", dest="serve_n_gpu_layers", type=int, default=None, help="llama.cpp -ngl")
+
+
+def serve_part(a) -> dict:
+    from ..schema import _fields
+    from ..serving.config import Serving
+    w = {"mode": "serve"}
+    for name, _, _ in _fields(Serving):
+        value = getattr(a, f"serve_{name}", None)
+        if value is not None:
+            w[name] = _whole(value) if isinstance(value, float) and name.endswith(("_bytes", "_tokens")) else value
+    engine = w.get("engine", "vllm")
+    for flag, (vllm_name, sglang_name) in SERVE_ALIASES.items():
+        value = getattr(a, f"alias_{flag[2:]}", None)
+        if value is not None:
+            target = sglang_name if engine == "sglang" else vllm_name
+            if target is None:
+                target = vllm_name
+            w[target] = value
+    return w
+
+
 def add_gpu_args(p) -> None:
     g = p.add_argument_group("GPU")
     g.add_argument("--gpu", default="h100-sxm-80gb", help="catalog id (see `gpus`)")

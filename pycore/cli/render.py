@@ -98,3 +98,51 @@ def render_plan(res: dict, out=None) -> None:
                   f"{r['device_total_bytes'] / GiB:>12.2f} {r['headroom_bytes'] / GiB:>9.2f} "
                   f"{t['bubble_fraction']:>7.3f} {t['relative_step_time']:>6.2f}  {'yes' if r['fits'] else 'no'}"
                   f"{'  TP/CP across nodes' if t['tp_crosses_node'] else ''}\n")
+
+
+def render_serve(res: dict, out=None) -> None:
+    """A serving answer: the engine's figures as its log prints them, then the GPU's parts."""
+    out = Printable(out or sys.stdout)
+    if res.get("engine") == "hf":
+        render(res, out.stream)
+        return
+    m, g = res["model"], res["gpu"]
+    out.write(f"{m['name']} on {res['gpus']} x {g['name']} ({g['memory_bytes'] / GiB:.2f} GiB), "
+              f"{res['engine']} {res['version']}\n\n")
+    _tree(res["breakdown"], 0, out)
+    rep = res["report"]
+    out.write("\n")
+    if res["engine"] == "llamacpp":
+        out.write(f"file size = {rep['file size']}; n_ctx = {rep['n_ctx']} ({rep['streams']} stream(s) of "
+                  f"{rep['cells_per_stream']} cells); KV {rep['kv_size_mib']:.2f} MiB; {rep['offloaded']}\n")
+        out.write(f"model buffers (MiB): {rep['model_buffer_mib']}; compute buffers (MiB): "
+                  f"{rep['compute_buffer_mib']}\n")
+        out.write(f"host memory: {res['host']['bytes'] / GiB:.2f} GiB\n")
+    else:
+        for key in ("Model loading took", "Available KV cache memory", "GPU KV cache size", "mem_fraction_static",
+                    "max_total_num_tokens", "max_running_requests"):
+            if key in rep:
+                out.write(f"{key}: {rep[key]}\n")
+        for key, value in rep.items():
+            if key.startswith("Maximum concurrency"):
+                out.write(f"{key}: {value}\n")
+    out.write(f"KV cache: {res['kv_cache_tokens']:,} tokens; {res['max_concurrency']} requests of "
+              f"{res['context_len']:,} tokens; longest context {res['max_context_len']:,}\n")
+    if res["refusal"]:
+        out.write(f"the engine refuses to start: {res['refusal']}\n")
+    verdict = "FITS" if res["fits"] else "DOES NOT FIT"
+    head = res["headroom_bytes"]
+    out.write(f"{verdict}: {'headroom' if head >= 0 else 'short by'} {abs(head) / GiB:.2f} GiB\n")
+    for w in res["warnings"]:
+        out.write(f"warning: {w}\n")
+    sol = res.get("solutions")
+    if sol:
+        out.write(f"\nlongest context for {sol['target_requests']} request(s): {sol['longest_context_for_requests']:,}"
+                  f"; most requests of {sol['context_len']:,} tokens: {sol['most_requests_at_context']:,}\n")
+        if sol.get("smallest_gpu"):
+            out.write(f"smallest catalog GPU: {sol['smallest_gpu']['name']}\n")
+        if sol.get("fewest_gpus"):
+            out.write(f"fewest GPUs of this kind: {sol['fewest_gpus']['gpus']}\n")
+        for c in sol.get("gguf", []):
+            out.write(f"  {c['quant']:8s} {c['file_bytes'] / GiB:7.2f} GiB {c['bits_per_weight']:6.3f} bpw  "
+                      f"-ngl {c['n_gpu_layers']}{' (all layers)' if c['all_layers'] else ''}\n")

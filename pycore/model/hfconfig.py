@@ -25,9 +25,12 @@ _DECODER_TYPES = {
                     "qk_norm": "per_head"},
     "phi3": {"fused_qkv": True, "fused_gate_up": True},
     "olmoe": {"qk_norm": "full"},
+    "gpt_oss": {"sinks": True, "expert_bias": True},
     "deepseek_v2": {},
     "deepseek_v3": {},
+    "kimi_k2": {},          # Kimi K2 / K2.5 reuse DeepSeek-V3's modeling code (trust_remote_code DeepseekV3)
 }
+_DEEPSEEK_STYLE = ("deepseek_v2", "deepseek_v3", "kimi_k2")
 SUPPORTED_TYPES = tuple(sorted(list(_DECODER_TYPES) + ["gpt2", "bert", "gpt_neox", "chatglm"]))
 
 _ACTIVATION_NAMES = {
@@ -201,11 +204,12 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
         activation=_activation(r, d.get("activation", "silu")), fused_qkv=d.get("fused_qkv", False),
         fused_gate_up=d.get("fused_gate_up", False), attn_dropout=r.float("attention_dropout", 0.0),
         sliding_window=window, sliding_layers=sliding_layers,
-        final_logit_softcap=r.float("final_logit_softcapping", 0.0), warnings=warnings,
+        final_logit_softcap=r.float("final_logit_softcapping", 0.0), attention_sinks=d.get("sinks", False),
+        warnings=warnings,
     )
     if moe_routed:
         spec.update(_moe(r, model_type, n_layers, ffn))
-    if model_type.startswith("deepseek") and r.cfg.get("kv_lora_rank"):
+    if model_type in _DEEPSEEK_STYLE and r.cfg.get("kv_lora_rank"):
         spec.update(q_lora_rank=r.int("q_lora_rank", 0, minimum=0), kv_lora_rank=r.int("kv_lora_rank"),
                     qk_nope_head_dim=r.int("qk_nope_head_dim"), qk_rope_head_dim=r.int("qk_rope_head_dim"),
                     v_head_dim=r.int("v_head_dim"))
@@ -222,7 +226,9 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
     k = r.int("num_experts_per_tok", 2, maximum=n_experts)
     expert_ffn = r.int("moe_intermediate_size", ffn)
     out = dict(n_experts=n_experts, experts_per_token=k, expert_ffn_size=expert_ffn)
-    if model_type.startswith("deepseek"):
+    if model_type == "gpt_oss":
+        out["expert_bias"] = True
+    if model_type in _DEEPSEEK_STYLE:
         out["n_shared_experts"] = r.int("n_shared_experts", 0, minimum=0)
         out["shared_expert_ffn_size"] = expert_ffn
         freq = r.int("moe_layer_freq", 1, maximum=MAX_LAYERS)

@@ -87,10 +87,11 @@ def _mlp_linears(m: ModelSpec) -> tuple[Linear, ...]:
         out += _gated("mlp", h, m.ffn_size, m.mlp_bias, dense, m.fused_gate_up)
     n_moe = moe_layers(m)
     if n_moe:
-        out.append(Linear("gate", h, m.n_experts, False, n_moe, "router"))
+        out.append(Linear("gate", h, m.n_experts, m.expert_bias, n_moe, "router"))
         # transformers 5 stores experts as stacked 3-D parameters (gate_up_proj, down_proj), not nn.Linear.
-        out.append(Linear("experts.gate_up_proj", h, 2 * m.expert_ffn_size, False, n_moe, "experts", m.n_experts))
-        out.append(Linear("experts.down_proj", m.expert_ffn_size, h, False, n_moe, "experts", m.n_experts))
+        out.append(Linear("experts.gate_up_proj", h, 2 * m.expert_ffn_size, m.expert_bias, n_moe, "experts",
+                          m.n_experts))
+        out.append(Linear("experts.down_proj", m.expert_ffn_size, h, m.expert_bias, n_moe, "experts", m.n_experts))
         if m.n_shared_experts:
             out += _gated("shared", h, m.shared_expert_ffn_size * m.n_shared_experts, False, n_moe, False)
         if m.shared_expert_gate:
@@ -195,7 +196,13 @@ def _param_counts(m: ModelSpec) -> tuple:
     for lin in linears(m):
         key = {"head": "head", "shared": "mlp"}.get(lin.group, lin.group)     # shared experts count as MLP
         parts[key] += lin.count()
+    parts["attention"] += sink_params(m)
     return tuple(parts.items())
+
+
+def sink_params(m: ModelSpec) -> int:
+    """gpt-oss's attention sinks: one logit per head and layer (self_attn.sinks [n_heads])."""
+    return m.n_heads * m.n_layers if m.attention_sinks else 0
 
 
 def total_params(m: ModelSpec) -> int:

@@ -66,6 +66,8 @@ class ModelSpec:
     shared_expert_ffn_size: int = spec(0, _OPTIONAL_DIM)
     shared_expert_gate: bool = spec(False, flag())
     dense_layers: int = spec(0, integer(0, MAX_LAYERS))
+    # gpt-oss: the router and every expert projection carry a bias (modeling_gpt_oss.py GptOssExperts).
+    expert_bias: bool = spec(False, flag())
     # Multi-head latent attention (DeepSeek-V2/V3); kv_lora_rank 0 = ordinary attention.
     q_lora_rank: int = spec(0, _OPTIONAL_DIM)
     kv_lora_rank: int = spec(0, _OPTIONAL_DIM)
@@ -75,6 +77,9 @@ class ModelSpec:
     # Sliding-window attention: window in tokens (0 = none) and how many layers use it.
     sliding_window: int = spec(0, _OPTIONAL_DIM)
     sliding_layers: int = spec(0, integer(0, MAX_LAYERS))
+    # gpt-oss: one learned sink logit per head and layer, joined to the scores before softmax
+    # (modeling_gpt_oss.py self_attn.sinks); parameters only, no KV.
+    attention_sinks: bool = spec(False, flag())
     final_logit_softcap: float = spec(0.0, number(0.0, 1e6))
     model_type: str = spec("", text(64))
     warnings: tuple = field(default=(), compare=False)
@@ -106,6 +111,8 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
     if m.kv_lora_rank and not (m.qk_nope_head_dim and m.qk_rope_head_dim and m.v_head_dim):
         raise InputError(f + "kv_lora_rank", "multi-head latent attention also needs qk_nope_head_dim, "
                                               "qk_rope_head_dim and v_head_dim")
+    if m.expert_bias and not m.n_experts:
+        raise InputError(f + "expert_bias", "needs n_experts > 0")
     if m.family == "gpt2" and not m.learned_positions:
         raise InputError(f + "learned_positions", "GPT-2 uses learned positions")
 

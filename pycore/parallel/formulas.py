@@ -16,7 +16,6 @@ from ..training.timeline import Snapshot
 from ..workload import Framework, Hardware, Precision, Workload
 from .layout import Parallelism, recompute_mode
 from .options import DeepSpeedEstimatorOptions, PlaybookOptions, ZeroPaperOptions
-from .shard import rank_params
 
 # Rajbhandari et al. 2020, section 3.1: mixed-precision Adam keeps fp16 parameters and gradients
 # (2 + 2 bytes) and K = 12 bytes of fp32 master weights, momentum and variance per parameter.

@@ -113,8 +113,7 @@ def validate_layout(par: Parallelism, m, w) -> None:
         if par.gpus > 1 or par.zero_stage or par.recipe != "hf":
             raise InputError("parallelism", "applies to training; for serving several GPUs see workload.mode serve")
         return
-    t, p, v, c, e = (par.tensor_parallel, par.pipeline_parallel, par.virtual_stages, par.context_parallel,
-                     par.expert_parallel)
+    p, v = par.pipeline_parallel, par.virtual_stages
     if v > 1 and p == 1:
         raise InputError(f + "virtual_stages", "interleaved stages need pipeline_parallel > 1")
     if par.micro_batches is not None and par.gradient_accumulation > 1 and par.micro_batches != par.gradient_accumulation:

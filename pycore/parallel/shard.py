@@ -116,6 +116,8 @@ def _layer_norms(m: ModelSpec, t: int) -> int:
         count += (q_dim(m) + kv_dim(m)) // t
     if is_mla(m):
         count += m.q_lora_rank + m.kv_lora_rank
+    if m.attention_sinks:
+        count += m.n_heads // t              # sinks follow their heads
     return count
 
 

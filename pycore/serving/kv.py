@@ -1,0 +1,90 @@
+"""What the serving engines cache per token: one entry per kind of attention layer on one rank.
+
+Engine-neutral: the layer kinds, their KV heads on a tensor-parallel rank and the widths of
+what is stored. Each engine turns these into bytes its own way (block pages in vLLM, token cells
+in SGLang, rows of a ggml type in llama.cpp).
+
+- Grouped-query attention: a rank keeps max(1, n_kv_heads // tp) KV heads; with fewer KV heads
+  than ranks each head is replicated (vLLM config/model.py get_num_kv_heads, v0.11.0 lines
+  1179-1191; SGLang configs/model_config.py get_num_kv_heads, v0.5.3 lines 459-466).
+- Multi-head latent attention caches one latent vector of kv_lora_rank + qk_rope_head_dim per
+  token and layer, on every tensor-parallel rank (vLLM layers/mla.py v0.10.2 lines 85-90:
+  num_kv_heads 1; SGLang model_runner.py v0.5.3 lines 1274-1279).
+- Sliding-window layers keep at most the window (plus what the engine adds for in-flight tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..errors import InputError
+from ..model.spec import ModelSpec, is_mla
+
+
+@dataclass(frozen=True)
+class KVLayer:
+    """``count`` attention layers of one kind, as one rank caches them."""
+
+    kind: str           # full | sliding | mla
+    count: int
+    kv_heads: int       # heads stored per rank (MLA: 1 latent "head")
+    k_width: int        # key elements per head (MLA: kv_lora_rank + qk_rope_head_dim)
+    v_width: int        # value elements per head (MLA: 0, the value is read back from the latent)
+    window: int = 0     # sliding window in tokens
+
+    def elements_per_token(self) -> int:
+        """K and V elements one token adds to one layer of this kind."""
+        return self.kv_heads * (self.k_width + self.v_width)
+
+
+@lru_cache(maxsize=256)
+def sliding_flags(m: ModelSpec) -> tuple[bool, ...]:
+    """For each layer index, whether it uses the sliding window. Configs give only the count here;
+    the full-attention layers are spread evenly, which reproduces gemma2's and gpt-oss's
+    alternation (sliding first) and puts Gemma 3's global layers one in six."""
+    L = m.n_layers
+    sliding = m.sliding_layers if m.sliding_window else 0
+    full = L - sliding
+    return tuple(not ((i + 1) * full // L > i * full // L) for i in range(L))
+
+
+def kv_heads_per_rank(m: ModelSpec, tp: int, where: str = "tensor_parallel_size") -> int:
+    """KV heads on one tensor-parallel rank; the engines require one to divide the other."""
+    if m.n_heads % tp:
+        raise InputError(where, f"must divide the model's {m.n_heads} attention heads, got {tp}")
+    if is_mla(m):
+        return 1
+    kv = m.n_kv_heads
+    if kv >= tp and kv % tp or kv < tp and tp % kv:
+        raise InputError(where, f"must divide the model's {kv} KV heads or be a multiple of them, got {tp}")
+    return max(1, kv // tp)
+
+
+def kv_layers(m: ModelSpec, tp: int = 1, first: int = 0, count: int | None = None,
+              where: str = "tensor_parallel_size") -> tuple[KVLayer, ...]:
+    """The cache layers among layers ``first`` .. ``first + count - 1`` (a pipeline stage; default
+    all), on one tensor-parallel rank of degree ``tp``."""
+    count = m.n_layers - first if count is None else count
+    heads = kv_heads_per_rank(m, tp, where)
+    if is_mla(m):
+        return (KVLayer("mla", count, 1, m.kv_lora_rank + m.qk_rope_head_dim, 0),)
+    flags = sliding_flags(m)[first:first + count]
+    n_sliding = sum(flags)
+    out = []
+    if count - n_sliding:
+        out.append(KVLayer("full", count - n_sliding, heads, m.head_dim, m.head_dim))
+    if n_sliding:
+        out.append(KVLayer("sliding", n_sliding, heads, m.head_dim, m.head_dim, m.sliding_window))
+    return tuple(out)
+
+
+def stage_split(n_layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per pipeline stage as vLLM splits them: n // pp each, the remainder going to the
+    stages before the last (vllm/distributed/utils.py get_pp_indices, v0.10.2 lines 198-238)."""
+    base, extra = divmod(n_layers, pp)
+    sizes = [base] * pp
+    # get_pp_indices: "if remaining_layers: for i in range(2, remaining_layers + 2): partitions[-i] += 1"
+    for i in range(2, extra + 2):
+        sizes[-i] += 1
+    return tuple(sizes)

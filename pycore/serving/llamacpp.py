@@ -1,0 +1,277 @@
+"""llama.cpp (and Ollama, which runs it): the GGUF weights on each device, the KV cache allocated up
+front for the whole context, and the compute buffer the graph allocator reserves.
+
+Sources: llama.cpp ec98e2002 (Dec 2025, build ~b7400) as vendored in ollama f63eea3d, and the logs in
+tests/data/golden_serving.json. Rules that changed between builds carry their build range; the
+boundaries marked "about" are dated from logs, not from a bisected commit.
+- context: n_ctx = pad(n_ctx or n_ctx_train, 256); n_batch = min(n_ctx, n_batch); n_ubatch =
+  min(n_batch, n_ubatch) (src/llama-context.cpp 52, 132-134, 149). Without a unified cache each of
+  the n_parallel streams gets pad(n_ctx / n_parallel, 256) cells (:151-164); before about b7000 the
+  context was padded to 256 with flash attention and 32 without, with no per-stream padding;
+- KV: K = cells x row(type_k, n_head_kv x head_dim) per layer, V likewise (src/llama-kv-cache.cpp
+  113-134); each layer's cache sits on that layer's device (offload_kqv, :108-119);
+- sliding-window layers get their own cache of pad(min(cells, n_swa x streams + n_ubatch), 256) cells
+  (src/llama-kv-cache-iswa.cpp 47-70; before about b7000 not padded), or full cells with --swa-full;
+- MLA (deepseek2): one head of K = kv_lora_rank + rope (576) and V = kv_lora_rank (512) elements;
+  builds from about b7600 keep no separate V;
+- layers: the last n_gpu_layers repeating layers go to the GPUs, the output layer only when
+  n_gpu_layers > n_layer, token_embd always stays on the CPU (src/llama-model.cpp 2396-2421);
+  layers split over devices in proportion (upper_bound of the cumulative split);
+- compute buffer, flash attention off: max(4 ub (n_kv (n_head + 1) + 4 n_embd), 4 ub (n_vocab + n_embd))
+  (Ollama fs/ggml/ggml.go line 665, which matches the FA-off logs within 1%); with flash attention the
+  score term becomes the f16 mask 2 ub n_kv; host buffer 4 ub (n_embd + n_kv x masks).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InputError
+from ..model.spec import ModelSpec, is_mla
+from ..units import MiB
+from ..workload import Hardware
+from .config import Serving
+from .gguf import TYPES, Tensor, gguf_file, model_tensors, row_bytes, tensor_bytes, tensor_types
+from .kv import sliding_flags
+from .result import ServingEstimate, tree
+
+# Ollama reserves this per CUDA/ROCm GPU for the runtime context (llm/memory.go MinimumMemory, 457 MiB);
+# llama.cpp logs do not show it.
+RUNTIME_CONTEXT_BYTES = 457 * MiB
+# ggml-cuda pads each quantised row-split tensor by the rest of a 512-element row (ggml-cuda.cu 855-869).
+CUDA_ROW_PADDING = 512
+PAD_CHANGED_BUILD = 7000        # about Nov 2025: unconditional 256 padding and per-stream cells
+OUTPUTS_MAX_BUILD = 7600        # about Jan 2026: the reserve keeps n_outputs_max rows of logits, not n_ubatch
+MLA_NO_V_BUILD = 7600           # about Jan 2026: MLA caches no separate V
+ISWA_BUILD = 5400               # about May 2025 (PR #13194): sliding-window layers get their own, smaller cache
+FLASH_AUTO_BUILD = 6300         # about Sep 2025: -fa auto (on where supported) became the default
+
+
+def build_number(version: str) -> int:
+    m = re.fullmatch(r"b?(\d{1,6})", version.strip())
+    if not m:
+        raise InputError("workload.version", f"a llama.cpp build is written like b7400, got {version[:40]!r}")
+    return int(m.group(1))
+
+
+def _pad(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def context_cells(m: ModelSpec, s: Serving, build: int, flash: bool) -> dict:
+    """n_ctx, cells per stream and streams as llama_context computes them."""
+    n_ctx = s.n_ctx if s.n_ctx is not None else 4096
+    if n_ctx == 0:
+        n_ctx = m.max_positions
+    n_seq = s.n_parallel
+    streams = 1 if s.kv_unified or n_seq == 1 else n_seq
+    if build >= PAD_CHANGED_BUILD:
+        n_ctx = _pad(n_ctx, 256)
+        cells = n_ctx if streams == 1 else _pad(n_ctx // n_seq, 256)
+        n_ctx = cells * streams
+    else:
+        n_ctx = _pad(n_ctx, 256 if flash else 32)
+        cells = n_ctx // streams
+    n_batch = min(n_ctx, s.n_batch)
+    n_ubatch = min(n_batch, s.n_ubatch)
+    return {"n_ctx": n_ctx, "cells": cells, "streams": streams, "n_seq": n_seq, "n_batch": n_batch,
+            "n_ubatch": n_ubatch}
+
+
+def _kv_widths(m: ModelSpec, build: int) -> tuple[int, int, int]:
+    """(K elements, V elements) per token and layer, and heads as llama.cpp stores them."""
+    if is_mla(m):
+        k = m.kv_lora_rank + m.qk_rope_head_dim
+        return k, (0 if build >= MLA_NO_V_BUILD else m.kv_lora_rank), 1
+    w = m.n_kv_heads * m.head_dim
+    return w, w, m.n_kv_heads
+
+
+def _row(t: str, n: int) -> int:
+    block = TYPES[t][0]
+    if n % block:
+        raise InputError("workload.cache_type_k", f"{t} needs rows that are multiples of {block}; this model's "
+                                                  f"rows have {n} elements")
+    return row_bytes(t, n)
+
+
+def layer_kv_bytes(m: ModelSpec, s: Serving, ctx: dict, build: int) -> list[int]:
+    """KV bytes of each layer (K + V over every stream)."""
+    k_w, v_w, _ = _kv_widths(m, build)
+    cells, streams = ctx["cells"], ctx["streams"]
+    swa_cells = cells
+    if m.sliding_window and m.sliding_layers and not s.swa_full and build >= ISWA_BUILD:
+        ring = m.sliding_window * (ctx["n_seq"] if streams == 1 else 1) + ctx["n_ubatch"]
+        swa_cells = min(cells, ring)
+        if build >= PAD_CHANGED_BUILD:
+            swa_cells = _pad(swa_cells, 256)
+    per_cell = _row(s.cache_type_k, k_w) + (_row(s.cache_type_v, v_w) if v_w else 0)
+    flags = sliding_flags(m)
+    return [streams * (swa_cells if sliding else cells) * per_cell for sliding in flags]
+
+
+def _placement(m: ModelSpec, s: Serving) -> tuple[int, int, list[int]]:
+    """(first GPU layer, GPU layers incl. the output layer, device of each layer index 0..n_layer)."""
+    n = m.n_layers
+    ngl = n + 1 if s.n_gpu_layers is None else s.n_gpu_layers
+    start = max(n - ngl, 0)
+    act = min(ngl, n + 1)
+    devices = []
+    for il in range(n + 1):
+        if il < start or il - start >= act or act == 0:
+            devices.append(-1)
+        else:
+            devices.append(min(s.devices - 1, (il - start) * s.devices // act))
+    return start, act, devices
+
+
+def _tensor_device(t: Tensor, devices: list[int], n_layer: int, s: Serving) -> int:
+    if t.name == "token_embd.weight" or t.name == "position_embd.weight":
+        return -1
+    if t.layer < 0:                          # output norm / output: the output layer's device
+        return devices[n_layer]
+    if t.experts > 1 and t.layer < s.n_cpu_moe:
+        return -1                            # --n-cpu-moe: this layer's experts stay in host memory
+    return devices[t.layer]
+
+
+def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate:
+    version = s.engine_version()
+    build = build_number(version)
+    if m.family == "bert":
+        raise InputError("model", "llama.cpp serves decoder models; BERT is an encoder")
+    on_gpu = s.n_gpu_layers is None or s.n_gpu_layers > 0
+    flash = s.flash_attn == "on" or (s.flash_attn == "auto" and on_gpu and build >= FLASH_AUTO_BUILD)
+    if not flash and s.cache_type_v not in ("f16", "bf16", "f32"):
+        raise InputError("workload.cache_type_v", "a quantised V cache needs flash attention "
+                                                  "(llama-context.cpp: \"quantized V cache was requested, but this "
+                                                  "requires Flash Attention\")")
+    ctx = context_cells(m, s, build, flash)
+    f = gguf_file(m, s.quant)
+    tensors, types = model_tensors(m), tensor_types(m, s.quant)
+    n = m.n_layers
+    start, act, devices = _placement(m, s)
+    nd = s.devices
+    model_dev = [0] * nd
+    padding_dev = [0] * nd
+    host_model = 0
+    for t, ty in zip(tensors, types):
+        b = tensor_bytes(t, ty)
+        d = _tensor_device(t, devices, n, s)
+        if d < 0:
+            host_model += b
+        else:
+            model_dev[d] += b
+            if ty not in ("f32", "f16", "bf16") and t.ne0 % CUDA_ROW_PADDING:
+                padding_dev[d] += row_bytes(ty, CUDA_ROW_PADDING - t.ne0 % CUDA_ROW_PADDING) * max(1, t.experts)
+        if t.name == "token_embd.weight" and m.tied_embeddings and devices[n] >= 0:
+            model_dev[devices[n]] += b           # the output layer's copy of the tied embedding
+    kv = layer_kv_bytes(m, s, ctx, build)
+    kv_dev = [0] * nd
+    kv_host = 0
+    for il, b in enumerate(kv):
+        if devices[il] < 0:
+            kv_host += b
+        else:
+            kv_dev[devices[il]] += b
+    ub, n_kv = ctx["n_ubatch"], ctx["cells"]
+    h, heads, V = m.hidden_size, m.n_heads, m.vocab_size
+    outputs = ub if build < OUTPUTS_MAX_BUILD else max(1, ctx["n_seq"])
+    logits = 4 * outputs * (V + h)
+    if flash:
+        attention = 2 * ub * n_kv + 4 * ub * 4 * h
+    else:
+        attention = 4 * ub * (n_kv * (heads + 1) + 4 * h)
+    ffn = 4 * ub * (2 * _widest_ffn(m) + 2 * h)
+    masks = 2 if (m.sliding_window and 0 < m.sliding_layers < n) else 1
+    host_compute = 4 * ub * (h + n_kv * masks)
+    partial = any(d < 0 for d in devices[:n])
+    # Op offload (ggml-backend scheduler, ggml-cuda.cu get_op_batch_size >= 32): with the output layer
+    # in host memory, its matmul still runs on the GPU that holds the last layer, on a copy of
+    # output.weight, so the logits land there. Without flash attention a CPU layer's K and V are
+    # copied to the GPU for the attention product.
+    op_offload = on_gpu and ub >= 32
+    output_weight = next((tensor_bytes(t, ty) for t, ty in zip(tensors, types)
+                          if t.name == ("output.weight" if not m.tied_embeddings else "token_embd.weight")), 0)
+    last_gpu = max((x for x in devices[:n] if x >= 0), default=-1)
+    cpu_kv = max((b for il, b in enumerate(kv) if devices[il] < 0), default=0)
+    compute_dev = []
+    for d in range(nd):
+        has_layers = any(x == d for x in devices[:n])
+        phases = {}
+        if has_layers:
+            phases["attention scores" if not flash else "attention mask and activations"] = attention + (
+                cpu_kv if partial and op_offload and not flash else 0)
+            phases["MLP activations"] = ffn
+        if devices[n] == d:
+            phases["logits"] = logits
+        elif devices[n] < 0 and op_offload and d == last_gpu:
+            phases["logits and a copy of the host's output.weight (op offload)"] = logits + output_weight
+        which = max(phases, key=phases.get) if phases else ""
+        compute_dev.append((phases.get(which, 0), 0, which))
+    host_output = 4 * V * max(1, ctx["n_seq"])
+    host_compute_total = host_compute
+    if not on_gpu:
+        host_compute_total = max(attention, ffn, logits)
+    elif devices[n] < 0 and not op_offload:
+        host_compute_total = max(host_compute, logits)
+    trees = []
+    for d in range(nd):
+        top, extra, which = compute_dev[d]
+        trees.append(tree(f"GPU {d}" if nd > 1 else "device total", [
+            ("model buffer (GGUF weights)", {f"{s.quant} tensors": model_dev[d], "CUDA row padding": padding_dev[d]}),
+            ("KV cache", kv_dev[d]),
+            ("compute buffer", {f"graph reserve ({which})" if which else "graph reserve": top}),
+            ("CUDA context", RUNTIME_CONTEXT_BYTES if (model_dev[d] or kv_dev[d]) else 0),
+        ], "device-total"))
+    busiest = max(range(nd), key=lambda d: trees[d].bytes)
+    host = tree("host memory", [("mapped weights (CPU_Mapped)", host_model), ("KV cache on the CPU", kv_host),
+                                ("CPU compute buffer", host_compute_total), ("output buffer", host_output)])
+    kv_total = sum(kv)
+    k_w, v_w, _ = _kv_widths(m, build)
+    report = {
+        "file size": f"{_size(f.bytes)} ({f.bits_per_weight:.2f} BPW)",
+        "file_bytes": f.bytes, "bits_per_weight": round(f.bits_per_weight, 4),
+        "tensor types": {t: c for t, c in f.type_counts},
+        "n_ctx": ctx["n_ctx"], "cells_per_stream": ctx["cells"], "streams": ctx["streams"],
+        "n_batch": ctx["n_batch"], "n_ubatch": ctx["n_ubatch"], "flash_attn": flash,
+        "kv_bytes": kv_total, "kv_size_mib": round(kv_total / MiB, 2),
+        "model_buffer_mib": {**{(f"CUDA{d}" if nd > 1 else "CUDA0"): round((model_dev[d] + padding_dev[d]) / MiB, 2)
+                                for d in range(nd) if model_dev[d]},
+                             "CPU_Mapped": round(host_model / MiB, 2)},
+        "kv_buffer_mib": {**{f"CUDA{d}": round(kv_dev[d] / MiB, 2) for d in range(nd) if kv_dev[d]},
+                          **({"CPU": round(kv_host / MiB, 2)} if kv_host else {})},
+        "compute_buffer_mib": {**{f"CUDA{d}": round((compute_dev[d][0] + compute_dev[d][1]) / MiB, 2)
+                                  for d in range(nd) if compute_dev[d][0]},
+                               "CUDA_Host": round(host_compute_total / MiB, 2)},
+        "offloaded": f"{min(act, n + 1)}/{n + 1} layers to GPU",
+    }
+    if m.sliding_window and m.sliding_layers:
+        flags = sliding_flags(m)
+        report["kv_swa_bytes"] = sum(b for b, sl in zip(kv, flags) if sl)
+        report["kv_nonswa_bytes"] = sum(b for b, sl in zip(kv, flags) if not sl)
+    tokens = ctx["n_ctx"]
+    per_slot = ctx["cells"] if ctx["streams"] > 1 else ctx["n_ctx"]
+    warnings = []
+    if ctx["n_ctx"] > m.max_positions:
+        warnings.append(f"n_ctx {ctx['n_ctx']} is longer than the model was trained for ({m.max_positions})")
+    est = ServingEstimate(
+        engine="llamacpp", version=f"b{build}", gpu_name=hw.name, gpu_memory_bytes=hw.memory_bytes, gpus=nd,
+        device=trees[busiest], kv_cache_bytes=kv_dev[busiest], kv_cache_tokens=tokens, context_len=per_slot,
+        max_concurrency=float(ctx["n_seq"]), max_context_len=per_slot, starts=True, report=report,
+        host_bytes=host.bytes, host=host, devices=tuple(trees) if nd > 1 else (),
+        settings={"n_ctx": ctx["n_ctx"], "n_gpu_layers": min(act, n + 1), "flash_attn": flash,
+                  "n_ubatch": ctx["n_ubatch"], "k_width": k_w, "v_width": v_w},
+        warnings=tuple(warnings))
+    return est
+
+
+def _widest_ffn(m: ModelSpec) -> int:
+    if m.n_experts:
+        return max(m.expert_ffn_size * m.experts_per_token, m.ffn_size if m.dense_layers else 0)
+    return m.ffn_size
+
+
+def _size(b: int) -> str:
+    return f"{b / MiB:.2f} MiB" if b < 1024 * MiB else f"{b / (1024 * MiB):.2f} GiB"
+

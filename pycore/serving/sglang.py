@@ -1,0 +1,200 @@
+"""SGLang: the static KV pool its model runner sizes from mem_fraction_static, and the request slots
+the scheduler derives from it.
+
+Sources: the PyPI wheels of sglang (python/sglang/srt/...), primarily 0.5.3 (docs/serving.md lists
+the versions read). Per GPU:
+- pre = free memory before the weights load, the minimum over ranks (model_executor/model_runner.py
+  lines 285 and 698-703; utils/common.py 393-465 uses torch.cuda.mem_get_info, so the CUDA context
+  and NCCL are already gone from it);
+- rest = post-load free - pre x (1 - mem_fraction_static) (model_runner.py profile_max_num_token,
+  lines 1257-1298); tokens = rest // cell, the cell being the KV bytes of one token over this rank's
+  layers: kv_heads x (head_dim + v_head_dim) x layers x dtype, or (kv_lora_rank + qk_rope_head_dim) x
+  layers x dtype for MLA;
+- capped by --max-total-tokens, rounded down to page_size, the minimum over pipeline stages
+  (init_memory_pool, lines 1427-1499); sliding-window models split the pool into full and SWA layers
+  by swa_full_tokens_ratio (set_num_token_hybrid, lines 1308-1388);
+- request slots: min(max(int(tokens / context_len x 512), 2048), 4096), one more up to 0.4.6; the
+  scheduler runs at most min(tokens // 2, slots) requests (managers/tp_worker.py 144-152);
+- the default mem_fraction_static reserves memory by GPU size (server_args.py 637-675 in 0.5.3;
+  310-349 in 0.4.10; a table by tensor-parallel size up to 0.4.5).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InputError
+from ..model.spec import ModelSpec, is_mla
+from ..units import GiB, MiB
+from ..workload import Hardware
+from .config import Serving
+from .formats import WeightFormat
+from .kv import kv_layers, stage_split
+from .result import ServingEstimate, tree
+from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, NCCL_OUTSIDE_BYTES, profile_activation
+from .weights import Shard, rank_weight_parts
+
+SWA_RATIO_DEFAULT = 0.8          # server_args.py swa_full_tokens_ratio
+# The sampler on a decode batch: the logits, their fp32 copy and softmax's probabilities (2 + 4 + 4 bytes
+# per vocabulary entry; layers/sampler.py, then FlashInfer's top-k/top-p sampling from the probabilities).
+SAMPLER_BYTES_PER_LOGIT = 10
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    m = re.match(r"v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?", text.strip())
+    if not m:
+        raise InputError("workload.version", f"an SGLang version is written like 0.5.3, got {text[:40]!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def gpu_defaults(v, gpu_mib: float, tp: int) -> tuple[int, int]:
+    """(chunked_prefill_size, cuda_graph_max_bs) by GPU memory (server_args.py 566-630 in 0.5.3)."""
+    if gpu_mib < 20 * 1024:
+        return 2048, 8
+    if gpu_mib < 35 * 1024:
+        return 2048, 16 if tp < 4 else 80
+    if gpu_mib < 60 * 1024:
+        return 4096, 32 if tp < 4 else 160
+    if gpu_mib < 160 * 1024:
+        return 8192, 256 if tp < 4 else 512
+    return 16384, 512
+
+
+def default_mem_fraction(v, gpu_mib: float, tp: int, pp: int, chunked: int, max_bs: int) -> float:
+    if v >= (0, 5, 0):
+        reserved = 512 + max(chunked, 2048) * 1.5 + max_bs * 2 + tp * pp / 8 * 1024
+        if gpu_mib > 60 * 1024:
+            reserved = max(reserved, 10 * 1024)
+        return round((gpu_mib - reserved) / gpu_mib, 3)
+    if v >= (0, 4, 9):
+        ps = tp * pp
+        if gpu_mib < 35 * 1024:
+            reserved = (2.8 + ps / 10) * 1024
+        elif gpu_mib < 90 * 1024:
+            reserved = (9.5 + ps / 2) * 1024
+        elif gpu_mib < 160 * 1024:
+            reserved = (12 + ps / 2) * 1024
+        else:
+            reserved = 32 * 1024
+        return round((gpu_mib - reserved) / gpu_mib, 3)
+    ps = tp * pp if v >= (0, 4, 6) else tp
+    for limit, value in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)):
+        if ps >= limit:
+            return value
+    return 0.88
+
+
+def cell_bytes(m: ModelSpec, tp: int, first: int, count: int, kv_b: int) -> tuple[int, int, int]:
+    """(bytes per token over this rank's layers, full-attention layers, sliding layers)."""
+    layers = kv_layers(m, tp, first, count, "workload.tp_size")
+    full = sum(x.count for x in layers if x.kind != "sliding")
+    swa = sum(x.count for x in layers if x.kind == "sliding")
+    if is_mla(m):
+        return (m.kv_lora_rank + m.qk_rope_head_dim) * count * kv_b, count, 0
+    heads = layers[0].kv_heads
+    return heads * 2 * m.head_dim * count * kv_b, full, swa
+
+
+def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cuda_context: int) -> ServingEstimate:
+    version = s.engine_version()
+    v = parse_version(version)
+    tp, pp = s.tp_size, s.pp_size
+    if pp > m.n_layers:
+        raise InputError("workload.pp_size", f"must be at most the model's {m.n_layers} layers")
+    dt = 4 if s.dtype == "float32" else 2
+    kv_b = 1 if s.kv_cache_dtype in FP8_DTYPES else dt
+    gpu_mib = hw.memory_bytes / MiB
+    chunk_d, bs_d = gpu_defaults(v, gpu_mib, tp)
+    chunked = s.chunked_prefill_size or chunk_d
+    max_bs = s.cuda_graph_max_bs if s.cuda_graph_max_bs is not None else bs_d
+    mfs = s.mem_fraction_static if s.mem_fraction_static is not None else default_mem_fraction(
+        v, gpu_mib, tp, pp, chunked, max_bs)
+    context_len = s.context_length or m.max_positions
+    nccl = NCCL_OUTSIDE_BYTES if tp * pp > 1 else 0
+    pre = int(s.logged_free_gib * GiB) if s.logged_free_gib is not None else hw.memory_bytes - cuda_context - nccl
+    split = stage_split(m.n_layers, pp)
+    per_stage = []
+    for stage in range(pp):
+        first = sum(split[:stage])
+        shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage])
+        weights = dict(rank_weight_parts(m, fmt, dt, shard))
+        if s.logged_weights_gib is not None:
+            weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
+        post = pre - sum(weights.values())
+        rest = post - pre * (1 - mfs)
+        cell, n_full, n_swa = cell_bytes(m, tp, first, split[stage], kv_b)
+        tokens = int(rest) // cell if rest > 0 else 0
+        per_stage.append({"weights": weights, "rest": rest, "cell": cell, "tokens": tokens, "full": n_full,
+                          "swa": n_swa, "layers": split[stage]})
+    tight = min(range(pp), key=lambda i: per_stage[i]["tokens"])
+    st = per_stage[tight]
+    tokens = st["tokens"]
+    if s.max_total_tokens is not None:
+        tokens = min(tokens, s.max_total_tokens)
+    tokens = tokens // s.page_size * s.page_size
+    swa_tokens = 0
+    if st["swa"] and not is_mla(m):
+        r = s.swa_full_tokens_ratio
+        full_tokens = int(tokens * st["layers"] / (r * st["swa"] + st["full"]))
+        swa_tokens = int(full_tokens * r)
+        tokens = full_tokens
+    slots = min(max(int(tokens / context_len * 512), 2048), 4096)
+    pool_slots = slots + 1 if v < (0, 4, 7) else slots
+    running = min(tokens // 2, pool_slots) if s.max_running_requests is None else min(s.max_running_requests,
+                                                                                       pool_slots)
+    refusal = ""
+    if tokens <= 0:
+        refusal = ("Not enough memory. Please try to increase --mem-fraction-static. "
+                   f"Current value: self.server_args.mem_fraction_static={mfs}")
+    per_layer_token = st["cell"] // max(1, st["layers"])
+    if swa_tokens:
+        kv_pool = (tokens + s.page_size) * per_layer_token * st["full"] + (swa_tokens + s.page_size) * per_layer_token * st["swa"]
+    else:
+        kv_pool = (tokens + s.page_size) * st["cell"] if tokens > 0 else 0
+    req_to_token = pool_slots * (context_len + 4) * 4
+    graphs = _graph_count(max_bs) * (st["layers"] + 1) * CUDAGRAPH_BYTES_PER_PIECE
+    act = profile_activation(m, chunked, max(1, min(chunked, max_bs or 1)), tp, 1, dt, last=tight == pp - 1,
+                             sampler_bytes=SAMPLER_BYTES_PER_LOGIT)
+    device = tree("device total", [
+        ("weights", st["weights"]),
+        ("KV cache", {f"{tokens:,} token slots" + (f" + {swa_tokens:,} sliding-window slots" if swa_tokens else ""):
+                      kv_pool}),
+        ("request-to-token table", {f"{pool_slots} slots x (context_len + 4) int32": req_to_token}),
+        ("CUDA graphs", {f"batch sizes up to {max_bs}": graphs}),
+        ("activations (chunked prefill of " + f"{chunked} tokens)", act),
+        ("NCCL communicators", nccl),
+        ("CUDA context", cuda_context),
+    ], "device-total")
+    report = {
+        "mem_fraction_static": mfs, "max_total_num_tokens": tokens, "max_running_requests": running,
+        "context_len": context_len, "chunked_prefill_size": chunked, "cuda_graph_max_bs": max_bs,
+        "Load weight begin. avail mem": f"{pre / GiB:.2f} GB",
+        "Load weight end. avail mem": f"{(pre - sum(st['weights'].values())) / GiB:.2f} GB",
+        "KV Cache is allocated. #tokens": tokens,
+        "K size": f"{kv_pool / 2 / GiB:.2f} GB" if not is_mla(m) else None,
+        "KV size": f"{kv_pool / GiB:.2f} GB" if is_mla(m) else None,
+        "cell_bytes": st["cell"], "rest_bytes": int(st["rest"]), "weights_bytes": sum(st["weights"].values()),
+        "kv_pool_bytes": kv_pool, "swa_tokens": swa_tokens,
+    }
+    report = {k: val for k, val in report.items() if val is not None}
+    longest = min(context_len, tokens)
+    warnings = []
+    if context_len > m.max_positions:
+        warnings.append(f"context_length {context_len} is longer than the model's max_position_embeddings "
+                        f"({m.max_positions})")
+    return ServingEstimate(
+        engine="sglang", version=version, gpu_name=hw.name, gpu_memory_bytes=hw.memory_bytes, gpus=tp * pp,
+        device=device, kv_cache_bytes=kv_pool, kv_cache_tokens=tokens, context_len=context_len,
+        max_concurrency=round(min(running, tokens / context_len if context_len else 0), 2),
+        max_context_len=longest, starts=not refusal, refusal=refusal, report=report,
+        settings={"mem_fraction_static": mfs, "context_length": context_len, "chunked_prefill_size": chunked,
+                  "cuda_graph_max_bs": max_bs, "max_running_requests": running, "kv_cache_dtype_bytes": kv_b,
+                  "weights": fmt.label()},
+        warnings=tuple(warnings))
+
+
+def _graph_count(max_bs: int) -> int:
+    """Captured batch sizes: 1, 2, 4, 8, then every 8 up to cuda_graph_max_bs (cuda_graph_runner.py)."""
+    if max_bs <= 0:
+        return 0
+    return len([b for b in [1, 2, 4, 8] + list(range(16, max_bs + 1, 8)) if b <= max_bs])

@@ -1,0 +1,331 @@
+"""vLLM's V1 engine: the KV budget as its workers compute it, blocks from the per-layer page sizes,
+and the tokens, concurrency and max_model_len check it logs.
+
+Sources: the released wheels' Python source (vllm/...; docs/serving.md lists the versions read).
+Per worker (GPU rank):
+- requested = gpu_memory_utilization x total memory (v1/worker/gpu_worker.py; math.ceil from 0.14,
+  v1/worker/utils.py request_memory in 0.33 line 724); startup fails when the free memory at the
+  snapshot is below it (0.33 utils.py line 761);
+- available KV = requested - weights - profiled activation peak - non-torch memory (0.10.2
+  gpu_worker.py lines 259-280, utils/__init__.py 2789-2797), minus the CUDA-graph estimate from 0.20
+  (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default on; 0.20 gpu_worker.py 385-424). Up to 0.9.0 the
+  "peak" also took in everything on the device outside torch, the CUDA context included
+  (0.8.5 gpu_worker.py 177-212);
+- the profile run is a forward of max_num_batched_tokens tokens spread over min(tokens,
+  max_num_seqs) requests, without attention (no KV cache yet), then the sampler on one row per
+  request (v1/worker/gpu_model_runner.py profile_run, _dummy_run, _dummy_sampler_run);
+- blocks: available // (page x layers) for one spec (v1/core/kv_cache_utils.py line 797 in 0.10.2);
+  hybrid models pack layers into groups of min(bucket sizes) layers that share one page size
+  (:895-1034); the engine keeps the smallest block count of all workers;
+- tokens logged: blocks x block_size (0.10.2 :856); from 0.21 int(concurrency x max_model_len)
+  (0.33 kv_cache_utils.py 1120-1128); concurrency = blocks / blocks one request needs (:768-783);
+- the max_model_len check and its message (0.10.2 check_enough_kv_cache_memory 670-715, with the
+  binary search of estimate_max_model_len 625-667).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ..errors import InputError
+from ..model.spec import ModelSpec, is_mla, kv_dim, q_dim
+from ..units import GiB, MiB
+from ..workload import Hardware
+from .config import Serving
+from .formats import WeightFormat
+from .kv import KVLayer, kv_layers, stage_split
+from .result import ServingEstimate, tree
+from .weights import Shard, expert_ranks, rank_weight_parts
+
+DEFAULT_BLOCK_SIZE = 16                  # vllm/config/cache.py DEFAULT_BLOCK_SIZE
+MLA_BLOCK_SIZE = 64                      # FlashMLA's block size (platforms/cuda.py 137-183, 0.10.2)
+# The sampler's dummy run on one row per request: bf16 logits, their fp32 copy, the sort's values and
+# int64 indices, two bool masks, top-p's softmax and the scatter back (v1/sample/sampler.py line 87;
+# v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p, forward_native) live together: 2 + 4 + 4 + 8 +
+# 1 + 1 + 4 + 4 bytes per vocabulary entry.
+SAMPLER_BYTES_PER_LOGIT = 28
+# Non-torch memory inside the budget: cuBLAS/cuBLASLt workspaces and attention-backend buffers at
+# tensor parallel 1, 0.02-0.07 GiB in the logs of tests/data/golden_serving.json; from 2 ranks NCCL
+# communicators and custom all-reduce buffers, 0.21 GiB at TP8 on L40S (vLLM 0.10.2). From 0.11 NCCL
+# starts before the memory snapshot, so only the custom all-reduce buffers (8 + 2 + 16 MiB) stay in it.
+NON_TORCH_BASE = int(0.05 * GiB)
+NON_TORCH_TP_NCCL = int(0.16 * GiB)
+NON_TORCH_TP_CUSTOM_AR = 26 * MiB
+NCCL_OUTSIDE_BYTES = int(0.16 * GiB)
+# CUDA graphs: piecewise capture records one graph per layer piece and batch size; the logs give 0.67
+# GiB (Mistral-7B, 67 sizes x 33 pieces), 0.72 GiB (Granite-4.0-micro, 67 x 41 + 35 full graphs) and
+# 3.45 GiB (Qwen3-235B TP8, 67 x 95): about 0.35 MiB per piece-graph, within a factor of 1.6 of each.
+CUDAGRAPH_BYTES_PER_PIECE = int(0.35 * MiB)
+FUSED_MOE_CHUNK = 32768                  # VLLM_FUSED_MOE_CHUNK_SIZE default (envs.py)
+FP8_DTYPES = ("fp8", "fp8_e4m3", "fp8_e5m2")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    m = re.match(r"v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?", text.strip())
+    if not m:
+        raise InputError("workload.version", f"a vLLM version is written like 0.11.0, got {text[:40]!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+# ---- version rules --------------------------------------------------------------------------------
+
+def default_utilization(v) -> float:
+    return 0.92 if v >= (0, 20, 0) else 0.90            # config/cache.py: 0.92 from 0.20.0
+
+
+def graphs_in_budget(v) -> bool:
+    return v >= (0, 20, 0)
+
+
+def scheduler_defaults(v, entrypoint: str, memory_bytes: int, gpu_name: str) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) with chunked prefill (engine/arg_utils.py 1657-1744 in
+    0.10.2): devices of 70 GiB or more that are not A100s get the large tier; 0.30 adds 160 GiB parts."""
+    big = memory_bytes >= 70 * GiB and "a100" not in gpu_name.lower()
+    if v >= (0, 30, 0) and memory_bytes >= 160 * GiB:
+        return 16384, 1024
+    if big:
+        return (16384 if entrypoint == "llm" else 8192), 1024
+    return (8192 if entrypoint == "llm" else 2048), 256
+
+
+def capture_sizes(v, max_num_seqs: int, max_batched: int) -> list[int]:
+    """CUDA-graph batch sizes: [1, 2, 4] + multiples of 8 up to min(2 x max_num_seqs, 512) (0.10.2
+    config/__init__.py 3580-3668); from 0.33 steps of 8 to 256 then 16."""
+    top = min(2 * max_num_seqs, 512)
+    if v >= (0, 33, 0):
+        sizes = [1, 2, 4] + list(range(8, min(top, 255) + 1, 8)) + list(range(256, top + 1, 16))
+    else:
+        sizes = [1, 2, 4] + list(range(8, top + 1, 8))
+    return [b for b in sizes if b <= max_batched]
+
+
+# ---- the profile run -----------------------------------------------------------------------------
+
+def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: int, dt: int, last: bool,
+                       sampler_bytes: int = SAMPLER_BYTES_PER_LOGIT) -> dict:
+    """The torch peak of the dummy forward and sampler, above the weights, on one rank."""
+    h = m.hidden_size
+    T = tokens
+    hidden = {"hidden states and residual": 2 * T * h * dt}
+    qd, kd = q_dim(m) // tp, (kv_dim(m) // tp if not is_mla(m) else kv_dim(m) // tp)
+    attention = {"QKV projection": T * (qd + 2 * kd) * dt, "attention output": T * qd * dt, "o_proj output": T * h * dt}
+    phases = {"attention": attention}
+    if m.n_experts:
+        chunk = min(T, FUSED_MOE_CHUNK)
+        f = m.expert_ffn_size if ep > 1 else m.expert_ffn_size // tp
+        k = m.experts_per_token
+        moe = {"router logits": T * m.n_experts * dt, "top-k weights and ids": T * k * 8,
+               "fused MoE intermediate caches": chunk * k * (max(2 * f, h) + f) * dt, "MoE output": T * h * dt}
+        if m.n_shared_experts:
+            moe["shared expert"] = T * 3 * m.shared_expert_ffn_size * m.n_shared_experts // tp * dt
+        phases["MoE"] = moe
+    if m.dense_layers or not m.n_experts:
+        f = m.ffn_size // tp
+        phases["MLP"] = {"gate_up output": 2 * T * f * dt, "activation output": T * f * dt, "down_proj output": T * h * dt}
+    busiest = max(phases, key=lambda k: sum(phases[k].values()))
+    forward = {**hidden, **{f"{busiest}: {k}": v for k, v in phases[busiest].items()}}
+    if not last:
+        return forward
+    V = m.vocab_size
+    sampler = {"hidden states kept by the profile run": T * h * dt + requests * h * dt,
+               f"sampler on {requests} dummy requests (logits, fp32 copy, sort, top-k/top-p)":
+                   requests * V * sampler_bytes}
+    return forward if sum(forward.values()) >= sum(sampler.values()) else sampler
+
+
+# ---- KV blocks -----------------------------------------------------------------------------------
+
+def page_bytes(layer: KVLayer, block: int, kv_b: int) -> int:
+    """One block of one layer (v1/kv_cache_interface.py 59-70 in 0.10.2: coef 1 for MLA)."""
+    return block * layer.elements_per_token() * kv_b
+
+
+def need_blocks(layer: KVLayer, length: int, block: int, batched: int) -> int:
+    """Blocks one request of ``length`` tokens needs in one layer (max_memory_usage_bytes / page)."""
+    if layer.kind == "sliding":
+        return -(-min(layer.window - 1 + batched, length) // block) + 1
+    return -(-length // block)
+
+
+def group_layout(layers: tuple, hybrid: bool) -> tuple[int, int, list]:
+    """(layers per group, number of groups, [(spec, groups of it)]) as get_kv_cache_config packs them."""
+    specs = [x for x in layers if x.count]
+    if not hybrid:
+        specs = [KVLayer("full" if x.kind == "sliding" else x.kind, x.count, x.kv_heads, x.k_width, x.v_width)
+                 for x in specs]
+        merged: dict = {}
+        for x in specs:
+            key = (x.kind, x.kv_heads, x.k_width, x.v_width)
+            merged[key] = merged.get(key, 0) + x.count
+        specs = [KVLayer(k[0], n, k[1], k[2], k[3]) for k, n in merged.items()]
+    if len(specs) == 1:
+        return specs[0].count, 1, [(specs[0], 1)]
+    size = min(x.count for x in specs)
+    groups = [(x, -(-x.count // size)) for x in specs]
+    return size, sum(g for _, g in groups), groups
+
+
+def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cuda_context: int) -> ServingEstimate:
+    version = s.engine_version()
+    v = parse_version(version)
+    tp, pp, dp = s.tensor_parallel_size, s.pipeline_parallel_size, s.data_parallel_size
+    if pp > m.n_layers:
+        raise InputError("workload.pipeline_parallel_size", f"must be at most the model's {m.n_layers} layers")
+    ep = expert_ranks(m, tp, dp, s.enable_expert_parallel, "workload.enable_expert_parallel")
+    dt = 4 if s.dtype == "float32" else 2
+    kv_b = 1 if s.kv_cache_dtype in FP8_DTYPES else (4 if s.kv_cache_dtype == "auto" and dt == 4 else 2)
+    util = s.gpu_memory_utilization if s.gpu_memory_utilization is not None else default_utilization(v)
+    mnbt_d, seqs_d = scheduler_defaults(v, s.entrypoint, hw.memory_bytes, hw.name)
+    max_len = s.max_model_len or m.max_positions
+    mnbt = s.max_num_batched_tokens or mnbt_d
+    seqs = s.max_num_seqs or (min(seqs_d, mnbt) if v < (0, 11, 0) else seqs_d)
+    block = s.block_size or (MLA_BLOCK_SIZE if is_mla(m) else DEFAULT_BLOCK_SIZE)
+    hybrid = not s.disable_hybrid_kv_cache_manager and v >= (0, 10, 0)
+    total = hw.memory_bytes
+    requested = math.ceil(total * util) if v >= (0, 14, 0) else int(total * util)
+    marlin = True
+    split = stage_split(m.n_layers, pp)
+    stages = []
+    for stage in range(pp):
+        first = sum(split[:stage])
+        shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage], expert_ranks=ep)
+        weights = dict(rank_weight_parts(m, fmt, dt, shard, marlin))
+        if m.max_positions:
+            weights["rotary cos/sin cache"] = m.max_positions * (m.qk_rope_head_dim if is_mla(m) else m.head_dim) * dt
+        if s.logged_weights_gib is not None:
+            weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
+        requests = min(mnbt, seqs)
+        act = profile_activation(m, mnbt, requests, tp, ep, dt, last=stage == pp - 1)
+        if s.logged_activation_gib is not None:
+            act = {"peak activation (from the log)": int(s.logged_activation_gib * GiB)}
+        non_torch = NON_TORCH_BASE
+        if tp * pp > 1:
+            non_torch += NON_TORCH_TP_NCCL if v < (0, 11, 0) else NON_TORCH_TP_CUSTOM_AR
+        if s.logged_non_torch_gib is not None:
+            non_torch = int(s.logged_non_torch_gib * GiB)
+        n_pieces = split[stage] + 1
+        sizes = [] if s.enforce_eager else capture_sizes(v, seqs, mnbt)
+        graphs = len(sizes) * n_pieces * CUDAGRAPH_BYTES_PER_PIECE
+        layers = kv_layers(m, tp, first, split[stage], "workload.tensor_parallel_size")
+        stages.append({"weights": weights, "act": act, "non_torch": non_torch, "graphs": graphs,
+                       "layers": layers, "n_graph_sizes": len(sizes)})
+    results = []
+    for st in stages:
+        w, a, nt, g = sum(st["weights"].values()), sum(st["act"].values()), st["non_torch"], st["graphs"]
+        if s.kv_cache_memory_bytes is not None:
+            avail = s.kv_cache_memory_bytes
+        elif v < (0, 9, 1):
+            avail = requested - (w + a) - (nt + cuda_context)
+        else:
+            avail = requested - w - a - nt - (g if graphs_in_budget(v) else 0)
+        size, n_groups, groups = group_layout(st["layers"], hybrid)
+        page = page_bytes(groups[0][0], block, kv_b)
+        pages_equal = all(page_bytes(x, block, kv_b) == page for x, _ in groups)
+        if not pages_equal:
+            # Uniform type with different head sizes (0.11+): one group whose page is the sum of the layers'.
+            per_block = sum(page_bytes(x, block, kv_b) * x.count for x, _ in groups)
+        else:
+            per_block = page * size
+        blocks = max(0, avail) // per_block if per_block else 0
+        results.append({**st, "avail": avail, "blocks": blocks, "size": size, "n_groups": n_groups,
+                        "groups": groups, "page": page, "per_block": per_block, "pages_equal": pages_equal})
+    tight = min(range(pp), key=lambda i: (results[i]["blocks"], results[i]["avail"]))
+    r = results[tight]
+    blocks = min(x["blocks"] for x in results)
+    per_request = _blocks_per_request(r, max_len, block, mnbt)
+    concurrency = blocks / per_request if per_request else 0.0
+    if v < (0, 9, 1):
+        tokens = blocks * block
+        concurrency = tokens / max_len
+    elif v >= (0, 21, 0):
+        tokens = int(concurrency * max_len)
+    else:
+        tokens = blocks // r["n_groups"] * block if r["n_groups"] > 1 else blocks * block
+    needed = max(_needed_bytes(x, max_len, block, mnbt, kv_b) for x in results)
+    avail_min = min(x["avail"] for x in results)
+    longest = _longest(results, max_len, block, mnbt, kv_b)
+    refusal = ""
+    if avail_min <= 0:
+        refusal = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+                   "initializing the engine.")
+    elif needed > avail_min:
+        typo = "models's" if v < (0, 22, 0) else "model's"
+        refusal = (f"To serve at least one request with the {typo} max seq len ({max_len}), "
+                   f"({needed / GiB:.2f} GiB KV cache is needed, which is larger than the available KV cache "
+                   f"memory ({avail_min / GiB:.2f} GiB). "
+                   + (f"Based on the available memory, the estimated maximum model length is {longest}. "
+                      if longest else "")
+                   + "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing "
+                     "the engine.")
+    free_at_init = total - cuda_context - (NCCL_OUTSIDE_BYTES if tp * pp > 1 and v >= (0, 11, 0) else 0)
+
+    if not refusal and v >= (0, 9, 1) and s.kv_cache_memory_bytes is None and free_at_init < requested:
+        refusal = (f"Free memory on device ({free_at_init / GiB:.2f}/{total / GiB:.2f} GiB) on startup is less "
+                   f"than desired GPU memory utilization ({util}, {requested / GiB:.2f} GiB). Decrease GPU memory "
+                   f"utilization or reduce GPU memory used by other processes.")
+    pool = blocks * r["per_block"] if r["avail"] > 0 else 0
+    rr = r
+    nccl = NCCL_OUTSIDE_BYTES if tp * pp > 1 and v >= (0, 11, 0) else 0
+    unused = (total - cuda_context - sum(rr["weights"].values()) - sum(rr["act"].values()) - rr["non_torch"]
+              - pool - rr["graphs"] - nccl)
+    device = tree("device total", [
+        ("weights", rr["weights"]), ("activation peak (profiled; cached by the allocator)", rr["act"]),
+        ("non-torch memory", {"cuBLAS workspaces, NCCL and all-reduce buffers": rr["non_torch"]}),
+        ("KV cache", {f"{blocks:,} blocks of {block} tokens": pool}),
+        ("CUDA graphs", {f"{rr['n_graph_sizes']} batch sizes x {split[tight] + 1} pieces": rr["graphs"]}),
+        ("NCCL communicators (outside the budget)", nccl),
+        ("CUDA context", cuda_context),
+    ], "device-total")
+    report = {
+        "Model loading took": f"{sum(rr['weights'].values()) / GiB:.4f} GiB",
+        "Available KV cache memory": f"{avail_min / GiB:.2f} GiB",
+        "GPU KV cache size": f"{tokens:,} tokens",
+        f"Maximum concurrency for {max_len:,} tokens per request": f"{concurrency:.2f}x",
+        "requested_bytes": requested, "available_kv_bytes": avail_min, "num_gpu_blocks": blocks,
+        "kv_tokens": tokens, "max_concurrency": round(concurrency, 2), "needed_kv_bytes": needed,
+        "estimated_max_model_len": longest, "page_bytes": r["page"], "kv_groups": r["n_groups"],
+        "weights_bytes": sum(rr["weights"].values()), "activation_bytes": sum(rr["act"].values()),
+        "non_torch_bytes": rr["non_torch"], "cuda_graph_bytes": rr["graphs"],
+    }
+    warnings = []
+    if max_len > m.max_positions:
+        warnings.append(f"max_model_len {max_len} is longer than the model's max_position_embeddings "
+                        f"({m.max_positions}); vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1")
+    if not graphs_in_budget(v) and not s.enforce_eager and unused < 0:
+        warnings.append("CUDA graphs are captured after the KV cache, outside the budget; they need room in "
+                        "1 - gpu_memory_utilization")
+    return ServingEstimate(
+        engine="vllm", version=version, gpu_name=hw.name, gpu_memory_bytes=total, gpus=tp * pp * dp, device=device,
+        kv_cache_bytes=pool, kv_cache_tokens=tokens, context_len=max_len, max_concurrency=round(concurrency, 2),
+        max_context_len=longest, starts=not refusal, refusal=refusal, report=report,
+        settings={"gpu_memory_utilization": util, "max_model_len": max_len, "max_num_batched_tokens": mnbt,
+                  "max_num_seqs": seqs, "block_size": block, "kv_cache_dtype_bytes": kv_b,
+                  "weights": fmt.label(), "reported_rank": f"pipeline stage {tight}" if pp > 1 else "every rank"},
+        warnings=tuple(warnings))
+
+
+def _blocks_per_request(r: dict, length: int, block: int, batched: int) -> int:
+    """Blocks of the shared pool one request of ``length`` tokens takes: per group, what its spec
+    needs (get_max_concurrency_for_kv_cache_config)."""
+    if not r["pages_equal"]:
+        return -(-length // block)
+    return sum(need_blocks(spec, length, block, batched) * n for spec, n in r["groups"])
+
+
+def _needed_bytes(r: dict, length: int, block: int, batched: int, kv_b: int) -> int:
+    """KV bytes one request of ``length`` tokens needs on this worker (check_enough_kv_cache_memory)."""
+    return sum(need_blocks(spec, length, block, batched) * page_bytes(spec, block, kv_b) * spec.count
+               for spec, _ in r["groups"])
+
+
+def _longest(results: list, max_len: int, block: int, batched: int, kv_b: int) -> int:
+    """estimate_max_model_len: the largest length whose KV fits every worker's available memory."""
+    lo, hi = 0, max_len
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if all(_needed_bytes(x, mid, block, batched, kv_b) <= x["avail"] for x in results):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,0 +1,69 @@
+"""Serving references (tests/data/golden_serving.json): numbers vLLM, SGLang and llama.cpp printed in
+public logs, and llama.cpp's quantize table. Formula and engine-arithmetic checks must hold to the
+rounding of the printed figures; llama.cpp's compute buffers within 10%; end-to-end predictions are
+held to their measured error so that they cannot drift."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "data" / "golden_serving.json"
+
+spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
+golden = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(golden)
+
+# End-to-end predictions outside their 2% target, with the reason and the error they must stay under.
+KNOWN_MISSES = {
+    "l40s-qwen3-235b-fp8-tp8-v0.10.2:available_kv": (4.5, "profiled activation 0.4 GiB low (sampler dummy run)"),
+    "l40s-qwen3-235b-fp8-tp8-v0.10.2:kv_tokens": (4.5, "as above"),
+    "l40s-qwen3-235b-fp8-tp8-v0.10.2:activation": (30.0, "the sampler's dummy run, modelled from the code path"),
+    "qwq32b_l4x4_tp4_mfs085:kv_tokens": (11.0, "SGLang's free-memory loading figure runs 0.28 GiB above the weights"),
+    "r1_distill_qwen7b_rtx3090_mfs088:kv_tokens": (4.5, "as above, 0.21 GiB"),
+    "qwen25_05b_16gb_mfs015_ctx2048:kv_tokens": (5.5, "as above, 0.06 GiB of a 0.15 pool"),
+    "gpt-oss-120b-mxfp4-metal-lmstudio-swafull:compute_buffer_CUDA0": (35.0, "Metal's attention-sink graph"),
+}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    rows, unsupported = golden.run([str(GOLDEN)])
+    assert unsupported == 9
+    return rows
+
+
+def test_every_check_runs(rows):
+    assert len(rows) >= 160
+    assert [r for r in rows if "error" in r] == []
+
+
+@pytest.mark.parametrize("kind", ["formula", "engine arithmetic"])
+def test_exact_checks_hold(rows, kind):
+    checks = [r for r in rows if r["kind"] == kind]
+    assert len(checks) >= 45
+    assert [(r["id"], round(r["err"], 3)) for r in checks if not r["ok"]] == []
+
+
+def test_quantize_table_bits_per_weight_are_exact(rows):
+    readme = [r for r in rows if r["id"].startswith("quantize-readme")]
+    assert len(readme) == 23
+    assert all(abs(r["got"] - r["expected"]) < 5e-5 for r in readme)
+
+
+def test_predictions_are_within_target_or_a_known_bounded_miss(rows):
+    for r in rows:
+        if r["kind"] in ("end-to-end", "compute buffer"):
+            if r["id"] in KNOWN_MISSES:
+                assert r["err"] <= KNOWN_MISSES[r["id"]][0], r
+            else:
+                assert r["ok"], r
+
+
+def test_every_case_quotes_its_source():
+    for c in json.loads(GOLDEN.read_text())["checks"]:
+        assert c["source"], c["id"]
+        if not c["id"].startswith("quantize-readme"):
+            assert c["verbatim_log"], c["id"]
