@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from .errors import InputError, MAX_TOKENS
 from .schema import choice, flag, integer, names, number, spec, text, validate
+from .serving.formats import FORMATS
+from .serving.kernels import KERNELS
 from .units import GiB
 
 MODES = ("full", "lora", "qlora", "inference")
@@ -44,11 +46,25 @@ class Precision:
     activations: str | None = spec(None, choice(ACTIVATION_DTYPES, nullable=True, modes=("inference",),
                                                 doc="weight-only quantised inference: the activations' dtype "
                                                     "(torch_dtype when loading; default bf16)"))
+    quant_format: str | None = spec(None, choice(tuple(FORMATS), nullable=True, modes=("inference",),
+                                                 labels=tuple((k, v[0]) for k, v in FORMATS.items()),
+                                                 doc="quantised inference: the checkpoint's format, stored exactly "
+                                                     "and with its kernel's workspaces (instead of the bits "
+                                                     "of precision.weights)"))
+    quant_kernel: str = spec("auto", choice(KERNELS, modes=("inference",),
+                                            doc="GPTQ/AWQ kernel (auto: ExLlama v1 / AWQ GEMM before "
+                                                "transformers 5, Marlin from 5)"))
 
     def compute(self) -> str:
         if self.weights in QUANTISED_WEIGHTS:
             return self.activations or "bf16"
         return self.autocast or self.weights
+
+
+# The precision.weights class of each exact format (their bits per weight before scales).
+QUANT_FORMAT_WEIGHTS = {"fp8": "fp8", "fp8-block": "fp8", "int8": "int8", "gptq-int8": "int8", "bnb-int8": "int8",
+                        "gptq": "int4", "awq": "int4", "bnb-nf4": "int4", "bnb-4bit": "int4",
+                        "mxfp4": "int4", "nvfp4": "int4"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,10 @@ class Workload:
                                                         modes=("lora", "qlora"),
                                                         doc="module names, or all-linear (default: attention projections)"))
     qlora_double_quant: bool = spec(True, flag(modes=("qlora",), doc="QLoRA: quantise the NF4 constants too"))
+    cache_implementation: str = spec("dynamic", choice(("dynamic", "static"), modes=("inference",),
+                                                       doc="generate's KV cache: grown by torch.cat each step "
+                                                           "(DynamicCache) or allocated for the whole length at "
+                                                           "the first step (StaticCache)"))
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,12 @@ def validate_workload(w: Workload, p: Precision) -> None:
     if p.weights not in allowed:
         raise InputError("precision.weights", f"{p.weights} applies to inference only; for {w.mode} choose one of "
                                               + ", ".join(allowed))
+    if p.quant_format is not None:
+        if w.mode != "inference":
+            raise InputError("precision.quant_format", "applies to inference; QLoRA's base is NF4 already")
+        want = QUANT_FORMAT_WEIGHTS[p.quant_format]
+        if p.weights != want:
+            raise InputError("precision.weights", f"must be {want} for the {p.quant_format} format, got {p.weights}")
     if p.activations is not None and p.weights not in QUANTISED_WEIGHTS:
         raise InputError("precision.activations", "applies to weight-only quantised inference (weights fp8, int8 "
                                                   "or int4); otherwise the activations take the weights' dtype")

@@ -31,7 +31,7 @@ KNOWN_MISSES = {
 @pytest.fixture(scope="module")
 def rows():
     rows, unsupported = golden.run([str(GOLDEN)])
-    assert unsupported == 9
+    assert unsupported == 10
     return rows
 
 
@@ -55,7 +55,7 @@ def test_quantize_table_bits_per_weight_are_exact(rows):
 
 def test_predictions_are_within_target_or_a_known_bounded_miss(rows):
     for r in rows:
-        if r["kind"] in ("end-to-end", "compute buffer"):
+        if r["kind"] in ("end-to-end", "compute buffer", "measured (transformers)"):
             if r["id"] in KNOWN_MISSES:
                 assert r["err"] <= KNOWN_MISSES[r["id"]][0], r
             else:

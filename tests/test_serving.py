@@ -245,3 +245,77 @@ def test_gguf_search_picks_the_most_faithful_preset_that_fits_the_card():
 def test_bad_serving_values_are_errors_not_crashes(bad):
     out = json.loads(estimate(bad))
     assert out["status"] == "error" and out["errors"][0]["field"].startswith("workload.")
+
+
+# ---- Hugging Face generate: formats, kernels, caches and version rules -----------------------
+
+def _infer(precision, framework=None, **workload):
+    req = {"model": "llama-3.1-8b", "gpu": "h100-sxm-80gb", "precision": precision,
+           "workload": {"mode": "inference", "batch_size": 1, "seq_len": 1024, "new_tokens": 64, **workload}}
+    if framework:
+        req["framework"] = framework
+    resp = estimate_dict(req)
+    assert resp["status"] == "ok", resp
+    return resp["result"]
+
+
+def _parts(result, category):
+    for node in result["breakdown"]["children"][0]["children"]:
+        if node["name"] == category:
+            return {c["name"]: c["bytes"] for c in node.get("children", [])}
+    return {}
+
+
+def test_gptq_storage_from_the_format_definition():
+    from pycore.serving.formats import linear_bytes, named_format
+    fmt = named_format("gptq")
+    k = n = 4096
+    # qweight int32 [K*4/32, N], qzeros int32 [K/128, N*4/32], scales fp16 [K/128, N], g_idx int32 [K]
+    exllama = 4 * (k * 4 // 32) * n + 4 * (k // 128) * (n * 4 // 32) + 2 * (k // 128) * n + 4 * k
+    assert linear_bytes(fmt, k, n, False, 2, marlin=False) == exllama
+    # Marlin keeps qweight and scales only (symmetric, no act-order)
+    assert linear_bytes(fmt, k, n, False, 2, marlin=True) == 4 * (k * 4 // 32) * n + 2 * (k // 128) * n
+    # bitsandbytes NF4 with double quantisation: NK/2, uint8 absmax per 64, fp32 per 256 absmax, code, quant map
+    nk = k * n
+    assert linear_bytes(named_format("bnb-nf4"), k, n, False, 2) == nk // 2 + 64 + nk // 64 + 4 * (nk // 64 // 256) + 1028
+    assert linear_bytes(named_format("fp8-block"), k, n, False, 2) == nk + 4 * 32 * 32
+
+
+def test_exllama_workspace_is_the_largest_linear_in_fp16():
+    r = _infer({"weights": "int4", "activations": "fp16", "quant_format": "gptq", "quant_kernel": "exllama"})
+    # the largest quantised linear of Llama-3.1-8B is gate/up/down: 4096 x 14336
+    assert _parts(r, "framework buffers") == {"ExLlama temp_dq (largest linear, fp16)": 2 * 4096 * 14336}
+    v2 = _infer({"weights": "int4", "activations": "fp16", "quant_format": "gptq", "quant_kernel": "exllamav2"})
+    scratch = max(2 * k * n + 256 + 4 * n * 2048 * 8 for k, n in ((4096, 14336), (14336, 4096), (4096, 4096)))
+    assert _parts(v2, "framework buffers") == {"ExLlamaV2 scratch (largest linear)": scratch}
+
+
+def test_static_cache_is_allocated_for_the_whole_length_at_the_prompt():
+    kv_token = 32 * 8 * 128 * 2 * 2
+    dyn = _infer({"weights": "bf16"})
+    static = _infer({"weights": "bf16"}, cache_implementation="static")
+    prefill = [p for p in static["phases"] if p["moment"] == "last layer of the prompt pass"][0]
+    prefill_dyn = [p for p in dyn["phases"] if p["moment"] == "last layer of the prompt pass"][0]
+    assert prefill["bytes"] - prefill_dyn["bytes"] == (1024 + 64 - 1 - 1024) * kv_token
+    assert "torch.cat copy of one layer's keys" not in _parts(static, "temporaries")
+
+
+def test_generate_before_4_42_holds_the_previous_steps_cache():
+    kv_token = 32 * 8 * 128 * 2 * 2
+    old = _infer({"weights": "bf16"}, framework={"transformers": "4.35"}, seq_len=64, new_tokens=4000)
+    temps = _parts(old, "temporaries")
+    assert temps["previous step's cache, still referenced (tuples, transformers < 4.42)"] == (64 + 4000 - 2) * kv_token
+    new = _infer({"weights": "bf16"}, framework={"transformers": "4.42"}, seq_len=64, new_tokens=4000)
+    assert "torch.cat copy of one layer's keys" in _parts(new, "temporaries")
+
+
+def test_quant_format_must_match_the_weights_class():
+    resp = estimate_dict({"model": "llama-3.1-8b", "workload": {"mode": "inference"},
+                          "precision": {"weights": "int8", "quant_format": "gptq"}})
+    assert resp["errors"][0]["field"] == "precision.weights"
+
+
+def test_hf_engine_in_serve_mode_is_generate():
+    r = serve(engine="hf", num_prompts=4, prompt_len=1000, max_new_tokens=24, quantization="awq")
+    assert r["engine"] == "hf" and r["kv_cache_tokens"] == 4 * 1024 and r["max_concurrency"] == 4
+    assert any("AWQ" in c["name"] for c in r["breakdown"]["children"][0]["children"][0]["children"])

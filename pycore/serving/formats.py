@@ -38,6 +38,7 @@ FORMATS = {
     "gptq-int8": ("GPTQ 8-bit, group 128", 8, 128),
     "awq": ("AWQ 4-bit, group 128", 4, 128),
     "bnb-nf4": ("bitsandbytes NF4 with double quantisation", 4, 64),
+    "bnb-4bit": ("bitsandbytes 4-bit (NF4 or FP4), fp32 absmax per 64", 4, 64),
     "bnb-int8": ("bitsandbytes LLM.int8()", 8, 0),
     "mxfp4": ("MXFP4 experts (gpt-oss); the rest 16-bit", 4, 32),
     "nvfp4": ("NVFP4, an fp8 scale per 16 weights", 4, 16),
@@ -91,7 +92,8 @@ def named_format(name: str, group_size: int | None = None, where: str = "quantiz
                              f"applies to GPTQ and AWQ; {name} has a fixed layout")
         group = group_size
     return WeightFormat(method=name, bits=bits, group_size=group, block=FP8_BLOCK if name == "fp8-block" else 0,
-                        experts_only=name == "mxfp4", symmetric=name != "awq", source=f"chosen: {name}")
+                        experts_only=name == "mxfp4", symmetric=name != "awq", double_quant=name != "bnb-4bit",
+                        source=f"chosen: {name}")
 
 
 def linear_bytes(fmt: WeightFormat, k: int, n: int, bias: bool, dtype_bytes: int, marlin: bool = True) -> int:
@@ -123,7 +125,7 @@ def linear_bytes(fmt: WeightFormat, k: int, n: int, bias: bool, dtype_bytes: int
         g = fmt.group_size or k
         groups = -(-k // g)
         return k * n // 2 + 4 * groups * -(-n // 8) + 2 * groups * n + b
-    if m == "bnb-nf4":
+    if m in ("bnb-nf4", "bnb-4bit"):
         absmax = -(-n * k // BNB_BLOCK)
         consts = absmax + 4 * -(-absmax // BNB_DQ_BLOCK) + 1024 + 4 if fmt.double_quant else 4 * absmax
         return -(-n * k // 2) + 64 + consts + b
@@ -179,8 +181,8 @@ def read_quantization(cfg: dict | None, where: str = "hf_config") -> WeightForma
     if method == "bitsandbytes":
         if require_bool(at + ".load_in_8bit", qc.get("load_in_8bit", False)):
             return WeightFormat("bnb-int8", 8, source=src)
-        return WeightFormat("bnb-nf4", 4, 64, double_quant=require_bool(
-            at + ".bnb_4bit_use_double_quant", qc.get("bnb_4bit_use_double_quant", False)), source=src)
+        dq = require_bool(at + ".bnb_4bit_use_double_quant", qc.get("bnb_4bit_use_double_quant", False))
+        return WeightFormat("bnb-nf4" if dq else "bnb-4bit", 4, 64, double_quant=dq, source=src)
     if method == "mxfp4":
         return WeightFormat("mxfp4", 4, 32, experts_only=True, source=src)
     return _compressed_tensors(qc, at, src)

@@ -83,35 +83,107 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
     return out
 
 
+# transformers versions whose generate behaved differently (read from the wheels; docs/serving.md):
+# - before 4.42 generate passed the cache as tuples of tensors; each layer's torch.cat made a new
+#   tensor while the previous step's tuple stayed referenced until the forward returned, so a decode
+#   step holds the old and the new cache (modeling_llama.py 380-385 @4.35.0; generate creates a
+#   DynamicCache itself from 4.42, generation/utils.py 1775-1780 @4.42.0); and without `del outputs`
+#   the prompt's fp32 logits lived through the first decode step;
+# - before 4.45 the model computed logits for every prompt position and upcast them with .float()
+#   (modeling_llama.py 1208-1209 @4.44.0); 4.45 keeps the last position only (PR #31292).
+LEGACY_TUPLE_CACHE_BEFORE = (4, 42, 0)
+ALL_PROMPT_LOGITS_BEFORE = (4, 45, 0)
+
+
 def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_tokens: int,
-                        kv_elem_bytes: int) -> list[Snapshot]:
+                        kv_elem_bytes: int, static: bool = False, buffers: dict | None = None,
+                        kernel_temps: tuple = ({}, {}), transformers: tuple = (5, 17, 0)) -> list[Snapshot]:
+    """The moments of a forward pass or of generate. ``static``: StaticCache, allocated for the whole
+    length at the first step and written in place (transformers cache_utils.py StaticLayer); ``buffers``:
+    quantised kernels' persistent workspaces; ``kernel_temps``: their per-call temporaries in the
+    prompt pass and in a decode step; ``transformers``: the version, for the rules above."""
     b, s, cb, V = ctx.batch, ctx.seq, ctx.compute_bytes, m.vocab_size
     w = ("weights", dict(weights))
+    if buffers:
+        w = ("weights", dict(weights)), ("framework buffers", dict(buffers))
+    else:
+        w = (w,)
+    prefill_k, decode_k = kernel_temps
     snaps = []
     mask = {}
     if ctx.kernel == "eager":
         mask = {"attention mask (b x s x s)": cb * b * s * s}          # 4-D float mask shared by layers
     if new_tokens == 0:
         work = layer_working_bytes(ctx, m, b * s, s)
-        snaps.append(Snapshot("forward", "last layer", (w, ("temporaries", {**work, **mask}))))
+        snaps.append(Snapshot("forward", "last layer", (*w, ("temporaries", {**work, **mask, **prefill_k}))))
         head = {"logits": cb * b * s * V, "final hidden states": cb * b * s * m.hidden_size}
         if m.family == "bert":
             head["MLM head transform"] = 2 * cb * b * s * m.hidden_size
-        snaps.append(Snapshot("forward", "output logits for every position", (w, ("logits and loss", head))))
+        snaps.append(Snapshot("forward", "output logits for every position", (*w, ("logits and loss", head))))
         return snaps
-    # DynamicLayer.update stores torch.cat([empty, k]): a copy, even of views of a fused projection.
-    cache_prefill = kv_cache_bytes(m, b, s, kv_elem_bytes)
-    work = layer_working_bytes(ctx, m, b * s, s)
-    snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
-        w, ("KV cache", {"KV cache": cache_prefill}), ("temporaries", {**work, **mask}))))
-    # generate keeps logits for the last position only (logits_to_keep=1) and copies them to fp32.
-    last_logits = {"last-position logits": cb * b * V, "fp32 copy for sampling": FP32 * b * V}
     final_len = s + new_tokens - 1
     cache_final = kv_cache_bytes(m, b, final_len, kv_elem_bytes)
-    one_layer = cache_final // max(1, m.n_layers) // 2
+    # DynamicLayer.update stores torch.cat([empty, k]): a copy, even of views of a fused projection.
+    # StaticCache holds max_cache_len = prompt + new tokens from the start and copies in place.
+    cache_prefill = cache_final if static else kv_cache_bytes(m, b, s, kv_elem_bytes)
+    name = "static KV cache (prompt + new tokens)" if static else "KV cache"
+    work = layer_working_bytes(ctx, m, b * s, s)
+    snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
+        *w, ("KV cache", {name: cache_prefill}), ("temporaries", {**work, **mask, **prefill_k}))))
+    if transformers < ALL_PROMPT_LOGITS_BEFORE:
+        prompt_logits = {"logits for every prompt position": cb * b * s * V, "their fp32 upcast (.float())": FP32 * b * s * V}
+        snaps.append(Snapshot("prefill", "output logits of the prompt", (
+            *w, ("KV cache", {name: cache_prefill}), ("logits and loss", prompt_logits))))
+    # generate(max_new_tokens=1) runs the prompt pass only: its token comes from the prompt's logits.
+    last_logits = {"last-position logits": cb * b * V, "fp32 copy for sampling": FP32 * b * V}
+    if new_tokens == 1:
+        snaps.append(Snapshot("prefill", "sampling the one new token", (
+            *w, ("KV cache", {name: cache_prefill}), ("logits and loss", last_logits))))
+        return snaps
+    legacy = transformers < LEGACY_TUPLE_CACHE_BEFORE and not static
+    if legacy and new_tokens > 1:
+        first = kv_cache_bytes(m, b, s + 1, kv_elem_bytes)
+        survive = {"the prompt's fp32 logits (outputs kept through step 1)":
+                   FP32 * b * (s if transformers < ALL_PROMPT_LOGITS_BEFORE else 1) * V}
+        snaps.append(Snapshot("decode", "first decode step (transformers < 4.42)", (
+            *w, ("KV cache", {"new cache (tuples)": first}),
+            ("temporaries", {"previous step's cache, still referenced": cache_prefill, **survive}))))
+    # generate keeps logits for the last position only (logits_to_keep=1) and copies them to fp32.
+    one_layer = 0 if static else cache_final // max(1, m.n_layers) // 2
     decode_work = layer_working_bytes(ctx, m, b, final_len)
+    if legacy:
+        temps = {"previous step's cache, still referenced (tuples, transformers < 4.42)":
+                 kv_cache_bytes(m, b, final_len - 1, kv_elem_bytes), **decode_work, **decode_k}
+    else:
+        temps = {"torch.cat copy of one layer's keys": one_layer, **decode_work, **decode_k}
     snaps.append(Snapshot("decode", f"last decode step ({final_len} cached tokens)", (
-        w, ("KV cache", {"KV cache": cache_final}),
-        ("temporaries", {"torch.cat copy of one layer's keys": one_layer, **decode_work}),
+        *w, ("KV cache", {name: cache_final}), ("temporaries", {k: v for k, v in temps.items() if v}),
         ("logits and loss", last_logits))))
     return snaps
+
+
+def quantised_weights(m: ModelSpec, fmt, compute_bytes: int, kernel: str) -> dict:
+    """The checkpoint's linears in their format (Marlin drops GPTQ's zeros and g_idx), the rest 16-bit."""
+    from .weights import Shard, rank_weight_parts
+    return dict(rank_weight_parts(m, fmt, compute_bytes, Shard(), marlin=kernel == "marlin"))
+
+
+def generate_request(req):
+    """Serving engine "hf" as the inference workload: num_prompts x prompt_len, max_new_tokens."""
+    from dataclasses import replace
+    from ..serving.engines import weight_format
+    from ..workload import QUANT_FORMAT_WEIGHTS, Precision, Workload
+    s = req.serving
+    fmt = weight_format(s, req.checkpoint)
+    dtype = {"float16": "fp16", "float32": "fp32"}.get(s.dtype, "bf16")
+    w = Workload(mode="inference", batch_size=s.num_prompts, seq_len=s.prompt_len, new_tokens=s.max_new_tokens,
+                 cache_implementation=s.cache_implementation)
+    if fmt.quantised:
+        p = Precision(weights=QUANT_FORMAT_WEIGHTS[fmt.method], activations=dtype if dtype != "fp32" else "bf16",
+                      quant_format=fmt.method)
+    else:
+        p = Precision(weights=dtype)
+    kv = {"fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8"}.get(s.kv_cache_dtype)
+    if kv:
+        p = replace(p, kv_cache=kv)
+    return replace(req, workload=w, precision=p, serving=None, solve=False)

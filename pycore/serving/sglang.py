@@ -21,9 +21,8 @@ the versions read). Per GPU:
 
 from __future__ import annotations
 
-import re
-
 from ..errors import InputError
+from ..versions import version_tuple
 from ..model.spec import ModelSpec, is_mla
 from ..units import GiB, MiB
 from ..workload import Hardware
@@ -41,10 +40,7 @@ SAMPLER_BYTES_PER_LOGIT = 10
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    m = re.match(r"v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?", text.strip())
-    if not m:
-        raise InputError("workload.version", f"an SGLang version is written like 0.5.3, got {text[:40]!r}")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    return version_tuple(text, "workload.version", "an SGLang version", "0.5.3")
 
 
 def gpu_defaults(v, gpu_mib: float, tp: int) -> tuple[int, int]:

@@ -26,9 +26,8 @@ Per worker (GPU rank):
 from __future__ import annotations
 
 import math
-import re
-
 from ..errors import InputError
+from ..versions import version_tuple
 from ..model.spec import ModelSpec, is_mla, kv_dim, q_dim
 from ..units import GiB, MiB
 from ..workload import Hardware
@@ -62,10 +61,7 @@ FP8_DTYPES = ("fp8", "fp8_e4m3", "fp8_e5m2")
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    m = re.match(r"v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?", text.strip())
-    if not m:
-        raise InputError("workload.version", f"a vLLM version is written like 0.11.0, got {text[:40]!r}")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    return version_tuple(text, "workload.version", "a vLLM version", "0.11.0")
 
 
 # ---- version rules --------------------------------------------------------------------------------
