@@ -1,13 +1,16 @@
 // The page: reads the form and the URL, asks the worker for estimates, renders the answers.
 // All arithmetic and all validation happen in pycore; this file formats, draws and routes the
 // core's messages to the field they name.
-import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, toPlanRequest, toQuery, toRequest } from "./state.js";
+import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, registerServeParams, toPlanRequest, toQuery,
+  toRequest } from "./state.js";
 
 const $ = (sel) => document.querySelector(sel);
 const form = $("#form");
 const COLORS = { "weights": "#4e79a7", "autocast weight copies": "#76b7b2", "gradients": "#f28e2b", "optimizer states": "#e15759",
   "activations": "#59a14f", "logits and loss": "#edc948", "KV cache": "#b07aa1", "temporaries": "#ff9da7",
-  "allocator reserve": "#9c755f", "CUDA context": "#bab0ac" };
+  "allocator reserve": "#9c755f", "CUDA context": "#bab0ac", "framework buffers": "#86bcb6",
+  "activation peak (profiled; cached by the allocator)": "#59a14f", "non-torch memory": "#d37295", "CUDA graphs": "#fabfd2",
+  "model buffer (GGUF weights)": "#4e79a7", "compute buffer": "#ff9da7", "request-to-token table": "#d4a6c8" };
 const UNITS = { gib: [2 ** 30, "GiB"], gb: [1e9, "GB"] };
 // A request that takes longer than this is abandoned and the worker restarted (an estimate takes
 // milliseconds; only a pathological input could take seconds).
@@ -85,6 +88,31 @@ function ask(request, timeout = REQUEST_TIMEOUT_MS) {
 
 // ---- form <-> state ------------------------------------------------------------
 function field(param) { return catalog.request.fields[PARAMS[param]]; }
+
+// The serving fieldset, one control per serving field of the schema (the engine picks which show).
+function buildServeFields() {
+  const box = $("#serve-fields");
+  const controls = [];
+  for (const [param, path] of Object.entries(PARAMS)) {
+    const f = catalog.request.fields[path];
+    if (!f.modes || f.modes.length !== 1 || f.modes[0] !== "serve") continue;
+    const label = param.replace(/_/g, " ");
+    let control;
+    if (f.type === "bool") {
+      control = make("label", { class: "check" }, make("input", { name: param, type: "checkbox" }), ` ${label}`);
+    } else if (f.type === "choice") {
+      control = make("label", {}, `${label} `, make("select", { name: param }));
+    } else {
+      const input = make("input", { name: param, type: f.type === "text" ? "text" : "number",
+        inputmode: f.type === "int" ? "numeric" : "decimal", placeholder: f.nullable ? "default" : "" });
+      if (f.type === "number") input.step = "any";
+      control = make("label", {}, `${label} `, input);
+    }
+    if (f.doc) control.title = f.doc;
+    controls.push(control);
+  }
+  box.replaceChildren(...controls);
+}
 
 function buildForm() {
   for (const sel of form.querySelectorAll("select[name]")) {
@@ -195,19 +223,88 @@ function syncVisibility() {
     const el = form.elements[param];
     if (!el) continue;
     const box = el.closest("label") || el;
-    box.hidden = !applies(catalog, param, state.mode);
+    box.hidden = !applies(catalog, param, state.mode, state.engine);
   }
-  const allowed = catalog.request.weights_by_mode[state.mode];
+  const allowed = catalog.request.weights_by_mode[state.mode] || [];
   for (const opt of form.elements.w.options) opt.disabled = !allowed.includes(opt.value);
   // A fieldset none of whose fields apply to the mode is hidden with them.
   for (const fs of form.querySelectorAll("fieldset")) {
     const controls = [...fs.querySelectorAll("[name]")].filter((el) => PARAMS[el.name]);
     if (controls.length) fs.hidden = controls.every((el) => (el.closest("label") || el).hidden);
   }
-  $("#gpu-count").hidden = !applies(catalog, "recipe", state.mode);
+  $("#gpu-count").hidden = state.mode === "serve" || !applies(catalog, "recipe", state.mode);
+  $("#serve-line").hidden = state.mode !== "serve";
+  $("#suggestions").previousElementSibling.hidden = state.mode === "serve";
 }
 
 // ---- rendering -----------------------------------------------------------------
+// A serving answer: the GPU's parts as the engine budgets them, the KV tokens and requests, and the
+// lines the engine itself would print.
+function renderServe(res) {
+  const [div, unit] = UNITS[state.unit];
+  text($("#unit-label"), unit);
+  text($("#status"), res.warnings.length ? `Note: ${res.warnings.join(" ")}` : "");
+  text($("#peak"), (res.device_total_bytes / div).toFixed(2));
+  const v = $("#verdict");
+  v.className = `verdict ${res.fits ? "fits" : "does-not-fit"}`;
+  text(v, res.fits ? "fits" : "does-not-fit");
+  const head = Math.abs(res.headroom_bytes);
+  text($("#verdict-text"), res.fits ? `on ${res.gpus > 1 ? `each of ${res.gpus} × ` : ""}${res.gpu.name}, with ${fmt(head)} to spare`
+    : res.starts ? `on ${res.gpu.name}: ${fmt(head)} too much` : `${res.engine} would not start (below)`);
+  text($("#phase"), `${res.engine} ${res.version}: the most loaded GPU once the engine has started and captured its graphs.`);
+  text($("#layout-line"), res.host ? `Host memory: ${fmt(res.host.bytes)} (mapped weights, CPU layers' KV and compute).` : "");
+  text($("#kv-tokens"), res.kv_cache_tokens.toLocaleString("en"));
+  text($("#concurrency"), String(res.max_concurrency));
+  text($("#ctx-len"), res.context_len.toLocaleString("en"));
+  text($("#longest"), `${res.max_context_len.toLocaleString("en")} tokens`);
+  const refusal = $("#refusal");
+  refusal.hidden = !res.refusal;
+  text(refusal, res.refusal ? `The engine refuses: ${res.refusal}` : "");
+  text($("#engine-log"), Object.entries(res.report).filter(([k, val]) => /^[A-Z]/.test(k) || k === "file size")
+    .map(([k, val]) => `${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`).join("\n"));
+  const top = res.breakdown.children;
+  const bar = $("#bar");
+  const total = Math.max(res.device_total_bytes, res.gpu.memory_bytes);
+  bar.replaceChildren(...top.map((c) => make("div", { class: "seg", title: `${c.name}: ${fmt(c.bytes)}`,
+    style: `width:${(100 * c.bytes / total).toFixed(3)}%;background:${COLORS[c.name] || "#888"}` })));
+  bar.append(make("div", { class: "limit", title: "GPU memory", style: `left:${(100 * res.gpu.memory_bytes / total).toFixed(3)}%` }));
+  const rows = [];
+  for (const c of top) {
+    rows.push(make("tr", {}, make("td", {}, make("span", { class: "swatch", style: `background:${COLORS[c.name] || "#888"}` }), c.name),
+      make("td", { class: "num", text: fmt(c.bytes) })));
+    for (const leaf of (c.children || []).slice(0, 8)) {
+      rows.push(make("tr", { class: "sub" }, make("td", { text: leaf.name }), make("td", { class: "num", text: fmt(leaf.bytes) })));
+    }
+  }
+  rows.push(make("tr", {}, make("th", { text: "device total (nvidia-smi)" }), make("th", { class: "num", text: fmt(res.device_total_bytes) })));
+  $("#table tbody").replaceChildren(...rows);
+}
+
+function renderServeSolved(res) {
+  const sol = res.solutions;
+  $("#suggestions").replaceChildren();
+  if (!sol) return;
+  const lines = [make("p", { "data-testid": "serve-solutions", text: `Longest context for ${sol.target_requests} request(s) at once: `
+    + `${sol.longest_context_for_requests.toLocaleString("en")} tokens. Most requests of ${sol.context_len.toLocaleString("en")} tokens: `
+    + `${sol.most_requests_at_context.toLocaleString("en")}.` })];
+  if (sol.smallest_gpu) lines.push(make("p", { text: `Smallest catalog GPU for that: ${sol.smallest_gpu.name}.` }));
+  if (sol.fewest_gpus) lines.push(make("p", { text: `Fewest GPUs of this kind: ${sol.fewest_gpus.gpus}.` }));
+  if (sol.gguf) {
+    const head = make("tr", {}, ...["preset", "file", "bits/weight", "-ngl that fit", ""].map((h) => make("th", { scope: "col", text: h })));
+    const body = sol.gguf.map((c) => {
+      const use = make("button", { type: "button", text: "Use" });
+      use.addEventListener("click", () => { state.quant = c.quant; state.n_gpu_layers = c.all_layers ? null : c.n_gpu_layers; stateToForm(); update(); });
+      return make("tr", { class: sol.best_gguf && sol.best_gguf.quant === c.quant ? "best" : "" },
+        make("td", { text: c.quant }), make("td", { class: "num", text: fmt(c.file_bytes) }),
+        make("td", { class: "num", text: c.bits_per_weight.toFixed(3) }),
+        make("td", { class: "num", text: c.all_layers ? "all" : String(c.n_gpu_layers) }), make("td", {}, use));
+    });
+    lines.push(make("p", { text: sol.best_gguf ? `Best preset for this card: ${sol.best_gguf.quant}${sol.best_gguf.all_layers ? " with every layer on the GPU" : ` with -ngl ${sol.best_gguf.n_gpu_layers}`}.` : "" }));
+    lines.push(make("table", { class: "layouts", "data-testid": "gguf-table" }, make("thead", {}, head), make("tbody", {}, ...body)));
+  }
+  $("#solver").replaceChildren(...lines);
+}
+
 function renderMain(res) {
   const [div, unit] = UNITS[state.unit];
   text($("#unit-label"), unit);
@@ -384,12 +481,14 @@ async function update({ push = true } = {}) {
     latestShown = id;
     if (response.status === "ok") {
       lastGood = structuredClone(state);
-      renderMain(response.result);
+      const serving = state.mode === "serve" && response.result.engine && response.result.engine !== "hf";
+      if (serving) renderServe(response.result); else renderMain(response.result);
       document.body.dataset.query = await toQuery(state, catalog);     // which configuration the result is for
       document.body.dataset.computed = String(id);
       const solved = await ask(toRequest(state, catalog, true));
       if (solved.id < latestShown || solved.response.status !== "ok") return;
-      renderSolved(solved.response.result);
+      if (serving) renderServeSolved(solved.response.result);
+      else if (solved.response.result.explanations) renderSolved(solved.response.result);
       renderCompare();
       return;
     }
@@ -474,6 +573,8 @@ try { const t = localStorage.getItem("theme"); if (t) document.documentElement.d
 window.addEventListener("popstate", async () => { pushing = true; await loadFromURL(); await update({ push: false }); pushing = false; });
 
 catalog = await (await fetch("catalog.json")).json();
+registerServeParams(catalog);
+buildServeFields();
 state = defaults(catalog);
 buildForm();
 await loadFromURL();

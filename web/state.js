@@ -17,6 +17,15 @@ export const PARAMS = {
   rc: "parallelism.recompute", gb: "plan.global_batch",
   mem: "gpu.memory_gib",
 };
+// The serving workload's fields keep their engine's own names in links (?mode=serve&engine=vllm&
+// max_model_len=32768): every field the schema marks for mode "serve" becomes a parameter.
+export function registerServeParams(catalog) {
+  for (const [path, f] of Object.entries(catalog.request.fields)) {
+    if (!path.startsWith("workload.") || !f.modes || f.modes.length !== 1 || f.modes[0] !== "serve") continue;
+    const name = path.slice("workload.".length);
+    if (!(name in PARAMS)) PARAMS[name] = path;
+  }
+}
 // Parameters that are not part of an estimate's request (the layout search reads them).
 const PLAN_ONLY = new Set(["gb"]);
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
@@ -33,10 +42,17 @@ export function defaults(catalog) {
   return out;
 }
 
-// Does a request field apply to this workload mode? (The schema lists the modes of each field.)
-export function applies(catalog, param, mode) {
+// Does a request field apply to this workload mode (and serving engine)? The schema lists the modes
+// and engines of each field; in serve mode only the serving fields apply.
+export function applies(catalog, param, mode, engine = null) {
+  if (param === "mode") return true;
   const f = catalog.request.fields[PARAMS[param]];
-  return !f || !f.modes || f.modes.includes(mode);
+  if (!f) return true;
+  if (mode === "serve") {
+    if (param === "mem") return true;
+    return Boolean(f.modes && f.modes.includes("serve")) && (!f.engines || !engine || f.engines.includes(engine));
+  }
+  return !f.modes || f.modes.includes(mode);
 }
 
 // Parse one URL or form value by its schema field: { ok, value } or { ok: false, why }.
@@ -173,7 +189,7 @@ export function toRequest(state, catalog, solve) {
   else if (state.source === "custom" && state.dims) req.model = { dimensions: { ...state.dims, name: "custom" } };
   else req.model = state.model;
   for (const [param, path] of Object.entries(PARAMS)) {
-    if (param === "mem" || PLAN_ONLY.has(param) || !applies(catalog, param, state.mode) || state[param] === null) continue;
+    if (param === "mem" || PLAN_ONLY.has(param) || !applies(catalog, param, state.mode, state.engine) || state[param] === null) continue;
     let value = state[param];
     if (param === "targets") value = value === "all-linear" ? value : String(value).split(",");
     const keys = path.split(".");

@@ -125,7 +125,7 @@ def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: in
         return forward
     V = m.vocab_size
     sampler = {"hidden states kept by the profile run": T * h * dt + requests * h * dt,
-               f"sampler on {requests} dummy requests (logits, fp32 copy, sort, top-k/top-p)":
+               f"sampler on {requests} rows of logits (fp32 copy, sort, top-k/top-p masks)":
                    requests * V * sampler_bytes}
     return forward if sum(forward.values()) >= sum(sampler.values()) else sampler
 
