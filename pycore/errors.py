@@ -54,8 +54,15 @@ def require_number(field: str, value, *, minimum: float = 0.0, maximum: float = 
     return value
 
 
-def require_choice(field: str, value, choices) -> str:
-    """Return ``value`` if it is one of ``choices``, or raise listing them."""
+def require_choice(field: str, value, choices):
+    """Return ``value`` if it is one of ``choices`` (strings, or whole numbers such as a block size),
+    or raise listing them."""
+    if choices and all(isinstance(c, int) for c in choices):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
+            raise InputError(field, f"must be one of {', '.join(str(c) for c in sorted(choices))}; got {show(value)}")
+        return value
     if not isinstance(value, str) or value not in choices:
         raise InputError(field, f"must be one of {', '.join(sorted(choices))}; got {show(value)}")
     return value

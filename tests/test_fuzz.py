@@ -250,3 +250,56 @@ def test_one_hostile_field_gets_a_result_or_an_error_naming_it(case):
         assert "internal error" not in err["message"], err
         _assert_names_a_field_of(req, err)
     assert seconds < 0.1, f"{seconds * 1000:.0f} ms for {json.dumps(req)[:300]}"
+
+
+SERVE_KEYS = {
+    "version": st.sampled_from(["0.10.2", "0.20.0", "0.5.3", "b5000", "b7400", "x"]) | VALUES,
+    "gpu_memory_utilization": st.floats(0, 1.5) | HUGE, "max_model_len": st.integers(0, 10 ** 7) | HUGE,
+    "max_num_batched_tokens": st.integers(0, 10 ** 6) | HUGE, "max_num_seqs": st.integers(0, 5000) | HUGE,
+    "block_size": st.sampled_from([16, 64, 3]) | HUGE, "tensor_parallel_size": st.integers(1, 16) | HUGE,
+    "pipeline_parallel_size": st.integers(1, 300) | HUGE, "data_parallel_size": st.integers(1, 8),
+    "enable_expert_parallel": st.booleans() | VALUES, "kv_cache_memory_bytes": st.integers(0, 2 ** 45) | HUGE,
+    "kv_cache_dtype": st.sampled_from(["auto", "fp8", "bf16"]) | VALUES, "quantization": st.sampled_from(
+        ["fp8", "gptq", "awq", "mxfp4", "bnb-nf4"]) | VALUES,
+    "mem_fraction_static": st.floats(0, 1.2) | HUGE, "context_length": st.integers(0, 10 ** 7) | HUGE,
+    "tp_size": st.integers(1, 16), "pp_size": st.integers(1, 300), "page_size": st.integers(0, 5000) | HUGE,
+    "quant": st.sampled_from(["Q4_K_M", "IQ2_XS", "F16", "MXFP4_MOE", "Q9"]), "n_ctx": st.integers(0, 10 ** 7) | HUGE,
+    "n_gpu_layers": st.integers(0, 10 ** 5) | HUGE, "n_parallel": st.integers(1, 4096) | HUGE,
+    "kv_unified": st.booleans(), "cache_type_k": st.sampled_from(["q8_0", "q4_0", "f16", "iq4_nl"]),
+    "cache_type_v": st.sampled_from(["q8_0", "f16"]), "flash_attn": st.sampled_from(["on", "off", "auto", "yes"]),
+    "devices": st.integers(1, 64) | HUGE, "n_ubatch": st.integers(1, 10 ** 6) | HUGE, "n_cpu_moe": st.integers(0, 100),
+    "logged_free_gib": st.floats(0, 300) | HUGE, "logged_weights_gib": st.floats(0, 300) | HUGE,
+    "num_prompts": st.integers(1, 64), "prompt_len": st.integers(1, 10 ** 5), "max_new_tokens": st.integers(0, 10 ** 4),
+    "colour": VALUES,
+}
+
+
+@st.composite
+def serve_requests(draw):
+    model = draw(st.sampled_from(["llama-3.2-1b", "qwen3-30b-a3b", "deepseek-v2-lite", "gemma-2-2b", "gpt-oss-20b",
+                                  "phi-3-mini", "gpt2", "bert-base"]))
+    engine = draw(st.sampled_from(["vllm", "sglang", "llamacpp", "hf"]) | VALUES)
+    workload = {"mode": "serve", "engine": engine}
+    for key in draw(st.lists(st.sampled_from(sorted(SERVE_KEYS)), max_size=4, unique=True)):
+        workload[key] = draw(SERVE_KEYS[key])
+    req = {"model": model, "workload": workload}
+    if draw(st.booleans()):
+        req["gpu"] = draw(st.sampled_from(["t4-16gb", "h100-sxm-80gb", "rtx-3060-12gb"]))
+    return req
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(req=serve_requests())
+def test_every_serving_request_gets_a_bounded_structured_answer(req):
+    text = json.dumps(req)
+    out, seconds = timed_estimate(text)
+    resp = json.loads(out)
+    assert resp["status"] in ("ok", "error")
+    if resp["status"] == "error":
+        for err in resp["errors"]:
+            assert err["field"] and err["message"] and "internal error" not in err["message"], err
+            _assert_names_a_field_of(req, err)
+    else:
+        _assert_integer_byte_counts(resp["result"])
+        assert resp["result"]["device_total_bytes"] >= 0
+    assert seconds < 0.1, f"{seconds * 1000:.0f} ms for {text[:300]}"

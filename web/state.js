@@ -70,6 +70,10 @@ export function parseValue(f, text) {
     return { ok: true, value: n };
   }
   if (f.type === "choice") {
+    if (f.choices.every((c) => typeof c === "number")) {      // whole-number choices, such as a block size
+      const n = /^\d{1,9}$/.test(s) ? Number(s) : NaN;
+      return f.choices.includes(n) ? { ok: true, value: n } : { ok: false, why: `must be one of ${f.choices.join(", ")}` };
+    }
     return f.choices.includes(s) ? { ok: true, value: s } : { ok: false, why: `must be one of ${f.choices.join(", ")}` };
   }
   if (f.type === "bool") {

@@ -66,6 +66,13 @@ test("a vLLM context that does not fit shows the engine's refusal", async () => 
   await ctx.close();
 });
 
+test("a whole-number choice (block size) is read from a link", async () => {
+  const { ctx, page } = await open("?model=llama-3.1-8b&mode=serve&engine=vllm&block_size=32&version=0.10.2&kv_cache_memory_bytes=1073741824&max_model_len=4096");
+  assert.equal(await page.inputValue('select[name="block_size"]'), "32");
+  assert.match(await page.textContent("#engine-log"), /GPU KV cache size: 8,192 tokens/);   // 1 GiB / (2 x 32 x 8 x 128 x 2 B x 32 layers) = 256 blocks of 32
+  await ctx.close();
+});
+
 test("a setting the core rejects in a serving link is named and falls back", async () => {
   const { ctx, page } = await open("?model=llama-3.1-8b&mode=serve&engine=vllm&gpu_memory_utilization=7");
   assert.match(await page.textContent("#messages"), /gpu_memory_utilization/);
