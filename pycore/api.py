@@ -15,8 +15,6 @@ from .plan.layouts import run_plan
 from .plan.solve import largest, largest_parameters, search_largest, suggestions
 from .model.spec import ModelSize
 from .model.params import total_params
-from .plan.serving import serving_solutions
-from .serving.engines import estimate_serving, serving_dict
 
 
 def _phase_list(e: Estimate) -> list:
@@ -93,6 +91,8 @@ def serving_result(req) -> dict:
     """Workload mode "serve": the engine's budget on the most loaded GPU, its KV tokens and requests."""
     if req.serving.engine == "hf":
         return hf_generate_result(req)
+    from .plan.serving import serving_solutions           # the serving family loads on first use
+    from .serving.engines import estimate_serving, serving_dict
     e = estimate_serving(req.model, req.serving, req.hardware, req.checkpoint, req.framework.cuda_context_bytes)
     device = e.device.to_dict()
     out = {"model": _model_dict(req, req.model), "params": {"total": total_params(req.model)},

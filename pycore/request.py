@@ -18,7 +18,6 @@ from .parallel.layout import Parallelism
 from .parallel.options import RECIPE_OPTIONS
 from .plan.layouts import PlanQuery
 from .schema import build, describe, integer, join_path, number, text
-from .serving.config import Serving, check_fields_for_engine
 from .serving.formats import NONE, WeightFormat, read_quantization
 from .units import GiB
 from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes
@@ -45,7 +44,7 @@ class Request:
     gpu_id: str
     solve: bool
     plan: PlanQuery | None = None
-    serving: Serving | None = None          # workload mode "serve"
+    serving: object | None = None           # workload mode "serve": a serving.config.Serving
     checkpoint: WeightFormat = NONE         # the config.json's quantization_config
 
 
@@ -163,6 +162,7 @@ def _serving_request(data: dict, model, model_id: str, checkpoint: WeightFormat,
             raise InputError(key, "does not apply to serving; the engine's settings go in workload")
     if isinstance(model, ModelSize):
         raise InputError("model", "serving needs the model's dimensions or config.json, not only its size")
+    from .serving.config import Serving, check_fields_for_engine     # loaded on first use
     rest = {k: v for k, v in raw.items() if k != "mode"}
     serving = build(Serving, rest, "workload")
     check_fields_for_engine(rest, serving.engine)
@@ -175,6 +175,7 @@ def _serving_request(data: dict, model, model_id: str, checkpoint: WeightFormat,
 def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
+    from .serving.config import Serving
     fields = {**describe(Workload, "workload"), **describe(Serving, "workload"), **describe(Precision, "precision"),
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
               **{k: v for recipe, cls in RECIPE_OPTIONS.items()

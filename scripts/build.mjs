@@ -7,7 +7,11 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const DIST = join(ROOT, "dist");
-const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
+// The runtime as the worker loads it: the stock standard library and lock file are replaced by the
+// precompiled zips of scripts/build_runtime.mjs and an inline lock.
+const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm"];
+// Fetched on first use only, so not precached: the rest of the standard library, the module list.
+const NOT_PRECACHED = [/^docs\//, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/];
 const PYTHON = process.env.PYTHON || (existsSync(join(ROOT, ".venv/bin/python")) ? join(ROOT, ".venv/bin/python") : "python3");
 
 rmSync(DIST, { recursive: true, force: true });
@@ -18,6 +22,7 @@ for (const name of readdirSync(join(ROOT, "web"))) {
 const pyodideDir = join(ROOT, "node_modules", "pyodide");
 for (const f of PYODIDE_FILES) cpSync(join(pyodideDir, f), join(DIST, "pyodide", f));
 execFileSync(PYTHON, [join(ROOT, "scripts", "bundle_core.py"), DIST], { stdio: "inherit" });
+execFileSync(process.execPath, [join(ROOT, "scripts", "build_runtime.mjs"), DIST], { stdio: "inherit", cwd: ROOT });
 if (existsSync(join(ROOT, "mkdocs.yml")) && process.env.SKIP_DOCS !== "1") {
   execFileSync(PYTHON, ["-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", join(DIST, "docs")], { cwd: ROOT, stdio: "inherit" });
 }
@@ -29,11 +34,14 @@ const files = walk(DIST).filter((f) => !f.endsWith("sw.js")).sort();
 const hash = createHash("sha256");
 for (const f of files) hash.update(relative(DIST, f)).update(readFileSync(f));
 const version = hash.digest("hex").slice(0, 16);
-const urls = ["./", "./index.html", ...files.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
+const precached = files.filter((f) => !NOT_PRECACHED.some((re) => re.test(relative(DIST, f).split("\\").join("/"))));
+const urls = ["./", "./index.html", ...precached.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
   .filter((u) => !u.endsWith(".map"))
   .map((u) => (u === "./index.html" ? u : u.replace(/\/index\.html$/, "/")));
 const sw = readFileSync(join(ROOT, "web", "sw.js"), "utf8")
   .replace("__VERSION__", version).replace("__FILES__", JSON.stringify([...new Set(urls)]));
 writeFileSync(join(DIST, "sw.js"), sw);
+// The worker keys its Python snapshot by the same version.
+writeFileSync(join(DIST, "worker.js"), readFileSync(join(DIST, "worker.js"), "utf8").replace("__VERSION__", version));
 writeFileSync(join(DIST, ".nojekyll"), "");
 console.log(`built dist/ (${files.length} files, cache version ${version})`);

@@ -49,14 +49,23 @@ function registerServiceWorker() {
   if ("serviceWorker" in navigator && location.protocol !== "file:") navigator.serviceWorker.register("sw.js").catch(() => {});
 }
 
+let workerStartedAt = 0;
 function startWorker() {
   workerReady = false;
+  workerStartedAt = performance.now();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   worker.onmessage = (event) => {
     const msg = event.data;
     if (msg.type === "progress") text($("#status"), msg.text);
     else if (msg.type === "failed") text($("#status"), `The estimator failed to load: ${msg.text}`);
-    else if (msg.type === "ready") { workerReady = true; text($("#status"), ""); update(); registerServiceWorker(); }
+    else if (msg.type === "ready") {
+      workerReady = true;
+      document.body.dataset.startPath = msg.path || "";          // fresh | snapshot | fallback
+      document.body.dataset.startTimings = JSON.stringify({ workerStarted: Math.round(workerStartedAt), ...(msg.timings || {}) });
+      text($("#status"), msg.path === "fallback" ? "The saved snapshot did not restore; started Python normally." : "");
+      if (catalog && state) update();                             // otherwise the first update runs once the form is built
+      registerServiceWorker();
+    } else if (msg.type === "snapshot") document.body.dataset.snapshot = msg.state;
     else if (msg.type === "result") {
       const p = pending.get(msg.id);
       pending.delete(msg.id);
@@ -77,14 +86,16 @@ function restartWorker() {
   startWorker();
 }
 
-function ask(request, timeout = REQUEST_TIMEOUT_MS) {
+function ask(request, timeout = REQUEST_TIMEOUT_MS, kind = "estimate") {
   return new Promise((resolve) => {
     const id = ++seq;
     const timer = setTimeout(restartWorker, timeout);
     pending.set(id, { resolve, timer });
-    worker.postMessage({ id, request: JSON.stringify(request) });     // a string: nothing deep to clone
+    worker.postMessage({ id, kind, request: kind === "estimate" ? JSON.stringify(request) : request });
   });
 }
+// Diagnostics (used by the tests): does a standard-library module import in the worker?
+globalThis.gmpImportCheck = async (name) => (await ask(String(name), 30000, "import")).response.result;
 
 // ---- form <-> state ------------------------------------------------------------
 function field(param) { return catalog.request.fields[PARAMS[param]]; }
@@ -485,6 +496,7 @@ async function update({ push = true } = {}) {
       if (serving) renderServe(response.result); else renderMain(response.result);
       document.body.dataset.query = await toQuery(state, catalog);     // which configuration the result is for
       document.body.dataset.computed = String(id);
+      if (!document.body.dataset.firstResultMs) document.body.dataset.firstResultMs = String(Math.round(performance.now()));
       const solved = await ask(toRequest(state, catalog, true));
       if (solved.id < latestShown || solved.response.status !== "ok") return;
       if (serving) renderServeSolved(solved.response.result);
@@ -572,11 +584,12 @@ $("#theme").addEventListener("click", () => {
 try { const t = localStorage.getItem("theme"); if (t) document.documentElement.dataset.theme = t; } catch {}
 window.addEventListener("popstate", async () => { pushing = true; await loadFromURL(); await update({ push: false }); pushing = false; });
 
+// The worker starts first: Python's start-up is the long pole, the form can be built meanwhile.
+startWorker();
 catalog = await (await fetch("catalog.json")).json();
 registerServeParams(catalog);
 buildServeFields();
 state = defaults(catalog);
 buildForm();
 await loadFromURL();
-startWorker();
 update({ push: false });

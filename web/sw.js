@@ -1,5 +1,7 @@
 // Service worker: precache the app, the estimator and Pyodide on the first visit, then serve
-// from the cache so that a reload works offline. The build writes the version (a hash of every
+// from the cache so that a reload works offline. Documentation pages and the rest of the standard
+// library are cached when first fetched. Responses are passed through untouched, so that Chromium's
+// compiled-wasm cache keeps working for pyodide.asm.wasm. The build writes the version (a hash of every
 // file) into CACHE, so a new deployment installs a new cache and deletes the old one.
 const CACHE = "gmp-__VERSION__";
 const FILES = __FILES__;
@@ -8,13 +10,15 @@ const FILES = __FILES__;
 // Pages sends max-age=600, so a plain addAll after a deploy could store the old files again.
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE)
-    .then((c) => c.addAll(FILES.map((url) => new Request(url, { cache: "reload" }))))
+    .then((c) => c.addAll(FILES.map((url) => new Request(url, { cache: "no-cache" }))))
     .then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (event) => {
   event.waitUntil(caches.keys()
-    .then((keys) => Promise.all(keys.filter((k) => k.startsWith("gmp-") && k !== CACHE).map((k) => caches.delete(k))))
+    // the worker's Python snapshot for this build (gmp-snapshot-VERSION) stays; older ones go
+    .then((keys) => Promise.all(keys.filter((k) => k.startsWith("gmp-") && k !== CACHE && k !== `gmp-snapshot-${CACHE.slice(4)}`)
+      .map((k) => caches.delete(k))))
     .then(() => self.clients.claim()));
 });
 

@@ -1,22 +1,157 @@
 // Runs pycore in Pyodide off the main thread: the page posts requests, this posts responses.
+//
+// Start-up (docs/faq.md, "Why is the first visit slower?"):
+// - the standard library the core and Pyodide's start-up use comes precompiled (pyodide/stdlib-core.zip,
+//   built by scripts/build_runtime.mjs with this Pyodide); any other module is fetched with the rest of
+//   the standard library (pyodide/stdlib-rest.zip) the first time an import misses;
+// - after the first answer, when the page is idle, the worker saves a memory snapshot of Python with
+//   pycore.api imported into Cache Storage, keyed by the build; later visits restore it instead of
+//   initialising Python. The snapshot options (_makeSnapshot, _loadSnapshot, makeMemorySnapshot) are
+//   private to Pyodide 314.0.7 and pinned by tests/pyodide/runtime.test.mjs; any failure falls back
+//   to a normal start.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 
+const BUILD = "__VERSION__";                    // scripts/build.mjs writes the build's hash here
+const BASE = new URL("./", import.meta.url).href;
+const INDEX = BASE + "pyodide/";
+const SNAPSHOT_CACHE = `gmp-snapshot-${BUILD}`;
+const SNAPSHOT_KEY = `${BASE}pyodide/snapshot-${BUILD}.bin`;
+// A snapshot is the whole wasm heap, about 30 MiB with pycore loaded; refuse to
+// store anything far larger, which would mean the heap grew for another reason.
+const SNAPSHOT_MAX_BYTES = 96 * 2 ** 20;
+// The lock file lists packages the core does not use; an empty one with the right ABI skips its fetch.
+const LOCK = { info: { abi_version: "2026_0" }, packages: {} };
+const LIB = "/home/pyodide/lib";
+
 let api = null;
+let py = null;
+let snapshotState = "none";                    // none | restored | stored | failed: ... | skipped: ...
+const progress = (text) => postMessage({ type: "progress", text });
+
+// An import the precompiled core zip cannot serve fetches the rest of the standard library once,
+// synchronously (XMLHttpRequest is synchronous-capable in workers), and retries.
+const REST_FINDER = `
+import sys, importlib.abc, importlib.machinery
+class _RestOfStdlib(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if path is not None or '/lib/stdlib-rest.zip' in sys.path:
+            return None
+        from js import fetch_rest_stdlib
+        fetch_rest_stdlib()
+        sys.path.append('/lib/stdlib-rest.zip')
+        sys.meta_path.remove(self)
+        return importlib.machinery.PathFinder.find_spec(name, [p for p in sys.path if p.endswith('stdlib-rest.zip')])
+if not any(type(f).__name__ == '_RestOfStdlib' for f in sys.meta_path):
+    sys.meta_path.append(_RestOfStdlib())
+`;
+
+self.fetch_rest_stdlib = () => {
+  const xhr = new XMLHttpRequest();
+  xhr.open("GET", INDEX + "stdlib-rest.zip", false);
+  xhr.overrideMimeType("text/plain; charset=x-user-defined");
+  xhr.send();
+  if (xhr.status !== 200) throw new Error(`stdlib-rest.zip: HTTP ${xhr.status}`);
+  const text = xhr.responseText;
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff;
+  py.FS.writeFile("/lib/stdlib-rest.zip", bytes);
+};
+
+// The stored snapshot's bytes as a promise (loadPyodide overlaps reading it with fetching and compiling
+// the wasm), or null when this browser has none for this build.
+async function findSnapshot() {
+  if (!("caches" in self)) return null;
+  const hit = await (await caches.open(SNAPSHOT_CACHE)).match(SNAPSHOT_KEY);
+  return hit ? hit.arrayBuffer() : null;
+}
+
+async function startFresh(makeSnapshot, why) {
+  progress(why);
+  py = await loadPyodide({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
+    _makeSnapshot: makeSnapshot });
+  mark("runtime started");
+  py.unpackArchive(await pycoreZip, "zip", { extractDir: LIB });
+  progress("Loading the estimator…");
+  py.runPython(`import sys; sys.path.insert(0, '${LIB}'); import pycore.api`);
+}
+
+const pycoreZip = fetch(BASE + "pycore.zip").then((r) => r.arrayBuffer());     // in parallel with the runtime
+const timings = {};
+const mark = (name) => { timings[name] = Math.round(performance.now()); };
 const ready = (async () => {
-  postMessage({ type: "progress", text: "Loading the Python runtime (first visit only)…" });
-  const py = await loadPyodide({ indexURL: new URL("./pyodide/", import.meta.url).href });
-  postMessage({ type: "progress", text: "Loading the estimator…" });
-  const zip = await (await fetch(new URL("./pycore.zip", import.meta.url))).arrayBuffer();
-  py.unpackArchive(zip, "zip", { extractDir: "/home/pyodide/lib" });
-  py.runPython("import sys; sys.path.insert(0, '/home/pyodide/lib'); import pycore.api");
+  let snapshot = null;
+  try { snapshot = await findSnapshot(); } catch { snapshot = null; }
+  mark("snapshot found");
+  let path = "fresh";
+  if (snapshot) {
+    try {
+      progress("Restoring the estimator from this browser's snapshot…");
+      py = await loadPyodide({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
+        _loadSnapshot: snapshot });
+      mark("runtime restored");
+      py.unpackArchive(await pycoreZip, "zip", { extractDir: LIB });   // the file system is not in the snapshot
+      py.runPython("import random; random.seed()");                    // restored instances share the random state
+      path = "snapshot";
+      snapshotState = "restored";
+    } catch (err) {
+      path = "fallback";
+      snapshotState = `failed: ${String(err).slice(0, 200)}`;
+      await caches.delete(SNAPSHOT_CACHE).catch(() => {});
+      await startFresh(false, `The saved snapshot did not restore (${String(err).slice(0, 120)}); starting Python normally…`);
+    }
+  } else {
+    await startFresh("caches" in self, "Loading the Python runtime…");
+  }
+  py.runPython(REST_FINDER);
   api = py.pyimport("pycore.api");
-  postMessage({ type: "ready" });
+  mark("estimator ready");
+  postMessage({ type: "ready", path, timings });
 })().catch((err) => postMessage({ type: "failed", text: String(err) }));
+
+// After the first answers, when the page has been idle for a moment: save the snapshot.
+let idleTimer = null;
+function scheduleSnapshot() {
+  if (snapshotState !== "none" || !py || !("caches" in self)) return;
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(async () => {
+    if (snapshotState !== "none") return;
+    try {
+      // Only a heap without live JS references can be saved; an import of the rest zip since start-up
+      // would also tie the snapshot to a file the next start does not have.
+      if (py.runPython("import sys; '/lib/stdlib-rest.zip' in sys.path")) { snapshotState = "skipped: rest of stdlib loaded"; return report(); }
+      const bytes = py.makeMemorySnapshot();
+      if (bytes.length > SNAPSHOT_MAX_BYTES) { snapshotState = `skipped: ${bytes.length} bytes`; return report(); }
+      // Stored as it is: reading 30 MiB back is faster than inflating 5 MB, and Cache Storage is on disk.
+      const cache = await caches.open(SNAPSHOT_CACHE);
+      await cache.put(SNAPSHOT_KEY, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
+      for (const key of await caches.keys()) if (key.startsWith("gmp-snapshot-") && key !== SNAPSHOT_CACHE) await caches.delete(key);
+      snapshotState = "stored";
+    } catch (err) {
+      snapshotState = `failed: ${String(err).slice(0, 200)}`;
+    }
+    report();
+  }, 1500);
+}
+function report() { postMessage({ type: "snapshot", state: snapshotState }); }
+
+const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,40}(\.[A-Za-z_][A-Za-z0-9_]{0,40}){0,4}$/;
 
 onmessage = async (event) => {
   await ready;
   if (!api) return;
-  const { id, request } = event.data;          // the request as JSON text; the core parses it, bounded
+  const { id, request, kind } = event.data;
+  if (kind === "import") {
+    // Used by the tests and diagnostics: can this standard-library module be imported here?
+    const name = String(request);
+    let result = "invalid module name";
+    if (MODULE_NAME.test(name)) {
+      py.globals.set("_probe_name", name);
+      result = py.runPython("import importlib\ntry:\n    _m = importlib.import_module(_probe_name); _r = 'ok ' + str(getattr(_m, '__file__', ''))\nexcept Exception as e:\n    _r = 'error ' + repr(e)\ndel _probe_name\n_r");
+    }
+    postMessage({ type: "result", id, response: JSON.stringify({ status: "ok", result }) });
+    return;
+  }
   const t0 = performance.now();
   postMessage({ type: "result", id, response: api.estimate(String(request)), ms: performance.now() - t0 });
+  scheduleSnapshot();
 };

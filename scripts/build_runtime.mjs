@@ -1,0 +1,144 @@
+// Precompile what the page's Python start-up reads, with the pinned Pyodide itself (run by build.mjs):
+//   node scripts/build_runtime.mjs OUT_DIR
+//
+// 1. The module list: start Pyodide in Node, import pycore.api and run the core's test workloads
+//    (every request of tests/data/golden_*.json, the Pyodide parity requests, hostile and error
+//    requests, the schema and the catalog). The standard-library modules loaded from the stdlib zip
+//    by then are the list: Pyodide's own start-up modules and everything the core imports.
+// 2. OUT_DIR/pyodide/stdlib-core.zip: those modules as sourceless .pyc (UNCHECKED_HASH, compiled by
+//    the same CPython 3.14 build, so the magic number always matches), with the rest of their packages
+//    as .py (a package must not be split across zips: its __path__ points into one). Pyodide mounts it
+//    as /lib/python314.zip through loadPyodide's stdLibURL.
+//    OUT_DIR/pyodide/stdlib-rest.zip: every other module, as .py; the worker fetches it the first
+//    time an import misses.
+// 3. OUT_DIR/pycore.zip: the core as sourceless .pyc beside its data files.
+// 4. OUT_DIR/pyodide/modules.json: the list, with the zips' sizes (the tests check it still covers
+//    what the workloads load).
+import { loadPyodide } from "pyodide";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const OUT = process.argv[2] || join(ROOT, "dist");
+const LIB = "/home/pyodide/lib";
+
+function copyTree(py, src, dst) {
+  py.FS.mkdirTree(dst);
+  for (const name of readdirSync(src)) {
+    if (name === "__pycache__") continue;
+    const s = join(src, name);
+    if (statSync(s).isDirectory()) copyTree(py, s, `${dst}/${name}`);
+    else if (/\.(py|json)$/.test(name)) py.FS.writeFile(`${dst}/${name}`, readFileSync(s));
+  }
+}
+
+export function workloadRequests() {
+  const out = [];
+  for (const name of ["golden_parallel.json", "golden_serving.json"]) {
+    for (const c of JSON.parse(readFileSync(join(ROOT, "tests", "data", name), "utf8")).checks) if (c.request) out.push(c.request);
+  }
+  out.push({ model: "gpt2", workload: { mode: "full", attention: "eager" }, precision: { weights: "fp32", autocast: "bf16" } },
+    { model: "llama-3.1-8b", workload: { mode: "lora", batch_size: 1, seq_len: 2048, gradient_checkpointing: true }, gpu: "rtx-4090-24gb", solve: true },
+    { model: "qwen3-30b-a3b", workload: { mode: "inference", batch_size: 16, seq_len: 4096, new_tokens: 256 }, precision: { weights: "int4" }, solve: true },
+    { model: "llama-3.1-8b", workload: { mode: "qlora", optimizer: "adamw_8bit" }, solve: true },
+    { model: "llama-2-7b", workload: { mode: "full" }, precision: { weights: "fp32", autocast: "bf16" }, plan: { limit: 5 } },
+    { model: "qwen3-30b-a3b", gpu: "h100-sxm-80gb", workload: { mode: "serve", engine: "vllm", tensor_parallel_size: 2 }, solve: true },
+    { model: "llama-3.1-8b", gpu: "rtx-4090-24gb", workload: { mode: "serve", engine: "llamacpp", n_ctx: 8192 }, solve: true },
+    { model: "llama-3.1-8b", workload: { mode: "serve", engine: "sglang" }, solve: true },
+    { model: "nope" }, { model: "gpt2", workload: { batch_size: -3 } }, { hf_config: "[".repeat(100) + "]".repeat(100) });
+  return out;
+}
+
+// Imported by the tests for workloadRequests() alone (scripts/build_runtime.mjs?list-only): no build.
+if (!import.meta.url.endsWith("?list-only")) await build();
+
+async function build() {
+const py = await loadPyodide();
+// Install the core as the worker does, by unpacking a zip (scripts/bundle_core.py's source zip, which
+// build.mjs writes first; zipfile's decoding of member names is then among the modules used).
+const sourceZip = join(OUT, "pycore.zip");
+if (existsSync(sourceZip)) py.unpackArchive(new Uint8Array(readFileSync(sourceZip)), "zip", { extractDir: LIB });
+else copyTree(py, join(ROOT, "pycore"), `${LIB}/pycore`);
+py.runPython(`import sys; sys.path.insert(0, '${LIB}'); import pycore.api`);
+const api = py.pyimport("pycore.api");
+for (const r of workloadRequests()) api.estimate(JSON.stringify(r));
+api.estimate("{not json");
+api.schema();
+api.catalog();
+
+const used = JSON.parse(py.runPython(`
+import sys, json, zipimport
+ZIP = '/lib/python314.zip'
+json.dumps(sorted({m.__spec__.origin[len(ZIP) + 1:] for m in list(sys.modules.values())
+                   if isinstance(getattr(getattr(m, '__spec__', None), 'loader', None), zipimport.zipimporter)
+                   and (m.__spec__.origin or '').startswith(ZIP + '/')}))`));
+
+py.globals.set("USED", py.toPy(used));
+py.runPython(`
+import os, py_compile, zipfile
+ZIP = '/lib/python314.zip'
+USED = set(USED)
+src = zipfile.ZipFile(ZIP)
+DATE = (2020, 1, 1, 0, 0, 0)                       # reproducible bytes
+
+def compiled(path, name, data, optimize=0):
+    tmp = '/tmp/pyc/' + name
+    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    with open(tmp, 'wb') as f:
+        f.write(data)
+    py_compile.compile(tmp, cfile=tmp + 'c', dfile=path, doraise=True, optimize=optimize,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    with open(tmp + 'c', 'rb') as f:
+        return f.read()
+
+def put(zf, name, data):
+    info = zipfile.ZipInfo(name, date_time=DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, data)
+
+TOP = {n.split('/')[0] for n in USED if '/' in n}
+in_core = lambda n: n in USED or n.split('/')[0] in TOP
+with zipfile.ZipFile('/tmp/stdlib-core.zip', 'w') as core, zipfile.ZipFile('/tmp/stdlib-rest.zip', 'w') as rest:
+    for info in src.infolist():
+        n = info.filename
+        if n.endswith('/'):
+            continue
+        data = src.read(n)
+        if not in_core(n):
+            put(rest, n, data)
+        elif n in USED and n.endswith('.py'):
+            put(core, n + 'c', compiled(ZIP + '/' + n, n, data))     # tracebacks name /lib/python314.zip/...
+        else:
+            put(core, n, data)
+
+# pycore: sourceless .pyc beside the data files, unpacked to ${LIB}. Docstrings are dropped (optimize=2:
+# the core never reads __doc__ and has no assert statements); the command line is not part of the page.
+with zipfile.ZipFile('/tmp/pycore.zip', 'w') as zf:
+    for root, dirs, files in sorted(os.walk('${LIB}/pycore')):
+        dirs.sort()
+        for f in sorted(files):
+            full = os.path.join(root, f)
+            rel = os.path.relpath(full, '${LIB}')
+            if rel.startswith('pycore/cli/') or rel == 'pycore/__main__.py':
+                continue
+            with open(full, 'rb') as fh:
+                data = fh.read()
+            if f.endswith('.py'):
+                put(zf, rel + 'c', compiled(full, rel, data, optimize=2))
+            elif f.endswith('.json'):
+                put(zf, rel, data)
+`);
+
+mkdirSync(join(OUT, "pyodide"), { recursive: true });
+const sizes = {};
+for (const [file, dest] of [["stdlib-core.zip", "pyodide/stdlib-core.zip"], ["stdlib-rest.zip", "pyodide/stdlib-rest.zip"],
+  ["pycore.zip", "pycore.zip"]]) {
+  const bytes = py.FS.readFile(`/tmp/${file}`);
+  writeFileSync(join(OUT, dest), bytes);
+  sizes[dest] = bytes.length;
+}
+writeFileSync(join(OUT, "pyodide", "modules.json"), JSON.stringify({ modules: used, sizes }, null, 1));
+console.log(`runtime: ${used.length} stdlib modules precompiled; ${Object.entries(sizes).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+}

@@ -1,0 +1,54 @@
+// Start-up (issue 11): the first visit starts Python from the precompiled standard library and then
+// saves a snapshot; a reload restores it; a corrupt snapshot falls back to a normal start; a module
+// outside the precompiled list still imports in the browser.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { start, waitForResult } from "./harness.mjs";
+
+let h;
+before(async () => { h = await start({ pages: true }); });
+after(async () => { await h?.close(); });
+
+const QUERY = "?model=llama-3.2-1b&mode=lora";
+
+async function firstVisit() {
+  const ctx = await h.browser.newContext();
+  const page = await ctx.newPage();
+  await page.goto(h.base + QUERY);
+  const result = await waitForResult(page);
+  return { ctx, page, result };
+}
+
+test("the first visit starts fresh and saves a snapshot; a reload restores it with the same answer", async () => {
+  const { ctx, page, result } = await firstVisit();
+  assert.equal(await page.evaluate(() => document.body.dataset.startPath), "fresh");
+  await page.waitForFunction(() => document.body.dataset.snapshot, null, { timeout: 60000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.snapshot), "stored");
+  await page.reload();
+  const again = await waitForResult(page);
+  assert.equal(await page.evaluate(() => document.body.dataset.startPath), "snapshot");
+  assert.equal(again.peak, result.peak);
+  assert.equal(await page.evaluate(() => document.body.dataset.snapshot || ""), "");      // nothing new to save
+  // a standard-library module outside the precompiled list: fetched with the rest of the library
+  const probe = await page.evaluate(() => globalThis.gmpImportCheck("xml.dom.minidom"));
+  assert.match(probe, /^ok \/lib\/stdlib-rest\.zip\/xml\/dom\/minidom\.py$/);
+  assert.match(await page.evaluate(() => globalThis.gmpImportCheck("json")), /^ok \/lib\/python314\.zip\/json\/__init__\.pyc$/);
+  assert.equal(await page.evaluate(() => globalThis.gmpImportCheck("not a module")), "invalid module name");
+  await ctx.close();
+});
+
+test("a snapshot that does not restore falls back to a normal start and says so", async () => {
+  const { ctx, page } = await firstVisit();
+  await page.waitForFunction(() => document.body.dataset.snapshot === "stored", null, { timeout: 60000 });
+  await page.evaluate(async () => {
+    const name = (await caches.keys()).find((k) => k.startsWith("gmp-snapshot-"));
+    const cache = await caches.open(name);
+    const [key] = await cache.keys();
+    await cache.put(key, new Response(new Uint8Array(4096).fill(7)));       // not a snapshot
+  });
+  await page.reload();
+  const r = await waitForResult(page);
+  assert.equal(await page.evaluate(() => document.body.dataset.startPath), "fallback");
+  assert.match(r.peak, /^\d+\.\d\d$/);
+  await ctx.close();
+});
