@@ -12,6 +12,7 @@ const DIST = join(ROOT, "dist");
 const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm"];
 // Fetched on first use only, so not precached: the rest of the standard library, the module list.
 const NOT_PRECACHED = [/^docs\//, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/];
+// (pyodide/stdlib-rest-index.json is precached: the worker reads it at every start, offline too)
 const PYTHON = process.env.PYTHON || (existsSync(join(ROOT, ".venv/bin/python")) ? join(ROOT, ".venv/bin/python") : "python3");
 
 rmSync(DIST, { recursive: true, force: true });

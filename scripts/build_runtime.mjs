@@ -6,11 +6,11 @@
 //    requests, the schema and the catalog). The standard-library modules loaded from the stdlib zip
 //    by then are the list: Pyodide's own start-up modules and everything the core imports.
 // 2. OUT_DIR/pyodide/stdlib-core.zip: those modules as sourceless .pyc (UNCHECKED_HASH, compiled by
-//    the same CPython 3.14 build, so the magic number always matches), with the rest of their packages
-//    as .py (a package must not be split across zips: its __path__ points into one). Pyodide mounts it
-//    as /lib/python314.zip through loadPyodide's stdLibURL.
-//    OUT_DIR/pyodide/stdlib-rest.zip: every other module, as .py; the worker fetches it the first
-//    time an import misses.
+//    the same CPython 3.14 build, so the magic number always matches). Pyodide mounts it as
+//    /lib/python314.zip through loadPyodide's stdLibURL.
+//    OUT_DIR/pyodide/stdlib-rest.zip: every other file, as .py. The worker fetches it the first time an
+//    import misses, and searches it for top-level modules and, under the same package path, for the
+//    unused submodules of packages the core zip holds (a package's __path__ points into one zip).
 // 3. OUT_DIR/pycore.zip: the core as sourceless .pyc beside its data files.
 // 4. OUT_DIR/pyodide/modules.json: the list, with the zips' sizes (the tests check it still covers
 //    what the workloads load).
@@ -98,8 +98,11 @@ def put(zf, name, data):
     info.external_attr = 0o644 << 16
     zf.writestr(info, data)
 
-TOP = {n.split('/')[0] for n in USED if '/' in n}
-in_core = lambda n: n in USED or n.split('/')[0] in TOP
+# The core zip holds exactly the modules used; everything else (whole packages, and the unused modules
+# of used packages such as the 120 codecs of encodings) goes to the rest zip, which the worker's import
+# hook searches under the same package paths.
+in_core = lambda n: n in USED
+REST_NAMES = []
 with zipfile.ZipFile('/tmp/stdlib-core.zip', 'w') as core, zipfile.ZipFile('/tmp/stdlib-rest.zip', 'w') as rest:
     for info in src.infolist():
         n = info.filename
@@ -108,6 +111,8 @@ with zipfile.ZipFile('/tmp/stdlib-core.zip', 'w') as core, zipfile.ZipFile('/tmp
         data = src.read(n)
         if not in_core(n):
             put(rest, n, data)
+            if n.endswith('.py'):
+                REST_NAMES.append(n[:-3].replace('/__init__', '').replace('/', '.'))
         elif n in USED and n.endswith('.py'):
             put(core, n + 'c', compiled(ZIP + '/' + n, n, data))     # tracebacks name /lib/python314.zip/...
         else:
@@ -132,6 +137,9 @@ with zipfile.ZipFile('/tmp/pycore.zip', 'w') as zf:
 `);
 
 mkdirSync(join(OUT, "pyodide"), { recursive: true });
+// The modules the rest zip can serve: the worker's import hook fetches the zip only for one of these,
+// so an optional import that fails anyway (try: import _foo) costs nothing.
+writeFileSync(join(OUT, "pyodide", "stdlib-rest-index.json"), py.runPython("import json; json.dumps(sorted(set(REST_NAMES)))"));
 const sizes = {};
 for (const [file, dest] of [["stdlib-core.zip", "pyodide/stdlib-core.zip"], ["stdlib-rest.zip", "pyodide/stdlib-rest.zip"],
   ["pycore.zip", "pycore.zip"]]) {

@@ -31,18 +31,30 @@ const progress = (text) => postMessage({ type: "progress", text });
 // An import the precompiled core zip cannot serve fetches the rest of the standard library once,
 // synchronously (XMLHttpRequest is synchronous-capable in workers), and retries.
 const REST_FINDER = `
-import sys, importlib.abc, importlib.machinery
+import sys, json, importlib.abc, importlib.machinery
+CORE, REST = '/lib/python314.zip', '/lib/stdlib-rest.zip'
 class _RestOfStdlib(importlib.abc.MetaPathFinder):
+    """Imports the core zip cannot serve: a top-level module, or a submodule of a package whose used
+    modules are in the core zip and whose other modules are in the rest zip, at the same path."""
+    def __init__(self, names):
+        self.names = frozenset(names)
     def find_spec(self, name, path=None, target=None):
-        if path is not None or '/lib/stdlib-rest.zip' in sys.path:
+        if name not in self.names:
             return None
-        from js import fetch_rest_stdlib
-        fetch_rest_stdlib()
-        sys.path.append('/lib/stdlib-rest.zip')
-        sys.meta_path.remove(self)
-        return importlib.machinery.PathFinder.find_spec(name, [p for p in sys.path if p.endswith('stdlib-rest.zip')])
+        if path is None:
+            search = [REST]
+        else:
+            search = [REST + p[len(CORE):] for p in path if isinstance(p, str) and p.startswith(CORE + '/')]
+            if not search:
+                return None
+        if REST not in sys.path:
+            from js import fetch_rest_stdlib
+            fetch_rest_stdlib()
+            sys.path.append(REST)
+        return importlib.machinery.PathFinder.find_spec(name, search)
 if not any(type(f).__name__ == '_RestOfStdlib' for f in sys.meta_path):
-    sys.meta_path.append(_RestOfStdlib())
+    sys.meta_path.append(_RestOfStdlib(json.loads(_rest_names)))
+del _rest_names
 `;
 
 self.fetch_rest_stdlib = () => {
@@ -76,6 +88,7 @@ async function startFresh(makeSnapshot, why) {
 }
 
 const pycoreZip = fetch(BASE + "pycore.zip").then((r) => r.arrayBuffer());     // in parallel with the runtime
+const restIndex = fetch(INDEX + "stdlib-rest-index.json").then((r) => r.text()).catch(() => "[]");
 const timings = {};
 const mark = (name) => { timings[name] = Math.round(performance.now()); };
 const ready = (async () => {
@@ -102,6 +115,7 @@ const ready = (async () => {
   } else {
     await startFresh("caches" in self, "Loading the Python runtime…");
   }
+  py.globals.set("_rest_names", await restIndex);       // a string: Python keeps no JS object
   py.runPython(REST_FINDER);
   api = py.pyimport("pycore.api");
   mark("estimator ready");

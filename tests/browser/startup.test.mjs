@@ -33,6 +33,10 @@ test("the first visit starts fresh and saves a snapshot; a reload restores it wi
   const probe = await page.evaluate(() => globalThis.gmpImportCheck("xml.dom.minidom"));
   assert.match(probe, /^ok \/lib\/stdlib-rest\.zip\/xml\/dom\/minidom\.py$/);
   assert.match(await page.evaluate(() => globalThis.gmpImportCheck("json")), /^ok \/lib\/python314\.zip\/json\/__init__\.pyc$/);
+  // an unused module of a package whose used modules are precompiled: found in the rest, same package path
+  assert.match(await page.evaluate(() => globalThis.gmpImportCheck("encodings.cp1252")),
+    /^ok \/lib\/stdlib-rest\.zip\/encodings\/cp1252\.py$/);
+  assert.match(await page.evaluate(() => globalThis.gmpImportCheck("_no_such_module")), /^error ModuleNotFoundError/);
   assert.equal(await page.evaluate(() => globalThis.gmpImportCheck("not a module")), "invalid module name");
   await ctx.close();
 });
