@@ -49,7 +49,8 @@ def result_dict(req, e: Estimate) -> dict:
         "warnings": list(e.warnings),
         "assumptions": {"torch": req.framework.torch, "transformers": req.framework.transformers,
                         "peft": req.framework.peft, "sdpa_kernel": e.context.kernel if e.context else None,
-                        "cuda_context_bytes": req.framework.cuda_context_bytes},
+                        "cuda_context_bytes": req.framework.context_bytes(),
+                        "zero_grad_set_to_none": not req.framework.keeps_gradients()},
     }
     if e.layout:
         out["layout"] = e.layout
@@ -93,7 +94,7 @@ def serving_result(req) -> dict:
         return hf_generate_result(req)
     from .plan.serving import serving_solutions           # the serving family loads on first use
     from .serving.engines import estimate_serving, serving_dict
-    e = estimate_serving(req.model, req.serving, req.hardware, req.checkpoint, req.framework.cuda_context_bytes)
+    e = estimate_serving(req.model, req.serving, req.hardware, req.checkpoint, req.framework.context_bytes())
     device = e.device.to_dict()
     out = {"model": _model_dict(req, req.model), "params": {"total": total_params(req.model)},
            "gpu": {"id": req.gpu_id, "name": req.hardware.name, "memory_bytes": req.hardware.memory_bytes},

@@ -10,7 +10,7 @@ METHOD_ANCHORS = {
     "optimizer states": "optimizer-states", "activations": "activations", "logits and loss": "logits-and-loss",
     "KV cache": "kv-cache", "temporaries": "temporaries", "framework buffers": "framework-buffers",
     "allocator reserve": "allocator",
-    "CUDA context": "cuda-context",
+    "CUDA context": "cuda-context", "outside the allocator": "outside-allocator",
 }
 
 
@@ -35,7 +35,7 @@ def node(name: str, children: tuple, key: str = "") -> Node:
     return Node(name, sum(c.bytes for c in children), children, key)
 
 
-def snapshot_tree(snapshot, reserve_bytes: int, context_bytes: int) -> Node:
+def snapshot_tree(snapshot, reserve_bytes: int, context_bytes: int, outside: tuple = ()) -> Node:
     """The device's memory at the peak: allocated parts, then the allocator's reserve and context."""
     cats = []
     for category, items in snapshot.parts:
@@ -52,4 +52,6 @@ def snapshot_tree(snapshot, reserve_bytes: int, context_bytes: int) -> Node:
     allocated = node("allocated at peak", tuple(merged.values()), "peak")
     overhead = (Node("allocator reserve", reserve_bytes, (), "allocator"),
                 Node("CUDA context", context_bytes, (), "cuda-context"))
+    if outside:
+        overhead += (node("outside the allocator", tuple(Node(k, v) for k, v in outside), "outside-allocator"),)
     return node("device total", (allocated,) + overhead, "device-total")

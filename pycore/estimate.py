@@ -64,6 +64,7 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
                                       "training with recipe " + ", ".join(SIZE_ONLY_RECIPES) + "; give its "
                                       "dimensions or config.json for the others")
         return _recipe(par.recipe)(m, w, p, hw, f, par)
+    m = with_head(m, w, par)
     validate_layout(par, m, w)
     _check_lora_targets(m, w)
     warnings = list(m.warnings)
@@ -88,6 +89,24 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
     snaps = inference_snapshots(ctx, m, quantised_weights(m, fmt, cb, kernel), w.new_tokens, kv_b, static,
                                 persistent_workspaces(m, fmt, kernel), temps, tf)
     return make_estimate(m, w, p, hw, f, ctx, snaps, warnings)
+
+
+def with_head(m: ModelSpec, w: Workload, par: Parallelism) -> ModelSpec:
+    """The model with the head the workload names (causal LM for decoders and masked LM for BERT unless
+    another is named)."""
+    if w.head == "auto":
+        return m
+    if w.head == "masked-lm" and m.family != "bert":
+        raise InputError("workload.head", "a masked-LM head belongs to encoders (BERT); this model is a decoder")
+    if w.head == "causal-lm" and m.family == "bert":
+        raise InputError("workload.head", "BERT is an encoder: its language-modelling head is masked-lm")
+    if w.head in ("causal-lm", "masked-lm"):
+        return m
+    if par.recipe != "hf":
+        raise InputError("workload.head", "classification heads are modelled for recipe hf")
+    if w.mode == "inference" and w.new_tokens:
+        raise InputError("workload.head", "generating tokens needs a language-modelling head")
+    return replace(m, head=w.head, num_labels=1 if w.head == "reward" else w.num_labels)
 
 
 def _with_warnings(e: Estimate, warnings: list) -> Estimate:

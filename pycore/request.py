@@ -176,7 +176,7 @@ def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
     from .serving.config import Serving
-    fields = {**describe(Workload, "workload"), **describe(Serving, "workload"), **describe(Precision, "precision"),
+    fields = {**_merged(describe(Workload, "workload"), describe(Serving, "workload")), **describe(Precision, "precision"),
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
               **{k: v for recipe, cls in RECIPE_OPTIONS.items()
                  for k, v in _recipe_fields(recipe, describe(cls, "parallelism.options")).items()},
@@ -184,6 +184,19 @@ def request_schema() -> dict:
     return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS}}
+
+
+def _merged(workload: dict, serving: dict) -> dict:
+    """Workload and serving fields in one map; a path both have (cache_implementation: the hf engine
+    and inference share transformers' name) applies to the modes of both, and to the engines of the
+    serving one."""
+    out = dict(workload)
+    for path, f in serving.items():
+        if path in out:
+            out[path] = {**out[path], "modes": list(out[path].get("modes", [])) + f["modes"], "engines": f["engines"]}
+        else:
+            out[path] = f
+    return out
 
 
 def _recipe_fields(recipe: str, fields: dict) -> dict:

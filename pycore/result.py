@@ -34,6 +34,7 @@ class Estimate:
     report: dict = field(default_factory=dict)      # the recipe's own figures, as the framework prints them
     host_bytes: int = 0                             # host memory per node (offload)
     not_estimated: tuple = ()                       # terms a model given only by its parameter count lacks
+    outside_allocator: tuple = ()                   # (name, bytes) on the device but not in torch's allocator
 
     @property
     def fits(self) -> bool:
@@ -47,8 +48,9 @@ class Estimate:
         return sum(sum(items.values()) for cat, items in step.parts if cat in MODEL_STATE_CATEGORIES)
 
     def breakdown(self) -> Node:
+        outside = sum(b for _, b in self.outside_allocator)
         return snapshot_tree(self.peak, self.reserved_bytes - self.peak_allocated_bytes,
-                             self.device_total_bytes - self.reserved_bytes)
+                             self.device_total_bytes - self.reserved_bytes - outside, self.outside_allocator)
 
 
 def param_summary(m: ModelSpec, w: Workload) -> dict:
@@ -65,7 +67,7 @@ def param_summary(m: ModelSpec, w: Workload) -> dict:
 
 
 def make_estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, ctx: StepContext,
-                  snaps: list, warnings=(), **extra) -> Estimate:
+                  snaps: list, warnings=(), outside: tuple = (), **extra) -> Estimate:
     """The estimate from a GPU's moments: the peak is the largest, the reserve the allocator's
     high-water mark, the device total adds the CUDA context."""
     peak = max(snaps, key=lambda s: s.total())
@@ -73,5 +75,5 @@ def make_estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fram
     reserved = reserved_bytes(allocated, snaps, ctx)
     return Estimate(model=m, workload=w, precision=p, hardware=hw, context=ctx, snapshots=tuple(snaps), peak=peak,
                     peak_allocated_bytes=allocated, reserved_bytes=reserved,
-                    device_total_bytes=reserved + f.cuda_context_bytes, params=param_summary(m, w),
-                    warnings=tuple(warnings), **extra)
+                    device_total_bytes=reserved + f.context_bytes() + sum(b for _, b in outside),
+                    params=param_summary(m, w), warnings=tuple(warnings), outside_allocator=tuple(outside), **extra)

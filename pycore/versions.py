@@ -1,9 +1,15 @@
-"""Software versions as comparable tuples: behaviour that changed between releases is a rule with its
-version range (``if v >= (0, 20, 0)``), written next to the formula it changes."""
+"""Software versions, and every behaviour that changed between them, as one table of rules.
+
+A rule holds for a library's versions in [since, until): ``holds("legacy-tuple-cache", tf)``. The
+formula that the rule changes asks for it by name, next to where it applies; the Method page lists the
+table (docs/method.md, kept current by tests/test_docs.py). Versions are (major, minor, patch) tuples;
+llama.cpp's are build numbers, written (build,).
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .errors import InputError
 
@@ -17,3 +23,121 @@ def version_tuple(text: str, field: str = "workload.version", what: str = "a ver
     if not m:
         raise InputError(field, f"{what} is written like {example}, got {str(text)[:40]!r}")
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    library: str
+    since: tuple | None        # first version it holds for (None: every earlier one)
+    until: tuple | None        # first version it no longer holds for (None: still holds)
+    effect: str
+    source: str
+
+    def holds(self, version: tuple) -> bool:
+        return (self.since is None or version >= self.since) and (self.until is None or version < self.until)
+
+    def range_text(self) -> str:
+        show = (lambda v: f"b{v[0]}") if self.library == "llama.cpp" else (lambda v: ".".join(map(str, v)))
+        if self.since and self.until:
+            return f"{show(self.since)} to before {show(self.until)}"
+        if self.since:
+            return f"{show(self.since)} and later"
+        return f"before {show(self.until)}"
+
+
+RULES = (
+    # ---- PyTorch ----
+    Rule("zero-grad-keeps-gradients", "torch", None, (2, 0, 0),
+         "zero_grad() zeroes gradients instead of freeing them (set_to_none defaulted to False): from the second "
+         "step they stay allocated through forward", "torch PR #92731; torch/optim/optimizer.py:1024"),
+    Rule("cuda-lazy-module-loading", "torch", (1, 13, 0), None,
+         "CUDA_MODULE_LOADING=LAZY is set when unset: the CUDA context holds only the kernels used (820 MiB "
+         "measured on H100 with 2.11) instead of every kernel (1,343 MB in transformers' memory anatomy guide)",
+         "torch PR #86509; transformers docs model_memory_anatomy.md"),
+    Rule("adafactor-single-tensor-default", "torch", (2, 5, 0), None,
+         "torch.optim.Adafactor runs its per-parameter loop unless foreach=True: the step's temporary is the "
+         "largest matrix's variance estimate, not one for every matrix", "torch/optim/_adafactor.py:246-252, 636"),
+    # ---- transformers ----
+    Rule("legacy-tuple-cache", "transformers", None, (4, 42, 0),
+         "generate passes the KV cache as tuples: a decode step holds the previous step's cache beside the new one, "
+         "and the prompt's logits live through the first decode step",
+         "modeling_llama.py:380-385@4.35.0; generation/utils.py:1775-1780@4.42.0"),
+    Rule("prompt-logits-every-position", "transformers", None, (4, 45, 0),
+         "the model computes logits for every prompt position and upcasts them with .float() (no logits_to_keep)",
+         "modeling_llama.py:1208-1209@4.44.0; PR #31292"),
+    Rule("mla-latent-cache", "transformers", (5, 15, 0), None,
+         "DeepSeek-V2/V3 cache the compressed latent (kv_lora_rank + qk_rope_head_dim per token and layer) and "
+         "expand it per layer at each step, instead of caching per-head keys and values",
+         "modeling_deepseek_v2.py:357-404@5.17.0 vs :365-382@4.57.6"),
+    Rule("gptq-marlin-default", "transformers", (5, 0, 0), None,
+         "GPTQ and AWQ load through GPTQModel, which picks the Marlin kernel; before, GPTQ used AutoGPTQ's "
+         "ExLlama v1 and AWQ AutoAWQ's GEMM kernel", "transformers 4.46 utils/quantization_config.py:691,705; "
+         "gptqmodel marlin.py:58"),
+    # ---- vLLM ----
+    Rule("vllm-peak-includes-non-torch", "vllm", None, (0, 9, 1),
+         "the profiled peak also takes in all device memory outside torch, the CUDA context included",
+         "vllm 0.8.5 v1/worker/gpu_worker.py:177-212"),
+    Rule("vllm-nccl-in-budget", "vllm", None, (0, 11, 0),
+         "the memory snapshot is taken before NCCL starts, so its buffers count in the budget",
+         "vllm 0.10.2 v1/worker/gpu_worker.py:175-177"),
+    Rule("vllm-request-rounded-up", "vllm", (0, 14, 0), None,
+         "requested memory is math.ceil(total x utilization)", "vllm 0.14 v1/worker/gpu_worker.py:234"),
+    Rule("vllm-cuda-graphs-in-budget", "vllm", (0, 20, 0), None,
+         "the CUDA-graph estimate is deducted from the KV budget (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)",
+         "vllm 0.20 v1/worker/gpu_worker.py:385-424"),
+    Rule("vllm-utilization-0.92", "vllm", (0, 20, 0), None,
+         "the default gpu_memory_utilization is 0.92 (0.90 before)", "vllm config/cache.py"),
+    Rule("vllm-tokens-from-concurrency", "vllm", (0, 21, 0), None,
+         "'GPU KV cache size' is int(concurrency x max_model_len), not blocks x block_size",
+         "vllm 0.33 v1/core/kv_cache_utils.py:1120-1128"),
+    Rule("vllm-typo-models-s", "vllm", None, (0, 22, 0),
+         "the refusal says \"models's max seq len\"", "vllm 0.10.2 v1/core/kv_cache_utils.py:708-715"),
+    Rule("vllm-hybrid-kv-manager", "vllm", (0, 10, 0), None,
+         "sliding-window and full-attention layers get their own block groups", "vllm 0.10.2 kv_cache_utils.py:895-1034"),
+    Rule("vllm-max-num-seqs-capped", "vllm", None, (0, 11, 0),
+         "max_num_seqs defaults to min(its default, max_num_batched_tokens)", "vllm 0.10.2 engine/arg_utils.py:1657-1744"),
+    Rule("vllm-large-tier-160g", "vllm", (0, 30, 0), None,
+         "GPUs of 160 GiB or more get the 16384 / 1024 scheduler defaults", "vllm 0.33 engine/arg_utils.py:2940-3039"),
+    Rule("vllm-capture-steps-16", "vllm", (0, 33, 0), None,
+         "CUDA-graph sizes step by 16 above 256", "vllm 0.33 config/vllm.py _set_cudagraph_sizes"),
+    # ---- SGLang ----
+    Rule("sglang-request-pool-plus-one", "sglang", None, (0, 4, 7),
+         "the request-to-token pool has one more slot than max_running_requests", "sglang 0.4.6.post5 model_runner.py:904"),
+    Rule("sglang-mfs-by-tp-and-pp", "sglang", (0, 4, 6), (0, 4, 9),
+         "the default mem_fraction_static table is keyed on tp x pp", "sglang 0.4.6.post5 server_args.py:247-268"),
+    Rule("sglang-mfs-reserve-by-gpu", "sglang", (0, 4, 9), (0, 5, 0),
+         "the default mem_fraction_static reserves memory by GPU size", "sglang 0.4.10.post2 server_args.py:310-349"),
+    Rule("sglang-mfs-reserve-by-workload", "sglang", (0, 5, 0), None,
+         "the reserve follows the chunked-prefill size, the CUDA-graph batch and tp x pp",
+         "sglang 0.5.3 server_args.py:637-675"),
+    # ---- llama.cpp (build numbers; dates from logs, not bisected) ----
+    Rule("llamacpp-iswa", "llama.cpp", (5400,), None,
+         "sliding-window layers get their own cache of about the window (about May 2025, PR #13194)",
+         "src/llama-kv-cache-iswa.cpp:47-70"),
+    Rule("llamacpp-flash-attn-auto", "llama.cpp", (6300,), None,
+         "-fa defaults to auto: flash attention wherever the backend supports it (about Sep 2025)",
+         "src/llama-context.cpp"),
+    Rule("llamacpp-pad-256", "llama.cpp", (7000,), None,
+         "n_ctx is padded to 256 and each stream to 256 cells; the sliding cache is padded to 256 (about Nov 2025); "
+         "before, n_ctx was padded to 256 with flash attention and 32 without", "src/llama-context.cpp:149-164"),
+    Rule("llamacpp-outputs-max", "llama.cpp", (7600,), None,
+         "the compute reserve holds n_outputs_max rows of logits, not n_ubatch (about Jan 2026)",
+         "logs of 2026 builds (tests/data/golden_serving.json)"),
+    Rule("llamacpp-mla-no-v", "llama.cpp", (7600,), None,
+         "MLA caches no separate V: V is a view of K (about Jan 2026)", "logs of 2026 builds"),
+)
+_BY_NAME = {r.name: r for r in RULES}
+
+
+def holds(name: str, version: tuple) -> bool:
+    """Whether the named rule holds for ``version`` of its library."""
+    return _BY_NAME[name].holds(version)
+
+
+def rules_markdown() -> str:
+    """The table of rules, as the Method page shows it."""
+    out = ["| library | versions | rule | effect | source |", "| --- | --- | --- | --- | --- |"]
+    for r in RULES:
+        out.append(f"| {r.library} | {r.range_text()} | `{r.name}` | {r.effect} | {r.source} |")
+    return "\n".join(out) + "\n"

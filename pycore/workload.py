@@ -9,6 +9,7 @@ from .schema import choice, flag, integer, names, number, spec, text, validate
 from .serving.formats import FORMATS
 from .serving.kernels import KERNELS
 from .units import GiB
+from .versions import holds, version_tuple
 
 MODES = ("full", "lora", "qlora", "inference")
 TRAINING_MODES = ("full", "lora", "qlora")
@@ -17,15 +18,19 @@ MODE_LABELS = (("full", "Full training"), ("lora", "LoRA"), ("qlora", "QLoRA (4-
 # "serve" selects the serving workload (pycore/serving/config.py); the request parser builds a
 # Serving object instead of a Workload for it.
 REQUEST_MODES = MODES + ("serve",)
-OPTIMIZER_LABELS = (("adamw", "AdamW (foreach)"), ("adamw_fused", "AdamW (fused)"), ("adamw_8bit", "AdamW 8-bit"),
-                    ("adafactor", "Adafactor"), ("lion", "Lion"), ("sgd", "SGD"), ("sgd_momentum", "SGD with momentum"))
+OPTIMIZER_LABELS = (("adamw", "AdamW (foreach)"), ("adamw_fused", "AdamW (fused)"),
+                    ("adamw_single", "AdamW (foreach=False)"), ("adamw_8bit", "AdamW 8-bit (bitsandbytes)"),
+                    ("paged_adamw_8bit", "Paged AdamW 8-bit (bitsandbytes)"), ("adafactor", "Adafactor (torch.optim)"),
+                    ("adafactor_hf", "Adafactor (transformers)"), ("lion", "Lion"), ("sgd", "SGD"),
+                    ("sgd_momentum", "SGD with momentum"))
 TRAIN_WEIGHT_DTYPES = ("fp32", "bf16", "fp16")
 INFERENCE_WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
 AUTOCAST_DTYPES = ("bf16", "fp16")
 QUANTISED_WEIGHTS = ("fp8", "int8", "int4")     # weight-only: matmuls run in the activations' dtype
 ACTIVATION_DTYPES = ("bf16", "fp16")
 KV_CACHE_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
-OPTIMIZERS = ("sgd", "sgd_momentum", "adamw", "adamw_fused", "adafactor", "adamw_8bit", "lion")
+OPTIMIZERS = ("sgd", "sgd_momentum", "adamw", "adamw_fused", "adamw_single", "adafactor", "adafactor_hf", "adamw_8bit",
+              "paged_adamw_8bit", "lion")
 ATTENTIONS = ("sdpa", "flash", "eager")
 # Which kernel SDPA picks. "auto" follows torch's own choice (sdp_utils.cpp): flash for 16-bit
 # inputs, memory-efficient for fp32, and the math path where neither applies.
@@ -84,10 +89,28 @@ class Workload:
                                                         modes=("lora", "qlora"),
                                                         doc="module names, or all-linear (default: attention projections)"))
     qlora_double_quant: bool = spec(True, flag(modes=("qlora",), doc="QLoRA: quantise the NF4 constants too"))
+    head: str = spec("auto", choice(("auto", "causal-lm", "masked-lm", "sequence-classification", "token-classification",
+                                      "reward"), modes=MODES,
+                                     labels=(("auto", "the model's language-modelling head"),
+                                             ("causal-lm", "causal LM (next token)"), ("masked-lm", "masked LM"),
+                                             ("sequence-classification", "sequence classification"),
+                                             ("token-classification", "token classification"),
+                                             ("reward", "reward model (one score)")),
+                                     doc="the model's head (AutoModelFor... class)"))
+    num_labels: int = spec(2, integer(1, 1_000_000, modes=MODES, doc="classification heads: outputs"))
     cache_implementation: str = spec("dynamic", choice(("dynamic", "static"), modes=("inference",),
                                                        doc="generate's KV cache: grown by torch.cat each step "
                                                            "(DynamicCache) or allocated for the whole length at "
                                                            "the first step (StaticCache)"))
+
+
+# Memory outside the caching allocator (CUDA context, loaded kernels, cuBLAS handles), by whether torch
+# loads CUDA modules lazily (rule cuda-lazy-module-loading):
+# - lazy (torch >= 1.13): 820 MiB, nvidia-smi minus memory_reserved() at the end of the shared/calibration
+#   runs (0.73-0.79 GiB, H100, torch 2.11), with a little margin;
+# - eager: 1,343 MiB, the transformers guide's measurement after torch.ones((1, 1)).to("cuda")
+#   (docs/source/en/model_memory_anatomy.md; torch 1.x, CUDA 11).
+CUDA_CONTEXT_BYTES = {"lazy": 820 * 1024 ** 2, "eager": 1343 * 1024 ** 2}
 
 
 @dataclass(frozen=True)
@@ -102,8 +125,25 @@ class Framework:
     loss_upcast_fp32: bool = spec(True, flag())
     # peft's get_peft_model(autocast_adapter_dtype=True) keeps 16-bit adapters in fp32.
     lora_adapters_fp32: bool = spec(True, flag())
-    # nvidia-smi minus torch.cuda.memory_reserved(): 0.73-0.79 GiB in shared/calibration (H100, torch 2.11).
-    cuda_context_bytes: int = spec(820 * 1024 ** 2, integer(0, 64 * GiB, unit="bytes"))
+    # nvidia-smi minus torch.cuda.memory_reserved(); unset: by the torch version (CUDA_CONTEXT_BYTES).
+    cuda_context_bytes: int | None = spec(None, integer(0, 64 * GiB, nullable=True, unit="bytes",
+                                                        doc="memory outside the allocator (default: by torch version)"))
+    # optimizer.zero_grad(set_to_none=...); unset: torch's default, True from 2.0 (rule zero-grad-keeps-gradients).
+    zero_grad_set_to_none: bool | None = spec(None, flag(nullable=True, modes=TRAINING_MODES,
+                                                         doc="free gradients after the step (default: torch's)"))
+
+    def context_bytes(self) -> int:
+        """The CUDA context and everything else outside torch's allocator, as nvidia-smi counts it."""
+        if self.cuda_context_bytes is not None:
+            return self.cuda_context_bytes
+        lazy = holds("cuda-lazy-module-loading", version_tuple(self.torch, "framework.torch", "a torch version", "2.11"))
+        return CUDA_CONTEXT_BYTES["lazy" if lazy else "eager"]
+
+    def keeps_gradients(self) -> bool:
+        """Whether gradients stay allocated from one step to the next (zero_grad zeroes them)."""
+        if self.zero_grad_set_to_none is not None:
+            return not self.zero_grad_set_to_none
+        return holds("zero-grad-keeps-gradients", version_tuple(self.torch, "framework.torch", "a torch version", "2.11"))
 
 
 @dataclass(frozen=True)

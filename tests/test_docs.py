@@ -71,3 +71,10 @@ def test_accuracy_page_matches_the_golden_references(tmp_path):
     assert page.read_text() == (ROOT / "docs" / "accuracy.md").read_text(), \
         ("docs/accuracy.md is stale: run scripts/golden.py tests/data/golden_parallel.json --markdown docs/accuracy.md "
          "and scripts/golden.py tests/data/golden_serving.json --markdown docs/accuracy.md --section serving")
+
+
+def test_method_page_lists_the_version_rules():
+    from pycore.versions import RULES, rules_markdown
+    page = (ROOT / "docs" / "method.md").read_text()
+    assert rules_markdown() in page, "docs/method.md is stale: run python3 scripts/rules_table.py"
+    assert len(RULES) >= 20

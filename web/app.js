@@ -54,6 +54,7 @@ function startWorker() {
   workerReady = false;
   workerStartedAt = performance.now();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  if (globalThis.GMP_NO_SNAPSHOT) worker.postMessage({ kind: "config", snapshot: false });     // set by the tests
   worker.onmessage = (event) => {
     const msg = event.data;
     if (msg.type === "progress") text($("#status"), msg.text);

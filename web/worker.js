@@ -22,6 +22,8 @@ const SNAPSHOT_MAX_BYTES = 96 * 2 ** 20;
 // The lock file lists packages the core does not use; an empty one with the right ABI skips its fetch.
 const LOCK = { info: { abi_version: "2026_0" }, packages: {} };
 const LIB = "/home/pyodide/lib";
+// The snapshot waits for this long without a request: saving takes the worker about half a second.
+const SNAPSHOT_IDLE_MS = 4000;
 
 let api = null;
 let py = null;
@@ -124,8 +126,9 @@ const ready = (async () => {
 
 // After the first answers, when the page has been idle for a moment: save the snapshot.
 let idleTimer = null;
+let snapshotsAllowed = true;
 function scheduleSnapshot() {
-  if (snapshotState !== "none" || !py || !("caches" in self)) return;
+  if (!snapshotsAllowed || snapshotState !== "none" || !py || !("caches" in self)) return;
   clearTimeout(idleTimer);
   idleTimer = setTimeout(async () => {
     if (snapshotState !== "none") return;
@@ -144,13 +147,14 @@ function scheduleSnapshot() {
       snapshotState = `failed: ${String(err).slice(0, 200)}`;
     }
     report();
-  }, 1500);
+  }, SNAPSHOT_IDLE_MS);
 }
 function report() { postMessage({ type: "snapshot", state: snapshotState }); }
 
 const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,40}(\.[A-Za-z_][A-Za-z0-9_]{0,40}){0,4}$/;
 
 onmessage = async (event) => {
+  if (event.data && event.data.kind === "config") { snapshotsAllowed = event.data.snapshot !== false; return; }
   await ready;
   if (!api) return;
   const { id, request, kind } = event.data;

@@ -41,6 +41,15 @@ def add_workload_args(p, serving: bool = False) -> None:
     g.add_argument("--lora-alpha", type=int, default=32)
     g.add_argument("--lora-targets", default=None,
                    help="comma-separated module names, or all-linear (default: the attention projections)")
+    g.add_argument("--head", default=None, help="causal-lm, masked-lm, sequence-classification, token-classification "
+                                                "or reward (default: the model's language-modelling head)")
+    g.add_argument("--num-labels", type=int, default=None, help="classification heads: outputs")
+    v = p.add_argument_group("software versions (the rules of docs/method.md#versions)")
+    v.add_argument("--torch-version", default=None, help="PyTorch version (default 2.11)")
+    v.add_argument("--transformers-version", default=None, help="transformers version (default 5.17)")
+    v.add_argument("--peft-version", default=None, help="peft version (default 0.21)")
+    v.add_argument("--cuda-context-mib", type=float, default=None, help="memory outside the allocator, MiB "
+                                                                         "(default: by torch version)")
 
 
 def add_layout_args(p) -> None:
@@ -194,6 +203,17 @@ def build_request(a) -> tuple[dict, str | None]:
                        "lora": {"rank": a.lora_rank, "alpha": a.lora_alpha}}
     if targets is not None:
         req["workload"]["lora"]["targets"] = targets
+    if getattr(a, "head", None):
+        req["workload"]["head"] = a.head
+    if getattr(a, "num_labels", None) is not None:
+        req["workload"]["num_labels"] = a.num_labels
+    framework = {k: v for k, v in (("torch", getattr(a, "torch_version", None)),
+                                   ("transformers", getattr(a, "transformers_version", None)),
+                                   ("peft", getattr(a, "peft_version", None))) if v}
+    if getattr(a, "cuda_context_mib", None) is not None:
+        framework["cuda_context_bytes"] = int(a.cuda_context_mib * 2 ** 20)
+    if framework:
+        req["framework"] = framework
     weights = a.weights or ("fp32" if a.autocast else "bf16")
     req["precision"] = {"weights": weights, "autocast": a.autocast, "kv_cache": a.kv_cache,
                         "activations": a.activations}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .spec import ModelSpec, attn_out_dim, is_mla, kv_dim, moe_layers, q_dim
+from .spec import ModelSpec, attn_out_dim, is_classifier, is_mla, kv_dim, moe_layers, q_dim
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ def linears(m: ModelSpec) -> tuple[Linear, ...]:
     if fam == "bert":
         return (Linear("query", h, h, True, L, "attention"), Linear("key", h, h, True, L, "attention"),
                 Linear("value", h, h, True, L, "attention"), Linear("dense", h, h, True, L, "attention"),
-                Linear("dense", h, m.ffn_size, True, L, "mlp"), Linear("dense", m.ffn_size, h, True, L, "mlp"),
-                Linear("dense", h, h, True, 1, "head"))
+                Linear("dense", h, m.ffn_size, True, L, "mlp"), Linear("dense", m.ffn_size, h, True, L, "mlp")) + (
+                () if is_classifier(m) else (Linear("dense", h, h, True, 1, "head"),))     # the MLM transform
     if fam in ("neox", "chatglm"):
         up = 2 * m.ffn_size if m.gated_mlp else m.ffn_size
         return (Linear("query_key_value", h, q_dim(m) + 2 * kv_dim(m), m.qkv_bias, L, "attention"),
@@ -111,8 +111,9 @@ def norm_params(m: ModelSpec) -> int:
     h, L = m.hidden_size, m.n_layers
     per_norm = 2 * h if m.norm == "layernorm" else h
     if m.family == "bert":
-        # embeddings.LayerNorm, two per layer, and the MLM head's transform.LayerNorm
-        return per_norm * (2 * L + 2)
+        # embeddings.LayerNorm, two per layer, and the MLM head's transform.LayerNorm (none in the
+        # classification heads)
+        return per_norm * (2 * L + (1 if is_classifier(m) else 2))
     count = per_norm * (m.norms_per_layer * L + 1)
     if m.qk_norm == "per_head":
         count += 2 * m.head_dim * L
@@ -132,7 +133,15 @@ def embedding_params(m: ModelSpec) -> int:
 
 
 def head_params(m: ModelSpec) -> int:
-    """The output projection to the vocabulary (0 when tied) and BERT's decoder bias."""
+    """The output projection to the vocabulary (0 when tied) and BERT's decoder bias; for a
+    classification head its score layer instead (transformers modeling_layers.py: score =
+    Linear(h, num_labels, bias=False); BERT: the pooler dense h x h + h for sequence classification,
+    and a classifier with bias)."""
+    if is_classifier(m):
+        if m.family == "bert":
+            pooler = m.hidden_size * m.hidden_size + m.hidden_size if m.head != "token-classification" else 0
+            return pooler + m.hidden_size * m.num_labels + m.num_labels
+        return m.hidden_size * m.num_labels
     count = 0 if m.tied_embeddings else m.vocab_size * m.hidden_size
     if m.family == "bert":
         count += m.vocab_size

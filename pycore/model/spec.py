@@ -22,6 +22,11 @@ NORMS = ("rmsnorm", "gemma_rmsnorm", "layernorm")
 # as six Python-level ops (transformers/activations.py) that save three more tensors.
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "gelu_new", "relu")
 QK_NORMS = ("none", "per_head", "full")
+# The model's head (the Auto class it is loaded with): the language-modelling head of its family, or a
+# classification head with num_labels outputs (transformers modeling_layers.py GenericFor*; BERT's own
+# BertFor* classes). A reward model is a sequence classifier with one output.
+HEADS = ("causal-lm", "masked-lm", "sequence-classification", "token-classification", "reward")
+CLASSIFICATION_HEADS = ("sequence-classification", "token-classification", "reward")
 
 
 _DIM = integer(1, MAX_DIMENSION)
@@ -82,6 +87,8 @@ class ModelSpec:
     attention_sinks: bool = spec(False, flag())
     final_logit_softcap: float = spec(0.0, number(0.0, 1e6))
     model_type: str = spec("", text(64))
+    head: str = spec("", choice(("",) + HEADS))            # "" = the family's language-modelling head
+    num_labels: int = spec(0, _OPTIONAL_DIM)
     warnings: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -113,6 +120,8 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
                                               "qk_rope_head_dim and v_head_dim")
     if m.expert_bias and not m.n_experts:
         raise InputError(f + "expert_bias", "needs n_experts > 0")
+    if m.head in CLASSIFICATION_HEADS and m.num_labels < 1:
+        raise InputError(f + "num_labels", "a classification head needs at least one label")
     if m.family == "gpt2" and not m.learned_positions:
         raise InputError(f + "learned_positions", "GPT-2 uses learned positions")
 
@@ -148,6 +157,15 @@ def attn_out_dim(m: ModelSpec) -> int:
     if is_mla(m):
         return m.n_heads * m.v_head_dim
     return m.n_heads * m.head_dim
+
+
+def lm_head_kind(m: ModelSpec) -> str:
+    """The head that is used: the one asked for, else the family's language-modelling head."""
+    return m.head or ("masked-lm" if m.family == "bert" else "causal-lm")
+
+
+def is_classifier(m: ModelSpec) -> bool:
+    return m.head in CLASSIFICATION_HEADS
 
 
 def moe_layers(m: ModelSpec) -> int:

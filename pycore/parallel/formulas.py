@@ -40,7 +40,7 @@ def formula_estimate(m, w: Workload, p: Precision, hw: Hardware, f: Framework, p
     params = param_summary(m, w) if isinstance(m, ModelSpec) else {"total": m.parameters, "trainable": m.parameters,
                                                                     "by_component": {}}
     return Estimate(model=m, workload=w, precision=p, hardware=hw, context=None, snapshots=(snap,), peak=snap,
-                    peak_allocated_bytes=total, reserved_bytes=total, device_total_bytes=total + f.cuda_context_bytes,
+                    peak_allocated_bytes=total, reserved_bytes=total, device_total_bytes=total + f.context_bytes(),
                     params=params, warnings=tuple(m.warnings), report=report, host_bytes=host_bytes,
                     not_estimated=("allocator reserve",) + not_estimated,
                     layout=_layout(par, "every rank holds the same"))

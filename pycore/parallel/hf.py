@@ -99,9 +99,10 @@ def _stage_estimate(m, w, p, hw, f, par, rank: RankParams, in_flight: int) -> Es
                       p.autocast is not None)
     view = StageView(tensor_parallel=par.tensor_parallel, sequence_parallel=par.sequence_parallel,
                      recompute=recompute_mode(par, w.gradient_checkpointing), recompute_layers=par.recompute_layers,
-                     in_flight=in_flight, grads_in_forward=(par.micro_batches or par.gradient_accumulation) > 1)
+                     in_flight=in_flight,
+                     grads_in_forward=(par.micro_batches or par.gradient_accumulation) > 1 or f.keeps_gradients())
     snaps, ctx = training_step(m, w, p, f, st, rank, view)
-    return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings)
+    return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings, outside=st.outside_allocator)
 
 
 def estimate_hf(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from ..model.params import linears
-from ..model.spec import ModelSpec, is_mla, kv_dim, moe_layers, q_dim
+from ..model.params import head_params, linears
+from ..model.spec import ModelSpec, is_classifier, is_mla, kv_dim, moe_layers, q_dim
 from .layout import Parallelism, stage_layers
 
 _REPLICATED = frozenset({"q_a_proj", "kv_a_proj_with_mqa"})
@@ -158,7 +158,11 @@ def rank_params(m: ModelSpec, t: int = 1, p: int = 1, e: int = 1, stage: int = 0
         embedding = v_rank * h + (m.max_positions * h if m.learned_positions else 0) + m.type_vocab_size * h
         embedding += (2 * h if m.family == "bert" else 0)                   # BERT's embedding LayerNorm
     head = 0
-    if last:
+    if last and is_classifier(m):
+        # a classification head: the final norm (decoders) and the score layer, no vocabulary matrix
+        per_norm = 2 * h if m.norm == "layernorm" else h
+        head = (per_norm if m.family != "bert" else 0) + head_params(m)
+    elif last:
         per_norm = 2 * h if m.norm == "layernorm" else h
         head = per_norm                                                       # final norm (BERT: the MLM head's)
         if not m.tied_embeddings or p > 1:
@@ -167,7 +171,7 @@ def rank_params(m: ModelSpec, t: int = 1, p: int = 1, e: int = 1, stage: int = 0
             head += h * h + h + v_rank                                        # MLM transform dense, decoder bias
     dense_layer = _layer(m, _DENSE_GROUPS, t, e)
     moe_layer = _layer(m, _MOE_GROUPS, t, e) if moe_layers(m) else LayerParams(0, 0, 0, 0)
-    vocab_matrix = v_rank * h if (first or head > 2 * h) else 0
+    vocab_matrix = v_rank * h if (first or (head > 2 * h and not is_classifier(m))) else 0
     largest = max(dense_layer.largest if dense_here else 0, moe_layer.largest if layers > dense_here else 0,
                   vocab_matrix)
     return RankParams(stage=stage, stages=p, layers=layers, dense_layers=dense_here, dense_layer=dense_layer,

@@ -24,7 +24,7 @@ TP_DEGREES = (1, 2, 4, 8, 16)
 
 def _run(req, s, hw=None):
     try:
-        return estimate_serving(req.model, s, hw or req.hardware, req.checkpoint, req.framework.cuda_context_bytes)
+        return estimate_serving(req.model, s, hw or req.hardware, req.checkpoint, req.framework.context_bytes())
     except InputError:
         return None
 

@@ -9,28 +9,32 @@ from __future__ import annotations
 
 from ..training.activations import FP32, INDEX_BYTES
 from ..training.context import StepContext
-from ..model.spec import ModelSpec, is_mla, kv_dim, moe_layers, q_dim
+from ..model.spec import ModelSpec, is_classifier, is_mla, kv_dim, moe_layers, q_dim
 from ..training.timeline import Snapshot
+from ..versions import holds
 
 
 
-def kv_bytes_per_token(m: ModelSpec, kv_elem_bytes: int) -> tuple[int, int]:
+def kv_bytes_per_token(m: ModelSpec, kv_elem_bytes: int, latent: bool = True) -> tuple[int, int]:
     """K and V bytes per token for (full-attention layers, sliding-window layers), each layer.
 
-    transformers' DeepSeek classes cache the decompressed per-head keys and values, not the
-    latent (modeling_deepseek_v2.py past_key_values.update(key_states, value_states)).
+    DeepSeek's multi-head latent attention: transformers from 5.15 caches the compressed latent
+    (rule mla-latent-cache: modeling_deepseek_v2.py:404 @5.17, past_key_values.update(k_nope, k_pe));
+    before, the decompressed per-head keys and values (@4.57.6 :365-382).
     """
-    if is_mla(m):
+    if is_mla(m) and latent:
+        per = (m.kv_lora_rank + m.qk_rope_head_dim) * kv_elem_bytes
+    elif is_mla(m):
         per = m.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim) * kv_elem_bytes
     else:
         per = 2 * kv_dim(m) * kv_elem_bytes
     return per, per
 
 
-def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int) -> int:
+def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int, latent: bool = True) -> int:
     """The cache for ``length`` tokens. Sliding-window layers keep at most the window
     (DynamicSlidingWindowLayer in transformers' cache_utils.py)."""
-    per, _ = kv_bytes_per_token(m, kv_elem_bytes)
+    per, _ = kv_bytes_per_token(m, kv_elem_bytes, latent)
     sliding = m.sliding_layers if m.sliding_window else 0
     full = m.n_layers - sliding
     window_len = min(length, m.sliding_window) if sliding else 0
@@ -91,8 +95,6 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
 #   the prompt's fp32 logits lived through the first decode step;
 # - before 4.45 the model computed logits for every prompt position and upcast them with .float()
 #   (modeling_llama.py 1208-1209 @4.44.0); 4.45 keeps the last position only (PR #31292).
-LEGACY_TUPLE_CACHE_BEFORE = (4, 42, 0)
-ALL_PROMPT_LOGITS_BEFORE = (4, 45, 0)
 
 
 def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_tokens: int,
@@ -109,28 +111,45 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
     else:
         w = (w,)
     prefill_k, decode_k = kernel_temps
+    latent = holds("mla-latent-cache", transformers)
+    if is_mla(m) and latent:
+        # expand_kv (modeling_deepseek_v2.py:357-374 @5.17): kv_b_proj's output b x T x a x (nope + v) and
+        # the assembled keys b x T x a x (nope + rope), one layer at a time, over every cached token.
+        expand = lambda t: cb * b * t * m.n_heads * (2 * m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)  # noqa: E731
+        prefill_k = {**prefill_k, "keys and values expanded from the latent (one layer)": expand(s)}
+        decode_k = {**decode_k, "keys and values expanded from the latent (one layer)": expand(s + new_tokens - 1)}
     snaps = []
     mask = {}
     if ctx.kernel == "eager":
         mask = {"attention mask (b x s x s)": cb * b * s * s}          # 4-D float mask shared by layers
+        if m.sliding_window and 0 < m.sliding_layers < m.n_layers:
+            # Models with both layer types build a causal and a sliding-window mask and keep both for the
+            # whole forward (modeling_gemma2.py:439-440, masking_utils.py:600-604 @5.17: torch.where(mask,
+            # 0.0, min_dtype) materialised as b x 1 x q x kv in the compute dtype).
+            mask["sliding-window attention mask (b x s x s)"] = cb * b * s * s
     if new_tokens == 0:
         work = layer_working_bytes(ctx, m, b * s, s)
         snaps.append(Snapshot("forward", "last layer", (*w, ("temporaries", {**work, **mask, **prefill_k}))))
-        head = {"logits": cb * b * s * V, "final hidden states": cb * b * s * m.hidden_size}
+        out_width = m.num_labels if is_classifier(m) else V          # a classification head scores each position
+        head = {"logits": cb * b * s * out_width, "final hidden states": cb * b * s * m.hidden_size}
+        if m.final_logit_softcap and not is_classifier(m):
+            # logits / cap, tanh, * cap (modeling_gemma2.py:526-530): each a new logits-sized tensor
+            # while its input is alive.
+            head["logit soft-capping (tanh, then x cap)"] = cb * b * s * V
         if m.family == "bert":
             head["MLM head transform"] = 2 * cb * b * s * m.hidden_size
         snaps.append(Snapshot("forward", "output logits for every position", (*w, ("logits and loss", head))))
         return snaps
     final_len = s + new_tokens - 1
-    cache_final = kv_cache_bytes(m, b, final_len, kv_elem_bytes)
+    cache_final = kv_cache_bytes(m, b, final_len, kv_elem_bytes, latent)
     # DynamicLayer.update stores torch.cat([empty, k]): a copy, even of views of a fused projection.
     # StaticCache holds max_cache_len = prompt + new tokens from the start and copies in place.
-    cache_prefill = cache_final if static else kv_cache_bytes(m, b, s, kv_elem_bytes)
+    cache_prefill = cache_final if static else kv_cache_bytes(m, b, s, kv_elem_bytes, latent)
     name = "static KV cache (prompt + new tokens)" if static else "KV cache"
     work = layer_working_bytes(ctx, m, b * s, s)
     snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
         *w, ("KV cache", {name: cache_prefill}), ("temporaries", {**work, **mask, **prefill_k}))))
-    if transformers < ALL_PROMPT_LOGITS_BEFORE:
+    if holds("prompt-logits-every-position", transformers):
         prompt_logits = {"logits for every prompt position": cb * b * s * V, "their fp32 upcast (.float())": FP32 * b * s * V}
         snaps.append(Snapshot("prefill", "output logits of the prompt", (
             *w, ("KV cache", {name: cache_prefill}), ("logits and loss", prompt_logits))))
@@ -140,11 +159,11 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
         snaps.append(Snapshot("prefill", "sampling the one new token", (
             *w, ("KV cache", {name: cache_prefill}), ("logits and loss", last_logits))))
         return snaps
-    legacy = transformers < LEGACY_TUPLE_CACHE_BEFORE and not static
+    legacy = holds("legacy-tuple-cache", transformers) and not static
     if legacy and new_tokens > 1:
-        first = kv_cache_bytes(m, b, s + 1, kv_elem_bytes)
+        first = kv_cache_bytes(m, b, s + 1, kv_elem_bytes, latent)
         survive = {"the prompt's fp32 logits (outputs kept through step 1)":
-                   FP32 * b * (s if transformers < ALL_PROMPT_LOGITS_BEFORE else 1) * V}
+                   FP32 * b * (s if holds("prompt-logits-every-position", transformers) else 1) * V}
         snaps.append(Snapshot("decode", "first decode step (transformers < 4.42)", (
             *w, ("KV cache", {"new cache (tuples)": first}),
             ("temporaries", {"previous step's cache, still referenced": cache_prefill, **survive}))))
@@ -153,7 +172,7 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
     decode_work = layer_working_bytes(ctx, m, b, final_len)
     if legacy:
         temps = {"previous step's cache, still referenced (tuples, transformers < 4.42)":
-                 kv_cache_bytes(m, b, final_len - 1, kv_elem_bytes), **decode_work, **decode_k}
+                 kv_cache_bytes(m, b, final_len - 1, kv_elem_bytes, latent), **decode_work, **decode_k}
     else:
         temps = {"torch.cat copy of one layer's keys": one_layer, **decode_work, **decode_k}
     snaps.append(Snapshot("decode", f"last decode step ({final_len} cached tokens)", (

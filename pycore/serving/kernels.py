@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..model.params import linears
 from ..model.spec import ModelSpec
 from .formats import WeightFormat, quantises
+from ..versions import holds
 
 KERNELS = ("auto", "exllama", "exllamav2", "marlin", "gemm", "none")
 EXLLAMA_MAX_INPUT = 2048            # AutoGPTQ _const.py EXLLAMA_DEFAULT_MAX_INPUT_LENGTH
@@ -23,10 +24,11 @@ AWQ_DEQUANT_ROWS = 1024             # AutoAWQ gemm.py: batch x tokens >= 1024 de
 
 
 def default_kernel(fmt: WeightFormat, transformers: tuple) -> str:
+    marlin = holds("gptq-marlin-default", transformers)
     if fmt.method in ("gptq", "gptq-int8"):
-        return "marlin" if transformers >= (5, 0, 0) and fmt.symmetric else "exllama"
+        return "marlin" if marlin and fmt.symmetric else "exllama"
     if fmt.method == "awq":
-        return "marlin" if transformers >= (5, 0, 0) else "gemm"
+        return "marlin" if marlin else "gemm"
     return "none"
 
 

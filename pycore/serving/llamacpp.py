@@ -29,6 +29,7 @@ import re
 from ..errors import InputError
 from ..model.spec import ModelSpec, is_mla
 from ..units import MiB
+from ..versions import holds
 from ..workload import Hardware
 from .config import Serving
 from .gguf import TYPES, Tensor, gguf_file, model_tensors, row_bytes, tensor_bytes, tensor_types
@@ -40,11 +41,8 @@ from .result import ServingEstimate, tree
 RUNTIME_CONTEXT_BYTES = 457 * MiB
 # ggml-cuda pads each quantised row-split tensor by the rest of a 512-element row (ggml-cuda.cu 855-869).
 CUDA_ROW_PADDING = 512
-PAD_CHANGED_BUILD = 7000        # about Nov 2025: unconditional 256 padding and per-stream cells
-OUTPUTS_MAX_BUILD = 7600        # about Jan 2026: the reserve keeps n_outputs_max rows of logits, not n_ubatch
-MLA_NO_V_BUILD = 7600           # about Jan 2026: MLA caches no separate V
-ISWA_BUILD = 5400               # about May 2025 (PR #13194): sliding-window layers get their own, smaller cache
-FLASH_AUTO_BUILD = 6300         # about Sep 2025: -fa auto (on where supported) became the default
+# Rules by build (pycore/versions.py RULES): llamacpp-pad-256, llamacpp-outputs-max, llamacpp-mla-no-v,
+# llamacpp-iswa, llamacpp-flash-attn-auto.
 
 
 def build_number(version: str) -> int:
@@ -65,7 +63,7 @@ def context_cells(m: ModelSpec, s: Serving, build: int, flash: bool) -> dict:
         n_ctx = m.max_positions
     n_seq = s.n_parallel
     streams = 1 if s.kv_unified or n_seq == 1 else n_seq
-    if build >= PAD_CHANGED_BUILD:
+    if holds("llamacpp-pad-256", (build,)):
         n_ctx = _pad(n_ctx, 256)
         cells = n_ctx if streams == 1 else _pad(n_ctx // n_seq, 256)
         n_ctx = cells * streams
@@ -82,7 +80,7 @@ def _kv_widths(m: ModelSpec, build: int) -> tuple[int, int, int]:
     """(K elements, V elements) per token and layer, and heads as llama.cpp stores them."""
     if is_mla(m):
         k = m.kv_lora_rank + m.qk_rope_head_dim
-        return k, (0 if build >= MLA_NO_V_BUILD else m.kv_lora_rank), 1
+        return k, (0 if holds("llamacpp-mla-no-v", (build,)) else m.kv_lora_rank), 1
     w = m.n_kv_heads * m.head_dim
     return w, w, m.n_kv_heads
 
@@ -100,10 +98,10 @@ def layer_kv_bytes(m: ModelSpec, s: Serving, ctx: dict, build: int) -> list[int]
     k_w, v_w, _ = _kv_widths(m, build)
     cells, streams = ctx["cells"], ctx["streams"]
     swa_cells = cells
-    if m.sliding_window and m.sliding_layers and not s.swa_full and build >= ISWA_BUILD:
+    if m.sliding_window and m.sliding_layers and not s.swa_full and holds("llamacpp-iswa", (build,)):
         ring = m.sliding_window * (ctx["n_seq"] if streams == 1 else 1) + ctx["n_ubatch"]
         swa_cells = min(cells, ring)
-        if build >= PAD_CHANGED_BUILD:
+        if holds("llamacpp-pad-256", (build,)):
             swa_cells = _pad(swa_cells, 256)
     per_cell = _row(s.cache_type_k, k_w) + (_row(s.cache_type_v, v_w) if v_w else 0)
     flags = sliding_flags(m)
@@ -141,7 +139,7 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
     if m.family == "bert":
         raise InputError("model", "llama.cpp serves decoder models; BERT is an encoder")
     on_gpu = s.n_gpu_layers is None or s.n_gpu_layers > 0
-    flash = s.flash_attn == "on" or (s.flash_attn == "auto" and on_gpu and build >= FLASH_AUTO_BUILD)
+    flash = s.flash_attn == "on" or (s.flash_attn == "auto" and on_gpu and holds("llamacpp-flash-attn-auto", (build,)))
     if not flash and s.cache_type_v not in ("f16", "bf16", "f32"):
         raise InputError("workload.cache_type_v", "a quantised V cache needs flash attention "
                                                   "(llama-context.cpp: \"quantized V cache was requested, but this "
@@ -176,7 +174,7 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
             kv_dev[devices[il]] += b
     ub, n_kv = ctx["n_ubatch"], ctx["cells"]
     h, heads, V = m.hidden_size, m.n_heads, m.vocab_size
-    outputs = ub if build < OUTPUTS_MAX_BUILD else max(1, ctx["n_seq"])
+    outputs = max(1, ctx["n_seq"]) if holds("llamacpp-outputs-max", (build,)) else ub
     logits = 4 * outputs * (V + h)
     if flash:
         attention = 2 * ub * n_kv + 4 * ub * 4 * h

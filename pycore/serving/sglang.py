@@ -22,7 +22,7 @@ the versions read). Per GPU:
 from __future__ import annotations
 
 from ..errors import InputError
-from ..versions import version_tuple
+from ..versions import holds, version_tuple
 from ..model.spec import ModelSpec, is_mla
 from ..units import GiB, MiB
 from ..workload import Hardware
@@ -57,12 +57,12 @@ def gpu_defaults(v, gpu_mib: float, tp: int) -> tuple[int, int]:
 
 
 def default_mem_fraction(v, gpu_mib: float, tp: int, pp: int, chunked: int, max_bs: int) -> float:
-    if v >= (0, 5, 0):
+    if holds("sglang-mfs-reserve-by-workload", v):
         reserved = 512 + max(chunked, 2048) * 1.5 + max_bs * 2 + tp * pp / 8 * 1024
         if gpu_mib > 60 * 1024:
             reserved = max(reserved, 10 * 1024)
         return round((gpu_mib - reserved) / gpu_mib, 3)
-    if v >= (0, 4, 9):
+    if holds("sglang-mfs-reserve-by-gpu", v):
         ps = tp * pp
         if gpu_mib < 35 * 1024:
             reserved = (2.8 + ps / 10) * 1024
@@ -73,7 +73,7 @@ def default_mem_fraction(v, gpu_mib: float, tp: int, pp: int, chunked: int, max_
         else:
             reserved = 32 * 1024
         return round((gpu_mib - reserved) / gpu_mib, 3)
-    ps = tp * pp if v >= (0, 4, 6) else tp
+    ps = tp * pp if holds("sglang-mfs-by-tp-and-pp", v) else tp
     for limit, value in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)):
         if ps >= limit:
             return value
@@ -135,7 +135,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         swa_tokens = int(full_tokens * r)
         tokens = full_tokens
     slots = min(max(int(tokens / context_len * 512), 2048), 4096)
-    pool_slots = slots + 1 if v < (0, 4, 7) else slots
+    pool_slots = slots + 1 if holds("sglang-request-pool-plus-one", v) else slots
     running = min(tokens // 2, pool_slots) if s.max_running_requests is None else min(s.max_running_requests,
                                                                                        pool_slots)
     refusal = ""

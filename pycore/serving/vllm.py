@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from ..errors import InputError
-from ..versions import version_tuple
+from ..versions import holds, version_tuple
 from ..model.spec import ModelSpec, is_mla, kv_dim, q_dim
 from ..units import GiB, MiB
 from ..workload import Hardware
@@ -67,18 +67,18 @@ def parse_version(text: str) -> tuple[int, int, int]:
 # ---- version rules --------------------------------------------------------------------------------
 
 def default_utilization(v) -> float:
-    return 0.92 if v >= (0, 20, 0) else 0.90            # config/cache.py: 0.92 from 0.20.0
+    return 0.92 if holds("vllm-utilization-0.92", v) else 0.90
 
 
 def graphs_in_budget(v) -> bool:
-    return v >= (0, 20, 0)
+    return holds("vllm-cuda-graphs-in-budget", v)
 
 
 def scheduler_defaults(v, entrypoint: str, memory_bytes: int, gpu_name: str) -> tuple[int, int]:
     """(max_num_batched_tokens, max_num_seqs) with chunked prefill (engine/arg_utils.py 1657-1744 in
     0.10.2): devices of 70 GiB or more that are not A100s get the large tier; 0.30 adds 160 GiB parts."""
     big = memory_bytes >= 70 * GiB and "a100" not in gpu_name.lower()
-    if v >= (0, 30, 0) and memory_bytes >= 160 * GiB:
+    if holds("vllm-large-tier-160g", v) and memory_bytes >= 160 * GiB:
         return 16384, 1024
     if big:
         return (16384 if entrypoint == "llm" else 8192), 1024
@@ -89,7 +89,7 @@ def capture_sizes(v, max_num_seqs: int, max_batched: int) -> list[int]:
     """CUDA-graph batch sizes: [1, 2, 4] + multiples of 8 up to min(2 x max_num_seqs, 512) (0.10.2
     config/__init__.py 3580-3668); from 0.33 steps of 8 to 256 then 16."""
     top = min(2 * max_num_seqs, 512)
-    if v >= (0, 33, 0):
+    if holds("vllm-capture-steps-16", v):
         sizes = [1, 2, 4] + list(range(8, min(top, 255) + 1, 8)) + list(range(256, top + 1, 16))
     else:
         sizes = [1, 2, 4] + list(range(8, top + 1, 8))
@@ -175,11 +175,11 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     mnbt_d, seqs_d = scheduler_defaults(v, s.entrypoint, hw.memory_bytes, hw.name)
     max_len = s.max_model_len or m.max_positions
     mnbt = s.max_num_batched_tokens or mnbt_d
-    seqs = s.max_num_seqs or (min(seqs_d, mnbt) if v < (0, 11, 0) else seqs_d)
+    seqs = s.max_num_seqs or (min(seqs_d, mnbt) if holds("vllm-max-num-seqs-capped", v) else seqs_d)
     block = s.block_size or (MLA_BLOCK_SIZE if is_mla(m) else DEFAULT_BLOCK_SIZE)
-    hybrid = not s.disable_hybrid_kv_cache_manager and v >= (0, 10, 0)
+    hybrid = not s.disable_hybrid_kv_cache_manager and holds("vllm-hybrid-kv-manager", v)
     total = hw.memory_bytes
-    requested = math.ceil(total * util) if v >= (0, 14, 0) else int(total * util)
+    requested = math.ceil(total * util) if holds("vllm-request-rounded-up", v) else int(total * util)
     marlin = True
     split = stage_split(m.n_layers, pp)
     stages = []
@@ -197,7 +197,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
             act = {"peak activation (from the log)": int(s.logged_activation_gib * GiB)}
         non_torch = NON_TORCH_BASE
         if tp * pp > 1:
-            non_torch += NON_TORCH_TP_NCCL if v < (0, 11, 0) else NON_TORCH_TP_CUSTOM_AR
+            non_torch += NON_TORCH_TP_NCCL if holds("vllm-nccl-in-budget", v) else NON_TORCH_TP_CUSTOM_AR
         if s.logged_non_torch_gib is not None:
             non_torch = int(s.logged_non_torch_gib * GiB)
         n_pieces = split[stage] + 1
@@ -211,7 +211,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         w, a, nt, g = sum(st["weights"].values()), sum(st["act"].values()), st["non_torch"], st["graphs"]
         if s.kv_cache_memory_bytes is not None:
             avail = s.kv_cache_memory_bytes
-        elif v < (0, 9, 1):
+        elif holds("vllm-peak-includes-non-torch", v):
             avail = requested - (w + a) - (nt + cuda_context)
         else:
             avail = requested - w - a - nt - (g if graphs_in_budget(v) else 0)
@@ -231,10 +231,10 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     blocks = min(x["blocks"] for x in results)
     per_request = _blocks_per_request(r, max_len, block, mnbt)
     concurrency = blocks / per_request if per_request else 0.0
-    if v < (0, 9, 1):
+    if holds("vllm-peak-includes-non-torch", v):          # V1 before 0.9.1 also printed tokens / max_model_len
         tokens = blocks * block
         concurrency = tokens / max_len
-    elif v >= (0, 21, 0):
+    elif holds("vllm-tokens-from-concurrency", v):
         tokens = int(concurrency * max_len)
     else:
         tokens = blocks // r["n_groups"] * block if r["n_groups"] > 1 else blocks * block
@@ -246,7 +246,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         refusal = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
                    "initializing the engine.")
     elif needed > avail_min:
-        typo = "models's" if v < (0, 22, 0) else "model's"
+        typo = "models's" if holds("vllm-typo-models-s", v) else "model's"
         refusal = (f"To serve at least one request with the {typo} max seq len ({max_len}), "
                    f"({needed / GiB:.2f} GiB KV cache is needed, which is larger than the available KV cache "
                    f"memory ({avail_min / GiB:.2f} GiB). "
@@ -254,15 +254,17 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
                       if longest else "")
                    + "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing "
                      "the engine.")
-    free_at_init = total - cuda_context - (NCCL_OUTSIDE_BYTES if tp * pp > 1 and v >= (0, 11, 0) else 0)
+    nccl_outside = tp * pp > 1 and not holds("vllm-nccl-in-budget", v)
+    free_at_init = total - cuda_context - (NCCL_OUTSIDE_BYTES if nccl_outside else 0)
 
-    if not refusal and v >= (0, 9, 1) and s.kv_cache_memory_bytes is None and free_at_init < requested:
+    if not refusal and not holds("vllm-peak-includes-non-torch", v) and s.kv_cache_memory_bytes is None \
+            and free_at_init < requested:
         refusal = (f"Free memory on device ({free_at_init / GiB:.2f}/{total / GiB:.2f} GiB) on startup is less "
                    f"than desired GPU memory utilization ({util}, {requested / GiB:.2f} GiB). Decrease GPU memory "
                    f"utilization or reduce GPU memory used by other processes.")
     pool = blocks * r["per_block"] if r["avail"] > 0 else 0
     rr = r
-    nccl = NCCL_OUTSIDE_BYTES if tp * pp > 1 and v >= (0, 11, 0) else 0
+    nccl = NCCL_OUTSIDE_BYTES if nccl_outside else 0
     unused = (total - cuda_context - sum(rr["weights"].values()) - sum(rr["act"].values()) - rr["non_torch"]
               - pool - rr["graphs"] - nccl)
     device = tree("device total", [

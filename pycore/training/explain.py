@@ -94,7 +94,8 @@ def explanations(e: Estimate) -> dict:
     }
     out["CUDA context"] = {
         "what": "The CUDA context, kernels and library handles, outside PyTorch's allocator.",
-        "formula": "a constant of the stack (framework.cuda_context_bytes)",
+        "formula": "820 MiB with lazy CUDA module loading (torch 1.13 and later), 1,343 MiB before; "
+                   "framework.cuda_context_bytes overrides it",
         "numbers": _g(e.device_total_bytes - e.reserved_bytes),
     }
     return out

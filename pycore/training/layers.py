@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .activations import FP32, INDEX_BYTES, LayerCost, Parts, attention, consumer_copies, dropout_mask, mlp, norm
 from .context import StepContext
-from ..model.spec import ModelSpec, is_mla, kv_dim, moe_layers
+from ..model.spec import ModelSpec, is_classifier, is_mla, kv_dim, moe_layers
 
 
 
@@ -183,12 +183,42 @@ class HeadCost:
     loss_backward_extra: int
 
 
+def classifier_head_cost(ctx: StepContext, m: ModelSpec) -> HeadCost:
+    """A classification head: no vocabulary-sized logits (transformers modeling_layers.py 113-306).
+    Decoders' GenericForSequenceClassification scores every position (score(hidden_states)) and keeps
+    the last non-pad one; the score layer saves its input, the final norm's output. Token
+    classification adds a dropout (p 0.1 by default: a bool mask and its output, saved by score) and
+    upcasts its logits to fp32 for the loss (loss_utils.py 140-146). BERT's sequence classifier pools
+    the first token only, so what it keeps is a batch-sized vector."""
+    cb, rb, T, h, L = ctx.compute_bytes, ctx.residual_bytes, ctx.tokens, m.hidden_size, m.num_labels
+    acc = Parts.of(ctx)
+    token = m.head == "token-classification"
+    if m.family == "bert":
+        if token:
+            acc.add("dropout mask", T * h, hidden=True)
+            acc.add("dropout output (score input)", cb * T * h, hidden=True)
+        else:
+            acc.add("pooled first token (pooler and classifier inputs)", 3 * cb * ctx.batch * h)
+    else:
+        norm(ctx, acc, m, rb, ("score",), "final norm")
+        if token:
+            acc.add("dropout mask", T * h, hidden=True)
+            acc.add("dropout output (score input)", cb * T * h, hidden=True)
+    rows = T if (token or m.family != "bert") else ctx.batch
+    logits = cb * rows * L
+    loss = (FP32 if token else cb) * (T if token else ctx.batch) * L
+    return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=loss, loss_forward_extra=0,
+                    loss_backward_extra=2 * loss)
+
+
 def head_cost(ctx: StepContext, m: ModelSpec, upcast: bool) -> HeadCost:
     """transformers' ForCausalLMLoss runs ``logits.float()`` then cross_entropy: log_softmax keeps
     its fp32 output, the fp32 copy is transient, and backward holds two fp32 gradients of the same
     size (nll_loss and log_softmax backward). BERT's masked-LM loss has no upcast."""
     cb, rb, T, V, h = ctx.compute_bytes, ctx.residual_bytes, ctx.tokens, m.vocab_size, m.hidden_size
     acc = Parts.of(ctx)
+    if is_classifier(m):
+        return classifier_head_cost(ctx, m)
     if m.family == "bert":
         in_bytes = FP32 if ctx.amp else rb
         consumer_copies(ctx, acc, "MLM head input", T * h, in_bytes, ("dense",))
@@ -200,6 +230,17 @@ def head_cost(ctx: StepContext, m: ModelSpec, upcast: bool) -> HeadCost:
     if m.final_logit_softcap:
         acc.add("logit soft-capping tanh output", cb * T * V)      # Gemma 2: tanh(logits / cap) * cap
     causal = m.family != "bert"
+    if not causal and ctx.amp:
+        # BERT's masked-LM loss is a plain CrossEntropyLoss, but autocast runs its log_softmax in fp32
+        # (ATen autocast_mode.h: log_softmax in AT_FORALL_FP32_SET_OPT_DTYPE, nll_loss in AT_FORALL_FP32).
+        # softmax(input, dtype=float) has a fused half-to-float path for fp16 only (SoftMax.cpp): bf16
+        # first makes an fp32 copy. Backward: nll_loss's fp32 gradient and log_softmax's gradient in the
+        # input's dtype, fp32 for the bf16 copy (then cast back), fp16 for fp16.
+        N = T * V
+        bf16 = not ctx.fp16
+        return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=FP32 * N,
+                        loss_forward_extra=FP32 * N if bf16 else 0,
+                        loss_backward_extra=(2 * FP32 if bf16 else FP32 + cb) * N)
     loss_bytes = FP32 if (causal and upcast) else cb
     copy = FP32 * T * V if (loss_bytes == FP32 and cb != FP32) else 0
     return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=loss_bytes * T * V,

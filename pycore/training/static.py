@@ -16,7 +16,8 @@ from ..parallel.shard import RankParams, rank_params
 from ..units import dtype_bytes
 from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload
 from .context import adapter_bytes
-from .optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes, step_temporary_bytes
+from .optimizers import SHAPE_OPTIMIZERS, managed_state_bytes, param_shapes, state_bytes, step_temporary_bytes
+from ..versions import version_tuple
 from .timeline import Static
 
 # Weight-only quantisation for inference: bits per weight of the quantised linears, including
@@ -104,8 +105,15 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, rank: RankPar
         weights=weights, optimizer_states=state_bytes(w.optimizer, trainable, pb, shapes),
         grads_per_layer=per_layer * pb, grads_other=grads_other, grads_head=grads_head,
         autocast_copy_per_layer=copy_layer, autocast_copy_head=copy_head,
-        optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest), n_layers=rank.layers,
+        optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest,
+                                            version_tuple(f.torch, "framework.torch", "a torch version", "2.11")),
+        n_layers=rank.layers, outside_allocator=_managed(w, shapes),
     )
+
+
+def _managed(w: Workload, shapes) -> tuple:
+    managed = managed_state_bytes(w.optimizer, shapes)
+    return (("paged optimizer states (CUDA managed memory)", managed),) if managed else ()
 
 
 def _head_matrix(m: ModelSpec, rank: RankParams, whole: bool) -> int:

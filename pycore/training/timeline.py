@@ -46,6 +46,7 @@ class Static:
     buffers: tuple = ()            # (name, bytes) of framework buffers (gradient buckets, all-gather buffers)
     backward_buffers: tuple = ()   # (name, bytes) of buffers that exist only while gradients are reduced
     compute_buffers: tuple = ()    # (name, bytes) that exist while layers compute, not at the optimizer step
+    outside_allocator: tuple = ()  # (name, bytes) on the device but outside torch's allocator (managed memory)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,23 @@ import { serve } from "../../scripts/serve.mjs";
 export const CHROMIUM = process.env.CHROMIUM || ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
 
 export async function start(options = {}) {
-  const server = await serve(0, options);
+  const server = await serve(0, { pages: options.pages, root: options.root });
   const base = `http://127.0.0.1:${server.address().port}/`;
   const browser = await chromium.launch({
     executablePath: CHROMIUM, headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
   });
+  // The Python snapshot costs each new context half a second of worker time after its first answers;
+  // only the tests of start-up itself (options.snapshots) let the page take it.
+  if (!options.snapshots) {
+    const newContext = browser.newContext.bind(browser);
+    browser.newContext = async (...args) => {
+      const ctx = await newContext(...args);
+      await ctx.addInitScript(() => { globalThis.GMP_NO_SNAPSHOT = true; });
+      return ctx;
+    };
+  }
   return { server, base, browser, async close() { await browser.close(); server.close(); } };
 }
 

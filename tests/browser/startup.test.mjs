@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { start, waitForResult } from "./harness.mjs";
 
 let h;
-before(async () => { h = await start({ pages: true }); });
+before(async () => { h = await start({ pages: true, snapshots: true }); });
 after(async () => { await h?.close(); });
 
 const QUERY = "?model=llama-3.2-1b&mode=lora";
