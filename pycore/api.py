@@ -15,6 +15,7 @@ from .plan.layouts import run_plan
 from .plan.solve import largest, largest_parameters, search_largest, suggestions
 from .model.spec import ModelSize
 from .model.params import total_params
+from .bands import reference_band, run_class, serving_band, single_gpu_band, verdict
 
 
 def _phase_list(e: Estimate) -> list:
@@ -52,6 +53,9 @@ def result_dict(req, e: Estimate) -> dict:
                         "cuda_context_bytes": req.framework.context_bytes(),
                         "zero_grad_set_to_none": not req.framework.keeps_gradients()},
     }
+    out["error_band"] = estimate_band(req, e)
+    out["verdict"] = verdict(e.device_total_bytes, req.hardware.memory_bytes, out["error_band"])
+    out["term_basis"] = term_basis(e, out["error_band"])
     if e.layout:
         out["layout"] = e.layout
     if e.report:
@@ -69,6 +73,31 @@ def result_dict(req, e: Estimate) -> dict:
         out["max_seq_len"] = seq["value"]
         out["max_seq_len_gaps"] = seq["gaps"]          # shorter lengths that do not fit, below the answer
         out["suggestions"] = suggestions(req, e.device_total_bytes)
+    return out
+
+
+def estimate_band(req, e: Estimate) -> dict:
+    """The error band of an estimate: measured runs of its class on one GPU, the published multi-GPU
+    references for a layout."""
+    if e.layout and (e.layout.get("gpus", 1) > 1 or e.layout.get("recipe", "hf") != "hf"):
+        return reference_band("total", "multi-GPU peaks and the recipes' own formulas")
+    kernel = e.context.kernel if e.context else None
+    return single_gpu_band(run_class(req.workload.mode, e.model.family, kernel), req.precision.quant_format is not None)
+
+
+def term_basis(e: Estimate, band: dict) -> dict:
+    """Whether each term of the breakdown is measured, from the libraries' source, or assumed."""
+    measured = band.get("status") == "measured"
+    out = {}
+    for node in e.breakdown().children[0].children:
+        name = node.name
+        if name in ("weights", "optimizer states", "gradients", "KV cache", "framework buffers",
+                    "autocast weight copies"):
+            out[name] = "source"
+        else:
+            out[name] = "measured" if measured else "source"
+    out["allocator reserve"] = "measured"
+    out["CUDA context"] = "measured"
     return out
 
 
@@ -101,6 +130,16 @@ def serving_result(req) -> dict:
            "device_total_bytes": e.device_total_bytes, "fits": e.fits,
            "headroom_bytes": req.hardware.memory_bytes - e.device_total_bytes,
            "breakdown": device, "per_gpu": device, "warnings": list(e.warnings), **serving_dict(e)}
+    compute = sum(c.bytes for c in e.device.children if c.name == "compute buffer")
+    out["error_band"] = serving_band(e.engine, e.device_total_bytes, compute)
+    if not e.starts:
+        out["verdict"] = "does not start"
+    elif e.engine in ("vllm", "sglang"):
+        # the engine sizes its pool to the budget: the band is on the pool and its tokens, not on fitting
+        out["verdict"] = "fits" if e.fits else "does not fit"
+        out["error_band"]["applies_to"] = "kv_cache_tokens"
+    else:
+        out["verdict"] = verdict(e.device_total_bytes, req.hardware.memory_bytes, out["error_band"])
     if req.solve:
         out["solutions"] = serving_solutions(req)
     return out

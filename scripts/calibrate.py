@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """Compare estimates with measured peaks in calibration files (shared/calibration format).
 
-  python3 scripts/calibrate.py FILE.jsonl [FILE.jsonl ...] [--markdown OUT.md]
+  python3 scripts/calibrate.py FILE.jsonl [FILE.jsonl ...] [--markdown OUT.md] [--bands OUT.json]
 
 Each model is built from the record's ``hf_config`` (never its id), so any file in the
 same format can be checked. Prints one row per case and ends with the summary line.
+
+--bands writes the error bands every answer carries (pycore/data/error_bands.json): for each class
+of run (mode, model family, attention kernel) the 90th-percentile error of the device total over the
+measured runs of that class, and for the multi-GPU recipes and serving engines the errors over their
+reference files (tests/data/golden_*.json).
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ def run(paths: list[str]) -> tuple[list[dict], dict]:
                 meas = rec["measured"]
                 row = {"id": rec.get("id", "?"), "status": meas["status"], "measured": meas.get("peak_allocated_bytes"),
                        "estimated": res["peak_allocated_bytes"], "phase": res["peak_phase"], "fits": res["fits"],
-                       "device_total": res["device_total_bytes"], "mode": rec["workload"]["mode"]}
+                       "device_total": res["device_total_bytes"], "mode": rec["workload"]["mode"],
+                       "band_class": res.get("error_band", {}).get("class", "")}
                 est_base = res["params"]["total"]
                 # measure_hf.py counts parameters before get_peft_model: n_params is the base model's,
                 # and the adapters are n_trainable.
@@ -148,12 +154,47 @@ def write_markdown(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+def bands(rows: list[dict], golden_paths: list[str]) -> dict:
+    """Error bands by class, from the measured runs (device totals) and the reference files."""
+    from pycore.bands import CLASS_LEVELS, class_levels
+    ok = [r for r in rows if r.get("status") == "ok" and "measured_device" in r]
+    out = {"source": "scripts/calibrate.py --bands, from the calibration files and tests/data/golden_*.json",
+           "single_gpu": {}, "references": {}}
+    groups: dict = {}
+    for r in ok:
+        err = abs(r["device_total"] - r["measured_device"]) / r["measured_device"] * 100
+        for level in class_levels(r["band_class"]):
+            groups.setdefault(level, []).append(err)
+    for key, errs in sorted(groups.items()):
+        out["single_gpu"][key] = {"runs": len(errs), "p90_pct": round(_quantile(errs, 0.9), 2),
+                                  "median_pct": round(statistics.median(errs), 2)}
+    if golden_paths:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("golden", Path(__file__).resolve().parent / "golden.py")
+        golden = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(golden)
+        grows, _ = golden.run(golden_paths)
+        by_kind: dict = {}
+        for r in grows:
+            if "err" in r:
+                by_kind.setdefault(r.get("kind") or "", []).append(r["err"])
+        for kind, errs in sorted(by_kind.items()):
+            out["references"][kind] = {"checks": len(errs), "p90_pct": round(_quantile(errs, 0.9), 2),
+                                       "median_pct": round(statistics.median(errs), 2)}
+    out["levels"] = list(CLASS_LEVELS)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+")
     ap.add_argument("--markdown", metavar="OUT", help="also write the per-case table as Markdown to OUT ('-' = stdout)")
+    ap.add_argument("--bands", metavar="OUT", help="also write the error bands (pycore/data/error_bands.json)")
+    ap.add_argument("--golden", nargs="*", default=[], help="reference files scored into the bands")
     a = ap.parse_args(argv)
     rows, s = run(a.files)
+    if a.bands:
+        Path(a.bands).write_text(json.dumps(bands(rows, a.golden), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     for r in rows:
         if "error" in r:
             print(f"{r['id']:46s} ERROR {r['error']['field']}: {r['error']['message']}")

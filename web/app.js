@@ -39,6 +39,16 @@ function make(tag, props = {}, ...children) {
   for (const c of children) el.append(c);
   return el;
 }
+// The core's verdict (fits, at risk: the error band straddles the GPU's memory, does not fit) and its band.
+const VERDICT_KEYS = { "fits": "fits", "at risk": "at-risk", "does not fit": "does-not-fit", "does not start": "does-not-fit" };
+function showVerdict(res) {
+  const key = VERDICT_KEYS[res.verdict] || (res.fits ? "fits" : "does-not-fit");
+  const v = $("#verdict");
+  v.className = `verdict ${key}`;
+  text(v, key);
+  text($("#band"), res.error_band ? res.error_band.basis : "");
+  return key;
+}
 function fmt(bytes) { const [d, u] = UNITS[state.unit]; return `${(bytes / d).toFixed(2)} ${u}`; }
 function showMessages(list) {
   $("#messages").replaceChildren(...list.map((m) => make("div", { class: "msg", text: typeof m === "string" ? m : m.text })));
@@ -257,9 +267,7 @@ function renderServe(res) {
   text($("#unit-label"), unit);
   text($("#status"), res.warnings.length ? `Note: ${res.warnings.join(" ")}` : "");
   text($("#peak"), (res.device_total_bytes / div).toFixed(2));
-  const v = $("#verdict");
-  v.className = `verdict ${res.fits ? "fits" : "does-not-fit"}`;
-  text(v, res.fits ? "fits" : "does-not-fit");
+  showVerdict(res);
   const head = Math.abs(res.headroom_bytes);
   text($("#verdict-text"), res.fits ? `on ${res.gpus > 1 ? `each of ${res.gpus} × ` : ""}${res.gpu.name}, with ${fmt(head)} to spare`
     : res.starts ? `on ${res.gpu.name}: ${fmt(head)} too much` : `${res.engine} would not start (below)`);
@@ -322,9 +330,7 @@ function renderMain(res) {
   text($("#unit-label"), unit);
   text($("#status"), res.warnings.length ? `Note: ${res.warnings.join(" ")}` : "");
   text($("#peak"), (res.device_total_bytes / div).toFixed(2));
-  const v = $("#verdict");
-  v.className = `verdict ${res.fits ? "fits" : "does-not-fit"}`;
-  text(v, res.fits ? "fits" : "does-not-fit");
+  showVerdict(res);
   const head = Math.abs(res.headroom_bytes);
   text($("#verdict-text"), res.fits ? `on ${res.gpu.name}, with ${fmt(head)} to spare`
     : `on ${res.gpu.name}: ${fmt(head)} too much (the card has ${fmt(res.gpu.memory_bytes)})`);

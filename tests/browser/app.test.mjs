@@ -29,14 +29,17 @@ function cliPeakGiB(args) {
 test("load shows a result and a verdict", async () => {
   const { ctx, result } = await open();
   assert.match(result.peak, /^\d+\.\d\d$/);
-  assert.ok(["fits", "does-not-fit"].includes(result.verdict));
+  assert.ok(["fits", "at-risk", "does-not-fit"].includes(result.verdict));
   await ctx.close();
 });
 
 test("the page's peak equals the CLI's --json peak for the same configuration", async () => {
-  const { ctx, result } = await open("?model=qwen2.5-7b&mode=lora&batch=8&seq=2048&ckpt=1&gpu=a100-80gb");
+  const { ctx, page, result } = await open("?model=qwen2.5-7b&mode=lora&batch=8&seq=2048&ckpt=1&gpu=a100-80gb");
   const cli = cliPeakGiB(["--model", "qwen2.5-7b", "--mode", "lora", "--batch", "8", "--seq", "2048", "--checkpointing", "--gpu", "a100-80gb"]);
   assert.equal(result.peak, (cli.device_total_bytes / 2 ** 30).toFixed(2));
+  // the verdict and its error band are the core's
+  assert.equal(result.verdict, cli.verdict.replace(/ /g, "-"));
+  assert.equal(await page.textContent('[data-testid="band"]'), cli.error_band.basis);
   assert.equal(result.verdict, cli.fits ? "fits" : "does-not-fit");
   await ctx.close();
 });
