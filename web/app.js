@@ -26,6 +26,7 @@ let latestShown = 0;
 const pending = new Map();
 let worker = null;
 let workerReady = false;
+let formReady = false;        // the form holds the link's state: only then may the worker's "ready" compute
 
 function text(el, value) { el.textContent = value; return el; }
 function make(tag, props = {}, ...children) {
@@ -74,10 +75,14 @@ function startWorker() {
       document.body.dataset.startPath = msg.path || "";          // fresh | snapshot | fallback
       document.body.dataset.startTimings = JSON.stringify({ workerStarted: Math.round(workerStartedAt), ...(msg.timings || {}) });
       text($("#status"), msg.path === "fallback" ? "The saved snapshot did not restore; started Python normally." : "");
-      if (catalog && state) update();                             // otherwise the first update runs once the form is built
+      if (formReady) update();                                    // otherwise the first update runs once the form is built
       registerServiceWorker();
     } else if (msg.type === "snapshot") document.body.dataset.snapshot = msg.state;
-    else if (msg.type === "result") {
+    else if (msg.type === "started") {
+      // The watchdog times the worker's work on this request, not the time it waited behind others.
+      const p = pending.get(msg.id);
+      if (p) { clearTimeout(p.timer); p.timer = setTimeout(restartWorker, p.timeout); }
+    } else if (msg.type === "result") {
       const p = pending.get(msg.id);
       pending.delete(msg.id);
       if (p) { clearTimeout(p.timer); p.resolve({ id: msg.id, response: JSON.parse(msg.response) }); }
@@ -97,11 +102,14 @@ function restartWorker() {
   startWorker();
 }
 
+// A request waits in the worker's queue behind the ones before it; each of those has its own watchdog,
+// so the queue itself gets a generous limit (a worker that never answers is still restarted).
+const QUEUE_TIMEOUT_MS = 60000;
 function ask(request, timeout = REQUEST_TIMEOUT_MS, kind = "estimate") {
   return new Promise((resolve) => {
     const id = ++seq;
-    const timer = setTimeout(restartWorker, timeout);
-    pending.set(id, { resolve, timer });
+    const timer = setTimeout(restartWorker, QUEUE_TIMEOUT_MS + timeout);
+    pending.set(id, { resolve, timer, timeout });
     worker.postMessage({ id, kind, request: kind === "estimate" ? JSON.stringify(request) : request });
   });
 }
@@ -599,4 +607,5 @@ buildServeFields();
 state = defaults(catalog);
 buildForm();
 await loadFromURL();
+formReady = true;
 update({ push: false });

@@ -169,6 +169,7 @@ onmessage = async (event) => {
     postMessage({ type: "result", id, response: JSON.stringify({ status: "ok", result }) });
     return;
   }
+  postMessage({ type: "started", id });
   const t0 = performance.now();
   postMessage({ type: "result", id, response: api.estimate(String(request)), ms: performance.now() - t0 });
   scheduleSnapshot();

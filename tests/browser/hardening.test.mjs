@@ -101,9 +101,12 @@ test("a value the core rejects after the schema accepted it is named next to its
 test("a request that never returns is abandoned, the worker restarted, and the page says so", async () => {
   const ctx = await h.browser.newContext();
   // A worker that hangs on one marked request, standing in for any input that would take forever.
-  const worker = readFileSync(join(DIST, "worker.js"), "utf8").replace(
-    "onmessage = async (event) => {",
-    "onmessage = async (event) => {\n  if (String(event.data.request).includes('\"batch_size\":7777')) for (;;) {}");
+  // It hangs where a slow input would: after the worker has said it started on the request.
+  const source = readFileSync(join(DIST, "worker.js"), "utf8");
+  const started = 'postMessage({ type: "started", id });';
+  assert.ok(source.includes(started));
+  const worker = source.replace(started,
+    `${started}\n  if (String(request).includes('"batch_size":7777')) for (;;) {}`);
   await ctx.route("**/worker.js", (route) => route.fulfill({ contentType: "text/javascript", body: worker }));
   const { page, result } = await open("?model=llama-3.2-1b", ctx);
   await page.fill('input[name="batch"]', "7777");

@@ -28,8 +28,16 @@ export async function start(options = {}) {
 
 // Wait until the page has rendered a result for the current inputs.
 export async function waitForResult(page, previous = null) {
-  await page.waitForFunction((prev) => document.body.dataset.computed && document.body.dataset.computed !== prev,
-    previous, { timeout: 60000 });
+  try {
+    await page.waitForFunction((prev) => document.body.dataset.computed && document.body.dataset.computed !== prev,
+      previous, { timeout: 60000 });
+  } catch (err) {
+    // Say what the page showed instead: the loader's status, its messages, how the worker started.
+    const seen = await page.evaluate(() => ({ status: document.querySelector("#status")?.textContent,
+      messages: document.querySelector("#messages")?.textContent, start: document.body.dataset.startPath,
+      url: location.href })).catch((e) => String(e));
+    throw new Error(`${err.message}; the page showed ${JSON.stringify(seen)}`);
+  }
   return page.evaluate(() => ({ peak: document.querySelector('[data-testid="peak"]').textContent,
     verdict: document.querySelector('[data-testid="verdict"]').textContent, computed: document.body.dataset.computed }));
 }
