@@ -162,12 +162,21 @@ def estimate_dict(data) -> dict:
     """Estimate from an already-parsed request; returns the response object."""
     try:
         req = parse_request(data)
+        measured = None
+        if data.get("measured") is not None:           # the user's own run, to check the estimate against
+            from .check.parse import parse_measured
+            measured = parse_measured(data["measured"])
         if req.serving is not None:
-            return {"schema": SCHEMA, "status": "ok", "result": serving_result(req)}
-        if req.plan is not None:
-            return {"schema": SCHEMA, "status": "ok", "result": plan_result(req)}
-        e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
-        return {"schema": SCHEMA, "status": "ok", "result": result_dict(req, e)}
+            result = serving_result(req)
+        elif req.plan is not None:
+            result = plan_result(req)
+        else:
+            e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
+            result = result_dict(req, e)
+        if measured is not None:
+            from .check.compare import check
+            result["check"] = check(data, result, measured, estimate_dict, request_schema()["fields"])
+        return {"schema": SCHEMA, "status": "ok", "result": result}
     except InputError as exc:
         return {"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]}
     except (RecursionError, MemoryError, OverflowError) as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from .catalog import catalog_gpu, catalog_model, catalog_quantization
 from .errors import InputError, MAX_DIMENSION, MAX_TOKENS, require_bool, require_int
 from .jsontext import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json
+from .check.parse import MAX_TEXT_CHARS
 from .model.hfconfig import read_hf_config
 from .model.spec import ModelSize, ModelSpec
 from .parallel.layout import Parallelism
@@ -25,7 +26,7 @@ from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dt
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
 _TOP_KEYS = ("schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve",
-             "plan")
+             "plan", "measured")
 _REQUIRED_DIMENSIONS = ("n_layers", "hidden_size", "n_heads", "vocab_size")
 _GPU_MEMORY_GIB = number(0.001, 2 ** 20)
 _GPU_MEMORY_BYTES = integer(1, 2 ** 50)
@@ -183,7 +184,8 @@ def request_schema() -> dict:
               **describe(PlanQuery, "plan"), "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
     return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
-            "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS}}
+            "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS,
+                       "max_measured_chars": MAX_TEXT_CHARS}}
 
 
 def _merged(workload: dict, serving: dict) -> dict:

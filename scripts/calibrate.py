@@ -24,21 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycore.api import estimate_dict  # noqa: E402
 from pycore.units import GiB  # noqa: E402
+from pycore.check.record import request_from_record  # noqa: E402
 
 
 def request_for(rec: dict) -> dict:
-    w = rec["workload"]
-    workload = {k: w[k] for k in ("mode", "batch_size", "seq_len", "optimizer", "gradient_checkpointing")
-                if k in w and w[k] is not None}
-    workload["attention"] = w.get("attention", "sdpa")
-    if w["mode"] == "inference":
-        workload["new_tokens"] = w.get("new_tokens", 0)
-    if w["mode"] in ("lora", "qlora"):
-        workload["lora"] = {"rank": w.get("lora_rank", 16), "alpha": w.get("lora_alpha", 32),
-                            "targets": w.get("lora_targets", ["q_proj", "k_proj", "v_proj", "o_proj"])}
-    gpu = {"memory_bytes": rec.get("env", {}).get("gpu_total_bytes", 85017493504), "name": rec.get("env", {}).get("gpu", "")}
-    return {"schema": 1, "hf_config": rec["hf_config"], "workload": workload,
-            "precision": {"weights": w["weights_dtype"], "autocast": w.get("autocast_dtype")}, "gpu": gpu}
+    return request_from_record(rec)
 
 
 def rules_of_thumb(rec: dict, result: dict) -> dict:
@@ -82,8 +72,9 @@ def run(paths: list[str]) -> tuple[list[dict], dict]:
                 est_base = res["params"]["total"]
                 # measure_hf.py counts parameters before get_peft_model: n_params is the base model's,
                 # and the adapters are n_trainable.
-                row["param_ok"] = est_base == meas.get("n_params") and (
-                    rec["workload"]["mode"] not in ("lora", "qlora") or res["params"]["adapters"] == meas.get("n_trainable"))
+                # A record without counts (a user's checked run) has nothing to compare them with.
+                row["param_ok"] = "n_params" not in meas or (est_base == meas["n_params"] and (
+                    rec["workload"]["mode"] not in ("lora", "qlora") or res["params"]["adapters"] == meas.get("n_trainable")))
                 if meas.get("peak_reserved_bytes") and meas.get("cuda_context_bytes"):
                     row["measured_device"] = meas["peak_reserved_bytes"] + meas["cuda_context_bytes"]
                 row.update(rules_of_thumb(rec, res))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pycore estimate|plan|models|gpus``. Each verb builds the JSON request the
+"""Command line: ``python -m pycore estimate|plan|serve|check|models|gpus``. Each verb builds the JSON request the
 page would send and calls the same API (pycore.api.estimate_dict)."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from ..api import estimate_dict
 from ..catalog import gpu_entries, model_entries
 from ..model.hfconfig import read_hf_config
 from ..model.params import total_params
+from ..check.parse import MAX_TEXT_CHARS
 from ..units import GiB
 from .args import (add_gpu_args, add_layout_args, add_model_args, add_serve_args, add_workload_args, build_request,
-                   model_part, printable, serve_part)
-from .render import render, render_plan, render_serve
+                   model_part, printable, read_text_file, serve_part)
+from .render import render, render_check, render_plan, render_serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--solve", action="store_true", help="also search: longest context, most requests, smallest "
                                                          "GPU, best GGUF preset")
     sv.add_argument("--json", action="store_true", help="print the result object as JSON")
+    ck = sub.add_parser("check", help="compare the estimate with what your own run printed (memory_summary, "
+                                      "max_memory_allocated/reserved, nvidia-smi)")
+    add_model_args(ck)
+    add_workload_args(ck)
+    add_layout_args(ck)
+    add_gpu_args(ck)
+    ck.add_argument("--measured", metavar="FILE", required=True,
+                    help="text your run printed (- reads standard input)")
+    ck.add_argument("--record", metavar="FILE", default=None,
+                    help="also write the case as a calibration record (one JSON line) to FILE")
+    ck.add_argument("--json", action="store_true", help="print the result object as JSON")
     sub.add_parser("models", help="list the model catalog")
     sub.add_parser("gpus", help="list the GPU catalog")
     return p
@@ -79,18 +91,36 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if a.command == "check":
+        if a.measured == "-":
+            text = sys.stdin.read(4 * MAX_TEXT_CHARS + 4)
+        else:
+            text, problem = read_text_file(a.measured, "--measured")
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
+        req["measured"] = {"text": text}                  # bounded and parsed by the core
     if a.command == "plan":
         req["plan"] = {k: v for k, v in (("gpus", a.gpus), ("global_batch", a.global_batch), ("max_gpus", a.max_gpus),
                                          ("limit", a.limit)) if v is not None}
     res, code = _run(req)
     if res is None:
         return code
+    if a.command == "check" and a.record:
+        record = res["check"]["record"]
+        if record is None:
+            print(printable(f"error: --record: {res['check']['record_note']}"), file=sys.stderr)
+            return 2
+        with open(a.record, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
     if a.json:
         print(json.dumps(res, indent=1))
     elif a.command == "plan":
         render_plan(res)
     elif a.command == "serve":
         render_serve(res)
+    elif a.command == "check":
+        render_check(res)
     else:
         render(res)
     return 0

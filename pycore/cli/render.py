@@ -146,3 +146,22 @@ def render_serve(res: dict, out=None) -> None:
         for c in sol.get("gguf", []):
             out.write(f"  {c['quant']:8s} {c['file_bytes'] / GiB:7.2f} GiB {c['bits_per_weight']:6.3f} bpw  "
                       f"-ngl {c['n_gpu_layers']}{' (all layers)' if c['all_layers'] else ''}\n")
+
+
+def render_check(res: dict, out=None) -> None:
+    """The measured run beside the estimate, row by row, and what would explain a gap."""
+    out = Printable(out or sys.stdout)
+    ck = res["check"]
+    out.write(f"{res['model']['name']} on {res['gpu']['name']}: read {', '.join(ck['formats'])}\n\n")
+    out.write(f"{'':58s} {'measured':>12s} {'estimated':>12s} {'gap':>8s}\n")
+    for r in ck["rows"]:
+        bound = " (lower bound)" if r["measured_is_lower_bound"] else ""
+        out.write(f"{r['quantity'][:58]:58s} {_gib(r['measured_bytes'])} {_gib(r['estimated_bytes'])} "
+                  f"{100 * (r['gap_fraction'] or 0):+7.1f}%{bound}\n")
+    out.write(f"\n{ck['verdict']} (within ±{100 * ck['tolerance_fraction']:.0f}% counts as agreement: "
+              f"{res.get('error_band', {}).get('basis', '')})\n")
+    for e in ck["explanations"]:
+        out.write(f"  - {e['assumption']}: {e['text']}\n")
+    for n in ck["notes"]:
+        out.write(f"note: {n}\n")
+    out.write("calibration record: " + ("--record FILE writes it" if ck["record"] else ck["record_note"]) + "\n")

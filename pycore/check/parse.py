@@ -1,0 +1,279 @@
+"""Read what a user's own run printed: ``torch.cuda.memory_summary()``, the numbers of
+``torch.cuda.max_memory_allocated()`` / ``max_memory_reserved()``, and ``nvidia-smi``.
+
+The text is untrusted (pasted into the page, or a file given to the CLI): it is bounded in length
+and in lines before anything reads it, each line is cut to a fixed width, and every pattern is a
+linear scan (no nested repetition), so no input can make the parser slow.
+
+Formats, as their sources print them:
+
+- ``torch.cuda.memory_summary()`` (torch/cuda/memory.py, ``memory_summary``; the same layout from
+  torch 1.4 to 2.11): rows ``| Allocated memory | <cur> | <peak> | <tot alloc> | <tot freed> |``
+  where each size is ``_format_size``: an integer floored to the largest unit (B, KiB, MiB, GiB,
+  TiB) that leaves at least 768 of it, so a peak of 23.4 GiB prints as ``23961 MiB``. The reserved
+  row is "GPU reserved memory" (CUDA), "Cached memory" before torch 1.4. The header says
+  ``CUDA OOMs: <n>`` from torch 1.7.
+- ``max_memory_allocated()`` / ``max_memory_reserved()`` return integer bytes; people print them
+  as they are or divided into a unit, so a number is read with its unit, and a fraction without
+  one is refused (it cannot be told apart).
+- ``nvidia-smi``: the table's memory column ``<used>MiB / <total>MiB`` per GPU (MiB = 2**20), or
+  ``--query-gpu=memory.used,memory.total --format=csv[,nounits]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from ..units import GB, GiB, MiB
+
+# A memory_summary is about 3 KB; nvidia-smi for 8 GPUs about 4 KB. A log excerpt around them fits.
+MAX_TEXT_CHARS = 200_000
+MAX_LINES = 5_000
+MAX_LINE_CHARS = 400
+MAX_BYTES = 2 ** 50             # 1 PiB: no GPU holds more
+
+UNITS = {"b": 1, "bytes": 1, "byte": 1, "kib": 1024, "mib": MiB, "gib": GiB, "tib": 1024 * GiB,
+         "kb": 1000, "mb": 10 ** 6, "gb": GB, "tb": 10 ** 12}
+_UNIT_NAMES = {"b": "B", "bytes": "B", "byte": "B", "kib": "KiB", "mib": "MiB", "gib": "GiB", "tib": "TiB",
+               "kb": "kB", "mb": "MB", "gb": "GB", "tb": "TB"}
+
+_SUMMARY_HEADER = re.compile(r"memory summary, device id\s+(\d+)", re.I)
+_OOMS = re.compile(r"cuda ooms:\s*(\d+)", re.I)
+_RETRIES = re.compile(r"cudamalloc retries:\s*(\d+)", re.I)
+_SIZE = re.compile(r"^\s*(\d{1,16})\s*(b|kib|mib|gib|tib|pib)\s*$", re.I)
+# memory_summary row names -> our quantities
+_SUMMARY_ROWS = {"allocated memory": "allocated", "gpu reserved memory": "reserved", "cached memory": "reserved",
+                 "non-releasable memory": "non_releasable", "requested memory": "requested",
+                 "active memory": "active"}
+_TORCH_CALL = re.compile(r"(max_memory_allocated|max_memory_reserved|memory_allocated|memory_reserved"
+                         r"|peak[ _-]?allocated|peak[ _-]?reserved|max[ _-]?allocated|max[ _-]?reserved)", re.I)
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,20}(?:[.,_]\d{1,20}){0,6})\s{0,3}([kmgt]i?b|bytes?|b)?(?![\w])", re.I)
+_SMI_USAGE = re.compile(r"(\d{1,9})\s?MiB\s{0,3}/\s{0,3}(\d{1,9})\s?MiB", re.I)
+_SMI_CSV_HEADER = re.compile(r"memory\.used", re.I)
+_SMI_CSV_ROW = re.compile(r"^\s*(\d{1,9})(\s?MiB)?\s*,\s*(\d{1,9})(\s?MiB)?\s*$", re.I)
+_BARE_NUMBER = re.compile(r"^\s*\d[\d.,_]{0,40}\s*([kmgt]i?b|bytes?|b)?\s*$", re.I)
+_CALL_ARGS = re.compile(r"^\s*\([^)]{0,80}\)")
+_SMI_CSV_ONE = re.compile(r"^\s*(\d{1,9})(\s?MiB)?\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One number read from the text, in bytes, with where it came from and how exact it is."""
+    bytes: int
+    source: str                 # e.g. "memory_summary: Allocated memory, Peak Usage (line 8)"
+    resolution_bytes: int = 1   # the printed unit: the true value is in [bytes, bytes + resolution)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    peak_allocated: Reading | None = None
+    peak_reserved: Reading | None = None
+    current_allocated: Reading | None = None
+    current_reserved: Reading | None = None
+    peak_non_releasable: Reading | None = None
+    device_used: tuple = ()              # nvidia-smi: (Reading, ...) one per GPU, in order
+    device_total: Reading | None = None  # nvidia-smi's total of the first GPU
+    cuda_ooms: int | None = None
+    alloc_retries: int | None = None
+    formats: tuple = ()                  # which outputs were recognised
+    notes: tuple = field(default_factory=tuple)
+
+    def empty(self) -> bool:
+        return not (self.peak_allocated or self.peak_reserved or self.current_allocated or self.current_reserved
+                    or self.device_used)
+
+
+def _keep(found: dict, key: str, reading: Reading) -> None:
+    """The first reading of a quantity, unless a later one is printed more exactly (the bytes of
+    max_memory_allocated() beside the MiB of the summary)."""
+    if key not in found or reading.resolution_bytes < found[key].resolution_bytes:
+        found[key] = reading
+
+
+def _size_cell(cell: str):
+    m = _SIZE.match(cell)
+    if not m:
+        return None
+    unit = m.group(2).lower()
+    scale = {"b": 1, "kib": 1024, "mib": MiB, "gib": GiB, "tib": 1024 * GiB, "pib": 1024 ** 5}[unit]
+    return int(m.group(1)) * scale, scale
+
+
+def _number(text: str, where: str):
+    """The first number of ``text`` with its unit, in bytes; a fraction needs a unit."""
+    m = _NUMBER.search(text)
+    if not m:
+        return None
+    digits, unit = m.group(1), (m.group(2) or "").lower()
+    if "," in digits and "." not in digits and re.fullmatch(r"\d{1,3}(,\d{3})+", digits):
+        digits = digits.replace(",", "")          # 21,474,836,480
+    digits = digits.replace("_", "")
+    if digits.count(".") + digits.count(",") > 1:
+        raise InputError("measured.text", f"{where}: cannot read the number {m.group(1)!r}")
+    digits = digits.replace(",", ".")
+    if unit in ("", "b", "byte", "bytes"):
+        if "." in digits:
+            raise InputError("measured.text", f"{where}: {m.group(1)} has no unit; give bytes (an integer, as "
+                                              "max_memory_allocated() returns) or a unit such as GiB, GB or MiB")
+        value, scale = int(digits), 1
+    else:
+        scale = UNITS[unit]
+        whole, _, frac = digits.partition(".")
+        frac = frac[:9]
+        value = (int(whole) * 10 ** len(frac) + (int(frac) if frac else 0)) * scale // 10 ** len(frac)
+        # the printed precision: the last digit's worth of the unit
+        scale = max(1, scale // 10 ** len(frac))
+    if value > MAX_BYTES:
+        raise InputError("measured.text", f"{where}: {m.group(1)} {unit or 'bytes'} is more than any GPU holds")
+    return value, scale, _UNIT_NAMES.get(unit, "B")
+
+
+def parse_measured_text(text) -> Measurement:
+    """Every reading the text holds; raise InputError naming ``measured.text`` when it is too long or
+    holds nothing this reads."""
+    if not isinstance(text, str):
+        raise InputError("measured.text", "must be text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError("measured.text", f"is longer than {MAX_TEXT_CHARS:,} characters; paste the memory summary "
+                                          "or the nvidia-smi table only")
+    lines = text.splitlines()
+    if len(lines) > MAX_LINES:
+        raise InputError("measured.text", f"has more than {MAX_LINES:,} lines; paste the memory summary or the "
+                                          "nvidia-smi table only")
+    found: dict = {}
+    used: list = []
+    formats: list = []
+    notes: list = []
+    ooms = retries = None
+    in_summary = csv_smi = False
+    summaries = 0
+    pending = None              # a torch call whose value is printed on the next line (a REPL)
+    for number, raw in enumerate(lines, 1):
+        line = raw[:MAX_LINE_CHARS]
+        where = f"line {number}"
+        if pending is not None:
+            key, label = pending
+            pending = None
+            if _BARE_NUMBER.match(line):
+                got = _number(line, where)
+                if got:
+                    _keep(found, key, Reading(got[0], f"{label} (line {number}, read in {got[2]})", got[1]))
+                continue
+        m = _SMI_USAGE.search(line)
+        if m:
+            used.append(Reading(int(m.group(1)) * MiB, f"nvidia-smi: GPU {len(used)} memory used ({where})", MiB))
+            if "device_total" not in found:
+                found["device_total"] = Reading(int(m.group(2)) * MiB, f"nvidia-smi: total ({where})", MiB)
+            if "nvidia-smi" not in formats:
+                formats.append("nvidia-smi")
+            continue
+        if _SUMMARY_HEADER.search(line):
+            summaries += 1
+            in_summary = summaries == 1
+            if summaries == 2:
+                notes.append("the text holds more than one memory summary; the first one is read")
+            if "torch.cuda.memory_summary()" not in formats:
+                formats.append("torch.cuda.memory_summary()")
+            continue
+        if in_summary and line.lstrip().startswith("|"):
+            m = _OOMS.search(line)
+            if m:
+                ooms = int(m.group(1))
+            m = _RETRIES.search(line)
+            if m:
+                retries = int(m.group(1))
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            name = cells[0].lower()
+            if name in _SUMMARY_ROWS and len(cells) >= 3:
+                current, peak = _size_cell(cells[1]), _size_cell(cells[2])
+                key = _SUMMARY_ROWS[name]
+                if peak:
+                    _keep(found, f"peak_{key}", Reading(peak[0], f"memory_summary: {cells[0]}, Peak Usage ({where})", peak[1]))
+                if current:
+                    _keep(found, f"current_{key}", Reading(current[0], f"memory_summary: {cells[0]}, Cur Usage ({where})",
+                                                           current[1]))
+            continue
+        in_summary = False
+        if _SMI_CSV_HEADER.search(line):
+            csv_smi = True
+            if "nvidia-smi" not in formats:
+                formats.append("nvidia-smi")
+            continue
+        if csv_smi:
+            m = _SMI_CSV_ROW.match(line)
+            one = None if m else _SMI_CSV_ONE.match(line)
+            if m or one:
+                used.append(Reading(int((m or one).group(1)) * MiB,
+                                    f"nvidia-smi --query-gpu: GPU {len(used)} memory.used ({where})", MiB))
+                if m and "device_total" not in found:
+                    found["device_total"] = Reading(int(m.group(3)) * MiB, f"nvidia-smi --query-gpu: memory.total ({where})", MiB)
+                continue
+            csv_smi = False
+        m = _TORCH_CALL.search(line)
+        if m:
+            call = m.group(1).lower().replace("-", "_").replace(" ", "_")
+            kind = "allocated" if "allocated" in call else "reserved"
+            key = f"{'peak' if call.startswith(('max', 'peak')) else 'current'}_{kind}"
+            rest = _CALL_ARGS.sub("", line[m.end():], count=1)
+            got = _number(rest, where)
+            if got is None:
+                pending = (key, m.group(1))
+            else:
+                value, resolution, unit = got
+                _keep(found, key, Reading(value, f"{m.group(1)} ({where}, read in {unit})", resolution))
+            if "torch.cuda.max_memory_*()" not in formats:
+                formats.append("torch.cuda.max_memory_*()")
+    if summaries and "peak_allocated" not in found:
+        notes.append("the memory summary has no Peak Usage column this reads")
+    if "peak_allocated" not in found and "current_allocated" in found:
+        notes.append("only the current allocation was given, not the peak: it is compared with the peak as a lower bound")
+    if used and len(used) > 1:
+        notes.append(f"nvidia-smi shows {len(used)} GPUs; the most loaded is compared with the reported rank")
+    if used:
+        notes.append("nvidia-smi shows memory in use when it ran, not the peak: run it at the peak, or use "
+                     "max_memory_reserved()")
+    meas = Measurement(peak_allocated=found.get("peak_allocated"), peak_reserved=found.get("peak_reserved"),
+                       current_allocated=found.get("current_allocated"), current_reserved=found.get("current_reserved"),
+                       peak_non_releasable=found.get("peak_non_releasable"), device_used=tuple(used),
+                       device_total=found.get("device_total"), cuda_ooms=ooms, alloc_retries=retries,
+                       formats=tuple(formats), notes=tuple(notes))
+    if meas.empty():
+        raise InputError("measured.text", "holds no memory figure this reads: paste the output of "
+                                          "torch.cuda.memory_summary(), the numbers of torch.cuda.max_memory_allocated() "
+                                          "and max_memory_reserved(), or nvidia-smi")
+    return meas
+
+
+_NUMBER_FIELDS = {"peak_allocated_bytes": "peak_allocated", "peak_reserved_bytes": "peak_reserved",
+                  "device_used_bytes": "device_used"}
+
+
+def parse_measured(raw) -> Measurement:
+    """The request's ``measured`` object: ``text`` (pasted output) and/or the numbers themselves
+    (``peak_allocated_bytes``, ``peak_reserved_bytes``, ``device_used_bytes``); numbers given
+    beside a text take precedence."""
+    from ..errors import require_int
+    if not isinstance(raw, dict):
+        raise InputError("measured", "must be an object with text and/or peak_allocated_bytes, "
+                                     "peak_reserved_bytes, device_used_bytes")
+    known = ("text", *_NUMBER_FIELDS)
+    for key in raw:
+        if key not in known:
+            raise InputError(f"measured.{str(key)[:40]}", "is not a known field; known: " + ", ".join(known))
+    meas = parse_measured_text(raw["text"]) if raw.get("text") not in (None, "") else Measurement()
+    values = {}
+    for key, attr in _NUMBER_FIELDS.items():
+        if raw.get(key) is not None:
+            value = require_int(f"measured.{key}", raw[key], minimum=1, maximum=MAX_BYTES)
+            reading = Reading(value, f"measured.{key}")
+            values[attr] = (reading,) if attr == "device_used" else reading
+    if values:
+        from dataclasses import replace
+        formats = meas.formats if "numbers" in meas.formats else (*meas.formats, "numbers")
+        meas = replace(meas, **values, formats=formats)
+    if meas.empty():
+        raise InputError("measured", "give text (pasted output) or peak_allocated_bytes, peak_reserved_bytes "
+                                     "or device_used_bytes")
+    return meas
