@@ -79,9 +79,35 @@ async function findSnapshot() {
   return hit ? hit.arrayBuffer() : null;
 }
 
+// Pyodide 314.0.7 swallows a failed WebAssembly instantiation (its getInstantiateWasmFunc catches the
+// error, logs "wasm instantiation failed!" with console.warn and never calls back), so loadPyodide would
+// wait forever. Chromium fails that fetch now and then (net::ERR_CACHE_WRITE_FAILURE when the page's
+// preload and this fetch write the same cache entry). Watch for the warning and load again.
+const WASM_FAILED = "wasm instantiation failed";
+const LOAD_ATTEMPTS = 3;
+async function loadRuntime(options) {
+  for (let attempt = 1; ; attempt++) {
+    const warn = console.warn;
+    let fail;
+    const failed = new Promise((_, reject) => { fail = reject; });
+    console.warn = (...args) => {
+      if (String(args[0]).includes(WASM_FAILED)) fail(new Error("the WebAssembly module did not load"));
+      warn.apply(console, args);
+    };
+    try {
+      return await Promise.race([loadPyodide(options), failed]);
+    } catch (err) {
+      if (attempt >= LOAD_ATTEMPTS || !String(err.message).includes("WebAssembly module")) throw err;
+      progress(`Loading the Python runtime again (${err.message})…`);
+    } finally {
+      console.warn = warn;
+    }
+  }
+}
+
 async function startFresh(makeSnapshot, why) {
   progress(why);
-  py = await loadPyodide({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
+  py = await loadRuntime({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
     _makeSnapshot: makeSnapshot });
   mark("runtime started");
   py.unpackArchive(await pycoreZip, "zip", { extractDir: LIB });
@@ -101,7 +127,7 @@ const ready = (async () => {
   if (snapshot) {
     try {
       progress("Restoring the estimator from this browser's snapshot…");
-      py = await loadPyodide({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
+      py = await loadRuntime({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
         _loadSnapshot: snapshot });
       mark("runtime restored");
       py.unpackArchive(await pycoreZip, "zip", { extractDir: LIB });   // the file system is not in the snapshot

@@ -56,3 +56,26 @@ test("a snapshot that does not restore falls back to a normal start and says so"
   assert.match(r.peak, /^\d+\.\d\d$/);
   await ctx.close();
 });
+
+test("a WebAssembly fetch that fails (Chromium's occasional cache-write failure) is retried, not waited on forever", async () => {
+  // Pyodide swallows a failed instantiation and never settles loadPyodide; the worker watches for it.
+  const ctx = await h.browser.newContext();
+  let aborted = 0;
+  await ctx.route("**/pyodide/pyodide.asm.wasm", (route) => {
+    if (aborted < 2) { aborted++; return route.abort("failed"); }         // the page's preload and the worker's first fetch
+    return route.continue();
+  });
+  const page = await ctx.newPage();
+  const statuses = [];
+  await page.exposeFunction("noteStatus", (s) => statuses.push(s));
+  await page.addInitScript(() => {
+    new MutationObserver(() => globalThis.noteStatus?.(document.querySelector("#status")?.textContent || ""))
+      .observe(document, { subtree: true, childList: true, characterData: true });
+  });
+  await page.goto(h.base + QUERY);
+  const result = await waitForResult(page);
+  assert.match(result.peak, /^\d+\.\d\d$/);
+  assert.equal(aborted, 2);
+  assert.ok(statuses.some((s) => /again \(the WebAssembly module did not load\)/.test(s)), statuses.join(" | "));
+  await ctx.close();
+});
