@@ -491,6 +491,51 @@ async function renderCompare() {
   box.replaceChildren(make("h2", { text: "Compare" }), make("table", {}, make("tbody", {}, ...rows)));
 }
 
+// ---- checking against the user's own run ------------------------------------------
+// The pasted text goes to the core as it is (the core bounds and parses it); the page only renders.
+let checkRecordUrl = null;
+async function runCheck() {
+  const textValue = $("#measured-text").value;
+  const limit = catalog.request.limits.max_measured_chars;
+  if (textValue.length > limit) { text($("#check-status"), `The text is longer than ${limit.toLocaleString()} characters; paste the memory summary or the nvidia-smi table only.`); return; }
+  text($("#check-status"), "Comparing…");
+  const req = toRequest(state, catalog, false);
+  req.measured = { text: textValue };
+  const { response } = await ask(req);
+  if (response.status !== "ok") {
+    text($("#check-status"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : "The comparison did not finish.");
+    $("#check-answer").replaceChildren();
+    return;
+  }
+  text($("#check-status"), "");
+  const ck = response.result.check;
+  const pct = (f) => `${f >= 0 ? "+" : ""}${(100 * f).toFixed(1)}%`;
+  const rows = ck.rows.map((r) => make("tr", {}, make("th", { scope: "row", text: r.quantity }),
+    make("td", { class: "num", text: fmt(r.measured_bytes) + (r.measured_is_lower_bound ? " (at least)" : "") }),
+    make("td", { class: "num", text: fmt(r.estimated_bytes) }), make("td", { class: "num", text: pct(r.gap_fraction || 0) }),
+    make("td", { class: "src", text: r.source })));
+  const table = make("table", { id: "check-table" },
+    make("thead", {}, make("tr", {}, ...["", "measured", "estimated", "gap", "read from"].map((h) => make("th", { scope: "col", text: h })))),
+    make("tbody", {}, ...rows));
+  const parts = [make("p", { "data-testid": "check-verdict", class: `verdict ${ck.verdict === "agrees" || ck.verdict.startsWith("agrees") ? "fits" : "at-risk"}`,
+    text: ck.verdict }), make("p", { text: `Read: ${ck.formats.join(", ")}. Within ±${(100 * ck.tolerance_fraction).toFixed(0)}% counts as agreement (the estimate's band).` }), table];
+  if (ck.explanations.length) {
+    parts.push(make("p", { text: "What most likely explains the gap:" }),
+      make("ul", { id: "check-explanations" }, ...ck.explanations.map((e) => make("li", { text: `${e.assumption}: ${e.text}` }))));
+  }
+  for (const n of ck.notes) parts.push(make("p", { class: "note", text: n }));
+  if (checkRecordUrl) URL.revokeObjectURL(checkRecordUrl);
+  checkRecordUrl = null;
+  if (ck.record) {
+    checkRecordUrl = URL.createObjectURL(new Blob([JSON.stringify(ck.record) + "\n"], { type: "application/json" }));
+    parts.push(make("p", {}, make("a", { href: checkRecordUrl, download: `${ck.record.id}.jsonl`, id: "check-record" },
+      "Download this run as a calibration record"), ` (${ck.record_note}; send it to us to widen the measured set)`));
+  } else {
+    parts.push(make("p", { class: "note", text: `No calibration record: ${ck.record_note}.` }));
+  }
+  $("#check-answer").replaceChildren(...parts);
+}
+
 // ---- the update loop --------------------------------------------------------------
 let pushing = false;
 let fromURL = false;          // the state came from a link: a value the core rejects falls back to its default
@@ -580,6 +625,7 @@ for (const b of document.querySelectorAll(".unit-toggle button")) {
   b.addEventListener("click", () => { state.unit = b.dataset.unit; stateToForm(); update(); });
 }
 $("#plan").addEventListener("click", findGpuCount);
+$("#check-run").addEventListener("click", runCheck);
 $("#copy").addEventListener("click", async () => {
   try { await navigator.clipboard.writeText(location.href); text($("#copied"), "Link copied."); }
   catch { text($("#copied"), "Copy this address from the address bar."); }
