@@ -117,6 +117,16 @@ def plan_result(req) -> dict:
     return out
 
 
+def fit_result(req, e: Estimate) -> dict:
+    """The cheapest combinations of changes that fit (one GPU's training or inference)."""
+    if isinstance(req.model, ModelSize):
+        raise InputError("fit", "the fit search needs the model's dimensions or config.json")
+    from .plan.fit import fit_search
+    if e.fits:
+        return {"plans": [], "evaluated": 0, "levers": [], "complete": True, "message": "it fits as it is"}
+    return fit_search(req, req.fit, e.device_total_bytes)
+
+
 def serving_result(req) -> dict:
     """Workload mode "serve": the engine's budget on the most loaded GPU, its KV tokens and requests."""
     if req.serving.engine == "hf":
@@ -173,6 +183,8 @@ def estimate_dict(data) -> dict:
         else:
             e = _estimate(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
             result = result_dict(req, e)
+            if req.fit is not None:
+                result["fit"] = fit_result(req, e)
         if measured is not None:
             from .check.compare import check
             result["check"] = check(data, result, measured, estimate_dict, request_schema()["fields"])

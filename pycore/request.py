@@ -18,6 +18,7 @@ from .model.spec import ModelSize, ModelSpec
 from .parallel.layout import Parallelism
 from .parallel.options import RECIPE_OPTIONS
 from .plan.layouts import PlanQuery
+from .plan.fit import FitQuery
 from .schema import build, describe, integer, join_path, number, text
 from .serving.formats import NONE, WeightFormat, read_quantization
 from .units import GiB
@@ -26,7 +27,7 @@ from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dt
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
 _TOP_KEYS = ("schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve",
-             "plan", "measured")
+             "plan", "measured", "fit")
 _REQUIRED_DIMENSIONS = ("n_layers", "hidden_size", "n_heads", "vocab_size")
 _GPU_MEMORY_GIB = number(0.001, 2 ** 20)
 _GPU_MEMORY_BYTES = integer(1, 2 ** 50)
@@ -45,6 +46,7 @@ class Request:
     gpu_id: str
     solve: bool
     plan: PlanQuery | None = None
+    fit: FitQuery | None = None             # the cheapest combinations of changes that fit
     serving: object | None = None           # workload mode "serve": a serving.config.Serving
     checkpoint: WeightFormat = NONE         # the config.json's quantization_config
 
@@ -181,7 +183,7 @@ def request_schema() -> dict:
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
               **{k: v for recipe, cls in RECIPE_OPTIONS.items()
                  for k, v in _recipe_fields(recipe, describe(cls, "parallelism.options")).items()},
-              **describe(PlanQuery, "plan"), "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
+              **describe(PlanQuery, "plan"), **describe(FitQuery, "fit"), "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
     return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS,
@@ -230,4 +232,5 @@ def parse_request(data) -> Request:
                    framework=build(Framework, data.get("framework"), "framework"),
                    hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")),
                    gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)),
-                   plan=None if data.get("plan") is None else build(PlanQuery, data["plan"], "plan"))
+                   plan=None if data.get("plan") is None else build(PlanQuery, data["plan"], "plan"),
+                   fit=None if data.get("fit") is None else build(FitQuery, data["fit"], "fit"))

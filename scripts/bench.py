@@ -57,6 +57,34 @@ def time_plans(repeat: int = 3) -> list[tuple[str, int, float]]:
     return out
 
 
+# "Make it fit" searches (issue 12's target: under 200 ms in the browser), the page's solved request.
+FIT_REQUESTS = [json.dumps(r) for r in (
+    {"model": "llama-3.1-8b", "workload": {"mode": "full", "batch_size": 8, "seq_len": 4096},
+     "precision": {"weights": "fp32", "autocast": "bf16"}, "gpu": "a100-80gb", "fit": {"limit": 5}},
+    {"model": "llama-3.1-8b", "workload": {"mode": "lora", "batch_size": 8, "seq_len": 4096, "attention": "eager"},
+     "gpu": "rtx-4090-24gb", "fit": {"limit": 5}},
+    {"model": "qwen2.5-7b", "workload": {"mode": "full", "batch_size": 4, "seq_len": 2048}, "gpu": "h100-sxm-80gb",
+     "solve": True, "fit": {"limit": 5}},
+)]
+
+
+def time_fits(repeat: int = 3) -> list[tuple[str, int, float]]:
+    """(label, combinations estimated, best seconds) of each fit search."""
+    from pycore.api import estimate as run
+    out = []
+    for text in FIT_REQUESTS:
+        best, resp = None, None
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            resp = json.loads(run(text))
+            dt = time.perf_counter() - t0
+            best = dt if best is None else min(best, dt)
+        req = json.loads(text)
+        label = f"{req['model']} {req['workload']['mode']} on {req['gpu']}" + (" with solve" if req.get("solve") else "")
+        out.append((label, resp["result"]["fit"]["evaluated"], best))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -74,6 +102,8 @@ def main() -> int:
     print(f"estimates_per_second={n / elapsed:.0f}")
     for label, count, seconds in time_plans():
         print(f"layout search, 1024 GPUs, {label}: {count} layouts in {seconds:.3f} s")
+    for label, count, seconds in time_fits():
+        print(f"fit search, {label}: {count} combinations in {1000 * seconds:.0f} ms")
     return 0
 
 

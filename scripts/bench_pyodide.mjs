@@ -18,6 +18,8 @@ while time.perf_counter() - t0 < 3.0:
 RATE = n / (time.perf_counter() - t0)
 from bench import time_plans
 PLANS = "\\n".join(f"layout search, 1024 GPUs, {label}: {count} layouts in {s:.3f} s" for label, count, s in time_plans())
+from bench import time_fits
+PLANS += "\\n" + "\\n".join(f"fit search, {label}: {count} combinations in {1000 * s:.0f} ms" for label, count, s in time_fits())
 `);
 console.log(`pyodide ${py.version}: estimates_per_second=${Math.round(py.globals.get("RATE"))}`);
 console.log(py.globals.get("PLANS"));

@@ -394,11 +394,35 @@ function renderSolved(res) {
       make("p", {}, "Here: ", make("code", { text: ex.numbers })),
       make("a", { href: `docs/method/#${anchor}`, text: "Method and sources" }));
   }
+  const plans = res.fit ? res.fit.plans : [];
+  if (plans.length) {
+    // The cheapest combinations that fit, from the core's search; each applies as one change of the form.
+    $("#suggestions").replaceChildren(...plans.map((p, i) => {
+      const b = make("button", { type: "button", text: `Apply plan ${i + 1}` });
+      b.addEventListener("click", () => applyChange(nest(p.set)));
+      return make("li", { class: "plan", "data-testid": "fit-plan" }, b, ` → ${fmt(p.device_total_bytes)} (fits, ${fmt(p.headroom_bytes)} to spare)`,
+        make("ul", {}, ...p.changes.map((c) => make("li", { text: `${c.change}: ${c.cost}` }))));
+    }));
+    return;
+  }
+  if (res.fit && res.fit.message) text($("#solver"), `${$("#solver").textContent} ${res.fit.message}.`);
   $("#suggestions").replaceChildren(...res.suggestions.map((s) => {
     const b = make("button", { type: "button", text: s.change });
     b.addEventListener("click", () => applyChange(s.set));
     return make("li", {}, b, ` → ${fmt(s.device_total_bytes)}${s.fits ? " (fits)" : ""}`);
   }));
+}
+
+// "workload.batch_size" -> {workload: {batch_size}}: the fit plans' flat paths in applyChange's shape.
+function nest(flat) {
+  const out = {};
+  for (const [path, value] of Object.entries(flat)) {
+    const keys = path.split(".");
+    let node = out;
+    for (const k of keys.slice(0, -1)) node = node[k] = node[k] || {};
+    node[keys.at(-1)] = value;
+  }
+  return out;
 }
 
 // A suggestion's change, in request paths, applied to the state through the same parameter table.
@@ -557,7 +581,9 @@ async function update({ push = true } = {}) {
       document.body.dataset.query = await toQuery(state, catalog);     // which configuration the result is for
       document.body.dataset.computed = String(id);
       if (!document.body.dataset.firstResultMs) document.body.dataset.firstResultMs = String(Math.round(performance.now()));
-      const solved = await ask(toRequest(state, catalog, true));
+      const solvedRequest = toRequest(state, catalog, true);
+      if (!serving && !response.result.fits) solvedRequest.fit = { limit: 5 };      // the cheapest combinations that fit
+      const solved = await ask(solvedRequest);
       if (solved.id < latestShown || solved.response.status !== "ok") return;
       if (serving) renderServeSolved(solved.response.result);
       else if (solved.response.result.explanations) renderSolved(solved.response.result);

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pycore estimate|plan|serve|check|models|gpus``. Each verb builds the JSON request the
+"""Command line: ``python -m pycore estimate|plan|fit|serve|check|models|gpus``. Each verb builds the JSON request the
 page would send and calls the same API (pycore.api.estimate_dict)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..check.parse import MAX_TEXT_CHARS
 from ..units import GiB
 from .args import (add_gpu_args, add_layout_args, add_model_args, add_serve_args, add_workload_args, build_request,
                    model_part, printable, read_text_file, serve_part)
-from .render import render, render_check, render_plan, render_serve
+from .render import render, render_check, render_fit, render_plan, render_serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--solve", action="store_true", help="also search: longest context, most requests, smallest "
                                                          "GPU, best GGUF preset")
     sv.add_argument("--json", action="store_true", help="print the result object as JSON")
+    ft = sub.add_parser("fit", help="the cheapest combinations of changes that make the run fit")
+    add_model_args(ft)
+    add_workload_args(ft)
+    add_layout_args(ft)
+    add_gpu_args(ft)
+    ft.add_argument("--limit", type=int, default=5, help="plans to show")
+    ft.add_argument("--json", action="store_true", help="print the result object as JSON")
     ck = sub.add_parser("check", help="compare the estimate with what your own run printed (memory_summary, "
                                       "max_memory_allocated/reserved, nvidia-smi)")
     add_model_args(ck)
@@ -91,6 +98,8 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if a.command == "fit":
+        req["fit"] = {"limit": a.limit}
     if a.command == "check":
         if a.measured == "-":
             text = sys.stdin.read(4 * MAX_TEXT_CHARS + 4)
@@ -121,6 +130,8 @@ def main(argv=None) -> int:
         render_serve(res)
     elif a.command == "check":
         render_check(res)
+    elif a.command == "fit":
+        render_fit(res)
     else:
         render(res)
     return 0

@@ -165,3 +165,19 @@ def render_check(res: dict, out=None) -> None:
     for n in ck["notes"]:
         out.write(f"note: {n}\n")
     out.write("calibration record: " + ("--record FILE writes it" if ck["record"] else ck["record_note"]) + "\n")
+
+
+def render_fit(res: dict, out=None) -> None:
+    """The cheapest plans that fit, each change with its stated cost."""
+    out = Printable(out or sys.stdout)
+    fit = res["fit"]
+    out.write(f"{res['model']['name']} on {res['gpu']['name']} ({res['gpu']['memory_bytes'] / GiB:.1f} GiB): "
+              f"{res['device_total_bytes'] / GiB:.2f} GiB as given\n")
+    if not fit["plans"]:
+        out.write(fit["message"] + "\n")
+        return
+    for n, plan in enumerate(fit["plans"], 1):
+        out.write(f"\n{n}. {plan['device_total_bytes'] / GiB:.2f} GiB (headroom {plan['headroom_bytes'] / GiB:.2f} GiB)\n")
+        for c in plan["changes"]:
+            out.write(f"   - {c['change']}: {c['cost']}\n")
+    out.write(f"\n({fit['evaluated']} combinations estimated over: {', '.join(fit['levers'])})\n")

@@ -1,0 +1,187 @@
+"""The cheapest combinations of changes that make a run fit on its GPU ("make it fit").
+
+Each lever is a ladder of settings, from the run as given to the most memory-saving, and each rung
+has a stated cost. The search is best-first over combinations of rungs, cheapest total cost first:
+a combination is estimated, kept when it fits (its supersets are never tried: they cost more and
+save nothing needed), and otherwise extended one rung on one lever. A rung that does not reduce
+memory against the combination it extends is dropped, so no plan contains a change that saves
+nothing. The search stops after ``limit`` plans or ``MAX_EVALUATIONS`` estimates.
+
+The costs rank the plans; they are not measurements. Where a cost is a known figure it cites it:
+full recomputation runs each layer's forward again in backward, about a third more compute
+(the forward is one of three passes; Korthikanti et al. 2022, "Reducing Activation Recomputation
+in Large Transformer Models", section 4: 30-40% overhead). Changes that alter what is trained or
+how numbers are stored are costed above any slowdown, because they change the result.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, replace
+
+from ..errors import InputError
+from ..estimate import estimate
+from ..schema import integer, spec
+
+MAX_EVALUATIONS = 400
+MAX_HALVINGS = 6                # micro-batch down to 1/64, sequences down to 1/4
+RECOMPUTE_COST = 0.33           # Korthikanti et al. 2022: one extra forward of three passes
+MICRO_BATCH_COST = 0.04         # ranking weight per halving: smaller matmuls, more launches (not measured)
+CHANGES_TRAINING = 1.0          # a change to what is trained or to the data: above any slowdown
+
+
+@dataclass(frozen=True)
+class FitQuery:
+    """What the fit search returns."""
+
+    limit: int = spec(5, integer(1, 20, doc="plans returned, cheapest first"))
+
+
+@dataclass(frozen=True)
+class Rung:
+    text: str                   # what changes, for the user
+    cost: float                 # ranking weight, summed over a plan's rungs
+    cost_text: str              # the stated cost
+    workload: tuple = ()        # (field, value) pairs set on the workload
+    precision: tuple = ()
+    parallelism: tuple = ()
+
+
+def _ladders(req) -> list[tuple[str, list[Rung]]]:
+    """(lever, rungs beyond the run as given) for this request; each rung replaces the previous one."""
+    w, p, par = req.workload, req.precision, req.parallelism
+    out = []
+    training = w.mode != "inference"
+    if w.batch_size > 1:
+        rungs, b, k = [], w.batch_size, 1
+        while b > 1 and len(rungs) < MAX_HALVINGS:
+            b, k = (b + 1) // 2, k * 2
+            if training:
+                rungs.append(Rung(f"micro-batch {b} with gradient accumulation x{k * par.gradient_accumulation} "
+                                  "(the same global batch)", MICRO_BATCH_COST * len(rungs) + MICRO_BATCH_COST,
+                                  f"slightly slower: {k} smaller micro-batches per step", (("batch_size", b),),
+                                  parallelism=(("gradient_accumulation", k * par.gradient_accumulation),)))
+            else:
+                rungs.append(Rung(f"batch {b} ({k} passes for the same prompts)", MICRO_BATCH_COST * (len(rungs) + 1),
+                                  f"slower: {k} passes instead of one", (("batch_size", b),)))
+        out.append(("batch", rungs))
+    if training and not w.gradient_checkpointing:
+        out.append(("checkpointing", [Rung("gradient checkpointing on every layer", RECOMPUTE_COST,
+                                           "about 33% slower: recomputation (Korthikanti et al. 2022)",
+                                           (("gradient_checkpointing", True),))]))
+    if w.attention == "eager":
+        out.append(("attention", [Rung("SDPA attention instead of eager", 0.0,
+                                       "no cost: the same attention, a fused kernel", (("attention", "sdpa"),))]))
+    if training and w.optimizer == "adamw":
+        out.append(("optimizer", [Rung("fused AdamW", 0.0, "no cost: the same update in one kernel",
+                                       (("optimizer", "adamw_fused"),)),
+                                  Rung("8-bit AdamW (bitsandbytes)", 0.3, "changes the optimizer: 8-bit states",
+                                       (("optimizer", "adamw_8bit"),))]))
+    elif training and w.optimizer == "adamw_fused":
+        out.append(("optimizer", [Rung("8-bit AdamW (bitsandbytes)", 0.3, "changes the optimizer: 8-bit states",
+                                       (("optimizer", "adamw_8bit"),))]))
+    if w.mode == "full":
+        rungs = [Rung("LoRA (rank 16, attention projections) instead of full training", CHANGES_TRAINING,
+                      "changes the training: LoRA trains adapters only", (("mode", "lora"),))]
+        rungs.append(Rung("QLoRA (4-bit base) instead of full training", CHANGES_TRAINING + 0.2,
+                          "changes the training: LoRA adapters over a 4-bit base", (("mode", "qlora"),),
+                          precision=(("weights", "bf16"), ("autocast", None))))
+        out.append(("fine-tuning method", rungs))
+        if p.autocast:
+            out.append(("precision", [Rung(f"pure {p.autocast} instead of mixed precision", 0.5,
+                                           f"changes the numerics: {p.autocast} weights without fp32 master copies",
+                                           precision=(("weights", p.autocast), ("autocast", None)))]))
+    elif w.mode == "lora":
+        out.append(("fine-tuning method", [Rung("QLoRA (4-bit base) instead of LoRA", 0.2,
+                                                "changes the base weights' storage: 4-bit NF4", (("mode", "qlora"),))]))
+    if not training:
+        if p.weights in ("fp32", "bf16", "fp16") and p.quant_format is None:
+            out.append(("weights", [Rung("int8 weights", 0.2, "changes the numerics: 8-bit weights",
+                                         precision=(("weights", "int8"),)),
+                                    Rung("int4 weights", 0.4, "changes the numerics: 4-bit weights",
+                                         precision=(("weights", "int4"),))]))
+        if w.new_tokens and (p.kv_cache or "bf16") not in ("fp8", "int8"):
+            out.append(("KV cache", [Rung("fp8 KV cache", 0.1, "changes the numerics: an 8-bit cache",
+                                          precision=(("kv_cache", "fp8"),))]))
+    if w.seq_len >= 256:
+        rungs, s = [], w.seq_len
+        for i in range(2):
+            s //= 2
+            rungs.append(Rung(f"sequences of {s} tokens", CHANGES_TRAINING * (1.5 + i),
+                              "changes the data: shorter sequences" if training else "shorter prompts",
+                              (("seq_len", s),)))
+        out.append(("sequence length", rungs))
+    return out
+
+
+def _apply(req, rungs: list[Rung]):
+    wl, pr, pa = {}, {}, {}
+    for r in rungs:
+        wl.update(r.workload)
+        pr.update(r.precision)
+        pa.update(r.parallelism)
+    return (replace(req.workload, **wl), replace(req.precision, **pr), replace(req.parallelism, **pa))
+
+
+def _patch(rungs: list[Rung]) -> dict:
+    """The request fields a plan sets, by path (the page applies them to its form)."""
+    out = {}
+    for r in rungs:
+        for section, pairs in (("workload", r.workload), ("precision", r.precision), ("parallelism", r.parallelism)):
+            for key, value in pairs:
+                out[f"{section}.{key}"] = value
+    return out
+
+
+def fit_search(req, q: FitQuery, current_total: int) -> dict:
+    """The cheapest plans that fit, each with its device total and stated costs."""
+    ladders = _ladders(req)
+    names = [name for name, _ in ladders]
+    start = tuple(0 for _ in ladders)           # rung index per lever; 0 = as given
+    heap = [(0.0, 0, start, current_total)]
+    seen = {start}
+    plans, fitting = [], []
+    evaluations = 0
+    counter = 0
+
+    def chosen(state):
+        return [ladders[i][1][k - 1] for i, k in enumerate(state) if k]
+
+    while heap and len(plans) < q.limit and evaluations < MAX_EVALUATIONS:
+        cost, _, state, parent_total = heapq.heappop(heap)
+        if state != start:
+            if any(all(s >= f for s, f in zip(state, fit)) for fit in fitting):
+                continue                          # a superset of a plan that fits: never cheaper
+            try:
+                wl, pr, pa = _apply(req, chosen(state))
+                e = estimate(req.model, wl, pr, req.hardware, req.framework, pa)
+            except InputError:
+                continue
+            evaluations += 1
+            total = e.device_total_bytes
+            if total >= parent_total:
+                continue                          # the last change saved nothing: not advice
+            if e.fits:
+                fitting.append(state)
+                rungs = chosen(state)
+                plans.append({"changes": [{"lever": names[i], "change": ladders[i][1][k - 1].text,
+                                           "cost": ladders[i][1][k - 1].cost_text}
+                                          for i, k in enumerate(state) if k],
+                              "device_total_bytes": total, "headroom_bytes": req.hardware.memory_bytes - total,
+                              "saves_bytes": current_total - total, "cost": round(cost, 3),
+                              "set": _patch(rungs)})
+                continue
+        else:
+            total = parent_total
+        for i, k in enumerate(state):
+            if k < len(ladders[i][1]):
+                nxt = state[:i] + (k + 1,) + state[i + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    counter += 1
+                    step = sum(ladders[j][1][m - 1].cost for j, m in enumerate(nxt) if m)
+                    heapq.heappush(heap, (step, counter, nxt, total))
+    return {"plans": plans, "evaluated": evaluations, "levers": names,
+            "complete": not heap or len(plans) >= q.limit,
+            "message": "" if plans else "no combination of these changes fits this GPU: try more GPUs "
+                                        "(the layout search) or a larger card"}
