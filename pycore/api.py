@@ -211,6 +211,24 @@ def estimate(request_json: str) -> str:
                            "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}: {exc}"[:300]}]})
 
 
+def links(request_json: str) -> str:
+    """A request's page link query and command line, and its result as Markdown (the page's "Copy as
+    command" and exports). JSON in, JSON out; never raises."""
+    from .links import markdown, to_command, to_query
+    try:
+        data = parse_json(request_json, "request")
+        resp = estimate_dict(data)
+        if resp["status"] != "ok":
+            return json.dumps(resp)
+        out = {"command": to_command(data), "query": to_query(data), "markdown": markdown(resp["result"])}
+        return json.dumps({"schema": SCHEMA, "status": "ok", "result": out})
+    except InputError as exc:
+        return json.dumps({"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]})
+    except Exception as exc:  # noqa: BLE001 - the contract is that nothing escapes this function
+        return json.dumps({"schema": SCHEMA, "status": "error",
+                           "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}"}]})
+
+
 def schema() -> str:
     """Every request field's type, range, choices, default and modes, as JSON (the page reads it)."""
     return json.dumps(request_schema())

@@ -46,6 +46,9 @@ export function workloadRequests() {
     { model: "qwen3-30b-a3b", gpu: "h100-sxm-80gb", workload: { mode: "serve", engine: "vllm", tensor_parallel_size: 2 }, solve: true },
     { model: "llama-3.1-8b", gpu: "rtx-4090-24gb", workload: { mode: "serve", engine: "llamacpp", n_ctx: 8192 }, solve: true },
     { model: "llama-3.1-8b", workload: { mode: "serve", engine: "sglang" }, solve: true },
+    { model: "llama-3.1-8b", workload: { mode: "full", batch_size: 8, seq_len: 4096 }, precision: { weights: "fp32", autocast: "bf16" },
+      gpu: "a100-80gb", solve: true, fit: { limit: 5 } },
+    { model: "gpt2", precision: { weights: "fp32" }, measured: { text: "| Allocated memory | 1 MiB | 2 MiB | 3 MiB | 4 MiB |\nmax_memory_reserved 3 GiB\n|  1MiB / 2MiB |" } },
     { model: "nope" }, { model: "gpt2", workload: { batch_size: -3 } }, { hf_config: "[".repeat(100) + "]".repeat(100) });
   return out;
 }
@@ -63,6 +66,9 @@ else copyTree(py, join(ROOT, "pycore"), `${LIB}/pycore`);
 py.runPython(`import sys; sys.path.insert(0, '${LIB}'); import pycore.api`);
 const api = py.pyimport("pycore.api");
 for (const r of workloadRequests()) api.estimate(JSON.stringify(r));
+// "Copy as command", the link and the Markdown export (the page's "links" requests)
+api.links(JSON.stringify({ model: "llama-3.1-8b", workload: { mode: "lora" }, gpu: "rtx-4090-24gb" }));
+api.links(JSON.stringify({ hf_config: '{"model_type": "gpt2"}', workload: { mode: "serve", engine: "vllm" } }));
 api.estimate("{not json");
 api.schema();
 api.catalog();

@@ -110,7 +110,7 @@ function ask(request, timeout = REQUEST_TIMEOUT_MS, kind = "estimate") {
     const id = ++seq;
     const timer = setTimeout(restartWorker, QUEUE_TIMEOUT_MS + timeout);
     pending.set(id, { resolve, timer, timeout });
-    worker.postMessage({ id, kind, request: kind === "estimate" ? JSON.stringify(request) : request });
+    worker.postMessage({ id, kind, request: kind === "estimate" || kind === "links" ? JSON.stringify(request) : request });
   });
 }
 // Diagnostics (used by the tests): does a standard-library module import in the worker?
@@ -655,6 +655,36 @@ $("#check-run").addEventListener("click", runCheck);
 $("#copy").addEventListener("click", async () => {
   try { await navigator.clipboard.writeText(location.href); text($("#copied"), "Link copied."); }
   catch { text($("#copied"), "Copy this address from the address bar."); }
+});
+// Copy as command and the exports: the core writes the command line, the link and the Markdown.
+async function linksFor() {
+  const { response } = await ask(toRequest(state, catalog, false), REQUEST_TIMEOUT_MS, "links");
+  if (response.status !== "ok") { text($("#copied"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : ""); return null; }
+  return response.result;
+}
+$("#copy-command").addEventListener("click", async () => {
+  const links = await linksFor();
+  if (!links) return;
+  text($("#command-line"), links.command);
+  $("#command-line").hidden = false;
+  try { await navigator.clipboard.writeText(links.command); text($("#copied"), "Command copied."); }
+  catch { text($("#copied"), "Copy the command shown below."); }
+});
+function download(name, type, body) {
+  const url = URL.createObjectURL(new Blob([body], { type }));
+  const a = make("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+$("#export-json").addEventListener("click", async () => {
+  const { response } = await ask(toRequest(state, catalog, false));
+  if (response.status === "ok") download("estimate.json", "application/json", JSON.stringify(response.result, null, 1));
+});
+$("#export-md").addEventListener("click", async () => {
+  const links = await linksFor();
+  if (links) download("estimate.md", "text/markdown", links.markdown);
 });
 $("#pin").addEventListener("click", async () => {
   const q = await toQuery(state, catalog, { withPins: false });

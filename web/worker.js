@@ -197,6 +197,7 @@ onmessage = async (event) => {
   }
   postMessage({ type: "started", id });
   const t0 = performance.now();
-  postMessage({ type: "result", id, response: api.estimate(String(request)), ms: performance.now() - t0 });
+  const answer = kind === "links" ? api.links(String(request)) : api.estimate(String(request));
+  postMessage({ type: "result", id, response: answer, ms: performance.now() - t0 });
   scheduleSnapshot();
 };

@@ -18,6 +18,10 @@ from .args import (add_gpu_args, add_layout_args, add_model_args, add_serve_args
 from .render import render, render_check, render_fit, render_plan, render_serve
 
 
+# Where the page is published (GitHub Pages); --url BASE gives another, such as a local server.
+PAGE_URL = "https://gpu-memory-planner.github.io/"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pycore", description="Will this fit? GPU memory for transformer runs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -28,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     add_gpu_args(e)
     e.add_argument("--solve", action="store_true", help="also find the largest batch/sequence and what makes it fit")
     e.add_argument("--json", action="store_true", help="print the result object as JSON")
+    e.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
+                   help=f"print the planner page's link for this configuration instead (base {PAGE_URL})")
     pl = sub.add_parser("plan", help="the fewest GPUs that fit a training run, and its layouts ranked")
     add_model_args(pl)
     add_workload_args(pl)
@@ -45,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--solve", action="store_true", help="also search: longest context, most requests, smallest "
                                                          "GPU, best GGUF preset")
     sv.add_argument("--json", action="store_true", help="print the result object as JSON")
+    sv.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
+                    help="print the planner page's link for this configuration instead")
     ft = sub.add_parser("fit", help="the cheapest combinations of changes that make the run fit")
     add_model_args(ft)
     add_workload_args(ft)
@@ -98,6 +106,15 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if getattr(a, "url", None):
+        from ..errors import InputError
+        from ..links import to_url
+        try:
+            print(to_url(req, a.url))
+        except InputError as exc:
+            print(printable(f"error: {exc.field}: {exc.message}"), file=sys.stderr)
+            return 2
+        return 0
     if a.command == "fit":
         req["fit"] = {"limit": a.limit}
     if a.command == "check":

@@ -38,12 +38,16 @@ def add_workload_args(p, serving: bool = False) -> None:
     g.add_argument("--attention", default="sdpa", help="sdpa, flash or eager")
     g.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on every layer")
     g.add_argument("--lora-rank", type=int, default=16)
-    g.add_argument("--lora-alpha", type=int, default=32)
+    g.add_argument("--lora-alpha", type=float, default=32)
     g.add_argument("--lora-targets", default=None,
                    help="comma-separated module names, or all-linear (default: the attention projections)")
     g.add_argument("--head", default=None, help="causal-lm, masked-lm, sequence-classification, token-classification "
                                                 "or reward (default: the model's language-modelling head)")
     g.add_argument("--num-labels", type=int, default=None, help="classification heads: outputs")
+    g.add_argument("--cache-implementation", default=None, help="inference: dynamic (default) or static")
+    g.add_argument("--quant-format", default=None, help="inference: a quantised checkpoint's format (gptq, awq, "
+                                                        "bnb-nf4, ...; default: the config's quantization_config)")
+    g.add_argument("--quant-kernel", default=None, help="inference: the quantised format's kernel (default auto)")
     v = p.add_argument_group("software versions (the rules of docs/method.md#versions)")
     v.add_argument("--torch-version", default=None, help="PyTorch version (default 2.11)")
     v.add_argument("--transformers-version", default=None, help="transformers version (default 5.17)")
@@ -200,7 +204,9 @@ def build_request(a) -> tuple[dict, str | None]:
         targets = [t for t in targets.split(",") if t]
     req["workload"] = {"mode": a.mode, "batch_size": a.batch, "seq_len": a.seq, "new_tokens": a.new_tokens,
                        "optimizer": a.optimizer, "attention": a.attention, "gradient_checkpointing": a.checkpointing,
-                       "lora": {"rank": a.lora_rank, "alpha": a.lora_alpha}}
+                       "lora": {"rank": a.lora_rank, "alpha": _whole(a.lora_alpha)}}
+    if getattr(a, "cache_implementation", None):
+        req["workload"]["cache_implementation"] = a.cache_implementation
     if targets is not None:
         req["workload"]["lora"]["targets"] = targets
     if getattr(a, "head", None):
@@ -217,6 +223,9 @@ def build_request(a) -> tuple[dict, str | None]:
     weights = a.weights or ("fp32" if a.autocast else "bf16")
     req["precision"] = {"weights": weights, "autocast": a.autocast, "kv_cache": a.kv_cache,
                         "activations": a.activations}
+    for key in ("quant_format", "quant_kernel"):
+        if getattr(a, key, None):
+            req["precision"][key] = getattr(a, key)
     req["gpu"] = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
     req["solve"] = getattr(a, "solve", False)
     par, problem = layout_part(a)
