@@ -176,6 +176,10 @@ def estimate_dict(data) -> dict:
         if data.get("measured") is not None:           # the user's own run, to check the estimate against
             from .check.parse import parse_measured
             measured = parse_measured(data["measured"])
+        for key in ("fit", "sweep"):
+            if getattr(req, key, None) is not None and (req.serving is not None or req.plan is not None):
+                raise InputError(key, "is for training and inference on one GPU's configuration; serving has its "
+                                      "own searches (solve) and the layout search its own table")
         if req.serving is not None:
             result = serving_result(req)
         elif req.plan is not None:
@@ -185,6 +189,11 @@ def estimate_dict(data) -> dict:
             result = result_dict(req, e)
             if req.fit is not None:
                 result["fit"] = fit_result(req, e)
+            if req.sweep is not None:
+                if isinstance(req.model, ModelSize):
+                    raise InputError("sweep", "a sweep needs the model's dimensions or config.json")
+                from .plan.sweep import run_sweep
+                result["sweep"] = run_sweep(req, req.sweep)
         if measured is not None:
             from .check.compare import check
             result["check"] = check(data, result, measured, estimate_dict, request_schema()["fields"])

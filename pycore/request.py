@@ -19,6 +19,7 @@ from .parallel.layout import Parallelism
 from .parallel.options import RECIPE_OPTIONS
 from .plan.layouts import PlanQuery
 from .plan.fit import FitQuery
+from .plan.sweep import SweepQuery
 from .schema import build, describe, integer, join_path, number, text
 from .serving.formats import NONE, WeightFormat, read_quantization
 from .units import GiB
@@ -27,7 +28,7 @@ from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dt
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
 _TOP_KEYS = ("schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve",
-             "plan", "measured", "fit")
+             "plan", "measured", "fit", "sweep")
 _REQUIRED_DIMENSIONS = ("n_layers", "hidden_size", "n_heads", "vocab_size")
 _GPU_MEMORY_GIB = number(0.001, 2 ** 20)
 _GPU_MEMORY_BYTES = integer(1, 2 ** 50)
@@ -47,6 +48,7 @@ class Request:
     solve: bool
     plan: PlanQuery | None = None
     fit: FitQuery | None = None             # the cheapest combinations of changes that fit
+    sweep: SweepQuery | None = None         # memory against batch, length or GPUs
     serving: object | None = None           # workload mode "serve": a serving.config.Serving
     checkpoint: WeightFormat = NONE         # the config.json's quantization_config
 
@@ -160,7 +162,7 @@ def parse_parallelism(raw) -> Parallelism:
 def _serving_request(data: dict, model, model_id: str, checkpoint: WeightFormat, hardware, gpu_id: str,
                      raw: dict) -> Request:
     """Workload mode "serve": the engine's own settings, checked against the engine named."""
-    for key in ("parallelism", "plan", "precision"):
+    for key in ("parallelism", "plan", "precision", "fit", "sweep"):
         if data.get(key) is not None:
             raise InputError(key, "does not apply to serving; the engine's settings go in workload")
     if isinstance(model, ModelSize):
@@ -183,7 +185,8 @@ def request_schema() -> dict:
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
               **{k: v for recipe, cls in RECIPE_OPTIONS.items()
                  for k, v in _recipe_fields(recipe, describe(cls, "parallelism.options")).items()},
-              **describe(PlanQuery, "plan"), **describe(FitQuery, "fit"), "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
+              **describe(PlanQuery, "plan"), **describe(FitQuery, "fit"),
+              **describe(SweepQuery, "sweep"), "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
     return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS,
@@ -233,4 +236,5 @@ def parse_request(data) -> Request:
                    hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")),
                    gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)),
                    plan=None if data.get("plan") is None else build(PlanQuery, data["plan"], "plan"),
-                   fit=None if data.get("fit") is None else build(FitQuery, data["fit"], "fit"))
+                   fit=None if data.get("fit") is None else build(FitQuery, data["fit"], "fit"),
+                   sweep=None if data.get("sweep") is None else build(SweepQuery, data["sweep"], "sweep"))

@@ -515,6 +515,71 @@ async function renderCompare() {
   box.replaceChildren(make("h2", { text: "Compare" }), make("table", {}, make("tbody", {}, ...rows)));
 }
 
+// ---- sweeps: one request to the core, every point; drawn as stacked areas by term -------------
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+async function runSweep() {
+  const field = $("#sweep-field").value;
+  text($("#sweep-status"), "Computing…");
+  const req = toRequest(state, catalog, false);
+  req.sweep = { field };
+  const { response } = await ask(req);
+  if (response.status !== "ok") {
+    text($("#sweep-status"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : "The sweep did not finish.");
+    return;
+  }
+  text($("#sweep-status"), "");
+  drawSweep(response.result.sweep);
+}
+function drawSweep(sw) {
+  const pts = sw.points.filter((p) => !p.error);
+  if (!pts.length) { $("#sweep-chart").replaceChildren(); return; }
+  const W = 640, H = 260, L = 56, B = 30, T = 10, R = 10;
+  const names = pts[0].terms.map((t) => t.name);
+  const top = Math.max(sw.capacity_bytes, ...pts.map((p) => p.device_total_bytes)) * 1.05;
+  const x = (i) => L + (pts.length === 1 ? 0 : (i * (W - L - R)) / (pts.length - 1));
+  const y = (b) => H - B - (b / top) * (H - B - T);
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `Device memory against ${sw.field}; the table below holds the same numbers`, class: "sweep" });
+  const base = pts.map(() => 0);
+  names.forEach((name, k) => {
+    const lower = base.slice();
+    pts.forEach((p, i) => { base[i] += p.terms[k].bytes; });
+    const d = pts.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(base[i]).toFixed(1)}`).join("")
+      + pts.map((p, i) => `L${x(pts.length - 1 - i).toFixed(1)},${y(lower[pts.length - 1 - i]).toFixed(1)}`).join("") + "Z";
+    const area = svg("path", { d, fill: COLORS[name] || "#999", "fill-opacity": "0.85" });
+    area.append(Object.assign(svg("title"), { textContent: name }));
+    chart.append(area);
+  });
+  const cap = svg("line", { x1: L, x2: W - R, y1: y(sw.capacity_bytes), y2: y(sw.capacity_bytes), class: "capacity", "data-testid": "capacity-line" });
+  chart.append(cap, Object.assign(svg("text", { x: W - R, y: y(sw.capacity_bytes) - 4, "text-anchor": "end", class: "axis" }), { textContent: `GPU: ${fmt(sw.capacity_bytes)}` }));
+  const mark = sw.oom_at ?? sw.fits_from;
+  const mi = pts.findIndex((p) => p.value === mark);
+  if (mi >= 0) {
+    chart.append(svg("line", { x1: x(mi), x2: x(mi), y1: T, y2: H - B, class: "oom", "data-testid": "oom-mark" }),
+      Object.assign(svg("text", { x: x(mi) + 4, y: T + 12, class: "axis" }), { textContent: sw.oom_at ? `out of memory from ${mark}` : `fits from ${mark}` }));
+  }
+  pts.forEach((p, i) => {
+    chart.append(Object.assign(svg("text", { x: x(i), y: H - 10, "text-anchor": "middle", class: "axis" }), { textContent: String(p.value) }));
+    const hit = svg("rect", { x: x(i) - 8, y: T, width: 16, height: H - B - T, class: "hit", tabindex: "0", "data-value": String(p.value) });
+    const show = () => text($("#sweep-point"), `${sw.field} ${p.value}: ${fmt(p.device_total_bytes)}${p.fits ? "" : " (does not fit)"} = `
+      + p.terms.filter((t) => t.bytes).map((t) => `${t.name} ${fmt(t.bytes)}`).join(" + "));
+    hit.addEventListener("mouseenter", show);
+    hit.addEventListener("focus", show);
+    chart.append(hit);
+  });
+  chart.append(Object.assign(svg("text", { x: 4, y: T + 10, class: "axis" }), { textContent: fmt(top / 1.05).replace(/\.\d+/, "") }));
+  $("#sweep-chart").replaceChildren(chart);
+  const head = make("tr", {}, make("th", { scope: "col", text: sw.field }), make("th", { scope: "col", text: "device total" }),
+    ...names.map((n) => make("th", { scope: "col", text: n })));
+  $("#sweep-table").replaceChildren(make("table", { id: "sweep-rows" }, make("thead", {}, head), make("tbody", {},
+    ...pts.map((p) => make("tr", {}, make("td", { text: String(p.value) }), make("td", { class: "num", text: fmt(p.device_total_bytes) }),
+      ...p.terms.map((t) => make("td", { class: "num", text: fmt(t.bytes) })))))));
+}
+
 // ---- checking against the user's own run ------------------------------------------
 // The pasted text goes to the core as it is (the core bounds and parses it); the page only renders.
 let checkRecordUrl = null;
@@ -652,6 +717,7 @@ for (const b of document.querySelectorAll(".unit-toggle button")) {
 }
 $("#plan").addEventListener("click", findGpuCount);
 $("#check-run").addEventListener("click", runCheck);
+$("#sweep-run").addEventListener("click", runSweep);
 $("#copy").addEventListener("click", async () => {
   try { await navigator.clipboard.writeText(location.href); text($("#copied"), "Link copied."); }
   catch { text($("#copied"), "Copy this address from the address bar."); }
