@@ -177,6 +177,13 @@ def _serving_request(data: dict, model, model_id: str, checkpoint: WeightFormat,
                    serving=serving, checkpoint=checkpoint)
 
 
+# A Hugging Face model id (owner/name, as the Hub allows them: letters, digits, '-', '_', '.', at most
+# 96 each) and where its config.json is fetched from; the page's CSP allows only these origins.
+HUB = {"id_pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
+       "config_url": "https://huggingface.co/{id}/resolve/main/config.json",
+       "origins": ["https://huggingface.co", "https://*.hf.co"]}
+
+
 def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
@@ -190,7 +197,8 @@ def request_schema() -> dict:
     return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS,
-                       "max_measured_chars": MAX_TEXT_CHARS}}
+                       "max_measured_chars": MAX_TEXT_CHARS},
+            "hub": HUB}
 
 
 def _merged(workload: dict, serving: dict) -> dict:

@@ -196,6 +196,7 @@ function fillPickers(filter = "") {
 function stateToForm() {
   const f = form.elements;
   for (const r of form.querySelectorAll('input[name="source"]')) r.checked = r.value === state.source;
+  if (state.hub) $("#hub-id").value = state.hub;
   fillPickers($("#model-search").value);
   for (const param of Object.keys(PARAMS)) {
     const el = f[param];
@@ -218,6 +219,7 @@ function stateToForm() {
 function fieldError(param, message) {
   const err = document.getElementById(`err-${param}`);
   if (err) text(err, message);
+  else if (message && param === "cfg") showMessages([`config.json: ${message}`]);   // no control of its own to sit by
   const el = form.elements[param];
   if (el && el.setAttribute) { if (message) el.setAttribute("aria-invalid", "true"); else el.removeAttribute("aria-invalid"); }
 }
@@ -228,7 +230,8 @@ function readControl(el) {
   if (param === "source") { state.source = form.querySelector('input[name="source"]:checked').value; return true; }
   if (param === "model") { state.model = el.value || state.model; return true; }
   if (param === "gpu") { state.gpu = el.value; return true; }
-  if (param === "config-text" || el.id === "config-text") { state.cfg = el.value.trim() || null; return true; }
+  if (param === "config-text" || el.id === "config-text") { state.cfg = el.value.trim() || null; state.hub = null; return true; }
+  if (el.id === "hub-id") return false;                           // fetched on the button, not on typing
   if (param.startsWith("d_")) { readDims(); return true; }
   if (!PARAMS[param]) return false;
   const raw = el.type === "checkbox" ? (el.checked ? "1" : "0") : el.value;
@@ -515,6 +518,57 @@ async function renderCompare() {
   box.replaceChildren(make("h2", { text: "Compare" }), make("table", {}, make("tbody", {}, ...rows)));
 }
 
+// ---- a model by its Hugging Face id ---------------------------------------------
+// Only on the user's action (the button, or opening a link that names an id): GET the repository's
+// config.json, at most the request's size limit, then the core reads it as a pasted config.
+const HUB_TIMEOUT_MS = 15000;
+const hubCache = new Map();                 // id -> config text fetched in this page (back/forward needs no refetch)
+async function fetchHub(id) {
+  const hub = catalog.request.hub;
+  if (!new RegExp(hub.id_pattern).test(id)) { text($("#hub-status"), `“${id.slice(0, 80)}” is not a Hugging Face model id (owner/name).`); return false; }
+  text($("#hub-status"), `Fetching ${id}/config.json from huggingface.co…`);
+  const limit = catalog.request.limits.max_json_chars;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), HUB_TIMEOUT_MS);
+  let body;
+  try {
+    const res = await fetch(hub.config_url.replace("{id}", id), { signal: abort.signal, credentials: "omit", redirect: "follow" });
+    if (res.status === 401 || res.status === 403) throw new Error(`${id} is gated or private (HTTP ${res.status}): accept its licence on the Hub, download its config.json and paste or drop it here`);
+    if (res.status === 404) throw new Error(`the Hub has no repository ${id} with a config.json (HTTP 404)`);
+    if (!res.ok) throw new Error(`the Hub answered HTTP ${res.status}`);
+    const reader = res.body.getReader();
+    const chunks = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > limit) { reader.cancel(); throw new Error(`its config.json is larger than ${limit.toLocaleString()} bytes`); }
+      chunks.push(value);
+    }
+    body = new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
+  } catch (err) {
+    const why = err.name === "AbortError" ? `huggingface.co did not answer within ${HUB_TIMEOUT_MS / 1000} s`
+      : err instanceof TypeError ? "could not reach huggingface.co (offline, or blocked by the network)" : err.message;
+    text($("#hub-status"), `Could not fetch ${id}: ${why}. You can paste or drop its config.json below instead.`);
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+  hubCache.set(id, body);
+  state.source = "config";
+  state.cfg = body;
+  state.hub = id;
+  $("#config-text").value = body;
+  text($("#hub-status"), `Fetched ${id}/config.json (${body.length.toLocaleString()} characters).`);
+  return true;
+}
+$("#hub-fetch").addEventListener("click", async () => {
+  const id = $("#hub-id").value.trim();
+  fromURL = false;
+  if (await fetchHub(id)) { stateToForm(); update(); }
+});
+
 // ---- sweeps: one request to the core, every point; drawn as stacked areas by term -------------
 const SVG = "http://www.w3.org/2000/svg";
 function svg(tag, attrs = {}) {
@@ -685,6 +739,7 @@ function rejected(err) {
 async function loadFromURL() {
   const { state: s, messages } = await parseQuery(location.search, catalog);
   state = s;
+  if (state.hub && hubCache.has(state.hub)) state.cfg = hubCache.get(state.hub);
   fromURL = true;
   showMessages(messages);
   stateToForm();
@@ -775,5 +830,10 @@ buildServeFields();
 state = defaults(catalog);
 buildForm();
 await loadFromURL();
+if (state.hub && !state.cfg) {             // a shared link with a Hub id: fetch it again (the link is the action)
+  $("#hub-id").value = state.hub;
+  if (!(await fetchHub(state.hub))) { state.source = "catalog"; state.hub = null; }
+  stateToForm();
+}
 formReady = true;
 update({ push: false });

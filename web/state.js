@@ -31,7 +31,7 @@ export function registerServeParams(catalog) {
 // Parameters that are not part of an estimate's request (the layout search reads them).
 const PLAN_ONLY = new Set(["gb"]);
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
-export const PAGE_DEFAULTS = { source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, unit: "gib" };
+export const PAGE_DEFAULTS = { source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, hub: null, unit: "gib" };
 const UNITS = ["gib", "gb"];
 
 // The defaults of every parameter, from the schema.
@@ -151,6 +151,11 @@ export async function parseQuery(search, catalog) {
       bad("cfg", q.get("cfg"), `is not a compressed config.json (${e.message || e})`);
     }
   }
+  if (q.has("hub")) {
+    const v = q.get("hub");
+    if (new RegExp(catalog.request.hub.id_pattern).test(v)) { state.hub = v; state.source = "config"; state.cfg = null; }
+    else bad("hub", v, "is not a Hugging Face model id (owner/name)");
+  }
   if (q.has("dims")) {
     const parts = q.get("dims").split(",");
     const nums = parts.slice(0, 6).map((p) => (/^\d{1,9}$/.test(p) ? Number(p) : NaN));
@@ -173,7 +178,8 @@ function format(value) {
 export async function toQuery(state, catalog, { withPins = true } = {}) {
   const q = new URLSearchParams();
   const d = defaults(catalog);
-  if (state.source === "config" && state.cfg) q.set("cfg", await compressConfig(state.cfg));
+  if (state.source === "config" && state.hub) q.set("hub", state.hub);        // a shared link fetches it again
+  else if (state.source === "config" && state.cfg) q.set("cfg", await compressConfig(state.cfg));
   else if (state.source === "custom" && state.dims) {
     q.set("dims", DIM_KEYS.map((k) => state.dims[k]).join(",") + (state.dims.tied_embeddings ? ",1" : ""));
   } else if (state.model !== d.model) q.set("model", state.model);
