@@ -219,7 +219,6 @@ function stateToForm() {
 function fieldError(param, message) {
   const err = document.getElementById(`err-${param}`);
   if (err) text(err, message);
-  else if (message && param === "cfg") showMessages([`config.json: ${message}`]);   // no control of its own to sit by
   const el = form.elements[param];
   if (el && el.setAttribute) { if (message) el.setAttribute("aria-invalid", "true"); else el.removeAttribute("aria-invalid"); }
 }
@@ -730,7 +729,8 @@ function rejected(err) {
     if (param) fieldError(param, err.message);
     return true;
   }
-  if (param) fieldError(param, err.message);
+  if (param === "cfg") showMessages([`config.json: ${err.message}`]);      // the config has no control of its own to sit by
+  else if (param) fieldError(param, err.message);
   else showMessages([`${err.field}: ${err.message}`]);
   state = structuredClone(lastGood);
   return false;
