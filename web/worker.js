@@ -148,7 +148,8 @@ const ready = (async () => {
   api = py.pyimport("pycore.api");
   mark("estimator ready");
   postMessage({ type: "ready", path, timings });
-})().catch((err) => postMessage({ type: "failed", text: String(err) }));
+})().catch((err) => postMessage({ type: "failed",
+  text: err instanceof Error ? `${err.name}: ${err.message}` : (() => { try { return JSON.stringify(err); } catch { return String(err); } })() }));
 
 // After the first answers, when the page has been idle for a moment: save the snapshot.
 let idleTimer = null;
