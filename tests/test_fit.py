@@ -55,6 +55,8 @@ def test_every_plan_fits_saves_with_each_change_and_comes_cheapest_first(case):
         assert applied["device_total_bytes"] == plan["device_total_bytes"]
         assert applied["fits"] and plan["device_total_bytes"] <= capacity
         assert plan["headroom_bytes"] == capacity - plan["device_total_bytes"]
+        # the plan's verdict is the one the applied configuration gets
+        assert plan["verdict"] == applied["verdict"] and plan["verdict"] in ("fits", "at risk")
         # without any one of its changes, the plan does not fit: none of them is there for nothing
         for change in plan["changes"]:
             lever_paths = {p for p in plan["set"] if _lever_of(plan, p) == change["lever"]}

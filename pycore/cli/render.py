@@ -177,7 +177,8 @@ def render_fit(res: dict, out=None) -> None:
         out.write(fit["message"] + "\n")
         return
     for n, plan in enumerate(fit["plans"], 1):
-        out.write(f"\n{n}. {plan['device_total_bytes'] / GiB:.2f} GiB (headroom {plan['headroom_bytes'] / GiB:.2f} GiB)\n")
+        out.write(f"\n{n}. {plan['device_total_bytes'] / GiB:.2f} GiB, {plan.get('verdict', 'fits')} "
+                  f"(headroom {plan['headroom_bytes'] / GiB:.2f} GiB)\n")
         for c in plan["changes"]:
             out.write(f"   - {c['change']}: {c['cost']}\n")
     out.write(f"\n({fit['evaluated']} combinations estimated over: {', '.join(fit['levers'])})\n")
