@@ -61,3 +61,26 @@ def test_all_linear_lora_on_mistral_matches_measured():
     # mistral7b-lora-r64-all in shared/calibration trains 167,772,160 adapter parameters
     m = catalog_model("mistral-7b")
     assert lora_params(m, 64, "all-linear") == 167_772_160
+
+
+def test_every_catalog_model_matches_its_published_total():
+    """Each catalog entry with a published total (the Hub's safetensors count or the model card, source
+    beside it in models.json) is counted exactly, or its note says why the checkpoint differs."""
+    from pycore.catalog import model_entries
+    checked = 0
+    for mid, entry in model_entries().items():
+        published = entry.get("published_params")
+        if published is None:
+            continue
+        checked += 1
+        assert entry.get("published_params_source"), mid
+        ours = total_params(catalog_model(mid))
+        if ours == published:
+            continue
+        note = entry.get("published_params_note", "")
+        m = catalog_model(mid)
+        if "counts it twice" in note:          # a tied lm_head stored again in the checkpoint
+            assert published - ours == m.vocab_size * m.hidden_size, mid
+        else:
+            assert note.startswith("unexplained") and abs(ours - published) < 1e-4 * published, (mid, ours, published)
+    assert checked >= 37

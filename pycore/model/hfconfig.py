@@ -25,6 +25,12 @@ _DECODER_TYPES = {
                     "qk_norm": "per_head"},
     "phi3": {"fused_qkv": True, "fused_gate_up": True},
     "olmoe": {"qk_norm": "full"},
+    # OLMo 2 (modeling_olmo2.py): q_norm over num_heads*head_dim and k_norm over num_kv_heads*head_dim;
+    # post_attention and post_feedforward norms instead of input and post_attention (two per layer).
+    "olmo2": {"qk_norm": "full"},
+    # Granite (modeling_granite.py): a Llama decoder with scalar embedding/residual/attention/logits
+    # multipliers, which hold no parameters and no extra tensors.
+    "granite": {},
     "gpt_oss": {"sinks": True, "expert_bias": True},
     "deepseek_v2": {},
     "deepseek_v3": {},
