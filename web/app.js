@@ -2,7 +2,7 @@
 // All arithmetic and all validation happen in pycore; this file formats, draws and routes the
 // core's messages to the field they name.
 import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, registerServeParams, toPlanRequest, toQuery,
-  toRequest } from "./state.js";
+  toRequest, readAtMost } from "./state.js";
 
 const $ = (sel) => document.querySelector(sel);
 const form = $("#form");
@@ -57,7 +57,11 @@ function showMessages(list) {
 
 // ---- the worker ------------------------------------------------------------------
 function registerServiceWorker() {
-  if ("serviceWorker" in navigator && location.protocol !== "file:") navigator.serviceWorker.register("sw.js").catch(() => {});
+  // register() on an existing registration does not look for a new sw.js, and Chromium's check on
+  // navigation is not reliable (seen in the deploy test): ask for one on every load, a conditional GET.
+  if ("serviceWorker" in navigator && location.protocol !== "file:") {
+    navigator.serviceWorker.register("sw.js").then((reg) => reg.update()).catch(() => {});
+  }
 }
 
 let workerStartedAt = 0;
@@ -535,17 +539,7 @@ async function fetchHub(id) {
     if (res.status === 401 || res.status === 403) throw new Error(`${id} is gated or private (HTTP ${res.status}): accept its licence on the Hub, download its config.json and paste or drop it here`);
     if (res.status === 404) throw new Error(`the Hub has no repository ${id} with a config.json (HTTP 404)`);
     if (!res.ok) throw new Error(`the Hub answered HTTP ${res.status}`);
-    const reader = res.body.getReader();
-    const chunks = [];
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.length;
-      if (size > limit) { reader.cancel(); throw new Error(`its config.json is larger than ${limit.toLocaleString()} bytes`); }
-      chunks.push(value);
-    }
-    body = new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
+    body = await readAtMost(res.body.getReader(), limit, `its config.json is larger than ${limit.toLocaleString()} bytes`);
   } catch (err) {
     const why = err.name === "AbortError" ? `huggingface.co did not answer within ${HUB_TIMEOUT_MS / 1000} s`
       : err instanceof TypeError ? "could not reach huggingface.co (offline, or blocked by the network)" : err.message;

@@ -106,9 +106,9 @@ export async function compressConfig(text) {
   const stream = new Blob([new TextEncoder().encode(text)]).stream().pipeThrough(new CompressionStream("deflate-raw"));
   return b64urlEncode(new Uint8Array(await new Response(stream).arrayBuffer()));
 }
-// Inflate at most `limit` bytes: a small link must not expand into hundreds of megabytes.
-export async function decompressConfig(text, limit) {
-  const reader = new Blob([b64urlDecode(text)]).stream().pipeThrough(new DecompressionStream("deflate-raw")).getReader();
+// Read a stream as UTF-8 text, at most `limit` bytes: past it, cancel the stream and throw `tooBig`.
+// Used for a link's compressed config and for a config.json fetched from the Hub.
+export async function readAtMost(reader, limit, tooBig) {
   const chunks = [];
   let size = 0;
   for (;;) {
@@ -117,11 +117,16 @@ export async function decompressConfig(text, limit) {
     size += value.length;
     if (size > limit) {
       await reader.cancel();
-      throw new Error(`decompresses to more than ${limit.toLocaleString("en")} bytes (a config.json is a few KB)`);
+      throw new Error(tooBig);
     }
     chunks.push(value);
   }
   return new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
+}
+// Inflate at most `limit` bytes: a small link must not expand into hundreds of megabytes.
+export async function decompressConfig(text, limit) {
+  const reader = new Blob([b64urlDecode(text)]).stream().pipeThrough(new DecompressionStream("deflate-raw")).getReader();
+  return readAtMost(reader, limit, `decompresses to more than ${limit.toLocaleString("en")} bytes (a config.json is a few KB)`);
 }
 
 // Parse a query string into a state; returns { state, messages }, each message naming its parameter.
