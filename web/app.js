@@ -65,6 +65,8 @@ function registerServiceWorker() {
 }
 
 let workerStartedAt = 0;
+const START_RETRIES = 2;
+let startFailures = 0;
 function startWorker() {
   workerReady = false;
   workerStartedAt = performance.now();
@@ -73,7 +75,15 @@ function startWorker() {
   worker.onmessage = (event) => {
     const msg = event.data;
     if (msg.type === "progress") text($("#status"), msg.text);
-    else if (msg.type === "failed") text($("#status"), `The estimator failed to load: ${msg.text}`);
+    else if (msg.type === "failed") {
+      // A start that fails (a fetch that broke off, a runtime that did not instantiate) gets a fresh worker,
+      // twice; the files are in the browser's cache by then, so it costs a second or so.
+      if (startFailures++ < START_RETRIES) {
+        text($("#status"), `The estimator failed to load (${msg.text}); starting it again…`);
+        worker.terminate();
+        startWorker();
+      } else text($("#status"), `The estimator failed to load: ${msg.text}`);
+    }
     else if (msg.type === "ready") {
       workerReady = true;
       document.body.dataset.startPath = msg.path || "";          // fresh | snapshot | fallback

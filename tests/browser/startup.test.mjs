@@ -79,3 +79,24 @@ test("a WebAssembly fetch that fails (Chromium's occasional cache-write failure)
   assert.ok(statuses.some((s) => /again \(the WebAssembly module did not load\)/.test(s)), statuses.join(" | "));
   await ctx.close();
 });
+
+test("a start that fails (the core's zip broke off) gets a fresh worker and then answers", async () => {
+  const ctx = await h.browser.newContext();
+  let aborted = 0;
+  await ctx.route("**/pycore.zip", (route) => {
+    if (aborted < 2) { aborted++; return route.abort("connectionreset"); }    // the preload and the first worker
+    return route.continue();
+  });
+  const page = await ctx.newPage();
+  const statuses = [];
+  await page.exposeFunction("noteStatus2", (s) => statuses.push(s));
+  await page.addInitScript(() => {
+    new MutationObserver(() => globalThis.noteStatus2?.(document.querySelector("#status")?.textContent || ""))
+      .observe(document, { subtree: true, childList: true, characterData: true });
+  });
+  await page.goto(h.base + QUERY);
+  const result = await waitForResult(page);
+  assert.match(result.peak, /^\d+\.\d\d$/);
+  assert.ok(statuses.some((s) => /failed to load \(.*\); starting it again/.test(s)), statuses.join(" | "));
+  await ctx.close();
+});
