@@ -184,10 +184,9 @@ def estimate_dict(data) -> dict:
         if data.get("measured") is not None:           # the user's own run, to check the estimate against
             from .check.parse import parse_measured
             measured = parse_measured(data["measured"])
-        for key in ("fit", "sweep"):
-            if getattr(req, key, None) is not None and (req.serving is not None or req.plan is not None):
-                raise InputError(key, "is for training and inference on one GPU's configuration; serving has its "
-                                      "own searches (solve) and the layout search its own table")
+        for key in ("fit", "sweep"):           # serving requests refuse both when they are parsed
+            if getattr(req, key) is not None and req.plan is not None:
+                raise InputError(key, "is for one configuration; the layout search has its own table")
         if req.serving is not None:
             result = serving_result(req)
         elif req.plan is not None:

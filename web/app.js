@@ -50,6 +50,10 @@ function showVerdict(res) {
   text($("#band"), res.error_band ? res.error_band.basis : "");
   return key;
 }
+// The core's first error as "field: message", or what to say when there is none (a timed-out request).
+function errorText(response, otherwise) {
+  return response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : otherwise;
+}
 function fmt(bytes) { const [d, u] = UNITS[state.unit]; return `${(bytes / d).toFixed(2)} ${u}`; }
 function showMessages(list) {
   $("#messages").replaceChildren(...list.map((m) => make("div", { class: "msg", text: typeof m === "string" ? m : m.text })));
@@ -469,7 +473,7 @@ let planSort = { column: 9, descending: true };
 async function findGpuCount() {
   text($("#plan-status"), "Searching every layout…");
   const { response } = await ask(toPlanRequest(state, catalog), PLAN_TIMEOUT_MS);
-  if (response.status !== "ok") { text($("#plan-status"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : "The search did not finish."); return; }
+  if (response.status !== "ok") { text($("#plan-status"), errorText(response, "The search did not finish.")); return; }
   const plan = response.result.plan;
   text($("#plan-status"), "");
   const rec = plan.recommended;
@@ -586,7 +590,7 @@ async function runSweep() {
   req.sweep = { field };
   const { response } = await ask(req);
   if (response.status !== "ok") {
-    text($("#sweep-status"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : "The sweep did not finish.");
+    text($("#sweep-status"), errorText(response, "The sweep did not finish."));
     return;
   }
   text($("#sweep-status"), "");
@@ -649,7 +653,7 @@ async function runCheck() {
   req.measured = { text: textValue };
   const { response } = await ask(req);
   if (response.status !== "ok") {
-    text($("#check-status"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : "The comparison did not finish.");
+    text($("#check-status"), errorText(response, "The comparison did not finish."));
     $("#check-answer").replaceChildren();
     return;
   }
@@ -784,7 +788,7 @@ $("#copy").addEventListener("click", async () => {
 // Copy as command and the exports: the core writes the command line, the link and the Markdown.
 async function linksFor() {
   const { response } = await ask(toRequest(state, catalog, false), REQUEST_TIMEOUT_MS, "links");
-  if (response.status !== "ok") { text($("#copied"), response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : ""); return null; }
+  if (response.status !== "ok") { text($("#copied"), errorText(response, "")); return null; }
   return response.result;
 }
 $("#copy-command").addEventListener("click", async () => {

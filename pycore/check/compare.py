@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 
 from ..units import MiB
-from .parse import Measurement
+from .parse import Measurement, Reading
 
 # A gap smaller than this (or the estimate's band, if wider) is agreement.
 AGREE_FRACTION = 0.02
@@ -48,7 +48,6 @@ def rows_for(result: dict, meas: Measurement) -> list[dict]:
         rows.append(_row("peak reserved (the caching allocator's segments)", reserved, result["reserved_bytes"],
                          lower_bound=meas.peak_reserved is None))
     if alloc and reserved and "reserved_bytes" in result and "peak_allocated_bytes" in result:
-        from .parse import Reading
         slack = Reading(max(0, reserved.bytes - alloc.bytes), "reserved − allocated, as measured",
                         max(alloc.resolution_bytes, reserved.resolution_bytes))
         if slack.bytes:
@@ -59,7 +58,6 @@ def rows_for(result: dict, meas: Measurement) -> list[dict]:
                          note="nvidia-smi shows use when it ran; at the peak it includes the CUDA context"))
         context = result.get("assumptions", {}).get("cuda_context_bytes")
         if reserved and context is not None and used.bytes > reserved.bytes:
-            from .parse import Reading
             outside = Reading(used.bytes - reserved.bytes, "nvidia-smi − reserved, as measured",
                               max(used.resolution_bytes, reserved.resolution_bytes))
             rows.append(_row("outside the allocator (CUDA context, kernels, libraries)", outside, context))
@@ -71,7 +69,7 @@ def _tolerance(result: dict) -> float:
     return max(AGREE_FRACTION, (pct or 0) / 100)
 
 
-def _variants(data: dict, result: dict, schema_fields: dict) -> list[tuple[str, str, dict]]:
+def _variants(data: dict, schema_fields: dict) -> list[tuple[str, str, dict]]:
     """(assumption, what it changes, request) for each unstated assumption worth recomputing."""
     w = data.get("workload") or {}
     mode = w.get("mode", "full")
@@ -119,7 +117,7 @@ def explain(data: dict, result: dict, rows: list[dict], meas: Measurement, estim
     if alloc and abs(alloc["gap_fraction"] or 0) > tol and not alloc["measured_is_lower_bound"]:
         gap = abs(alloc["gap_bytes"])
         tried = []
-        for name, text, request in _variants(data, result, schema_fields):
+        for name, text, request in _variants(data, schema_fields):
             resp = estimate_fn(request)
             if resp.get("status") != "ok" or "peak_allocated_bytes" not in resp["result"]:
                 continue

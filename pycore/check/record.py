@@ -11,7 +11,7 @@ from __future__ import annotations
 from .parse import Measurement
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]       # measure_hf.py's LoRA default
-H100_TOTAL_BYTES = 85017493504        # the shared file's GPU as the driver reports it (its env.gpu_total_bytes)
+SHARED_GPU = "h100-sxm-80gb"          # the shared file's GPU, for a record that does not say its own
 
 
 def _version(text):
@@ -32,7 +32,11 @@ def request_from_record(rec: dict) -> dict:
         workload["lora"] = {"rank": w.get("lora_rank", 16), "alpha": w.get("lora_alpha", 32),
                             "targets": w.get("lora_targets", DEFAULT_TARGETS)}
     env = rec.get("env", {})
-    gpu = {"memory_bytes": env.get("gpu_total_bytes", H100_TOTAL_BYTES), "name": env.get("gpu", "")}
+    if "gpu_total_bytes" in env:
+        gpu = {"memory_bytes": env["gpu_total_bytes"], "name": env.get("gpu", "")}
+    else:
+        from ..catalog import catalog_gpu
+        gpu = {"memory_bytes": catalog_gpu(SHARED_GPU)["memory_bytes"], "name": env.get("gpu", "")}
     framework = {k: _version(env[k]) for k in ("torch", "transformers", "peft") if env.get(k)}
     req = {"schema": 1, "hf_config": rec["hf_config"], "workload": workload,
            "precision": {"weights": w["weights_dtype"], "autocast": w.get("autocast_dtype")}, "gpu": gpu}

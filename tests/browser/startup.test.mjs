@@ -57,12 +57,13 @@ test("a snapshot that does not restore falls back to a normal start and says so"
   await ctx.close();
 });
 
-test("a WebAssembly fetch that fails (Chromium's occasional cache-write failure) is retried, not waited on forever", async () => {
-  // Pyodide swallows a failed instantiation and never settles loadPyodide; the worker watches for it.
+// A visit whose first two fetches of `pattern` fail (the page's preload and the first worker's), noting
+// every status line the page shows on the way to its first result.
+async function visitWithBrokenFetches(pattern, reason) {
   const ctx = await h.browser.newContext();
   let aborted = 0;
-  await ctx.route("**/pyodide/pyodide.asm.wasm", (route) => {
-    if (aborted < 2) { aborted++; return route.abort("failed"); }         // the page's preload and the worker's first fetch
+  await ctx.route(pattern, (route) => {
+    if (aborted < 2) { aborted++; return route.abort(reason); }
     return route.continue();
   });
   const page = await ctx.newPage();
@@ -74,6 +75,12 @@ test("a WebAssembly fetch that fails (Chromium's occasional cache-write failure)
   });
   await page.goto(h.base + QUERY);
   const result = await waitForResult(page);
+  return { ctx, result, statuses, aborted };
+}
+
+test("a WebAssembly fetch that fails (Chromium's occasional cache-write failure) is retried, not waited on forever", async () => {
+  // Pyodide swallows a failed instantiation and never settles loadPyodide; the worker watches for it.
+  const { ctx, result, statuses, aborted } = await visitWithBrokenFetches("**/pyodide/pyodide.asm.wasm", "failed");
   assert.match(result.peak, /^\d+\.\d\d$/);
   assert.equal(aborted, 2);
   assert.ok(statuses.some((s) => /again \(the WebAssembly module did not load\)/.test(s)), statuses.join(" | "));
@@ -81,22 +88,9 @@ test("a WebAssembly fetch that fails (Chromium's occasional cache-write failure)
 });
 
 test("a start that fails (the core's zip broke off) gets a fresh worker and then answers", async () => {
-  const ctx = await h.browser.newContext();
-  let aborted = 0;
-  await ctx.route("**/pycore.zip", (route) => {
-    if (aborted < 2) { aborted++; return route.abort("connectionreset"); }    // the preload and the first worker
-    return route.continue();
-  });
-  const page = await ctx.newPage();
-  const statuses = [];
-  await page.exposeFunction("noteStatus2", (s) => statuses.push(s));
-  await page.addInitScript(() => {
-    new MutationObserver(() => globalThis.noteStatus2?.(document.querySelector("#status")?.textContent || ""))
-      .observe(document, { subtree: true, childList: true, characterData: true });
-  });
-  await page.goto(h.base + QUERY);
-  const result = await waitForResult(page);
+  const { ctx, result, statuses, aborted } = await visitWithBrokenFetches("**/pycore.zip", "connectionreset");
   assert.match(result.peak, /^\d+\.\d\d$/);
+  assert.equal(aborted, 2);
   assert.ok(statuses.some((s) => /failed to load \(.*\); starting it again/.test(s)), statuses.join(" | "));
   await ctx.close();
 });
