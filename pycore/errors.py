@@ -21,6 +21,8 @@ class InputError(ValueError):
 # beyond any real model or run, and refusing them keeps arithmetic bounded.
 MAX_DIMENSION = 10_000_000          # hidden size, FFN size, vocabulary ...
 MAX_LAYERS = 10_000
+# Context lengths a config may declare: Llama 4 Scout's max_position_embeddings is 10,485,760.
+MAX_POSITIONS = 1 << 26
 MAX_TOKENS = 100_000_000            # batch x sequence
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import InputError, MAX_DIMENSION, MAX_LAYERS, require_int, require_number, show
+from dataclasses import replace
+
+from ..errors import InputError, MAX_DIMENSION, MAX_LAYERS, MAX_POSITIONS, require_int, require_number, show
 from .spec import ModelSpec
 
 PREFIX = "hf_config."
@@ -32,12 +34,29 @@ _DECODER_TYPES = {
     # multipliers, which hold no parameters and no extra tensors.
     "granite": {},
     "gpt_oss": {"sinks": True, "expert_bias": True},
+    # Llama 4 (modeling_llama4.py): MoE layers (config.moe_layers, every interleave_moe_layer_step-th)
+    # with a router, stacked experts of intermediate_size and one shared expert of the same size;
+    # the other layers a dense MLP of intermediate_size_mlp. Its q/k norm is an L2 norm without weights.
+    # Layers with RoPE (no_rope_layers[i] == 1) attend within chunks of attention_chunk_size.
+    "llama4_text": {},
+    # GLM-4.5 (modeling_glm4_moe.py): DeepSeek-V3's routing (first_k_dense_replace dense layers, shared
+    # experts of n_shared_experts x moe_intermediate_size) with ordinary GQA: q/k/v carry a bias when
+    # attention_bias, o_proj never; q_norm and k_norm over head_dim when use_qk_norm.
+    "glm4_moe": {"o_bias": False},
+    # Qwen3-Next (modeling_qwen3_next.py): every full_attention_interval-th layer is gated softmax
+    # attention (q_proj doubled for the output gate, q/k norms over head_dim); the others Gated DeltaNet.
+    # Its RMSNorms are zero-centred, x * (1 + w) in fp32, as Gemma's. MoE as Qwen2-MoE's, with a gated
+    # shared expert.
+    "qwen3_next": {"qk_norm": "per_head", "gemma_norm": True, "attn_output_gate": True},
     "deepseek_v2": {},
     "deepseek_v3": {},
     "kimi_k2": {},          # Kimi K2 / K2.5 reuse DeepSeek-V3's modeling code (trust_remote_code DeepseekV3)
 }
-_DEEPSEEK_STYLE = ("deepseek_v2", "deepseek_v3", "kimi_k2")
-SUPPORTED_TYPES = tuple(sorted(list(_DECODER_TYPES) + ["gpt2", "bert", "gpt_neox", "chatglm"]))
+_DEEPSEEK_STYLE = ("deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe")
+# Multimodal checkpoints whose language model is read from text_config (the vision tower is not counted).
+_WRAPPER_TYPES = {"llama4": "llama4_text"}
+SUPPORTED_TYPES = tuple(sorted(list(_DECODER_TYPES) + list(_WRAPPER_TYPES) + ["gpt2", "gpt_bigcode", "bert", "gpt_neox",
+                                                                             "chatglm"]))
 
 _ACTIVATION_NAMES = {
     "silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
@@ -99,8 +118,15 @@ def read_hf_config(cfg, name: str = "", prefix: str = PREFIX) -> ModelSpec:
     path in the request (``prefix`` + the config's own key)."""
     if not isinstance(cfg, dict):
         raise InputError(prefix.rstrip("."), "must be a JSON object (the contents of config.json)")
+    extra_warnings = ()
     if "text_config" in cfg and isinstance(cfg["text_config"], dict) and "hidden_size" not in cfg:
+        if isinstance(cfg.get("vision_config"), dict):
+            extra_warnings = ("only the language model (text_config) is counted, as a text-only load such as "
+                              "AutoModelForCausalLM gives; the vision encoder in vision_config is not",)
+        outer = cfg.get("model_type")
         cfg = dict(cfg["text_config"])          # multimodal wrappers keep the language model here
+        if outer in _WRAPPER_TYPES and cfg.get("model_type") in (None, _WRAPPER_TYPES[outer]):
+            cfg["model_type"] = _WRAPPER_TYPES[outer]
         prefix += "text_config."
     model_type = cfg.get("model_type")
     if model_type is not None and not isinstance(model_type, str):
@@ -111,7 +137,8 @@ def read_hf_config(cfg, name: str = "", prefix: str = PREFIX) -> ModelSpec:
         model_type or "custom"
     name = name[:100]
     try:
-        return _read(r, name, model_type)
+        spec = _read(r, name, model_type)
+        return replace(spec, warnings=spec.warnings + extra_warnings) if extra_warnings else spec
     except InputError as exc:
         if exc.field.startswith("model.") and not exc.field.startswith(prefix):   # a ModelSpec rule the reader did not check
             raise InputError(prefix.rstrip("."), f"gives an inconsistent model: {exc.field[6:]} {exc.message}") from None
@@ -121,6 +148,8 @@ def read_hf_config(cfg, name: str = "", prefix: str = PREFIX) -> ModelSpec:
 def _read(r: _Reader, name: str, model_type: str) -> ModelSpec:
     if model_type == "gpt2":
         return _gpt2(r, name)
+    if model_type == "gpt_bigcode":
+        return _gpt_bigcode(r, name)
     if model_type == "bert":
         return _bert(r, name)
     if model_type == "gpt_neox":
@@ -162,6 +191,8 @@ def _missing(r: _Reader, keys) -> None:
 
 def _window(r: _Reader, n_layers: int, model_type: str) -> tuple[int, int]:
     """Sliding window size and number of sliding-window layers."""
+    if model_type == "llama4_text":
+        return _chunked(r, n_layers)
     window = r.cfg.get("sliding_window")
     if window is None or (model_type == "qwen2" or model_type == "qwen2_moe") and not r.cfg.get("use_sliding_window"):
         return 0, 0
@@ -178,6 +209,42 @@ def _window(r: _Reader, n_layers: int, model_type: str) -> tuple[int, int]:
     return window, n_layers
 
 
+def _chunked(r: _Reader, n_layers: int) -> tuple[int, int]:
+    """Llama 4's chunked attention, read as a window of attention_chunk_size tokens: a token attends
+    at most to the chunk_size tokens before it, and both engines and transformers' cache keep at most
+    that many per layer (transformers HybridChunkedCache; vLLM ChunkedLocalAttention). The layers
+    with RoPE are chunked (no_rope_layers[i] == 1; by default every fourth layer has no RoPE and is
+    global: configuration_llama4.py no_rope_layer_interval 4)."""
+    chunk = r.cfg.get("attention_chunk_size")
+    if chunk is None:
+        return 0, 0
+    chunk = r.int("attention_chunk_size")
+    flags = _layer_list(r, "no_rope_layers")
+    if flags:                    # an empty list means the default, as in Llama4TextConfig (`if no_rope_layers`)
+        if not all(f in (0, 1) for f in flags):
+            raise InputError(r.field("no_rope_layers"), "must be a list of 0 and 1, one per layer")
+        return chunk, min(n_layers, sum(1 for f in flags[:n_layers] if f))
+    interval = r.int("no_rope_layer_interval", 4, maximum=MAX_LAYERS)
+    return chunk, sum(1 for i in range(n_layers) if (i + 1) % interval)
+
+
+def _linear_attention(r: _Reader, n_layers: int) -> dict:
+    """Qwen3-Next's Gated DeltaNet layers: those layer_types calls "linear_attention", or by default
+    all but every full_attention_interval-th (configuration_qwen3_next.py)."""
+    if r.has("layer_types"):
+        types = _layer_list(r, "layer_types")
+        linear = sum(1 for t in types[:n_layers] if t == "linear_attention")
+    else:
+        interval = r.int("full_attention_interval", 4, maximum=MAX_LAYERS)
+        linear = sum(1 for i in range(n_layers) if (i + 1) % interval)
+    if not linear:
+        return {}
+    return dict(linear_attn_layers=linear, linear_k_heads=r.int("linear_num_key_heads", 16),
+                linear_v_heads=r.int("linear_num_value_heads", 32), linear_k_head_dim=r.int("linear_key_head_dim", 128),
+                linear_v_head_dim=r.int("linear_value_head_dim", 128),
+                linear_conv_kernel=r.int("linear_conv_kernel_dim", 4, maximum=64))
+
+
 def _rope_theta_ok(r: _Reader) -> None:
     # Both spellings are accepted; only the type is checked, since memory does not depend on it.
     params = r.cfg.get("rope_parameters")
@@ -188,8 +255,10 @@ def _rope_theta_ok(r: _Reader) -> None:
 def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -> ModelSpec:
     moe_routed = r.cfg.get("n_routed_experts") or r.cfg.get("num_experts") or r.cfg.get("num_local_experts")
     essentials = ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"]
-    if not moe_routed or model_type in ("mixtral", "olmoe", "qwen2_moe"):
+    if not moe_routed or model_type in ("mixtral", "olmoe", "qwen2_moe", "qwen3_next"):
         essentials.append("intermediate_size")
+    if model_type == "llama4_text":
+        essentials += ["intermediate_size", "intermediate_size_mlp"]
     _missing(r, essentials)
     _rope_theta_ok(r)
     h = r.int("hidden_size")
@@ -197,15 +266,17 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
     n_heads = r.int("num_attention_heads")
     n_kv = _kv_heads(r, "num_key_value_heads", n_heads)
     head_dim = r.int("head_dim", max(1, h // n_heads))
-    ffn = r.int("intermediate_size", 1)
+    ffn = r.int("intermediate_size_mlp", 1) if model_type == "llama4_text" else r.int("intermediate_size", 1)
     attn_bias = r.bool("attention_bias", False)
+    if model_type == "glm4_moe" and r.bool("use_qk_norm", False):
+        d = dict(d, qk_norm="per_head")
     window, sliding_layers = _window(r, n_layers, model_type)
     spec = dict(
         name=name, family="decoder", model_type=model_type, n_layers=n_layers, hidden_size=h, ffn_size=ffn,
         n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim, vocab_size=r.int("vocab_size"),
-        max_positions=r.int("max_position_embeddings", 4096),
+        max_positions=r.int("max_position_embeddings", 4096, maximum=MAX_POSITIONS),
         tied_embeddings=r.bool("tie_word_embeddings", d.get("tied", False)),
-        gated_mlp=True, qkv_bias=d.get("qkv_bias", attn_bias), o_bias=attn_bias, mlp_bias=r.bool("mlp_bias", False),
+        gated_mlp=True, qkv_bias=d.get("qkv_bias", attn_bias), o_bias=d.get("o_bias", attn_bias), mlp_bias=r.bool("mlp_bias", False),
         norm="gemma_rmsnorm" if d.get("gemma_norm") else "rmsnorm", norms_per_layer=d.get("norms_per_layer", 2), qk_norm=d.get("qk_norm", "none"),
         activation=_activation(r, d.get("activation", "silu")), fused_qkv=d.get("fused_qkv", False),
         fused_gate_up=d.get("fused_gate_up", False), attn_dropout=r.float("attention_dropout", 0.0),
@@ -213,6 +284,8 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
         final_logit_softcap=r.float("final_logit_softcapping", 0.0), attention_sinks=d.get("sinks", False),
         warnings=warnings,
     )
+    if d.get("attn_output_gate"):
+        spec.update(attn_output_gate=True, **_linear_attention(r, n_layers))
     if moe_routed:
         spec.update(_moe(r, model_type, n_layers, ffn))
     if model_type in _DEEPSEEK_STYLE and r.cfg.get("kv_lora_rank"):
@@ -230,10 +303,23 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
     else:
         n_experts = r.int("num_experts", alt="num_local_experts")
     k = r.int("num_experts_per_tok", 2, maximum=n_experts)
-    expert_ffn = r.int("moe_intermediate_size", ffn)
+    expert_ffn = r.int("intermediate_size") if model_type == "llama4_text" else r.int("moe_intermediate_size", ffn)
     out = dict(n_experts=n_experts, experts_per_token=k, expert_ffn_size=expert_ffn)
     if model_type == "gpt_oss":
         out["expert_bias"] = True
+    if model_type == "llama4_text":
+        # Llama4TextMoe: one shared expert of intermediate_size beside the routed ones.
+        out.update(n_shared_experts=1, shared_expert_ffn_size=expert_ffn)
+        if r.has("moe_layers"):
+            layers = _layer_list(r, "moe_layers")
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+                raise InputError(r.field("moe_layers"), "must be a list of layer indices")
+            moe = len({i for i in layers if 0 <= i < n_layers})
+        else:
+            step = r.int("interleave_moe_layer_step", 1, maximum=MAX_LAYERS)
+            moe = len(range(step - 1, n_layers, step))
+        out["dense_layers"] = n_layers - moe
+        return out
     if model_type in _DEEPSEEK_STYLE:
         out["n_shared_experts"] = r.int("n_shared_experts", 0, minimum=0)
         out["shared_expert_ffn_size"] = expert_ffn
@@ -241,7 +327,7 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
         first = min(r.int("first_k_dense_replace", 0, minimum=0), n_layers)
         moe = sum(1 for i in range(first, n_layers) if (i - first) % freq == 0) if freq > 1 else n_layers - first
         out["dense_layers"] = n_layers - moe
-    elif model_type in ("qwen2_moe", "qwen3_moe"):
+    elif model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
         step = r.int("decoder_sparse_step", 1, maximum=MAX_LAYERS)
         only = _layer_list(r, "mlp_only_layers")
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
@@ -249,7 +335,7 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
         only = set(only)                         # n_layers is already bounded by MAX_LAYERS
         moe = sum(1 for i in range(n_layers) if i not in only and (i + 1) % step == 0)
         out["dense_layers"] = n_layers - moe
-        if model_type == "qwen2_moe" and r.int("shared_expert_intermediate_size", 0, minimum=0):
+        if model_type in ("qwen2_moe", "qwen3_next") and r.int("shared_expert_intermediate_size", 0, minimum=0):
             out.update(n_shared_experts=1, shared_expert_ffn_size=r.int("shared_expert_intermediate_size"),
                        shared_expert_gate=True)
     return out
@@ -272,10 +358,28 @@ def _gpt2(r: _Reader, name: str) -> ModelSpec:
     return ModelSpec(
         name=name, family="gpt2", model_type="gpt2", n_layers=r.int("n_layer"), hidden_size=h,
         ffn_size=r.int("n_inner", 4 * h), n_heads=n_heads, n_kv_heads=n_heads, head_dim=max(1, h // n_heads),
-        vocab_size=r.int("vocab_size"), max_positions=r.int("n_positions", 1024), tied_embeddings=True,
+        vocab_size=r.int("vocab_size"), max_positions=r.int("n_positions", 1024, maximum=MAX_POSITIONS), tied_embeddings=True,
         gated_mlp=False, qkv_bias=True, o_bias=True, mlp_bias=True, norm="layernorm",
         activation=_activation(r, "gelu_new"), fused_qkv=True, learned_positions=True,
         attn_dropout=r.float("attn_pdrop", 0.1), hidden_dropout=r.float("resid_pdrop", 0.1),
+    )
+
+
+def _gpt_bigcode(r: _Reader, name: str) -> ModelSpec:
+    """GPTBigCode (StarCoder, SantaCoder): GPT-2's block with nn.Linear layers and, with multi_query
+    (the default), one key/value head: c_attn = Linear(h, h + 2 * head_dim) (modeling_gpt_bigcode.py
+    GPTBigCodeAttention; kv_dim = head_dim if multi_query else h). Its activation defaults to
+    gelu_pytorch_tanh (configuration_gpt_bigcode.py)."""
+    _missing(r, ["n_embd", "n_layer", "n_head", "vocab_size"])
+    h = r.int("n_embd")
+    n_heads = r.int("n_head")
+    return ModelSpec(
+        name=name, family="gpt2", model_type="gpt_bigcode", n_layers=r.int("n_layer"), hidden_size=h,
+        ffn_size=r.int("n_inner", 4 * h), n_heads=n_heads, n_kv_heads=1 if r.bool("multi_query", True) else n_heads,
+        head_dim=max(1, h // n_heads), vocab_size=r.int("vocab_size"), max_positions=r.int("n_positions", 1024, maximum=MAX_POSITIONS),
+        tied_embeddings=r.bool("tie_word_embeddings", True), gated_mlp=False, qkv_bias=True, o_bias=True,
+        mlp_bias=True, norm="layernorm", activation=_activation(r, "gelu_pytorch_tanh"), fused_qkv=True,
+        learned_positions=True, attn_dropout=r.float("attn_pdrop", 0.1), hidden_dropout=r.float("resid_pdrop", 0.1),
     )
 
 
@@ -286,7 +390,7 @@ def _bert(r: _Reader, name: str) -> ModelSpec:
     return ModelSpec(
         name=name, family="bert", model_type="bert", n_layers=r.int("num_hidden_layers"), hidden_size=h,
         ffn_size=r.int("intermediate_size"), n_heads=n_heads, n_kv_heads=n_heads, head_dim=max(1, h // n_heads),
-        vocab_size=r.int("vocab_size"), max_positions=r.int("max_position_embeddings", 512),
+        vocab_size=r.int("vocab_size"), max_positions=r.int("max_position_embeddings", 512, maximum=MAX_POSITIONS),
         tied_embeddings=r.bool("tie_word_embeddings", True), gated_mlp=False, qkv_bias=True, o_bias=True,
         mlp_bias=True, norm="layernorm", activation=_activation(r, "gelu"), learned_positions=True,
         type_vocab_size=r.int("type_vocab_size", 2, minimum=0),
@@ -303,7 +407,7 @@ def _neox(r: _Reader, name: str) -> ModelSpec:
         name=name, family="neox", model_type="gpt_neox", n_layers=r.int("num_hidden_layers"), hidden_size=h,
         ffn_size=r.int("intermediate_size", 4 * h), n_heads=n_heads, n_kv_heads=n_heads,
         head_dim=max(1, h // n_heads), vocab_size=r.int("vocab_size"),
-        max_positions=r.int("max_position_embeddings", 2048), tied_embeddings=r.bool("tie_word_embeddings", False),
+        max_positions=r.int("max_position_embeddings", 2048, maximum=MAX_POSITIONS), tied_embeddings=r.bool("tie_word_embeddings", False),
         gated_mlp=False, qkv_bias=bias, o_bias=bias, mlp_bias=True, norm="layernorm",
         activation=_activation(r, "gelu"), fused_qkv=True,
         attn_dropout=r.float("attention_dropout", 0.0), hidden_dropout=r.float("hidden_dropout", 0.0),
@@ -322,7 +426,7 @@ def _chatglm(r: _Reader, name: str) -> ModelSpec:
         ffn_size=r.int("ffn_hidden_size"), n_heads=n_heads,
         n_kv_heads=_kv_heads(r, "multi_query_group_num", n_heads, 1) if mqa else n_heads,
         head_dim=r.int("kv_channels", max(1, h // n_heads)),
-        vocab_size=r.int("padded_vocab_size", alt="vocab_size"), max_positions=r.int("seq_length", 8192),
+        vocab_size=r.int("padded_vocab_size", alt="vocab_size"), max_positions=r.int("seq_length", 8192, maximum=MAX_POSITIONS),
         tied_embeddings=False, gated_mlp=True, qkv_bias=r.bool("add_qkv_bias", True),
         o_bias=r.bool("add_bias_linear", False), mlp_bias=r.bool("add_bias_linear", False),
         norm="rmsnorm" if r.bool("rmsnorm", True) else "layernorm", activation="silu", fused_qkv=True,

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .spec import ModelSpec, attn_out_dim, is_classifier, is_mla, kv_dim, moe_layers, q_dim
+from .spec import (ModelSpec, attention_layers, attn_out_dim, is_classifier, is_mla, kv_dim, linear_conv_dim, linear_key_dim,
+                   linear_value_dim, moe_layers, q_dim)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ def linears(m: ModelSpec) -> tuple[Linear, ...]:
     fam = m.family
     h, L = m.hidden_size, m.n_layers
     if fam == "gpt2":
-        return (Linear("c_attn", h, 3 * h, True, L, "attention"), Linear("c_proj", h, h, True, L, "attention"),
+        # GPT-2: 3h; GPTBigCode with multi_query: h + 2 x head_dim (one key/value head)
+        return (Linear("c_attn", h, q_dim(m) + 2 * kv_dim(m), True, L, "attention"),
+                Linear("c_proj", h, h, True, L, "attention"),
                 Linear("c_fc", h, m.ffn_size, True, L, "mlp"), Linear("c_proj", m.ffn_size, h, True, L, "mlp"))
     if fam == "bert":
         return (Linear("query", h, h, True, L, "attention"), Linear("key", h, h, True, L, "attention"),
@@ -70,13 +73,39 @@ def _attention_linears(m: ModelSpec) -> tuple[Linear, ...]:
                     Linear("kv_b_proj", m.kv_lora_rank, m.n_heads * (m.qk_nope_head_dim + m.v_head_dim), False, L,
                            "attention"),
                     Linear("o_proj", m.n_heads * m.v_head_dim, h, m.o_bias, L, "attention"))
+    linear = _linear_attention_linears(m)
+    L = attention_layers(m)
     if m.fused_qkv:
         qkv = (Linear("qkv_proj", h, q_dim(m) + 2 * kv_dim(m), m.qkv_bias, L, "attention"),)
     else:
-        qkv = (Linear("q_proj", h, q_dim(m), m.qkv_bias, L, "attention"),
+        q_out = q_dim(m) * (2 if m.attn_output_gate else 1)       # Qwen3-Next: query and output gate
+        qkv = (Linear("q_proj", h, q_out, m.qkv_bias, L, "attention"),
                Linear("k_proj", h, kv_dim(m), m.qkv_bias, L, "attention"),
                Linear("v_proj", h, kv_dim(m), m.qkv_bias, L, "attention"))
-    return qkv + (Linear("o_proj", attn_out_dim(m), h, m.o_bias, L, "attention"),)
+    return qkv + (Linear("o_proj", attn_out_dim(m), h, m.o_bias, L, "attention"),) + linear
+
+
+def _linear_attention_linears(m: ModelSpec) -> tuple[Linear, ...]:
+    """Qwen3NextGatedDeltaNet's projections (modeling_qwen3_next.py): in_proj_qkvz gives q, k (key_dim
+    each), v and the gate z (value_dim each); in_proj_ba one beta and one decay input per value head;
+    out_proj maps value_dim back. None has a bias."""
+    n = m.linear_attn_layers
+    if not n:
+        return ()
+    h, kd, vd = m.hidden_size, linear_key_dim(m), linear_value_dim(m)
+    return (Linear("in_proj_qkvz", h, 2 * kd + 2 * vd, False, n, "attention"),
+            Linear("in_proj_ba", h, 2 * m.linear_v_heads, False, n, "attention"),
+            Linear("out_proj", vd, h, False, n, "attention"))
+
+
+def linear_attention_other_params(m: ModelSpec) -> int:
+    """Gated DeltaNet's parameters outside its linears: the depthwise conv1d weight (conv_dim x 1 x
+    kernel, no bias), dt_bias and A_log (one per value head) and the gated RMSNorm's weight (value head
+    dim), per linear-attention layer."""
+    if not m.linear_attn_layers:
+        return 0
+    per = linear_conv_dim(m) * m.linear_conv_kernel + 2 * m.linear_v_heads + m.linear_v_head_dim
+    return per * m.linear_attn_layers
 
 
 def _mlp_linears(m: ModelSpec) -> tuple[Linear, ...]:
@@ -116,9 +145,9 @@ def norm_params(m: ModelSpec) -> int:
         return per_norm * (2 * L + (1 if is_classifier(m) else 2))
     count = per_norm * (m.norms_per_layer * L + 1)
     if m.qk_norm == "per_head":
-        count += 2 * m.head_dim * L
+        count += 2 * m.head_dim * attention_layers(m)
     elif m.qk_norm == "full":
-        count += (q_dim(m) + kv_dim(m)) * L
+        count += (q_dim(m) + kv_dim(m)) * attention_layers(m)
     if is_mla(m):
         count += (m.q_lora_rank + m.kv_lora_rank) * L        # q_a_layernorm, kv_a_layernorm
     return count
@@ -205,7 +234,7 @@ def _param_counts(m: ModelSpec) -> tuple:
     for lin in linears(m):
         key = {"head": "head", "shared": "mlp"}.get(lin.group, lin.group)     # shared experts count as MLP
         parts[key] += lin.count()
-    parts["attention"] += sink_params(m)
+    parts["attention"] += sink_params(m) + linear_attention_other_params(m)
     return tuple(parts.items())
 
 

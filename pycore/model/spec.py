@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
-from ..errors import InputError, MAX_DIMENSION, MAX_LAYERS
+from ..errors import InputError, MAX_DIMENSION, MAX_LAYERS, MAX_POSITIONS
 from ..schema import choice, flag, integer, number, spec, text, validate
 
 # Families share a layer layout; each is written out in params.py and activations.py.
 #  decoder: Llama-style pre-norm decoder (llama, mistral, qwen*, gemma*, phi3, olmoe, mixtral, deepseek)
-#  gpt2:    GPT-2 (learned positions, fused c_attn Conv1D, LayerNorm, gelu_new, dropout)
+#  gpt2:    GPT-2 and GPTBigCode (learned positions, fused c_attn, LayerNorm, dropout; BigCode: multi-query)
 #  bert:    BERT encoder with its masked-LM head (post-norm, LayerNorm, gelu, dropout)
 #  neox:    GPT-NeoX (parallel attention + MLP, fused query_key_value, LayerNorm)
 #  chatglm: ChatGLM2/3 (fused query_key_value with bias, fused SwiGLU dense_h_to_4h)
@@ -47,7 +47,7 @@ class ModelSpec:
     n_kv_heads: int = spec(_REQUIRED, _DIM)
     head_dim: int = spec(_REQUIRED, _DIM)
     vocab_size: int = spec(_REQUIRED, _DIM)
-    max_positions: int = spec(4096, _DIM)
+    max_positions: int = spec(4096, integer(1, MAX_POSITIONS))
     tied_embeddings: bool = spec(False, flag())
     gated_mlp: bool = spec(True, flag())
     qkv_bias: bool = spec(False, flag())
@@ -86,6 +86,16 @@ class ModelSpec:
     # (modeling_gpt_oss.py self_attn.sinks); parameters only, no KV.
     attention_sinks: bool = spec(False, flag())
     final_logit_softcap: float = spec(0.0, number(0.0, 1e6))
+    # Qwen3-Next: the query projection also gives a sigmoid gate on the attention output (q_proj out
+    # = 2 x heads x head_dim), and linear_attn_layers layers are Gated DeltaNet linear attention
+    # (modeling_qwen3_next.py Qwen3NextGatedDeltaNet) with these head counts and widths.
+    attn_output_gate: bool = spec(False, flag())
+    linear_attn_layers: int = spec(0, integer(0, MAX_LAYERS))
+    linear_k_heads: int = spec(0, _OPTIONAL_DIM)
+    linear_v_heads: int = spec(0, _OPTIONAL_DIM)
+    linear_k_head_dim: int = spec(0, _OPTIONAL_DIM)
+    linear_v_head_dim: int = spec(0, _OPTIONAL_DIM)
+    linear_conv_kernel: int = spec(0, integer(0, 64))
     model_type: str = spec("", text(64))
     head: str = spec("", choice(("",) + HEADS))            # "" = the family's language-modelling head
     num_labels: int = spec(0, _OPTIONAL_DIM)
@@ -118,6 +128,14 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
     if m.kv_lora_rank and not (m.qk_nope_head_dim and m.qk_rope_head_dim and m.v_head_dim):
         raise InputError(f + "kv_lora_rank", "multi-head latent attention also needs qk_nope_head_dim, "
                                               "qk_rope_head_dim and v_head_dim")
+    if m.linear_attn_layers > m.n_layers:
+        raise InputError(f + "linear_attn_layers", f"must be at most n_layers ({m.n_layers}), got {m.linear_attn_layers}")
+    if m.linear_attn_layers and not (m.linear_k_heads and m.linear_v_heads and m.linear_k_head_dim
+                                     and m.linear_v_head_dim and m.linear_conv_kernel):
+        raise InputError(f + "linear_attn_layers", "linear attention also needs linear_k_heads, linear_v_heads, "
+                                                   "linear_k_head_dim, linear_v_head_dim and linear_conv_kernel")
+    if m.linear_attn_layers and m.linear_v_heads % m.linear_k_heads:
+        raise InputError(f + "linear_v_heads", f"must be a multiple of linear_k_heads ({m.linear_k_heads})")
     if m.expert_bias and not m.n_experts:
         raise InputError(f + "expert_bias", "needs n_experts > 0")
     if m.head in CLASSIFICATION_HEADS and m.num_labels < 1:
@@ -130,6 +148,24 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
 
 def is_mla(m: ModelSpec) -> bool:
     return m.kv_lora_rank > 0
+
+
+def attention_layers(m: ModelSpec) -> int:
+    """Layers with softmax attention (and a KV cache); the rest are linear attention."""
+    return m.n_layers - m.linear_attn_layers
+
+
+def linear_key_dim(m: ModelSpec) -> int:
+    return m.linear_k_heads * m.linear_k_head_dim
+
+
+def linear_value_dim(m: ModelSpec) -> int:
+    return m.linear_v_heads * m.linear_v_head_dim
+
+
+def linear_conv_dim(m: ModelSpec) -> int:
+    """Channels of Gated DeltaNet's depthwise causal convolution: q, k and v (2 x key_dim + value_dim)."""
+    return 2 * linear_key_dim(m) + linear_value_dim(m)
 
 
 def q_dim(m: ModelSpec) -> int:

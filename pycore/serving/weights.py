@@ -52,7 +52,7 @@ def _local_shape(lin, m: ModelSpec, t: int, ep: int) -> tuple[int, int, int]:
         return (k // t, n, copies) if lin.name in _ROW else (k, n // t, copies)
     if lin.name in ("k_proj", "v_proj"):
         return k, max(1, m.n_kv_heads // t) * m.head_dim, copies
-    if lin.name in ("qkv_proj", "query_key_value", "c_attn") and not is_mla(m) and m.family != "gpt2":
+    if lin.name in ("qkv_proj", "query_key_value", "c_attn") and not is_mla(m):
         return k, (m.n_heads // t + 2 * max(1, m.n_kv_heads // t)) * m.head_dim, copies
     if lin.name in _ROW and lin.out_features == m.hidden_size:
         return k // t, n, copies
