@@ -11,6 +11,8 @@ const COLORS = { "weights": "#4e79a7", "autocast weight copies": "#76b7b2", "gra
   "allocator reserve": "#9c755f", "CUDA context": "#bab0ac", "framework buffers": "#86bcb6",
   "activation peak (profiled; cached by the allocator)": "#59a14f", "non-torch memory": "#d37295", "CUDA graphs": "#fabfd2",
   "model buffer (GGUF weights)": "#4e79a7", "compute buffer": "#ff9da7", "request-to-token table": "#d4a6c8" };
+// Parts of one term, told apart by shade in the expanded bar and the compare bars' unknown terms.
+const SHADES = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const UNITS = { gib: [2 ** 30, "GiB"], gb: [1e9, "GB"] };
 // A request that takes longer than this is abandoned and the worker restarted (an estimate takes
 // milliseconds; only a pathological input could take seconds).
@@ -310,12 +312,9 @@ function renderServe(res) {
   text(refusal, res.refusal ? `The engine refuses: ${res.refusal}` : "");
   text($("#engine-log"), Object.entries(res.report).filter(([k, val]) => /^[A-Z]/.test(k) || k === "file size")
     .map(([k, val]) => `${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`).join("\n"));
-  const top = res.breakdown.children;
-  const bar = $("#bar");
-  const total = Math.max(res.device_total_bytes, res.gpu.memory_bytes);
-  bar.replaceChildren(...top.map((c) => make("div", { class: "seg", title: `${c.name}: ${fmt(c.bytes)}`,
-    style: `width:${(100 * c.bytes / total).toFixed(3)}%;background:${COLORS[c.name] || "#888"}` })));
-  bar.append(make("div", { class: "limit", title: "GPU memory", style: `left:${(100 * res.gpu.memory_bytes / total).toFixed(3)}%` }));
+  const top = topTerms(res.breakdown);
+  drawBar($("#bar"), top, res.gpu.memory_bytes, Math.max(res.device_total_bytes, res.gpu.memory_bytes), expandTerm);
+  refreshExpanded(top);
   const rows = [];
   for (const c of top) {
     rows.push(make("tr", {}, make("td", {}, make("span", { class: "swatch", style: `background:${COLORS[c.name] || "#888"}` }), c.name),
@@ -364,12 +363,9 @@ function renderMain(res) {
     : `on ${res.gpu.name}: ${fmt(head)} too much (the card has ${fmt(res.gpu.memory_bytes)})`);
   text($("#phase"), `Peak during ${res.peak_phase}: ${res.peak_moment}. torch.cuda.max_memory_allocated ≈ ${fmt(res.peak_allocated_bytes)}.`);
   renderLayoutLine(res);
-  const top = [...res.breakdown.children[0].children, ...res.breakdown.children.slice(1)];
-  const bar = $("#bar");
-  const total = Math.max(res.device_total_bytes, res.gpu.memory_bytes);
-  bar.replaceChildren(...top.map((c) => make("div", { class: "seg", title: `${c.name}: ${fmt(c.bytes)}`,
-    style: `width:${(100 * c.bytes / total).toFixed(3)}%;background:${COLORS[c.name] || "#888"}` })));
-  bar.append(make("div", { class: "limit", title: "GPU memory", style: `left:${(100 * res.gpu.memory_bytes / total).toFixed(3)}%` }));
+  const top = topTerms(res.breakdown);
+  drawBar($("#bar"), top, res.gpu.memory_bytes, Math.max(res.device_total_bytes, res.gpu.memory_bytes), expandTerm);
+  refreshExpanded(top);
   const rows = [];
   for (const c of top) {
     const name = make("td");
@@ -384,6 +380,52 @@ function renderMain(res) {
   }
   rows.push(make("tr", {}, make("th", { text: "device total (nvidia-smi)" }), make("th", { class: "num", text: fmt(res.device_total_bytes) })));
   $("#table tbody").replaceChildren(...rows);
+}
+
+// The device total's terms, the allocated ones first: the core's tree with "allocated at peak" opened.
+function topTerms(tree) {
+  return tree.children.flatMap((c) => (c.name === "allocated at peak" ? c.children : [c]));
+}
+
+// A stacked bar of terms on a scale of `scale` bytes, with the card's capacity marked. Each segment is
+// a button named by its term and size; choosing one calls pick(term). The table beside it holds the
+// same numbers as text.
+function drawBar(bar, terms, capacity, scale, pick) {
+  bar.replaceChildren(...terms.filter((c) => c.bytes > 0).map((c, i) => {
+    const label = `${c.name}: ${fmt(c.bytes)}`;
+    const seg = make(pick ? "button" : "div", { class: "seg", title: label, "aria-label": label, "data-term": c.name,
+      style: `width:${(100 * c.bytes / scale).toFixed(3)}%;background:${COLORS[c.name] || SHADES[i % SHADES.length]}` });
+    if (pick) { seg.type = "button"; seg.addEventListener("click", () => pick(c)); }
+    return seg;
+  }));
+  if (capacity) bar.append(make("div", { class: "limit", title: `GPU memory: ${fmt(capacity)}`, style: `left:${(100 * capacity / scale).toFixed(3)}%` }));
+}
+
+// A term chosen in the bar: its parts as a second bar with a legend, and its row of the table opened
+// (what it is, the core's formula with this run's numbers, the Method link).
+let expanded = "";           // the term chosen in the bar, kept across answers
+function expandTerm(term, chosen = true) {
+  expanded = term.name;
+  const box = $("#bar-detail");
+  const parts = (term.children || []).filter((c) => c.bytes > 0);
+  const legend = parts.map((c, i) => make("li", {}, make("span", { class: "swatch", style: `background:${SHADES[i % SHADES.length]}` }),
+    `${c.name}: ${fmt(c.bytes)}`));
+  const sub = make("div", { class: "bar sub-bar", role: "group", "aria-label": `Parts of ${term.name}` });
+  if (parts.length) drawBar(sub, parts.map((c) => ({ name: c.name, bytes: c.bytes })), 0, term.bytes, null);
+  box.replaceChildren(make("p", { text: `${term.name}: ${fmt(term.bytes)}${parts.length ? `, in ${parts.length} part(s)` : ""}` }),
+    ...(parts.length ? [sub, make("ul", { class: "legend" }, ...legend)] : []));
+  box.hidden = false;
+  for (const seg of $("#bar").querySelectorAll(".seg")) seg.setAttribute("aria-pressed", String(seg.dataset.term === term.name));
+  const det = [...document.querySelectorAll("#table details")].find((d) => d.dataset.term === term.name);
+  if (det && chosen) { det.open = true; det.scrollIntoView({ block: "nearest" }); }
+}
+
+// After a new answer: the chosen term again, with its new numbers, or nothing if it is gone.
+function refreshExpanded(top) {
+  const term = top.find((c) => c.name === expanded);
+  if (term) { expandTerm(term, false); return; }
+  expanded = "";
+  $("#bar-detail").hidden = true;
 }
 
 // Which rank the answer is for, and what the recipe leaves out or puts on the host.
@@ -521,18 +563,27 @@ async function renderCompare() {
   const box = $("#compare");
   if (!state.pins.length) { box.replaceChildren(); return; }
   const rows = [];
+  const answers = [];
   for (const [i, pin] of state.pins.entries()) {
     const { state: s } = await parseQuery(pin, catalog);
     const { response } = await ask(toRequest(s, catalog, false));
-    const label = s.source === "catalog" ? s.model : s.source;
+    const label = `${s.source === "catalog" ? s.model : s.source}, ${s.mode}, b=${s.batch}, s=${s.seq}, ${s.gpu}`;
     const cell = response.status === "ok" ? `${fmt(response.result.device_total_bytes)} ${response.result.fits ? "fits" : "does not fit"}`
       : (response.errors || [{ message: "not computed" }])[0].message;
+    if (response.status === "ok") answers.push([label, response.result]);
     const rm = make("button", { type: "button", text: "Unpin" });
     rm.addEventListener("click", () => { state.pins.splice(i, 1); update(); });
-    const open = make("a", { href: `?${pin}`, text: `${label}, ${s.mode}, b=${s.batch}, s=${s.seq}, ${s.gpu}` });
+    const open = make("a", { href: `?${pin}`, text: label });
     rows.push(make("tr", {}, make("td", {}, open), make("td", { class: "num", text: cell }), make("td", {}, rm)));
   }
-  box.replaceChildren(make("h2", { text: "Compare" }), make("table", {}, make("tbody", {}, ...rows)));
+  // The pinned answers as bars on one scale, each with its own card's capacity; the table is their text.
+  const scale = Math.max(1, ...answers.map(([, r]) => Math.max(r.device_total_bytes, r.gpu.memory_bytes)));
+  const bars = answers.map(([label, r]) => {
+    const bar = make("div", { class: "bar", role: "img", "aria-label": `${label}: ${fmt(r.device_total_bytes)} of ${fmt(r.gpu.memory_bytes)}` });
+    drawBar(bar, topTerms(r.breakdown), r.gpu.memory_bytes, scale, null);
+    return make("figure", { class: "pin-bar", "data-testid": "pin-bar" }, make("figcaption", { text: `${label}: ${fmt(r.device_total_bytes)}` }), bar);
+  });
+  box.replaceChildren(make("h2", { text: "Compare" }), ...bars, make("table", {}, make("tbody", {}, ...rows)));
 }
 
 // ---- a model by its Hugging Face id ---------------------------------------------
