@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError
-from ..model.params import linears
+from ..model.params import linear_attention_other_params, linears
 from ..model.spec import ModelSpec, is_mla
+from .kv import linear_flags
 
 QK_K = 256
 # ggml type -> (elements per block, bytes per block)
@@ -82,7 +83,10 @@ _GGUF_NAMES = {
     "down_proj": "ffn_down", "gate_up_proj": "ffn_up", "c_fc": "ffn_up", "dense_h_to_4h": "ffn_up",
     "dense_4h_to_h": "ffn_down", "gate": "ffn_gate_inp", "shared_expert_gate": "ffn_gate_inp_shexp",
     "q_a_proj": "attn_q_a", "q_b_proj": "attn_q_b", "kv_a_proj_with_mqa": "attn_kv_a_mqa", "kv_b_proj": "attn_kv_b",
+    # Qwen3-Next's Gated DeltaNet (llama.cpp LLM_ARCH_QWEN3NEXT: ssm_in, ssm_ba, ssm_out)
+    "in_proj_qkvz": "ssm_in", "in_proj_ba": "ssm_ba", "out_proj": "ssm_out",
 }
+_LINEAR_ATTENTION = ("in_proj_qkvz", "in_proj_ba", "out_proj")
 
 
 def _gguf_name(lin) -> str:
@@ -111,11 +115,19 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
         per_layer_1d += m.q_lora_rank + m.kv_lora_rank
     if m.attention_sinks:
         per_layer_1d += m.n_heads
-    lins = [lin for lin in linears(m) if lin.group != "head"]
+    all_lins = [lin for lin in linears(m) if lin.group != "head"]
     n_dense = m.dense_layers if m.n_experts else L
+    linear_layer = linear_flags(m) if m.linear_attn_layers else (False,) * L
+    # A Gated DeltaNet layer's small tensors: conv1d, dt bias, A, and the gated norm (ssm_conv1d, ssm_dt,
+    # ssm_a, ssm_norm); the attention layers' q/k norms are on those layers only.
+    linear_1d = linear_attention_other_params(m) // m.linear_attn_layers if m.linear_attn_layers else 0
     for i in range(L):
         moe = bool(m.n_experts) and i >= n_dense
-        out.append(Tensor("norms and biases (f32)", i, per_layer_1d + _bias_elements(lins, moe), 1))
+        lins = [lin for lin in all_lins if (lin.name in _LINEAR_ATTENTION) == linear_layer[i] or lin.group != "attention"]
+        one_d = per_layer_1d
+        if linear_layer[i]:
+            one_d += linear_1d - (2 * m.head_dim if m.qk_norm == "per_head" else 0)
+        out.append(Tensor("norms and biases (f32)", i, one_d + _bias_elements(lins, moe), 1))
         for lin in lins:
             in_moe = lin.group in ("experts", "router", "shared")
             if in_moe != moe and lin.group != "attention":

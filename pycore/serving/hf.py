@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from ..training.activations import FP32, INDEX_BYTES
 from ..training.context import StepContext
-from ..model.spec import ModelSpec, is_classifier, is_mla, kv_dim, moe_layers, q_dim
+from ..model.spec import ModelSpec, attention_layers, is_classifier, is_mla, kv_dim, moe_layers, q_dim
 from ..training.timeline import Snapshot
 from ..versions import holds
+from .kv import recurrent_state_bytes
 
 
 
@@ -36,9 +37,12 @@ def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int, la
     (DynamicSlidingWindowLayer in transformers' cache_utils.py)."""
     per, _ = kv_bytes_per_token(m, kv_elem_bytes, latent)
     sliding = m.sliding_layers if m.sliding_window else 0
-    full = m.n_layers - sliding
+    full = attention_layers(m) - sliding
     window_len = min(length, m.sliding_window) if sliding else 0
-    return batch * per * (full * length + sliding * window_len)
+    # Gated DeltaNet layers (Qwen3-Next): a conv state of the full kernel width in the model's dtype and
+    # an fp32 recurrent state per sequence (modeling_qwen3_next.py Qwen3NextDynamicCache, torch path).
+    linear = m.linear_attn_layers * recurrent_state_bytes(m, 1, kv_elem_bytes, 4, m.linear_conv_kernel)
+    return batch * (per * (full * length + sliding * window_len) + linear)
 
 
 def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) -> dict:

@@ -11,6 +11,8 @@ in SGLang, rows of a ggml type in llama.cpp).
   token and layer, on every tensor-parallel rank (vLLM layers/mla.py v0.10.2 lines 85-90:
   num_kv_heads 1; SGLang model_runner.py v0.5.3 lines 1274-1279).
 - Sliding-window layers keep at most the window (plus what the engine adds for in-flight tokens).
+- Linear-attention layers (Qwen3-Next's Gated DeltaNet) cache no tokens: each request keeps a fixed
+  recurrent state instead (``recurrent_state_bytes``), which is not a KV layer here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError
-from ..model.spec import ModelSpec, is_mla
+from ..model.spec import ModelSpec, attention_layers, is_mla, linear_conv_dim
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,26 @@ def sliding_flags(m: ModelSpec) -> tuple[bool, ...]:
     return tuple(not ((i + 1) * full // L > i * full // L) for i in range(L))
 
 
+@lru_cache(maxsize=256)
+def linear_flags(m: ModelSpec) -> tuple[bool, ...]:
+    """For each layer index, whether it is linear attention: the softmax-attention layers spread evenly,
+    last of each group, which gives Qwen3-Next's every full_attention_interval-th layer."""
+    L, full = m.n_layers, attention_layers(m)
+    return tuple(not ((i + 1) * full // L > i * full // L) for i in range(L))
+
+
+def recurrent_state_bytes(m: ModelSpec, tp: int = 1, conv_bytes: int = 2, state_bytes: int = 2,
+                          conv_width: int | None = None) -> int:
+    """One request's state in one Gated DeltaNet layer on a tensor-parallel rank: the causal conv's last
+    kernel - 1 inputs of its conv_dim channels (transformers keeps the full kernel width: conv_width)
+    and the recurrent state, value heads x key head dim x value head dim (vLLM mamba_utils.py
+    gated_delta_net_state_shape; transformers Qwen3NextDynamicCache)."""
+    width = m.linear_conv_kernel - 1 if conv_width is None else conv_width
+    conv = -(-linear_conv_dim(m) // tp) * width * conv_bytes
+    state = -(-m.linear_v_heads // tp) * m.linear_k_head_dim * m.linear_v_head_dim * state_bytes
+    return conv + state
+
+
 def kv_heads_per_rank(m: ModelSpec, tp: int, where: str = "tensor_parallel_size") -> int:
     """KV heads on one tensor-parallel rank; the engines require one to divide the other."""
     if m.n_heads % tp:
@@ -71,9 +93,13 @@ def kv_layers(m: ModelSpec, tp: int = 1, first: int = 0, count: int | None = Non
         return (KVLayer("mla", count, 1, m.kv_lora_rank + m.qk_rope_head_dim, 0),)
     flags = sliding_flags(m)[first:first + count]
     n_sliding = sum(flags)
+    n_linear = sum(linear_flags(m)[first:first + count]) if m.linear_attn_layers else 0
+    if n_linear == count:
+        raise InputError(where.replace("tensor_parallel_size", "pipeline_parallel_size").replace("tp_size", "pp_size"),
+                         f"leaves a pipeline stage of layers {first}-{first + count - 1} without an attention layer")
     out = []
-    if count - n_sliding:
-        out.append(KVLayer("full", count - n_sliding, heads, m.head_dim, m.head_dim))
+    if count - n_sliding - n_linear:
+        out.append(KVLayer("full", count - n_sliding - n_linear, heads, m.head_dim, m.head_dim))
     if n_sliding:
         out.append(KVLayer("sliding", n_sliding, heads, m.head_dim, m.head_dim, m.sliding_window))
     return tuple(out)

@@ -33,7 +33,7 @@ from ..versions import holds
 from ..workload import Hardware
 from .config import Serving
 from .gguf import TYPES, Tensor, gguf_file, model_tensors, row_bytes, tensor_bytes, tensor_types
-from .kv import sliding_flags
+from .kv import linear_flags, recurrent_state_bytes, sliding_flags
 from .result import ServingEstimate, tree
 
 # Ollama reserves this per CUDA/ROCm GPU for the runtime context (llm/memory.go MinimumMemory, 457 MiB);
@@ -105,7 +105,13 @@ def layer_kv_bytes(m: ModelSpec, s: Serving, ctx: dict, build: int) -> list[int]
             swa_cells = _pad(swa_cells, 256)
     per_cell = _row(s.cache_type_k, k_w) + (_row(s.cache_type_v, v_w) if v_w else 0)
     flags = sliding_flags(m)
-    return [streams * (swa_cells if sliding else cells) * per_cell for sliding in flags]
+    out = [streams * (swa_cells if sliding else cells) * per_cell for sliding in flags]
+    if m.linear_attn_layers:
+        # A hybrid model's recurrent layers keep one conv and one state row per sequence, in f32
+        # (llama-memory-recurrent.cpp; llama_memory_hybrid with type_r = type_s = GGML_TYPE_F32).
+        state = ctx["n_seq"] * recurrent_state_bytes(m, 1, 4, 4)
+        out = [state if lin else kv for kv, lin in zip(out, linear_flags(m))]
+    return out
 
 
 def _placement(m: ModelSpec, s: Serving) -> tuple[int, int, list[int]]:

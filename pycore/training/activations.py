@@ -164,6 +164,9 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
             acc.add("attention K/V repeated to all heads", cb * T * 2 * (m.n_heads * m.head_dim - kd))
         score_extra = 0
     acc.add("attention output", cb * T * od)
+    if m.attn_output_gate:
+        # Qwen3-Next: attn_output * sigmoid(gate), the gate being the second half of q_proj's output
+        acc.add("attention output gate and its sigmoid", 2 * cb * T * od)
     if m.family == "gpt2" and ctx.kernel in ("flash", "efficient"):
         # GPT-2's key and value are strided views of the fused c_attn output, and the SDPA path
         # keeps contiguous copies of both. Measured in shared/calibration: two hidden-sized tensors
@@ -177,6 +180,32 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
     if out_proj in ctx.adapted and cb != ctx.adapter_bytes:
         acc.add("LoRA inputs in the adapters' dtype", ctx.adapter_bytes * T * od)
     return max(rotary_tmp, score_extra)
+
+
+def gated_deltanet(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
+    """Qwen3-Next's linear attention as modeling_qwen3_next.py (transformers 5.24) runs it for training:
+    in_proj_qkvz and in_proj_ba, the q/k/v regrouped for the depthwise causal conv (its input is saved),
+    the conv + SiLU output that the chunked gated delta rule keeps as q, k and v, beta = sigmoid(b) and
+    the fp32 decay g = -exp(A_log) * softplus(a + dt_bias), the rule's output, the gated RMSNorm's fp32
+    input and SiLU(z) gate, and out_proj's input. Read from the code path; not calibrated against a
+    measured run. Returns the forward transient (the chunked rule's per-chunk fp32 states)."""
+    cb, T = ctx.compute_bytes, ctx.tokens
+    kd = m.linear_k_heads * m.linear_k_head_dim
+    vd = m.linear_v_heads * m.linear_v_head_dim
+    nv = m.linear_v_heads
+    conv = 2 * kd + vd
+    acc.add("linear attention conv input (q, k, v)", cb * T * conv)
+    acc.add("linear attention gate z and b, a projections", cb * T * (vd + 2 * nv))
+    acc.add("linear attention q, k, v after conv and SiLU", cb * T * conv)
+    acc.add("linear attention beta and fp32 decay", T * nv * (cb + 2 * FP32))
+    acc.add("linear attention output", cb * T * vd)
+    acc.add("linear attention gated norm fp32 input and gate", 2 * FP32 * T * vd)
+    acc.add("linear attention out_proj input", cb * T * vd)
+    if "out_proj" in ctx.adapted and cb != ctx.adapter_bytes:
+        acc.add("LoRA inputs in the adapters' dtype", ctx.adapter_bytes * T * vd)
+    # one chunk state (value heads x key dim x value dim, fp32) per 64-token chunk of each sequence
+    chunks = -(-ctx.seq // 64) * ctx.batch
+    return FP32 * chunks * nv * m.linear_k_head_dim * m.linear_v_head_dim
 
 
 def _eager_scores(ctx: StepContext, acc: Parts, m: ModelSpec, window: int) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .activations import FP32, INDEX_BYTES, LayerCost, Parts, attention, consumer_copies, dropout_mask, mlp, norm
+from .activations import (FP32, INDEX_BYTES, LayerCost, Parts, attention, consumer_copies, dropout_mask, gated_deltanet,
+                          mlp, norm)
 from .context import StepContext
 from ..model.spec import ModelSpec, is_classifier, is_mla, kv_dim, moe_layers
 
@@ -58,11 +59,15 @@ def _moe_block(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
     return backward
 
 
-def _decoder_layer(ctx: StepContext, m: ModelSpec, moe: bool, window: int) -> tuple[Parts, int, int]:
+def _decoder_layer(ctx: StepContext, m: ModelSpec, moe: bool, window: int, linear: bool = False) -> tuple[Parts, int, int]:
     rb, cb, T = ctx.residual_bytes, ctx.compute_bytes, ctx.tokens
     acc = Parts.of(ctx)
-    norm(ctx, acc, m, rb, _qkv_consumers(m), "input norm")
-    fwd = attention(ctx, acc, m, window)
+    if linear:
+        norm(ctx, acc, m, rb, ("in_proj_qkvz", "in_proj_ba"), "input norm")
+        fwd = gated_deltanet(ctx, acc, m)
+    else:
+        norm(ctx, acc, m, rb, _qkv_consumers(m), "input norm")
+        fwd = attention(ctx, acc, m, window)
     if m.norms_per_layer == 4:
         # Gemma 2/3: post_attention_layernorm normalises the attention output before the residual add
         norm(ctx, acc, m, cb, (), "post-attention norm")
@@ -123,7 +128,7 @@ def _neox_layer(ctx: StepContext, m: ModelSpec) -> tuple[Parts, int, int]:
 def layer_costs(ctx: StepContext, m: ModelSpec, n_dense: int | None = None, n_moe: int | None = None) -> list[LayerCost]:
     """One LayerCost per kind of layer (dense/MoE, sliding/full attention), in model order; a
     pipeline stage gives its own counts of dense and MoE layers."""
-    kinds: list[tuple[bool, int, int]] = []        # (moe, window, count)
+    kinds: list[tuple[bool, int, int, bool]] = []        # (moe, window, count, linear attention)
     if n_moe is None:
         n_moe = moe_layers(m)
         n_dense = m.n_layers - n_moe
@@ -131,12 +136,15 @@ def layer_costs(ctx: StepContext, m: ModelSpec, n_dense: int | None = None, n_mo
         if not count:
             continue
         sliding = round(count * m.sliding_layers / m.n_layers) if m.sliding_window else 0
+        linear = min(count - sliding, round(count * m.linear_attn_layers / m.n_layers))
         if sliding:
-            kinds.append((moe, m.sliding_window, sliding))
-        if count - sliding:
-            kinds.append((moe, 0, count - sliding))
+            kinds.append((moe, m.sliding_window, sliding, False))
+        if linear:
+            kinds.append((moe, 0, linear, True))
+        if count - sliding - linear:
+            kinds.append((moe, 0, count - sliding - linear, False))
     out = []
-    for moe, window, count in kinds:
+    for moe, window, count, linear in kinds:
         if m.family == "gpt2":
             acc, fwd, bwd = _gpt2_layer(ctx, m)
         elif m.family == "bert":
@@ -144,7 +152,7 @@ def layer_costs(ctx: StepContext, m: ModelSpec, n_dense: int | None = None, n_mo
         elif m.family in ("neox", "chatglm"):
             acc, fwd, bwd = _neox_layer(ctx, m)
         else:
-            acc, fwd, bwd = _decoder_layer(ctx, m, moe, window)
+            acc, fwd, bwd = _decoder_layer(ctx, m, moe, window, linear)
         hidden = -(-ctx.residual_bytes * ctx.tokens * m.hidden_size // ctx.sp)    # one hidden-state tensor
         grad_flow = 2 * hidden                                                   # grad of the residual stream
         # Recomputed in backward under selective recomputation: the attention core's tensors.

@@ -1,0 +1,96 @@
+"""The model types with their own layer structure (issue 12): what each caches and keeps, checked by
+hand from the configs' numbers and the rules each library states (sources in the comments)."""
+
+from pycore.api import estimate_dict
+from pycore.catalog import catalog_model
+from pycore.model.hfconfig import read_hf_config
+from pycore.serving.hf import kv_cache_bytes
+from pycore.serving.kv import kv_layers, linear_flags
+
+NEXT = "qwen3-next-80b-a3b-instruct"
+
+
+def _serve(model, gpu="h200-141gb", **workload):
+    resp = estimate_dict({"model": model, "gpu": gpu, "workload": {"mode": "serve", **workload}})
+    assert resp["status"] == "ok", resp
+    return resp["result"]
+
+
+def test_qwen3_next_caches_tokens_only_in_its_twelve_attention_layers():
+    m = catalog_model(NEXT)
+    # full_attention_interval 4: layers 3, 7, ..., 47 are softmax attention (configuration_qwen3_next.py)
+    assert [i for i, lin in enumerate(linear_flags(m)) if not lin] == list(range(3, 48, 4))
+    layers = kv_layers(m, 1)
+    assert [(x.kind, x.count, x.kv_heads, x.k_width) for x in layers] == [("full", 12, 2, 256)]
+    # a pipeline stage of linear layers only would cache nothing: refused, naming the field
+    resp = estimate_dict({"model": NEXT, "workload": {"mode": "serve", "engine": "vllm", "pipeline_parallel_size": 16}})
+    assert resp["status"] == "error" and resp["errors"][0]["field"] == "workload.pipeline_parallel_size"
+
+
+def test_qwen3_next_transformers_cache_adds_each_sequences_recurrent_state():
+    m = catalog_model(NEXT)
+    # 12 attention layers x 2 (K, V) x 2 KV heads x 256 x 2 bytes per token, and per sequence and linear
+    # layer a bf16 conv state of conv_dim 2 x 16 x 128 + 32 x 128 = 8192 channels x kernel 4, and an fp32
+    # recurrent state 32 x 128 x 128 (Qwen3NextDynamicCache).
+    per_token = 12 * 2 * 2 * 256 * 2
+    per_seq = 36 * (8192 * 4 * 2 + 32 * 128 * 128 * 4)
+    assert kv_cache_bytes(m, 3, 1000, 2) == 3 * (1000 * per_token + per_seq)
+
+
+def test_qwen3_next_on_llamacpp_counts_recurrent_cells_in_f32():
+    r = _serve(NEXT, engine="llamacpp", quant="Q4_K_M", n_ctx=4096, flash_attn="on")
+    # 12 layers x 4096 cells x (512 K + 512 V) f16, plus 36 layers x one sequence x f32 (conv 3 x 8192 and
+    # state 32 x 128 x 128): llama_memory_hybrid with type_r = type_s = f32.
+    kv = 12 * 4096 * (512 + 512) * 2
+    state = 36 * (3 * 8192 + 32 * 128 * 128) * 4
+    assert r["report"]["kv_bytes"] == kv + state
+    assert not any("linear attention" in w for w in r["warnings"])
+
+
+def test_qwen3_next_on_vllm_says_what_the_token_count_leaves_out():
+    r = _serve(NEXT, engine="vllm", tensor_parallel_size=2)
+    note = next(w for w in r["warnings"] if "linear attention" in w)
+    # per request on each of 2 GPUs: 36 x (conv 3 x 4096 + state 16 x 128 x 128) x 2 bytes
+    assert f"{36 * (3 * 4096 + 16 * 128 * 128) * 2 / 2 ** 20:.1f} MiB per request" in note
+
+
+def test_qwen3_next_training_keeps_linear_attention_tensors():
+    resp = estimate_dict({"model": NEXT, "workload": {"mode": "lora", "seq_len": 1024, "batch_size": 1},
+                          "gpu": "h200-141gb"})
+    assert resp["status"] == "ok", resp
+    acts = next(c for c in resp["result"]["breakdown"]["children"][0]["children"] if c["name"] == "activations")
+    names = {c["name"] for c in acts["children"]}
+    assert any(n.startswith("linear attention") for n in names)
+
+
+def test_llama4_chunked_layers_keep_at_most_one_chunk_in_transformers_cache():
+    m = catalog_model("llama-4-scout-17b-16e")
+    # 36 chunked layers keep at most 8192 tokens, the 12 global (NoPE) layers all 20000; 8 KV heads x 128.
+    per_layer_token = 2 * 8 * 128 * 2
+    assert kv_cache_bytes(m, 1, 20000, 2) == per_layer_token * (12 * 20000 + 36 * 8192)
+
+
+def test_llama4_config_reads_moe_layers_and_no_rope_layers_when_given():
+    cfg = {"model_type": "llama4_text", "hidden_size": 64, "intermediate_size": 32, "intermediate_size_mlp": 128,
+           "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 100,
+           "num_local_experts": 4, "num_experts_per_tok": 1, "moe_layers": [1, 3], "attention_chunk_size": 32,
+           "no_rope_layers": [1, 1, 0, 1]}
+    m = read_hf_config(cfg)
+    assert (m.dense_layers, m.sliding_layers, m.sliding_window, m.ffn_size, m.expert_ffn_size) == (2, 3, 32, 128, 32)
+    bad = estimate_dict({"hf_config": {**cfg, "no_rope_layers": [1, "x", 0, 1]}})
+    assert bad["errors"][0]["field"] == "hf_config.no_rope_layers"
+
+
+def test_gpt_bigcode_caches_one_kv_head():
+    m = catalog_model("santacoder")
+    # multi_query: one K and one V head of 128 per layer, 24 layers, 2 bytes
+    assert kv_cache_bytes(m, 2, 1000, 2) == 2 * 1000 * 24 * 2 * 128 * 2
+
+
+def test_glm4_moe_has_no_o_proj_bias_and_per_head_qk_norm():
+    from pycore.model.params import linears
+    m = catalog_model("glm-4.5")
+    o = next(lin for lin in linears(m) if lin.name == "o_proj")
+    q = next(lin for lin in linears(m) if lin.name == "q_proj")
+    assert q.bias and not o.bias and m.qk_norm == "per_head"
+    assert catalog_model("glm-4.5-air").qk_norm == "none"
