@@ -78,3 +78,12 @@ def test_method_page_lists_the_version_rules():
     page = (ROOT / "docs" / "method.md").read_text()
     assert rules_markdown() in page, "docs/method.md is stale: run python3 scripts/rules_table.py"
     assert len(RULES) >= 20
+
+
+def test_the_guide_names_every_model_type_the_core_reads():
+    from pycore.model.hfconfig import SUPPORTED_TYPES
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    start = guide.index("Supported types:")
+    listed = guide[start:guide.index("An unknown type", start)]
+    missing = [t for t in SUPPORTED_TYPES if not re.search(rf"\b{t}\b", listed)]
+    assert not missing
