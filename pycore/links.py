@@ -3,7 +3,7 @@ command" on the page). Both go through the request: CLI flags -> request -> link
 request, and the page's request -> command -> the same request (tests/test_links.py and
 tests/browser/links.test.mjs check the round trips).
 
-``URL_PARAMS`` is the page's table (web/state.js ``PARAMS``; a test keeps the two equal); the serving
+``URL_PARAMS`` is the page's table too (catalog.json request.url_params, read by web/state.js); the serving
 fields keep their own names in links. ``FLAGS`` is the command line's (pycore/cli/args.py).
 """
 

@@ -187,6 +187,7 @@ HUB = {"id_pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-
 def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
+    from .links import URL_PARAMS
     from .serving.config import Serving
     fields = {**_merged(describe(Workload, "workload"), describe(Serving, "workload")), **describe(Precision, "precision"),
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
@@ -198,7 +199,7 @@ def request_schema() -> dict:
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS,
                        "max_measured_chars": MAX_TEXT_CHARS},
-            "hub": HUB}
+            "hub": HUB, "url_params": URL_PARAMS}
 
 
 def _merged(workload: dict, serving: dict) -> dict:

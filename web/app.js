@@ -1,7 +1,7 @@
 // The page: reads the form and the URL, asks the worker for estimates, renders the answers.
 // All arithmetic and all validation happen in pycore; this file formats, draws and routes the
 // core's messages to the field they name.
-import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, registerServeParams, toPlanRequest, toQuery,
+import { PARAMS, applies, defaults, paramOf, parseQuery, parseValue, registerParams, toPlanRequest, toQuery,
   toRequest, readAtMost } from "./state.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -884,7 +884,7 @@ window.addEventListener("popstate", async () => { pushing = true; await loadFrom
 // The worker starts first: Python's start-up is the long pole, the form can be built meanwhile.
 startWorker();
 catalog = await (await fetch("catalog.json")).json();
-registerServeParams(catalog);
+registerParams(catalog);
 buildServeFields();
 state = defaults(catalog);
 buildForm();

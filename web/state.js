@@ -4,24 +4,13 @@
 // reads that schema. A value the schema rejects gets a message naming its parameter and falls
 // back to its default; the core's own cross-field checks are handled the same way in app.js.
 
-// URL parameter -> request path, in the order they appear in a link.
-export const PARAMS = {
-  mode: "workload.mode", batch: "workload.batch_size", seq: "workload.seq_len", new: "workload.new_tokens",
-  w: "precision.weights", amp: "precision.autocast", act: "precision.activations", kv: "precision.kv_cache",
-  opt: "workload.optimizer", attn: "workload.attention", ckpt: "workload.gradient_checkpointing",
-  rank: "workload.lora.rank", targets: "workload.lora.targets", head: "workload.head", labels: "workload.num_labels",
-  cache: "workload.cache_implementation", qf: "precision.quant_format", qk: "precision.quant_kernel",
-  torch: "framework.torch", tf: "framework.transformers",
-  recipe: "parallelism.recipe", dp: "parallelism.data_parallel", tp: "parallelism.tensor_parallel",
-  pp: "parallelism.pipeline_parallel", vpp: "parallelism.virtual_stages", cp: "parallelism.context_parallel",
-  ep: "parallelism.expert_parallel", sp: "parallelism.sequence_parallel", zero: "parallelism.zero_stage",
-  ooff: "parallelism.offload_optimizer", poff: "parallelism.offload_params", ga: "parallelism.gradient_accumulation",
-  rc: "parallelism.recompute", gb: "plan.global_batch",
-  mem: "gpu.memory_gib",
-};
-// The serving workload's fields keep their engine's own names in links (?mode=serve&engine=vllm&
-// max_model_len=32768): every field the schema marks for mode "serve" becomes a parameter.
-export function registerServeParams(catalog) {
+// URL parameter -> request path, in the order they appear in a link: the core's table
+// (pycore.links.URL_PARAMS, in catalog.json), filled in once the catalog is loaded. The serving
+// workload's fields keep their engine's own names in links (?mode=serve&engine=vllm&max_model_len=32768):
+// every field the schema marks for mode "serve" becomes a parameter.
+export const PARAMS = {};
+export function registerParams(catalog) {
+  Object.assign(PARAMS, catalog.request.url_params);
   for (const [path, f] of Object.entries(catalog.request.fields)) {
     if (!path.startsWith("workload.") || !f.modes || f.modes.length !== 1 || f.modes[0] !== "serve") continue;
     const name = path.slice("workload.".length);
