@@ -130,3 +130,17 @@ def test_cli_fit_prints_the_plans():
                            "--batch", "8", "--seq", "4096", "--gpu", "a100-80gb"],
                           capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert "about 33% slower: recomputation" in text and "1. " in text
+
+
+def test_single_suggestions_are_the_fit_ladders_rungs_with_their_costs():
+    # One description of each change: "make it fit"'s single changes are rungs of the fit search's ladders.
+    from pycore.api import estimate_dict
+    from pycore.plan.fit import ladders
+    from pycore.request import parse_request
+    data = {"model": "llama-3.1-8b", "workload": {"mode": "full", "batch_size": 8, "seq_len": 2048}, "gpu": "a100-80gb"}
+    res = estimate_dict({**data, "solve": True})["result"]
+    rungs = {r.text: r.cost_text for _, rs in ladders(parse_request(data)) for r in rs}
+    assert res["suggestions"]
+    for s in res["suggestions"]:
+        assert rungs[s["change"]] == s["cost"]
+        assert s["device_total_bytes"] < res["device_total_bytes"]

@@ -471,7 +471,7 @@ function renderSolved(res) {
   $("#suggestions").replaceChildren(...res.suggestions.map((s) => {
     const b = make("button", { type: "button", text: s.change });
     b.addEventListener("click", () => applyChange(s.set));
-    return make("li", {}, b, ` → ${fmt(s.device_total_bytes)}${s.fits ? " (fits)" : ""}`);
+    return make("li", {}, b, ` → ${fmt(s.device_total_bytes)}${s.fits ? " (fits)" : ""}; ${s.cost}`);
   }));
 }
 

@@ -47,7 +47,7 @@ class Rung:
     parallelism: tuple = ()
 
 
-def _ladders(req) -> list[tuple[str, list[Rung]]]:
+def ladders(req) -> list[tuple[str, list[Rung]]]:
     """(lever, rungs beyond the run as given) for this request; each rung replaces the previous one."""
     w, p, par = req.workload, req.precision, req.parallelism
     out = []
@@ -114,13 +114,23 @@ def _ladders(req) -> list[tuple[str, list[Rung]]]:
     return out
 
 
-def _apply(req, rungs: list[Rung]):
+def apply_rungs(req, rungs: list[Rung]):
     wl, pr, pa = {}, {}, {}
     for r in rungs:
         wl.update(r.workload)
         pr.update(r.precision)
         pa.update(r.parallelism)
     return (replace(req.workload, **wl), replace(req.precision, **pr), replace(req.parallelism, **pa))
+
+
+def nested_patch(rungs: list[Rung]) -> dict:
+    """The same fields as nested request objects ({"workload": {"batch_size": 4}, ...})."""
+    out: dict = {}
+    for r in rungs:
+        for section, pairs in (("workload", r.workload), ("precision", r.precision), ("parallelism", r.parallelism)):
+            for key, value in pairs:
+                out.setdefault(section, {})[key] = value
+    return out
 
 
 def _patch(rungs: list[Rung]) -> dict:
@@ -135,9 +145,9 @@ def _patch(rungs: list[Rung]) -> dict:
 
 def fit_search(req, q: FitQuery, current_total: int) -> dict:
     """The cheapest plans that fit, each with its device total and stated costs."""
-    ladders = _ladders(req)
-    names = [name for name, _ in ladders]
-    start = tuple(0 for _ in ladders)           # rung index per lever; 0 = as given
+    levers = ladders(req)
+    names = [name for name, _ in levers]
+    start = tuple(0 for _ in levers)           # rung index per lever; 0 = as given
     heap = [(0.0, 0, start, current_total)]
     seen = {start}
     plans, fitting = [], []
@@ -145,7 +155,7 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
     counter = 0
 
     def chosen(state):
-        return [ladders[i][1][k - 1] for i, k in enumerate(state) if k]
+        return [levers[i][1][k - 1] for i, k in enumerate(state) if k]
 
     while heap and len(plans) < q.limit and evaluations < MAX_EVALUATIONS:
         cost, _, state, parent_total = heapq.heappop(heap)
@@ -153,7 +163,7 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
             if any(all(s >= f for s, f in zip(state, fit)) for fit in fitting):
                 continue                          # a superset of a plan that fits: never cheaper
             try:
-                wl, pr, pa = _apply(req, chosen(state))
+                wl, pr, pa = apply_rungs(req, chosen(state))
                 e = estimate(req.model, wl, pr, req.hardware, req.framework, pa)
             except InputError:
                 continue
@@ -164,8 +174,8 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
             if e.fits:
                 fitting.append(state)
                 rungs = chosen(state)
-                plans.append({"changes": [{"lever": names[i], "change": ladders[i][1][k - 1].text,
-                                           "cost": ladders[i][1][k - 1].cost_text}
+                plans.append({"changes": [{"lever": names[i], "change": levers[i][1][k - 1].text,
+                                           "cost": levers[i][1][k - 1].cost_text}
                                           for i, k in enumerate(state) if k],
                               "device_total_bytes": total, "headroom_bytes": req.hardware.memory_bytes - total,
                               "saves_bytes": current_total - total, "cost": round(cost, 3),
@@ -174,12 +184,12 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
         else:
             total = parent_total
         for i, k in enumerate(state):
-            if k < len(ladders[i][1]):
+            if k < len(levers[i][1]):
                 nxt = state[:i] + (k + 1,) + state[i + 1:]
                 if nxt not in seen:
                     seen.add(nxt)
                     counter += 1
-                    step = sum(ladders[j][1][m - 1].cost for j, m in enumerate(nxt) if m)
+                    step = sum(levers[j][1][m - 1].cost for j, m in enumerate(nxt) if m)
                     heapq.heappush(heap, (step, counter, nxt, total))
     return {"plans": plans, "evaluated": evaluations, "levers": names,
             "complete": not heap or len(plans) >= q.limit,

@@ -98,49 +98,21 @@ def largest_parameters(req) -> int:
 
 
 def suggestions(req, current_total: int) -> list[dict]:
-    """Single changes to this configuration and the device memory each would need."""
-    w, p = req.workload, req.precision
-    options = []
-    if w.mode != "inference":
-        if not w.gradient_checkpointing:
-            options.append(("turn on gradient checkpointing", dict(workload=dict(gradient_checkpointing=True))))
-        if w.mode == "full":
-            options.append(("fine-tune with LoRA (rank 16, attention projections) instead of full training",
-                            dict(workload=dict(mode="lora"))))
-            options.append(("fine-tune with QLoRA (4-bit base) instead of full training",
-                            dict(workload=dict(mode="qlora"), precision=dict(weights="bf16", autocast=None))))
-            if w.optimizer == "adamw":
-                options.append(("use fused AdamW (no full-size step temporary)", dict(workload=dict(optimizer="adamw_fused"))))
-            if w.optimizer in ("adamw", "adamw_fused"):
-                options.append(("use 8-bit AdamW", dict(workload=dict(optimizer="adamw_8bit"))))
-            if p.autocast:
-                options.append((f"train in pure {p.autocast} instead of mixed precision",
-                                dict(precision=dict(weights=p.autocast, autocast=None))))
-        if w.mode == "lora":
-            options.append(("use QLoRA (4-bit base)", dict(workload=dict(mode="qlora"))))
-        if w.attention == "eager":
-            options.append(("use SDPA attention (no s x s matrices kept)", dict(workload=dict(attention="sdpa"))))
-    else:
-        if p.weights in ("fp32", "bf16", "fp16"):
-            options.append(("quantise weights to int8", dict(precision=dict(weights="int8"))))
-            options.append(("quantise weights to int4", dict(precision=dict(weights="int4"))))
-        if (p.kv_cache or "bf16") not in ("fp8", "int8"):
-            options.append(("store the KV cache in fp8", dict(precision=dict(kv_cache="fp8"))))
-        if w.attention == "eager":
-            options.append(("use SDPA attention", dict(workload=dict(attention="sdpa"))))
-    if w.batch_size > 1:
-        options.append((f"halve the batch to {w.batch_size // 2}", dict(workload=dict(batch_size=w.batch_size // 2))))
+    """Single changes to this configuration and the device memory each would need: every rung of the
+    fit search's ladders (plan/fit.py, one description of each change and its cost) taken alone."""
+    from .fit import apply_rungs, ladders, nested_patch
     out = []
-    for text, change in options:
-        try:
-            wl = replace(w, **change.get("workload", {}))
-            pr = replace(p, **change.get("precision", {}))
-            e = estimate(req.model, wl, pr, req.hardware, req.framework, req.parallelism)
-        except InputError:
-            continue
-        if e.device_total_bytes >= current_total:
-            continue                    # a change that does not reduce memory is not advice
-        out.append({"change": text, "set": change, "device_total_bytes": e.device_total_bytes,
-                    "saves_bytes": current_total - e.device_total_bytes, "fits": e.fits})
+    for _, rungs in ladders(req):
+        for rung in rungs:
+            try:
+                wl, pr, pa = apply_rungs(req, [rung])
+                e = estimate(req.model, wl, pr, req.hardware, req.framework, pa)
+            except InputError:
+                continue
+            if e.device_total_bytes >= current_total:
+                continue                    # a change that does not reduce memory is not advice
+            out.append({"change": rung.text, "cost": rung.cost_text, "set": nested_patch([rung]),
+                        "device_total_bytes": e.device_total_bytes, "saves_bytes": current_total - e.device_total_bytes,
+                        "fits": e.fits})
     out.sort(key=lambda d: d["device_total_bytes"])
     return out
