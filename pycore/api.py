@@ -125,11 +125,10 @@ def fit_result(req, e: Estimate) -> dict:
     if e.fits:
         return {"plans": [], "evaluated": 0, "levers": [], "complete": True, "message": "it fits as it is"}
     out = fit_search(req, req.fit, e.device_total_bytes)
-    kernel = e.context.kernel if e.context else None
     for plan in out["plans"]:
         # the verdict with the error band of the plan's own class of run: a plan can fit but be at risk
         mode = plan["set"].get("workload.mode", req.workload.mode)
-        band = single_gpu_band(run_class(mode, e.model.family, kernel), req.precision.quant_format is not None)
+        band = estimate_band(replace(req, workload=replace(req.workload, mode=mode)), e)
         plan["verdict"] = verdict(plan["device_total_bytes"], req.hardware.memory_bytes, band)
         plan["error_band"] = band.get("basis", "")
     return out
