@@ -95,6 +95,13 @@ RULES = (
          "the refusal says \"models's max seq len\"", "vllm 0.10.2 v1/core/kv_cache_utils.py:708-715"),
     Rule("vllm-hybrid-kv-manager", "vllm", (0, 10, 0), None,
          "sliding-window and full-attention layers get their own block groups", "vllm 0.10.2 kv_cache_utils.py:895-1034"),
+    Rule("vllm-hybrid-prefix-caching", "vllm", (0, 26, 0), None,
+         "prefix caching is on by default for hybrid linear-attention models ('align' mode: one more state "
+         "block per request and group)", "vllm 0.33 config/model.py:2277-2279, models/config.py:763-779"),
+    Rule("vllm-gdn-checkpoint-block", "vllm", (0, 33, 0), None,
+         "with prefix caching, FlashInfer's Gated DeltaNet prefill (the auto choice on SM90) aligns blocks to 64 "
+         "tokens and keeps a checkpoint block per request and group",
+         "vllm 0.33 qwen_gdn_linear_attn.py:148-250, v1/kv_cache_interface.py:1135-1141"),
     Rule("vllm-max-num-seqs-capped", "vllm", None, (0, 11, 0),
          "max_num_seqs defaults to min(its default, max_num_batched_tokens)", "vllm 0.10.2 engine/arg_utils.py:1657-1744"),
     Rule("vllm-large-tier-160g", "vllm", (0, 30, 0), None,
@@ -102,6 +109,10 @@ RULES = (
     Rule("vllm-capture-steps-16", "vllm", (0, 33, 0), None,
          "CUDA-graph sizes step by 16 above 256", "vllm 0.33 config/vllm.py _set_cudagraph_sizes"),
     # ---- SGLang ----
+    Rule("sglang-mamba-extra-buffer", "sglang", (0, 5, 23), None,
+         "running requests of a linear-attention model are capped at the state slots / 5 (the overlap "
+         "scheduler's extra_buffer), not / 3 (0.5.4; versions between not read)",
+         "sglang 0.5.23 mem_cache/kv_cache_configurator.py:3062-3172; 0.5.4 model_runner.py:1646-1665"),
     Rule("sglang-request-pool-plus-one", "sglang", None, (0, 4, 7),
          "the request-to-token pool has one more slot than max_running_requests", "sglang 0.4.6.post5 model_runner.py:904"),
     Rule("sglang-mfs-by-tp-and-pp", "sglang", (0, 4, 6), (0, 4, 9),

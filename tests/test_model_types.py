@@ -21,7 +21,10 @@ def test_qwen3_next_caches_tokens_only_in_its_twelve_attention_layers():
     # full_attention_interval 4: layers 3, 7, ..., 47 are softmax attention (configuration_qwen3_next.py)
     assert [i for i, lin in enumerate(linear_flags(m)) if not lin] == list(range(3, 48, 4))
     layers = kv_layers(m, 1)
-    assert [(x.kind, x.count, x.kv_heads, x.k_width) for x in layers] == [("full", 12, 2, 256)]
+    assert [(x.kind, x.count, x.kv_heads, x.k_width) for x in layers] == [("full", 12, 2, 256), ("linear", 36, 0, 0)]
+    # a linear layer caches no tokens; its state: conv (4 - 1) x 8192 channels and 32 x 128 x 128
+    assert (layers[1].elements_per_token(), layers[1].conv_elements, layers[1].state_elements) == \
+        (0, 3 * 8192, 32 * 128 * 128)
     # a pipeline stage of linear layers only would cache nothing: refused, naming the field
     resp = estimate_dict({"model": NEXT, "workload": {"mode": "serve", "engine": "vllm", "pipeline_parallel_size": 16}})
     assert resp["status"] == "error" and resp["errors"][0]["field"] == "workload.pipeline_parallel_size"
@@ -47,11 +50,52 @@ def test_qwen3_next_on_llamacpp_counts_recurrent_cells_in_f32():
     assert not any("linear attention" in w for w in r["warnings"])
 
 
-def test_qwen3_next_on_vllm_says_what_the_token_count_leaves_out():
-    r = _serve(NEXT, engine="vllm", tensor_parallel_size=2)
-    note = next(w for w in r["warnings"] if "linear attention" in w)
-    # per request on each of 2 GPUs: 36 x (conv 3 x 4096 + state 16 x 128 x 128) x 2 bytes
-    assert f"{36 * (3 * 4096 + 16 * 128 * 128) * 2 / 2 ** 20:.1f} MiB per request" in note
+def _vllm_next(version, tp):
+    return _serve(NEXT, engine="vllm", version=version, tensor_parallel_size=tp, kv_cache_memory_bytes=40 * 2 ** 30,
+                  max_model_len=32768)
+
+
+def test_qwen3_next_on_vllm_shares_one_block_pool_between_kv_and_state():
+    # Attention: 2 bytes x (K + V) x 2 KV heads x 256 = 2048 bytes per token and layer. A Gated DeltaNet
+    # layer's state: conv (4 - 1) x 8192 and recurrent 32 x 128 x 128, bf16 = 1,097,728 bytes. The block
+    # grows to 16 x cdiv(1,097,728, 16 x 2048) = 544 tokens, so one attention page (1,114,112 bytes) holds
+    # one state (models/config.py HybridAttentionMambaModelConfig). 12 attention + 36 linear layers make 4
+    # groups of 12 sharing each block: 40 GiB // (12 x 1,114,112) = 3,212 blocks. A 32,768-token request
+    # takes cdiv(32768, 544) = 61 attention blocks and 1 block in each of the 3 state groups.
+    state = 3 * 8192 * 2 + 32 * 128 * 128 * 2
+    block = 16 * -(-state // (16 * 2048))
+    blocks = 40 * 2 ** 30 // (12 * block * 2048)
+    assert (block, blocks) == (544, 3212)
+    r = _vllm_next("0.11.0", 1)
+    assert (r["settings"]["block_size"], r["report"]["num_gpu_blocks"]) == (block, blocks)
+    assert r["max_concurrency"] == round(blocks / (61 + 3), 2)
+    assert r["kv_cache_tokens"] == blocks // 4 * block           # before 0.21: blocks per group x block size
+    # 0.26: prefix caching is on for hybrid models ("align" mode keeps 2 state blocks per group)
+    r = _vllm_next("0.26.0", 1)
+    assert r["max_concurrency"] == round(blocks / (61 + 6), 2)
+    assert r["kv_cache_tokens"] == int(blocks / (61 + 6) * 32768)
+    # 0.33: 64-token alignment (FlashInfer's GDN prefill) gives 576-token blocks and 3 state blocks per group
+    r = _vllm_next("0.33.0", 2)
+    blocks2 = 40 * 2 ** 30 // (12 * 576 * 1024)
+    assert (r["settings"]["block_size"], r["report"]["num_gpu_blocks"]) == (576, blocks2)
+    assert r["max_concurrency"] == round(blocks2 / (57 + 9), 2)
+    assert any("FlashInfer" in w for w in r["warnings"])
+    bad = estimate_dict({"model": NEXT, "workload": {"mode": "serve", "engine": "vllm", "version": "0.9.2"}})
+    assert bad["errors"][0]["field"] == "workload.version"
+
+
+def test_qwen3_next_on_sglang_sets_aside_state_slots_before_the_kv_pool():
+    r = _serve(NEXT, engine="sglang", version="0.5.4", tp_size=2)
+    rep = r["report"]
+    # per request on a rank of 2: 36 layers x (conv 3 x 4096 bf16 + state 16 x 128 x 128 fp32)
+    per_req = 36 * (3 * 4096 * 2 + 16 * 128 * 128 * 4)
+    slots = rep["max_mamba_cache_size"]
+    before = rep["rest_bytes"] + slots * per_req                  # the memory left for both pools
+    assert slots == int(before * 0.9 / 1.9 // per_req)          # --mamba-full-memory-ratio 0.9
+    assert rep["cell_bytes"] == 12 * 2 * 1 * 256 * 2              # 12 attention layers, 1 KV head per rank
+    assert rep["max_total_num_tokens"] == rep["rest_bytes"] // rep["cell_bytes"]
+    assert rep["max_running_requests"] == slots // 3              # 0.5.4; / 5 from 0.5.23
+    assert _serve(NEXT, engine="sglang", version="0.5.23", tp_size=2)["report"]["max_running_requests"] == slots // 5
 
 
 def test_qwen3_next_training_keeps_linear_attention_tensors():

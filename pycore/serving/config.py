@@ -66,6 +66,9 @@ class Serving:
                                            labels=(("serve", "vllm serve (API server)"), ("llm", "LLM() in Python")),
                                            doc="which front end sets the scheduler defaults"))
     disable_hybrid_kv_cache_manager: bool = spec(False, flag(engines=_V, modes=_MODES))
+    enable_prefix_caching: bool | None = spec(None, flag(nullable=True, engines=_V, modes=_MODES,
+                                                         doc="default: the version's (for hybrid linear-attention "
+                                                             "models on from 0.26)"))
     # --- SGLang ---
     mem_fraction_static: float | None = spec(None, number(0.01, 1.0, nullable=True, engines=_S, modes=_MODES,
                                                           doc="weights + KV pool share (default from the GPU)"))
@@ -81,6 +84,10 @@ class Serving:
     cuda_graph_max_bs: int | None = spec(None, integer(0, 65536, nullable=True, engines=_S, modes=_MODES))
     page_size: int = spec(1, integer(1, 4096, engines=_S, modes=_MODES))
     swa_full_tokens_ratio: float = spec(0.8, number(0.0, 1.0, engines=_S, modes=_MODES))
+    mamba_full_memory_ratio: float = spec(0.9, number(0.01, 100.0, engines=_S, modes=_MODES,
+                                                      doc="linear-attention state memory over KV memory"))
+    mamba_ssm_dtype: str = spec("float32", choice(("float32", "bfloat16"), engines=_S, modes=_MODES,
+                                                  doc="dtype of the linear-attention recurrent state"))
     # --- llama.cpp ---
     quant: str = spec("Q4_K_M", choice(PRESETS, engines=_L, modes=_MODES, doc="GGUF file type (llama-quantize preset)"))
     n_ctx: int | None = spec(None, integer(0, MAX_TOKENS, nullable=True, engines=_L, modes=_MODES, unit="tokens",

@@ -3,7 +3,6 @@ the result object the API returns."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from importlib import import_module
 
 from ..errors import InputError
@@ -11,7 +10,6 @@ from ..model.spec import ModelSpec
 from ..workload import Hardware
 from .config import Serving, validate_serving
 from .formats import NONE, WeightFormat, named_format
-from .kv import recurrent_state_bytes
 from .result import ServingEstimate
 
 # engine -> (module under pycore.serving, function), imported on first use
@@ -46,23 +44,8 @@ def estimate_serving(m: ModelSpec, s: Serving, hw: Hardware, checkpoint: WeightF
     module, function = ENGINE_FUNCTIONS[s.engine]
     fn = getattr(import_module(f".{module}", __package__), function)
     if s.engine == "llamacpp":
-        e = fn(m, s, hw)
-    else:
-        e = fn(m, s, hw, weight_format(s, checkpoint), cuda_context)
-    if m.linear_attn_layers and s.engine != "llamacpp":          # llama.cpp's recurrent cells are counted
-        e = replace(e, warnings=e.warnings + (_recurrent_note(m, s),))
-    return e
-
-
-def _recurrent_note(m: ModelSpec, s: Serving) -> str:
-    """What the token budget leaves out for a hybrid linear-attention model."""
-    tp = getattr(s, "tensor_parallel_size", 1) or 1
-    per = m.linear_attn_layers * recurrent_state_bytes(m, tp)
-    return (f"{m.linear_attn_layers} of {m.n_layers} layers are linear attention (Gated DeltaNet): they cache no "
-            f"tokens, and each running request keeps a fixed state instead, {per / 2 ** 20:.1f} MiB per request on "
-            f"each GPU in bf16. The KV tokens here are those of the {m.n_layers - m.linear_attn_layers} attention "
-            f"layers; how {s.engine} carves that state out of its pool (vLLM's hybrid page alignment, SGLang's "
-            f"mamba pool) is not modelled")
+        return fn(m, s, hw)
+    return fn(m, s, hw, weight_format(s, checkpoint), cuda_context)
 
 
 def serving_dict(e: ServingEstimate) -> dict:

@@ -12,7 +12,7 @@ in SGLang, rows of a ggml type in llama.cpp).
   num_kv_heads 1; SGLang model_runner.py v0.5.3 lines 1274-1279).
 - Sliding-window layers keep at most the window (plus what the engine adds for in-flight tokens).
 - Linear-attention layers (Qwen3-Next's Gated DeltaNet) cache no tokens: each request keeps a fixed
-  recurrent state instead (``recurrent_state_bytes``), which is not a KV layer here.
+  conv and recurrent state instead (kind "linear", ``KVLayer.state_bytes``).
 """
 
 from __future__ import annotations
@@ -28,16 +28,22 @@ from ..model.spec import ModelSpec, attention_layers, is_mla, linear_conv_dim
 class KVLayer:
     """``count`` attention layers of one kind, as one rank caches them."""
 
-    kind: str           # full | sliding | mla
+    kind: str           # full | sliding | mla | linear
     count: int
-    kv_heads: int       # heads stored per rank (MLA: 1 latent "head")
+    kv_heads: int       # heads stored per rank (MLA: 1 latent "head"; linear: 0)
     k_width: int        # key elements per head (MLA: kv_lora_rank + qk_rope_head_dim)
     v_width: int        # value elements per head (MLA: 0, the value is read back from the latent)
     window: int = 0     # sliding window in tokens
+    conv_elements: int = 0    # linear attention: one request's conv state in one layer on this rank
+    state_elements: int = 0   # linear attention: one request's recurrent state in one layer on this rank
 
     def elements_per_token(self) -> int:
-        """K and V elements one token adds to one layer of this kind."""
+        """K and V elements one token adds to one layer of this kind (none for linear attention)."""
         return self.kv_heads * (self.k_width + self.v_width)
+
+    def state_bytes(self, conv_bytes: int, state_bytes: int) -> int:
+        """One request's fixed state in one linear-attention layer."""
+        return self.conv_elements * conv_bytes + self.state_elements * state_bytes
 
 
 @lru_cache(maxsize=256)
@@ -65,10 +71,14 @@ def recurrent_state_bytes(m: ModelSpec, tp: int = 1, conv_bytes: int = 2, state_
     kernel - 1 inputs of its conv_dim channels (transformers keeps the full kernel width: conv_width)
     and the recurrent state, value heads x key head dim x value head dim (vLLM mamba_utils.py
     gated_delta_net_state_shape; transformers Qwen3NextDynamicCache)."""
+    return linear_layer(m, tp, 1, conv_width).state_bytes(conv_bytes, state_bytes)
+
+
+def linear_layer(m: ModelSpec, tp: int, count: int, conv_width: int | None = None) -> KVLayer:
+    """``count`` Gated DeltaNet layers as one rank holds them."""
     width = m.linear_conv_kernel - 1 if conv_width is None else conv_width
-    conv = -(-linear_conv_dim(m) // tp) * width * conv_bytes
-    state = -(-m.linear_v_heads // tp) * m.linear_k_head_dim * m.linear_v_head_dim * state_bytes
-    return conv + state
+    return KVLayer("linear", count, 0, 0, 0, conv_elements=-(-linear_conv_dim(m) // tp) * width,
+                   state_elements=-(-m.linear_v_heads // tp) * m.linear_k_head_dim * m.linear_v_head_dim)
 
 
 def kv_heads_per_rank(m: ModelSpec, tp: int, where: str = "tensor_parallel_size") -> int:
@@ -102,6 +112,8 @@ def kv_layers(m: ModelSpec, tp: int = 1, first: int = 0, count: int | None = Non
         out.append(KVLayer("full", count - n_sliding - n_linear, heads, m.head_dim, m.head_dim))
     if n_sliding:
         out.append(KVLayer("sliding", n_sliding, heads, m.head_dim, m.head_dim, m.sliding_window))
+    if n_linear:
+        out.append(linear_layer(m, tp, n_linear))
     return tuple(out)
 
 

@@ -83,12 +83,21 @@ def default_mem_fraction(v, gpu_mib: float, tp: int, pp: int, chunked: int, max_
 def cell_bytes(m: ModelSpec, tp: int, first: int, count: int, kv_b: int) -> tuple[int, int, int]:
     """(bytes per token over this rank's layers, full-attention layers, sliding layers)."""
     layers = kv_layers(m, tp, first, count, "workload.tp_size")
-    full = sum(x.count for x in layers if x.kind != "sliding")
+    full = sum(x.count for x in layers if x.kind in ("full", "mla"))
     swa = sum(x.count for x in layers if x.kind == "sliding")
     if is_mla(m):
         return (m.kv_lora_rank + m.qk_rope_head_dim) * count * kv_b, count, 0
     heads = layers[0].kv_heads
-    return heads * 2 * m.head_dim * count * kv_b, full, swa
+    return heads * 2 * m.head_dim * (full + swa) * kv_b, full, swa
+
+
+def mamba_state_per_request(m: ModelSpec, s: Serving, tp: int, first: int, count: int, dt: int) -> int:
+    """One request's slot in SGLang's MambaPool on this rank: every linear-attention layer's conv state
+    (kernel - 1 columns, model dtype) and recurrent state (--mamba-ssm-dtype, float32 by default)
+    (0.5.4 configs/mamba_utils.py Mamba2CacheParams, configs/qwen3_next.py:279-290)."""
+    layers = kv_layers(m, tp, first, count, "workload.tp_size")
+    ssm = 4 if s.mamba_ssm_dtype == "float32" else 2
+    return sum(x.state_bytes(dt, ssm) * x.count for x in layers if x.kind == "linear")
 
 
 def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cuda_context: int) -> ServingEstimate:
@@ -119,9 +128,17 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         post = pre - sum(weights.values())
         rest = post - pre * (1 - mfs)
         cell, n_full, n_swa = cell_bytes(m, tp, first, split[stage], kv_b)
+        # A linear-attention model's state slots take rest x r / (1 + r) first (handle_max_mamba_cache,
+        # radix cache on; 0.5.4 model_runner.py:1433-1480).
+        per_req = mamba_state_per_request(m, s, tp, first, split[stage], dt) if m.linear_attn_layers else 0
+        slots_m = 0
+        if per_req and rest > 0:
+            r = s.mamba_full_memory_ratio
+            slots_m = int(rest * r / (1 + r) // per_req)
+            rest -= slots_m * per_req
         tokens = int(rest) // cell if rest > 0 else 0
         per_stage.append({"weights": weights, "rest": rest, "cell": cell, "tokens": tokens, "full": n_full,
-                          "swa": n_swa, "layers": split[stage]})
+                          "swa": n_swa, "layers": split[stage], "mamba_slots": slots_m, "mamba_per_req": per_req})
     tight = min(range(pp), key=lambda i: per_stage[i]["tokens"])
     st = per_stage[tight]
     tokens = st["tokens"]
@@ -138,11 +155,13 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
     pool_slots = slots + 1 if holds("sglang-request-pool-plus-one", v) else slots
     running = min(tokens // 2, pool_slots) if s.max_running_requests is None else min(s.max_running_requests,
                                                                                        pool_slots)
+    if st["mamba_per_req"]:
+        running = min(running, st["mamba_slots"] // (5 if holds("sglang-mamba-extra-buffer", v) else 3))
     refusal = ""
     if tokens <= 0:
         refusal = ("Not enough memory. Please try to increase --mem-fraction-static. "
                    f"Current value: self.server_args.mem_fraction_static={mfs}")
-    per_layer_token = st["cell"] // max(1, st["layers"])
+    per_layer_token = st["cell"] // max(1, st["full"] + st["swa"])
     if swa_tokens:
         kv_pool = (tokens + s.page_size) * per_layer_token * st["full"] + (swa_tokens + s.page_size) * per_layer_token * st["swa"]
     else:
@@ -155,6 +174,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         ("weights", st["weights"]),
         ("KV cache", {f"{tokens:,} token slots" + (f" + {swa_tokens:,} sliding-window slots" if swa_tokens else ""):
                       kv_pool}),
+        ("linear-attention state", {f"{st['mamba_slots']} request slots": st["mamba_slots"] * st["mamba_per_req"]}),
         ("request-to-token table", {f"{pool_slots} slots x (context_len + 4) int32": req_to_token}),
         ("CUDA graphs", {f"batch sizes up to {max_bs}": graphs}),
         ("activations (chunked prefill of " + f"{chunked} tokens)", act),
@@ -171,6 +191,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         "KV size": f"{kv_pool / GiB:.2f} GB" if is_mla(m) else None,
         "cell_bytes": st["cell"], "rest_bytes": int(st["rest"]), "weights_bytes": sum(st["weights"].values()),
         "kv_pool_bytes": kv_pool, "swa_tokens": swa_tokens,
+        "max_mamba_cache_size": st["mamba_slots"] if st["mamba_per_req"] else None,
     }
     report = {k: val for k, val in report.items() if val is not None}
     longest = min(context_len, tokens)

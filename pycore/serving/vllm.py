@@ -137,11 +137,35 @@ def page_bytes(layer: KVLayer, block: int, kv_b: int) -> int:
     return block * layer.elements_per_token() * kv_b
 
 
-def need_blocks(layer: KVLayer, length: int, block: int, batched: int) -> int:
-    """Blocks one request of ``length`` tokens needs in one layer (max_memory_usage_bytes / page)."""
+def need_blocks(layer: KVLayer, length: int, block: int, batched: int, state_blocks: int = 1) -> int:
+    """Blocks one request of ``length`` tokens needs in one layer (max_memory_usage_bytes / page); a
+    linear-attention layer holds its state in ``state_blocks`` blocks whatever the length (MambaSpec)."""
+    if layer.kind == "linear":
+        return state_blocks
     if layer.kind == "sliding":
         return -(-min(layer.window - 1 + batched, length) // block) + 1
     return -(-length // block)
+
+
+def hybrid_linear(m: ModelSpec, s: Serving, v, layers: tuple, kv_b: int, dt: int) -> tuple[int, int, int]:
+    """(block size, padded page, state blocks per request and group) for a model with linear-attention
+    layers. The attention block grows until one block of a layer holds a layer's state: block =
+    align x cdiv(state page, align x attention bytes per token), and the state page is padded to the
+    attention page (0.11 models/config.py:314-400 HybridAttentionMambaModelConfig; 0.33
+    platforms/interface.py _align_hybrid_block_size). The state is in the model's dtype
+    (mamba_cache_dtype "auto"). A request keeps 1 state block per group, 2 with prefix caching ("align"
+    mode), 3 with 0.33's Gated DeltaNet checkpoint block (v1/kv_cache_interface.py MambaSpec)."""
+    attn = next(x for x in layers if x.kind != "linear")
+    linear = next(x for x in layers if x.kind == "linear")
+    per_token = attn.elements_per_token() * kv_b
+    state = linear.state_bytes(dt, dt)
+    caching = s.enable_prefix_caching if s.enable_prefix_caching is not None else holds("vllm-hybrid-prefix-caching", v)
+    checkpoint = caching and holds("vllm-gdn-checkpoint-block", v)
+    align = 64 if checkpoint else DEFAULT_BLOCK_SIZE
+    block = align * -(-state // (align * per_token))
+    if s.block_size:
+        block = max(block, s.block_size)
+    return block, block * per_token, 3 if checkpoint else 2 if caching else 1
 
 
 def group_layout(layers: tuple, hybrid: bool) -> tuple[int, int, list]:
@@ -206,6 +230,14 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         layers = kv_layers(m, tp, first, split[stage], "workload.tensor_parallel_size")
         stages.append({"weights": weights, "act": act, "non_torch": non_torch, "graphs": graphs,
                        "layers": layers, "n_graph_sizes": len(sizes)})
+    linear_page, state_blocks = 0, 1
+    if m.linear_attn_layers:
+        if s.disable_hybrid_kv_cache_manager:
+            raise InputError("workload.disable_hybrid_kv_cache_manager",
+                             "a model with linear-attention layers needs vLLM's hybrid KV cache manager")
+        if v < (0, 10, 2):
+            raise InputError("workload.version", "vLLM serves Qwen3-Next's linear attention from 0.10.2")
+        block, linear_page, state_blocks = hybrid_linear(m, s, v, stages[0]["layers"], kv_b, dt)
     results = []
     for st in stages:
         w, a, nt, g = sum(st["weights"].values()), sum(st["act"].values()), st["non_torch"], st["graphs"]
@@ -216,8 +248,8 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         else:
             avail = requested - w - a - nt - (g if graphs_in_budget(v) else 0)
         size, n_groups, groups = group_layout(st["layers"], hybrid)
-        page = page_bytes(groups[0][0], block, kv_b)
-        pages_equal = all(page_bytes(x, block, kv_b) == page for x, _ in groups)
+        page = linear_page or page_bytes(groups[0][0], block, kv_b)
+        pages_equal = linear_page > 0 or all(page_bytes(x, block, kv_b) == page for x, _ in groups)
         if not pages_equal:
             # Uniform type with different head sizes (0.11+): one group whose page is the sum of the layers'.
             per_block = sum(page_bytes(x, block, kv_b) * x.count for x, _ in groups)
@@ -225,7 +257,8 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
             per_block = page * size
         blocks = max(0, avail) // per_block if per_block else 0
         results.append({**st, "avail": avail, "blocks": blocks, "size": size, "n_groups": n_groups,
-                        "groups": groups, "page": page, "per_block": per_block, "pages_equal": pages_equal})
+                        "groups": groups, "page": page, "per_block": per_block, "pages_equal": pages_equal,
+                        "state_blocks": state_blocks})
     tight = min(range(pp), key=lambda i: (results[i]["blocks"], results[i]["avail"]))
     r = results[tight]
     blocks = min(x["blocks"] for x in results)
@@ -290,6 +323,10 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     if max_len > m.max_positions:
         warnings.append(f"max_model_len {max_len} is longer than the model's max_position_embeddings "
                         f"({m.max_positions}); vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1")
+    if m.linear_attn_layers and state_blocks == 3:
+        warnings.append(f"blocks of {block} tokens and 3 state blocks per request: vLLM {version} with prefix caching "
+                        "and FlashInfer's Gated DeltaNet prefill, the automatic choice on Hopper; with the Triton "
+                        "backend (other GPUs) blocks are aligned to 16 tokens and a request keeps 2 state blocks")
     if not graphs_in_budget(v) and not s.enforce_eager and unused < 0:
         warnings.append("CUDA graphs are captured after the KV cache, outside the budget; they need room in "
                         "1 - gpu_memory_utilization")
@@ -308,12 +345,13 @@ def _blocks_per_request(r: dict, length: int, block: int, batched: int) -> int:
     needs (get_max_concurrency_for_kv_cache_config)."""
     if not r["pages_equal"]:
         return -(-length // block)
-    return sum(need_blocks(spec, length, block, batched) * n for spec, n in r["groups"])
+    return sum(need_blocks(spec, length, block, batched, r["state_blocks"]) * n for spec, n in r["groups"])
 
 
 def _needed_bytes(r: dict, length: int, block: int, batched: int, kv_b: int) -> int:
     """KV bytes one request of ``length`` tokens needs on this worker (check_enough_kv_cache_memory)."""
-    return sum(need_blocks(spec, length, block, batched) * page_bytes(spec, block, kv_b) * spec.count
+    return sum(need_blocks(spec, length, block, batched, r["state_blocks"])
+               * (r["page"] if spec.kind == "linear" else page_bytes(spec, block, kv_b)) * spec.count
                for spec, _ in r["groups"])
 
 
