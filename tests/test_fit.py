@@ -144,3 +144,15 @@ def test_single_suggestions_are_the_fit_ladders_rungs_with_their_costs():
     for s in res["suggestions"]:
         assert rungs[s["change"]] == s["cost"]
         assert s["device_total_bytes"] < res["device_total_bytes"]
+
+
+def test_micro_batches_keep_the_global_batch_exactly():
+    # batch 12 with accumulation: only divisors of 12 keep 12 samples per step; batch 5 only 1 x 5.
+    from pycore.api import estimate_dict
+    for batch in (12, 5):
+        res = estimate_dict({"model": "llama-3.1-8b", "workload": {"mode": "lora", "batch_size": batch, "seq_len": 4096},
+                             "gpu": {"memory_gib": 24}, "solve": True})["result"]
+        for s in res["suggestions"]:
+            if "micro-batch" in s["change"]:
+                b = s["set"]["workload"]["batch_size"]
+                assert b * s["set"]["parallelism"]["gradient_accumulation"] == batch, s["change"]

@@ -55,6 +55,10 @@ _DECODER_TYPES = {
 _DEEPSEEK_STYLE = ("deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe")
 # Multimodal checkpoints whose language model is read from text_config (the vision tower is not counted).
 _WRAPPER_TYPES = {"llama4": "llama4_text"}
+_LLAMA4_EXPERTS = 16            # configuration_llama4.py Llama4TextConfig num_local_experts
+# DeepSeek-style MoE defaults of each configuration class (first_k_dense_replace, n_shared_experts):
+# Glm4MoeConfig uses 1 and 1; DeepSeek's own configs always state them.
+_MOE_DEFAULTS = {"glm4_moe": (1, 1)}
 SUPPORTED_TYPES = tuple(sorted(list(_DECODER_TYPES) + list(_WRAPPER_TYPES) + ["gpt2", "gpt_bigcode", "bert", "gpt_neox",
                                                                              "chatglm"]))
 
@@ -124,6 +128,8 @@ def read_hf_config(cfg, name: str = "", prefix: str = PREFIX) -> ModelSpec:
             extra_warnings = ("only the language model (text_config) is counted, as a text-only load such as "
                               "AutoModelForCausalLM gives; the vision encoder in vision_config is not",)
         outer = cfg.get("model_type")
+        if outer is not None and not isinstance(outer, str):
+            raise InputError(prefix + "model_type", "must be a string")
         cfg = dict(cfg["text_config"])          # multimodal wrappers keep the language model here
         if outer in _WRAPPER_TYPES and cfg.get("model_type") in (None, _WRAPPER_TYPES[outer]):
             cfg["model_type"] = _WRAPPER_TYPES[outer]
@@ -156,6 +162,8 @@ def _read(r: _Reader, name: str, model_type: str) -> ModelSpec:
         return _neox(r, name)
     if model_type == "chatglm":
         return _chatglm(r, name)
+    if model_type in _WRAPPER_TYPES:            # a wrapper's type on a flat config: read as its text model
+        model_type = _WRAPPER_TYPES[model_type]
     warnings = ()
     if model_type not in _DECODER_TYPES:
         warnings = (f"model_type {model_type!r} is not one this tool knows; read as a Llama-style decoder "
@@ -193,6 +201,8 @@ def _window(r: _Reader, n_layers: int, model_type: str) -> tuple[int, int]:
     """Sliding window size and number of sliding-window layers."""
     if model_type == "llama4_text":
         return _chunked(r, n_layers)
+    if model_type == "qwen3_next":
+        return 0, 0                 # Qwen3NextConfig has no sliding window: a stray field is not read
     window = r.cfg.get("sliding_window")
     if window is None or (model_type == "qwen2" or model_type == "qwen2_moe") and not r.cfg.get("use_sliding_window"):
         return 0, 0
@@ -221,9 +231,9 @@ def _chunked(r: _Reader, n_layers: int) -> tuple[int, int]:
     chunk = r.int("attention_chunk_size")
     flags = _layer_list(r, "no_rope_layers")
     if flags:                    # an empty list means the default, as in Llama4TextConfig (`if no_rope_layers`)
-        if not all(f in (0, 1) for f in flags):
-            raise InputError(r.field("no_rope_layers"), "must be a list of 0 and 1, one per layer")
-        return chunk, min(n_layers, sum(1 for f in flags[:n_layers] if f))
+        if len(flags) < n_layers or not all(type(f) is int and f in (0, 1) for f in flags):
+            raise InputError(r.field("no_rope_layers"), f"must be a list of 0 and 1, one per layer ({n_layers})")
+        return chunk, sum(1 for f in flags[:n_layers] if f)
     interval = r.int("no_rope_layer_interval", 4, maximum=MAX_LAYERS)
     return chunk, sum(1 for i in range(n_layers) if (i + 1) % interval)
 
@@ -233,12 +243,18 @@ def _linear_attention(r: _Reader, n_layers: int) -> dict:
     all but every full_attention_interval-th (configuration_qwen3_next.py)."""
     if r.has("layer_types"):
         types = _layer_list(r, "layer_types")
+        if len(types) < n_layers or not all(t in ("linear_attention", "full_attention") for t in types):
+            raise InputError(r.field("layer_types"), f"must list \"linear_attention\" or \"full_attention\" for each "
+                                                     f"of the {n_layers} layers")
         linear = sum(1 for t in types[:n_layers] if t == "linear_attention")
     else:
         interval = r.int("full_attention_interval", 4, maximum=MAX_LAYERS)
         linear = sum(1 for i in range(n_layers) if (i + 1) % interval)
     if not linear:
         return {}
+    if linear >= n_layers:
+        raise InputError(r.field("layer_types" if r.has("layer_types") else "full_attention_interval"),
+                         f"leaves no full-attention layer among the {n_layers}")
     return dict(linear_attn_layers=linear, linear_k_heads=r.int("linear_num_key_heads", 16),
                 linear_v_heads=r.int("linear_num_value_heads", 32), linear_k_head_dim=r.int("linear_key_head_dim", 128),
                 linear_v_head_dim=r.int("linear_value_head_dim", 128),
@@ -254,11 +270,13 @@ def _rope_theta_ok(r: _Reader) -> None:
 
 def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -> ModelSpec:
     moe_routed = r.cfg.get("n_routed_experts") or r.cfg.get("num_experts") or r.cfg.get("num_local_experts")
+    if model_type == "llama4_text" and r.cfg.get("num_local_experts") is None:
+        moe_routed = _LLAMA4_EXPERTS             # Llama4TextConfig's default
     essentials = ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"]
-    if not moe_routed or model_type in ("mixtral", "olmoe", "qwen2_moe", "qwen3_next"):
+    if not moe_routed or model_type in ("mixtral", "olmoe", "qwen2_moe", "qwen3_next", "glm4_moe", "llama4_text"):
         essentials.append("intermediate_size")
     if model_type == "llama4_text":
-        essentials += ["intermediate_size", "intermediate_size_mlp"]
+        essentials.append("intermediate_size_mlp")
     _missing(r, essentials)
     _rope_theta_ok(r)
     h = r.int("hidden_size")
@@ -300,6 +318,8 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
     """Expert counts and sizes, accepting each family's field names."""
     if r.has("n_routed_experts"):
         n_experts = r.int("n_routed_experts")
+    elif model_type == "llama4_text":
+        n_experts = r.int("num_local_experts", _LLAMA4_EXPERTS)
     else:
         n_experts = r.int("num_experts", alt="num_local_experts")
     k = r.int("num_experts_per_tok", 2, maximum=n_experts)
@@ -321,10 +341,11 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
         out["dense_layers"] = n_layers - moe
         return out
     if model_type in _DEEPSEEK_STYLE:
-        out["n_shared_experts"] = r.int("n_shared_experts", 0, minimum=0)
+        first_default, shared_default = _MOE_DEFAULTS.get(model_type, (0, 0))
+        out["n_shared_experts"] = r.int("n_shared_experts", shared_default, minimum=0)
         out["shared_expert_ffn_size"] = expert_ffn
         freq = r.int("moe_layer_freq", 1, maximum=MAX_LAYERS)
-        first = min(r.int("first_k_dense_replace", 0, minimum=0), n_layers)
+        first = min(r.int("first_k_dense_replace", first_default, minimum=0), n_layers)
         moe = sum(1 for i in range(first, n_layers) if (i - first) % freq == 0) if freq > 1 else n_layers - first
         out["dense_layers"] = n_layers - moe
     elif model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
@@ -342,12 +363,12 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
 
 
 def _activation(r: _Reader, default: str) -> str:
-    raw = r.cfg.get("hidden_activation") or r.cfg.get("hidden_act") or r.cfg.get("activation_function") or default
+    key = next((k for k in ("hidden_activation", "hidden_act", "activation_function") if r.cfg.get(k)), "hidden_act")
+    raw = r.cfg.get(key) or default
     if not isinstance(raw, str):
-        raise InputError(r.field("hidden_act"), "must be a string")
+        raise InputError(r.field(key), "must be a string")
     if raw not in _ACTIVATION_NAMES:
-        raise InputError(r.field("hidden_act"), f"unknown activation {raw[:40]!r}; known: "
-                                                + ", ".join(sorted(_ACTIVATION_NAMES)))
+        raise InputError(r.field(key), f"unknown activation {raw[:40]!r}; known: " + ", ".join(sorted(_ACTIVATION_NAMES)))
     return _ACTIVATION_NAMES[raw]
 
 
@@ -355,6 +376,8 @@ def _gpt2(r: _Reader, name: str) -> ModelSpec:
     _missing(r, ["n_embd", "n_layer", "n_head", "vocab_size"])
     h = r.int("n_embd")
     n_heads = r.int("n_head")
+    if h % n_heads:
+        raise InputError(r.field("n_head"), f"must divide n_embd ({h}), got {n_heads}")
     return ModelSpec(
         name=name, family="gpt2", model_type="gpt2", n_layers=r.int("n_layer"), hidden_size=h,
         ffn_size=r.int("n_inner", 4 * h), n_heads=n_heads, n_kv_heads=n_heads, head_dim=max(1, h // n_heads),
@@ -373,6 +396,8 @@ def _gpt_bigcode(r: _Reader, name: str) -> ModelSpec:
     _missing(r, ["n_embd", "n_layer", "n_head", "vocab_size"])
     h = r.int("n_embd")
     n_heads = r.int("n_head")
+    if h % n_heads:
+        raise InputError(r.field("n_head"), f"must divide n_embd ({h}), got {n_heads}")
     return ModelSpec(
         name=name, family="gpt2", model_type="gpt_bigcode", n_layers=r.int("n_layer"), hidden_size=h,
         ffn_size=r.int("n_inner", 4 * h), n_heads=n_heads, n_kv_heads=1 if r.bool("multi_query", True) else n_heads,

@@ -128,8 +128,11 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
     if m.kv_lora_rank and not (m.qk_nope_head_dim and m.qk_rope_head_dim and m.v_head_dim):
         raise InputError(f + "kv_lora_rank", "multi-head latent attention also needs qk_nope_head_dim, "
                                               "qk_rope_head_dim and v_head_dim")
-    if m.linear_attn_layers > m.n_layers:
-        raise InputError(f + "linear_attn_layers", f"must be at most n_layers ({m.n_layers}), got {m.linear_attn_layers}")
+    if m.linear_attn_layers + m.sliding_layers >= m.n_layers and m.linear_attn_layers:
+        raise InputError(f + "linear_attn_layers", f"leaves no full-attention layer among the {m.n_layers} "
+                                                   f"(linear {m.linear_attn_layers}, sliding {m.sliding_layers})")
+    if max(m.linear_k_heads * m.linear_k_head_dim, m.linear_v_heads * m.linear_v_head_dim) > MAX_DIMENSION:
+        raise InputError(f + "linear_v_heads", f"heads x head dim must be at most {MAX_DIMENSION:,}")
     if m.linear_attn_layers and not (m.linear_k_heads and m.linear_v_heads and m.linear_k_head_dim
                                      and m.linear_v_head_dim and m.linear_conv_kernel):
         raise InputError(f + "linear_attn_layers", "linear attention also needs linear_k_heads, linear_v_heads, "

@@ -53,18 +53,25 @@ def ladders(req) -> list[tuple[str, list[Rung]]]:
     out = []
     training = w.mode != "inference"
     if w.batch_size > 1:
-        rungs, b, k = [], w.batch_size, 1
-        while b > 1 and len(rungs) < MAX_HALVINGS:
-            b, k = (b + 1) // 2, k * 2
+        # Training: micro-batches that divide the batch, so that accumulation keeps the global batch
+        # exactly; inference: about half each time, in ceil(B / b) passes.
+        B = w.batch_size
+        sizes = [b for b in range(B - 1, 0, -1) if B % b == 0] if training else \
+            sorted({-(-B // 2 ** i) for i in range(1, MAX_HALVINGS + 1)} - {B}, reverse=True)
+        rungs = []
+        for b in _spread(sizes, MAX_HALVINGS):
+            k = -(-B // b)
+            cost = MICRO_BATCH_COST * (len(rungs) + 1)
             if training:
                 rungs.append(Rung(f"micro-batch {b} with gradient accumulation x{k * par.gradient_accumulation} "
-                                  "(the same global batch)", MICRO_BATCH_COST * len(rungs) + MICRO_BATCH_COST,
-                                  f"slightly slower: {k} smaller micro-batches per step", (("batch_size", b),),
+                                  "(the same global batch)", cost, f"slightly slower: {k} smaller micro-batches per step",
+                                  (("batch_size", b),),
                                   parallelism=(("gradient_accumulation", k * par.gradient_accumulation),)))
             else:
-                rungs.append(Rung(f"batch {b} ({k} passes for the same prompts)", MICRO_BATCH_COST * (len(rungs) + 1),
+                rungs.append(Rung(f"batch {b} ({k} passes for the same prompts)", cost,
                                   f"slower: {k} passes instead of one", (("batch_size", b),)))
-        out.append(("batch", rungs))
+        if rungs:
+            out.append(("batch", rungs))
     if training and not w.gradient_checkpointing:
         out.append(("checkpointing", [Rung("gradient checkpointing on every layer", RECOMPUTE_COST,
                                            "about 33% slower: recomputation (Korthikanti et al. 2022)",
@@ -112,6 +119,14 @@ def ladders(req) -> list[tuple[str, list[Rung]]]:
                               (("seq_len", s),)))
         out.append(("sequence length", rungs))
     return out
+
+
+def _spread(sizes: list[int], most: int) -> list[int]:
+    """At most ``most`` of the sizes, largest first, always keeping the smallest."""
+    if len(sizes) <= most:
+        return sizes
+    step = (len(sizes) - 1) / (most - 1)
+    return sorted({sizes[round(i * step)] for i in range(most)}, reverse=True)
 
 
 def apply_rungs(req, rungs: list[Rung]):
