@@ -138,3 +138,14 @@ def test_glm4_moe_has_no_o_proj_bias_and_per_head_qk_norm():
     q = next(lin for lin in linears(m) if lin.name == "q_proj")
     assert q.bias and not o.bias and m.qk_norm == "per_head"
     assert catalog_model("glm-4.5-air").qk_norm == "none"
+
+
+def test_interleaved_moe_layers_are_placed_where_the_model_has_them():
+    from pycore.model.spec import dense_layers_in, is_moe_layer
+    from pycore.serving.gguf import model_tensors
+    m = catalog_model("llama-4-maverick-17b-128e")
+    # moe_layers = range(1, 48, 2): the odd layers (configuration_llama4.py, interleave_moe_layer_step 2)
+    assert [i for i in range(48) if is_moe_layer(m, i)] == list(range(1, 48, 2))
+    assert dense_layers_in(m, 0, 24) == 12                        # a first pipeline stage of 24 layers
+    experts = [t.layer for t in model_tensors(m) if t.name == "ffn_down_exps.weight"]
+    assert experts == list(range(1, 48, 2))

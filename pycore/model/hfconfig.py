@@ -330,15 +330,16 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
     if model_type == "llama4_text":
         # Llama4TextMoe: one shared expert of intermediate_size beside the routed ones.
         out.update(n_shared_experts=1, shared_expert_ffn_size=expert_ffn)
+        step = r.int("interleave_moe_layer_step", 1, maximum=MAX_LAYERS)
+        pattern = set(range(step - 1, n_layers, step))
         if r.has("moe_layers"):
             layers = _layer_list(r, "moe_layers")
             if not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
                 raise InputError(r.field("moe_layers"), "must be a list of layer indices")
-            moe = len({i for i in layers if 0 <= i < n_layers})
-        else:
-            step = r.int("interleave_moe_layer_step", 1, maximum=MAX_LAYERS)
-            moe = len(range(step - 1, n_layers, step))
-        out["dense_layers"] = n_layers - moe
+            given = {i for i in layers if 0 <= i < n_layers}
+            step = step if given == pattern else 1        # another placement: counted, dense taken first
+            pattern = given
+        out.update(dense_layers=n_layers - len(pattern), moe_layer_step=step)
         return out
     if model_type in _DEEPSEEK_STYLE:
         first_default, shared_default = _MOE_DEFAULTS.get(model_type, (0, 0))
@@ -356,6 +357,8 @@ def _moe(r: _Reader, model_type: str, n_layers: int, ffn: int) -> dict:
         only = set(only)                         # n_layers is already bounded by MAX_LAYERS
         moe = sum(1 for i in range(n_layers) if i not in only and (i + 1) % step == 0)
         out["dense_layers"] = n_layers - moe
+        if step > 1 and not (only & set(range(n_layers))):
+            out["moe_layer_step"] = step
         if model_type in ("qwen2_moe", "qwen3_next") and r.int("shared_expert_intermediate_size", 0, minimum=0):
             out.update(n_shared_experts=1, shared_expert_ffn_size=r.int("shared_expert_intermediate_size"),
                        shared_expert_gate=True)

@@ -71,6 +71,9 @@ class ModelSpec:
     shared_expert_ffn_size: int = spec(0, _OPTIONAL_DIM)
     shared_expert_gate: bool = spec(False, flag())
     dense_layers: int = spec(0, integer(0, MAX_LAYERS))
+    # MoE layers every moe_layer_step-th layer (Llama 4's interleave_moe_layer_step, Qwen-MoE's
+    # decoder_sparse_step); 1 = the dense layers come first (DeepSeek's first_k_dense_replace).
+    moe_layer_step: int = spec(1, integer(1, MAX_LAYERS))
     # gpt-oss: the router and every expert projection carry a bias (modeling_gpt_oss.py GptOssExperts).
     expert_bias: bool = spec(False, flag())
     # Multi-head latent attention (DeepSeek-V2/V3); kv_lora_rank 0 = ordinary attention.
@@ -113,6 +116,9 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
     f = where + "."
     if m.n_heads % m.n_kv_heads:
         raise InputError(f + "n_kv_heads", f"must divide n_heads ({m.n_heads}), got {m.n_kv_heads}")
+    if m.moe_layer_step > 1 and m.n_experts and m.n_layers - m.dense_layers != m.n_layers // m.moe_layer_step:
+        raise InputError(f + "moe_layer_step", f"gives {m.n_layers // m.moe_layer_step} MoE layers, not "
+                                               f"{m.n_layers - m.dense_layers} (n_layers - dense_layers)")
     if m.dense_layers > m.n_layers:
         raise InputError(f + "dense_layers", f"must be at most n_layers ({m.n_layers}), got {m.dense_layers}")
     if m.sliding_layers > m.n_layers:
@@ -209,6 +215,25 @@ def is_classifier(m: ModelSpec) -> bool:
 
 def moe_layers(m: ModelSpec) -> int:
     return m.n_layers - m.dense_layers if m.n_experts else 0
+
+
+def is_moe_layer(m: ModelSpec, i: int) -> bool:
+    """Whether layer ``i`` has the experts: every moe_layer_step-th layer when the model interleaves
+    them, else the layers after the dense ones."""
+    if not m.n_experts:
+        return False
+    if m.moe_layer_step > 1:
+        return (i + 1) % m.moe_layer_step == 0
+    return i >= m.dense_layers
+
+
+def dense_layers_in(m: ModelSpec, first: int, count: int) -> int:
+    """Dense layers among layers first .. first + count - 1 (a pipeline stage)."""
+    if not m.n_experts:
+        return count
+    if m.moe_layer_step > 1:
+        return sum(1 for i in range(first, first + count) if not is_moe_layer(m, i))
+    return max(0, min(first + count, m.dense_layers) - first)
 
 
 DIMENSION_FIELDS = tuple(f.name for f in fields(ModelSpec) if f.name not in ("name", "warnings"))

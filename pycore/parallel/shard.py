@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from ..model.params import head_params, linears
-from ..model.spec import ModelSpec, is_classifier, is_mla, kv_dim, moe_layers, q_dim
+from ..model.spec import ModelSpec, dense_layers_in, is_classifier, is_mla, kv_dim, moe_layers, q_dim
 from .layout import Parallelism, stage_layers
 
 _REPLICATED = frozenset({"q_a_proj", "kv_a_proj_with_mqa"})
@@ -147,8 +147,7 @@ def rank_params(m: ModelSpec, t: int = 1, p: int = 1, e: int = 1, stage: int = 0
     split = split or tuple(m.n_layers // p + (1 if i < m.n_layers % p else 0) for i in range(p))
     start = sum(split[:stage])
     layers = split[stage]
-    dense_total = m.n_layers - moe_layers(m)
-    dense_here = max(0, min(start + layers, dense_total) - start)
+    dense_here = dense_layers_in(m, start, layers)
     h = m.hidden_size
     vocab = padded_vocab(m.vocab_size, t, vocab_multiple)
     v_rank = -(-vocab // t)

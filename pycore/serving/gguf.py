@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from ..errors import InputError
 from ..model.params import linear_attention_other_params, linears
-from ..model.spec import ModelSpec, is_mla
+from ..model.spec import ModelSpec, is_mla, is_moe_layer
 from .kv import linear_flags
 
 QK_K = 256
@@ -116,13 +116,13 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
     if m.attention_sinks:
         per_layer_1d += m.n_heads
     all_lins = [lin for lin in linears(m) if lin.group != "head"]
-    n_dense = m.dense_layers if m.n_experts else L
+
     linear_layer = linear_flags(m) if m.linear_attn_layers else (False,) * L
     # A Gated DeltaNet layer's small tensors: conv1d, dt bias, A, and the gated norm (ssm_conv1d, ssm_dt,
     # ssm_a, ssm_norm); the attention layers' q/k norms are on those layers only.
     linear_1d = linear_attention_other_params(m) // m.linear_attn_layers if m.linear_attn_layers else 0
     for i in range(L):
-        moe = bool(m.n_experts) and i >= n_dense
+        moe = is_moe_layer(m, i)
         lins = [lin for lin in all_lins if (lin.name in _LINEAR_ATTENTION) == linear_layer[i] or lin.group != "attention"]
         one_d = per_layer_1d
         if linear_layer[i]:

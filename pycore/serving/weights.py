@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from ..errors import InputError
 from ..model.params import linears, sink_params
-from ..model.spec import ModelSpec, is_mla, moe_layers
+from ..model.spec import ModelSpec, dense_layers_in, is_mla
 from .formats import WeightFormat, linear_bytes, quantises
 
 VOCAB_PADDING = 64          # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
@@ -83,8 +83,7 @@ def rank_weight_parts(m: ModelSpec, fmt: WeightFormat, dtype_bytes: int, shard: 
     t, ep = shard.tp, shard.expert_ranks
     layers = shard.layers or m.n_layers
     first = shard.first_layer
-    n_dense_total = m.n_layers - moe_layers(m)
-    dense_here = max(0, min(first + layers, n_dense_total) - first)
+    dense_here = dense_layers_in(m, first, layers)
     moe_here = layers - dense_here
     quant = {"attention": 0, "mlp": 0, "experts": 0}
     plain = 0
