@@ -390,16 +390,26 @@ function topTerms(tree) {
 // A stacked bar of terms on a scale of `scale` bytes, with the card's capacity marked. Each segment is
 // a button named by its term and size; choosing one calls pick(term). The table beside it holds the
 // same numbers as text.
-function drawBar(bar, terms, capacity, scale, pick) {
+function drawBar(bar, terms, capacity, scale, pick, colour = termColour) {
   bar.replaceChildren(...terms.filter((c) => c.bytes > 0).map((c, i) => {
     const label = `${c.name}: ${fmt(c.bytes)}`;
     const seg = make(pick ? "button" : "div", { class: "seg", title: label, "aria-label": label, "data-term": c.name,
-      style: `width:${(100 * c.bytes / scale).toFixed(3)}%;background:${COLORS[c.name] || SHADES[i % SHADES.length]}` });
+      style: `width:${(100 * c.bytes / scale).toFixed(3)}%;background:${colour(c.name, i)}` });
     if (pick) { seg.type = "button"; seg.addEventListener("click", () => pick(c)); }
     return seg;
   }));
   if (capacity) bar.append(make("div", { class: "limit", title: `GPU memory: ${fmt(capacity)}`, style: `left:${(100 * capacity / scale).toFixed(3)}%` }));
 }
+
+// A term's colour: its own where it has one, else one picked by its name, so that the same term has
+// the same colour in every bar.
+function termColour(name) {
+  if (COLORS[name]) return COLORS[name];
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return SHADES[hash % SHADES.length];
+}
+const partColour = (name, i) => SHADES[i % SHADES.length];
 
 // A term chosen in the bar: its parts as a second bar with a legend, and its row of the table opened
 // (what it is, the core's formula with this run's numbers, the Method link).
@@ -407,11 +417,12 @@ let expanded = "";           // the term chosen in the bar, kept across answers
 function expandTerm(term, chosen = true) {
   expanded = term.name;
   const box = $("#bar-detail");
-  const parts = (term.children || []).filter((c) => c.bytes > 0);
+  // a term whose only part is itself (the KV cache, gradients) has no parts to show
+  const parts = (term.children || []).filter((c) => c.bytes > 0 && !(term.children.length === 1 && c.name === term.name));
   const legend = parts.map((c, i) => make("li", {}, make("span", { class: "swatch", style: `background:${SHADES[i % SHADES.length]}` }),
     `${c.name}: ${fmt(c.bytes)}`));
   const sub = make("div", { class: "bar sub-bar", role: "group", "aria-label": `Parts of ${term.name}` });
-  if (parts.length) drawBar(sub, parts.map((c) => ({ name: c.name, bytes: c.bytes })), 0, term.bytes, null);
+  if (parts.length) drawBar(sub, parts.map((c) => ({ name: c.name, bytes: c.bytes })), 0, term.bytes, null, partColour);
   box.replaceChildren(make("p", { text: `${term.name}: ${fmt(term.bytes)}${parts.length ? `, in ${parts.length} part(s)` : ""}` }),
     ...(parts.length ? [sub, make("ul", { class: "legend" }, ...legend)] : []));
   box.hidden = false;

@@ -10,6 +10,7 @@
 // every field the schema marks for mode "serve" becomes a parameter.
 export const PARAMS = {};
 export function registerParams(catalog) {
+  if (!catalog.request.url_params) throw new Error("catalog.json has no URL parameter table (request.url_params): a stale cache?");
   Object.assign(PARAMS, catalog.request.url_params);
   for (const [path, f] of Object.entries(catalog.request.fields)) {
     if (!path.startsWith("workload.") || !f.modes || f.modes.length !== 1 || f.modes[0] !== "serve") continue;

@@ -43,6 +43,11 @@ test("choosing a bar segment shows that term's parts and opens its formula, with
   // The parts bar fills its width: its segments' shares add up to the whole term.
   const widths = await page.$$eval('[data-testid="bar-detail"] .seg', (s) => s.map((el) => parseFloat(el.style.width)));
   assert.ok(Math.abs(widths.reduce((a, b) => a + b, 0) - 100) < 0.01, `parts sum to ${widths}`);
+  // each legend swatch has its segment's colour
+  const colours = await page.$eval('[data-testid="bar-detail"]', (box) => ({
+    segs: [...box.querySelectorAll(".seg")].map((el) => el.style.background),
+    swatches: [...box.querySelectorAll(".legend .swatch")].map((el) => el.style.background) }));
+  assert.deepEqual(colours.swatches, colours.segs);
   const open = await page.$eval('#table details[data-term="activations"]', (d) => ({ open: d.open, text: d.textContent }));
   assert.ok(open.open, "the term's row is opened");
   assert.ok(open.text.includes(res.explanations.activations.formula), "the formula is the core's");
