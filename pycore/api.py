@@ -126,9 +126,10 @@ def fit_result(req, e: Estimate) -> dict:
         return {"plans": [], "evaluated": 0, "levers": [], "complete": True, "message": "it fits as it is"}
     out = fit_search(req, req.fit, e.device_total_bytes)
     for plan in out["plans"]:
-        # the verdict with the error band of the plan's own class of run: a plan can fit but be at risk
-        mode = plan["set"].get("workload.mode", req.workload.mode)
-        band = estimate_band(replace(req, workload=replace(req.workload, mode=mode)), e)
+        # the verdict with the error band of the plan's own run (its mode, kernel, layout): a plan can fit
+        # but be at risk
+        pe = plan.pop("_estimate")
+        band = estimate_band(replace(req, workload=pe.workload, precision=pe.precision), pe)
         plan["verdict"] = verdict(plan["device_total_bytes"], req.hardware.memory_bytes, band)
         plan["error_band"] = band.get("basis", "")
     return out

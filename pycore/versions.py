@@ -95,6 +95,11 @@ RULES = (
          "the refusal says \"models's max seq len\"", "vllm 0.10.2 v1/core/kv_cache_utils.py:708-715"),
     Rule("vllm-hybrid-kv-manager", "vllm", (0, 10, 0), None,
          "sliding-window and full-attention layers get their own block groups", "vllm 0.10.2 kv_cache_utils.py:895-1034"),
+    Rule("vllm-chunked-hybrid-off", "vllm", (0, 10, 1), (0, 14, 0),
+         "a model with chunked local attention (Llama 4) turns the hybrid KV cache manager off unless "
+         "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1 (default 0): its chunked layers are cached "
+         "for the whole max_model_len", "vllm 0.11.0 config/__init__.py:520, envs.py:1391; 0.14.0 envs.py:1469 "
+         "default 1"),
     Rule("vllm-hybrid-prefix-caching", "vllm", (0, 26, 0), None,
          "prefix caching is on by default for hybrid linear-attention models ('align' mode: one more state "
          "block per request and group)", "vllm 0.33 config/model.py:2277-2279, models/config.py:763-779"),

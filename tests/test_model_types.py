@@ -149,3 +149,21 @@ def test_interleaved_moe_layers_are_placed_where_the_model_has_them():
     assert dense_layers_in(m, 0, 24) == 12                        # a first pipeline stage of 24 layers
     experts = [t.layer for t in model_tensors(m) if t.name == "ffn_down_exps.weight"]
     assert experts == list(range(1, 48, 2))
+
+
+def test_llama4_chunked_layers_on_vllm_follow_the_hybrid_manager_default():
+    def scout(version):
+        return _serve("llama-4-scout-17b-16e", engine="vllm", version=version, tensor_parallel_size=8,
+                      max_model_len=131072)
+    # 0.10.1-0.13: VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 0, the manager is off and
+    # every layer is cached for the whole max_model_len: one group, concurrency = blocks x 16 / 131072.
+    old = scout("0.11.0")
+    assert old["report"]["kv_groups"] == 1
+    assert old["max_concurrency"] == round(old["report"]["num_gpu_blocks"] * 16 / 131072, 2)
+    # 0.14+: 12 global layers and 36 chunked ones in 4 groups of 12; a chunked layer keeps at most
+    # cdiv(min(8192 + max_num_batched_tokens, 131072), 16) blocks per request (ChunkedLocalAttentionSpec).
+    new = scout("0.14.0")
+    mnbt = new["settings"]["max_num_batched_tokens"]
+    per_request = 131072 // 16 + 3 * -(-min(8192 + mnbt, 131072) // 16)
+    assert new["report"]["kv_groups"] == 4
+    assert new["max_concurrency"] == round(new["report"]["num_gpu_blocks"] / per_request, 2)

@@ -289,6 +289,7 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
     if model_type == "glm4_moe" and r.bool("use_qk_norm", False):
         d = dict(d, qk_norm="per_head")
     window, sliding_layers = _window(r, n_layers, model_type)
+    chunked = model_type == "llama4_text" and window > 0
     spec = dict(
         name=name, family="decoder", model_type=model_type, n_layers=n_layers, hidden_size=h, ffn_size=ffn,
         n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim, vocab_size=r.int("vocab_size"),
@@ -298,7 +299,7 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
         norm="gemma_rmsnorm" if d.get("gemma_norm") else "rmsnorm", norms_per_layer=d.get("norms_per_layer", 2), qk_norm=d.get("qk_norm", "none"),
         activation=_activation(r, d.get("activation", "silu")), fused_qkv=d.get("fused_qkv", False),
         fused_gate_up=d.get("fused_gate_up", False), attn_dropout=r.float("attention_dropout", 0.0),
-        sliding_window=window, sliding_layers=sliding_layers,
+        sliding_window=window, sliding_layers=sliding_layers, chunked_attention=chunked,
         final_logit_softcap=r.float("final_logit_softcapping", 0.0), attention_sinks=d.get("sinks", False),
         warnings=warnings,
     )

@@ -85,6 +85,8 @@ class ModelSpec:
     # Sliding-window attention: window in tokens (0 = none) and how many layers use it.
     sliding_window: int = spec(0, _OPTIONAL_DIM)
     sliding_layers: int = spec(0, integer(0, MAX_LAYERS))
+    # Llama 4: the window is chunked (a token sees its own chunk of sliding_window tokens), not sliding.
+    chunked_attention: bool = spec(False, flag())
     # gpt-oss: one learned sink logit per head and layer, joined to the scores before softmax
     # (modeling_gpt_oss.py self_attn.sinks); parameters only, no KV.
     attention_sinks: bool = spec(False, flag())

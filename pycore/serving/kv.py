@@ -34,6 +34,7 @@ class KVLayer:
     k_width: int        # key elements per head (MLA: kv_lora_rank + qk_rope_head_dim)
     v_width: int        # value elements per head (MLA: 0, the value is read back from the latent)
     window: int = 0     # sliding window in tokens
+    chunked: bool = False     # the window is Llama 4's attention chunk
     conv_elements: int = 0    # linear attention: one request's conv state in one layer on this rank
     state_elements: int = 0   # linear attention: one request's recurrent state in one layer on this rank
 
@@ -111,7 +112,8 @@ def kv_layers(m: ModelSpec, tp: int = 1, first: int = 0, count: int | None = Non
     if count - n_sliding - n_linear:
         out.append(KVLayer("full", count - n_sliding - n_linear, heads, m.head_dim, m.head_dim))
     if n_sliding:
-        out.append(KVLayer("sliding", n_sliding, heads, m.head_dim, m.head_dim, m.sliding_window))
+        out.append(KVLayer("sliding", n_sliding, heads, m.head_dim, m.head_dim, m.sliding_window,
+                           chunked=m.chunked_attention))
     if n_linear:
         out.append(linear_layer(m, tp, n_linear))
     return tuple(out)

@@ -142,6 +142,9 @@ def need_blocks(layer: KVLayer, length: int, block: int, batched: int, state_blo
     linear-attention layer holds its state in ``state_blocks`` blocks whatever the length (MambaSpec)."""
     if layer.kind == "linear":
         return state_blocks
+    if layer.kind == "sliding" and layer.chunked:
+        # ChunkedLocalAttentionSpec.max_memory_usage_bytes (0.14 kv_cache_interface.py:229-244)
+        return -(-min(layer.window + batched, length) // block)
     if layer.kind == "sliding":
         return -(-min(layer.window - 1 + batched, length) // block) + 1
     return -(-length // block)
@@ -201,7 +204,8 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     mnbt = s.max_num_batched_tokens or mnbt_d
     seqs = s.max_num_seqs or (min(seqs_d, mnbt) if holds("vllm-max-num-seqs-capped", v) else seqs_d)
     block = s.block_size or (MLA_BLOCK_SIZE if is_mla(m) else DEFAULT_BLOCK_SIZE)
-    hybrid = not s.disable_hybrid_kv_cache_manager and holds("vllm-hybrid-kv-manager", v)
+    hybrid = not s.disable_hybrid_kv_cache_manager and holds("vllm-hybrid-kv-manager", v) and \
+        not (m.chunked_attention and holds("vllm-chunked-hybrid-off", v))
     total = hw.memory_bytes
     requested = math.ceil(total * util) if holds("vllm-request-rounded-up", v) else int(total * util)
     marlin = True
