@@ -90,7 +90,7 @@ def test_every_catalog_model_matches_its_published_total():
             assert published - ours == m.vocab_size * m.hidden_size, mid
         else:
             assert note.startswith("unexplained") and abs(ours - published) < 1e-4 * published, (mid, ours, published)
-    assert checked >= 68
+    assert checked >= 78
 
 
 def test_the_catalog_holds_at_least_100_models_with_the_new_families_read_by_their_own_structure():
@@ -102,7 +102,8 @@ def test_the_catalog_holds_at_least_100_models_with_the_new_families_read_by_the
         m = catalog_model(mid)
         assert not any("is not one this tool knows" in w for w in m.warnings), mid
         types.setdefault(m.model_type, []).append(mid)
-    for t in ("llama4_text", "gpt_oss", "glm4_moe", "qwen3_next", "gpt_bigcode", "deepseek_v3", "kimi_k2"):
+    for t in ("llama4_text", "gpt_oss", "glm4_moe", "qwen3_next", "gpt_bigcode", "deepseek_v3", "kimi_k2", "starcoder2",
+              "cohere", "cohere2"):
         assert t in types, t
 
 
@@ -173,6 +174,20 @@ def _moe_layer_params(c):
 
 def _checkpoint_extra(cfg, part):
     kind = part["part"]
+    if kind == "vision" and cfg["vision_config"].get("model_type") == "siglip_vision_model":
+        # Gemma 3: SiglipVisionModel without its head (vision_use_head false) and Gemma3MultiModalProjector
+        v, H = cfg["vision_config"], cfg["text_config"]["hidden_size"]
+        D, Iv, Lv, P, S = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"], v["patch_size"], v["image_size"]
+        layer = 4 * (D * D + D) + (D * Iv + Iv) + (Iv * D + D) + 4 * D      # q,k,v,out with bias; fc1, fc2; 2 LayerNorms
+        vision = 3 * P * P * D + D + (S // P) ** 2 * D + Lv * layer + 2 * D  # patch conv + bias, positions, post LN
+        return vision + D * H + D                                            # mm_input_projection, mm_soft_emb_norm
+    if kind == "vision" and cfg["vision_config"].get("model_type") == "pixtral":
+        # Mistral Small 3.1: PixtralVisionModel and Mistral3MultiModalProjector with its patch merger, no biases
+        v, H, m = cfg["vision_config"], cfg["text_config"]["hidden_size"], cfg["spatial_merge_size"]
+        D, Iv, Lv, P = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"], v["patch_size"]
+        layer = 4 * D * D + 3 * D * Iv + 2 * D                               # q,k,v,o; gated MLP; 2 RMSNorms
+        vision = v["num_channels"] * P * P * D + D + Lv * layer              # patch_conv, ln_pre
+        return vision + D + D * m * m * D + D * H + H * H                    # norm, merging_layer, linear_1, linear_2
     if kind == "vision":
         v, H = cfg["vision_config"], cfg["text_config"]["hidden_size"]
         D, Iv, Lv, P, S, C = (v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"], v["patch_size"],
@@ -203,3 +218,17 @@ def _checkpoint_extra(cfg, part):
         moe = sum(_blocks(o, i) for o, i in attn + mlp)
         return K * dense + (L - K) * moe + moe                            # the MTP layer is an MoE layer too
     raise AssertionError(f"unknown checkpoint part {kind}")
+
+
+def test_starcoder2_and_cohere_by_hand():
+    # StarCoder2-3B: biased q/k/v/o (2 KV heads of 128), plain c_fc/c_proj MLP with bias, two LayerNorms
+    # with bias per layer, final LayerNorm, tied head (modeling_starcoder2.py).
+    h, f, kv = 3072, 12288, 2 * 128
+    layer = 2 * (h * h + h) + 2 * (h * kv + kv) + (h * f + f) + (f * h + h) + 2 * 2 * h
+    assert total_params(catalog_model("starcoder2-3b")) == 30 * layer + 49152 * h + 2 * h
+    # Aya-23-8B (cohere): one weight-only LayerNorm per layer shared by attention and MLP, tied head.
+    h, f, kv = 4096, 14336, 8 * 128
+    layer = 2 * h * h + 2 * h * kv + 3 * h * f + h
+    m = catalog_model("aya-23-8b")
+    assert (m.parallel_block, m.norms_per_layer, m.tied_embeddings) == (True, 1, True)
+    assert total_params(m) == 32 * layer + 256000 * h + h

@@ -48,6 +48,16 @@ _DECODER_TYPES = {
     # Its RMSNorms are zero-centred, x * (1 + w) in fp32, as Gemma's. MoE as Qwen2-MoE's, with a gated
     # shared expert.
     "qwen3_next": {"qk_norm": "per_head", "gemma_norm": True, "attn_output_gate": True},
+    # StarCoder2 (modeling_starcoder2.py): biased q/k/v/o (use_bias), a plain c_fc / c_proj MLP with bias,
+    # LayerNorms with bias; the head tied by default.
+    "starcoder2": {"tied": True, "norm": "layernorm", "gated": False, "use_bias": True,
+                   "activation": "gelu_pytorch_tanh"},
+    # Cohere / Cohere2 (modeling_cohere.py, modeling_cohere2.py): one weight-only LayerNorm per layer read
+    # by attention and the MLP in parallel, tied head; Cohere's optional q/k norms are LayerNorms over
+    # [heads, head_dim]; Cohere2 has none, a 4096 window on 3 of 4 layers and head_dim = h / heads.
+    "cohere": {"tied": True, "norm": "layernorm_weight", "parallel": True, "norms_per_layer": 1},
+    "cohere2": {"tied": True, "norm": "layernorm_weight", "parallel": True, "norms_per_layer": 1,
+                "sliding_pattern": 4},
     "deepseek_v2": {},
     "deepseek_v3": {},
     "kimi_k2": {},          # Kimi K2 / K2.5 reuse DeepSeek-V3's modeling code (trust_remote_code DeepseekV3)
@@ -55,6 +65,10 @@ _DECODER_TYPES = {
 _DEEPSEEK_STYLE = ("deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe")
 # Multimodal checkpoints whose language model is read from text_config (the vision tower is not counted).
 _WRAPPER_TYPES = {"llama4": "llama4_text"}
+# Fields a published config may leave out, taken from its configuration class (the Hub's Gemma 3
+# configs omit them: configuration_gemma3.py Gemma3TextConfig, transformers 5.24 lines 73-79).
+_CONFIG_DEFAULTS = {"gemma3_text": {"vocab_size": 262_208, "num_attention_heads": 8, "num_key_value_heads": 4,
+                                    "head_dim": 256, "max_position_embeddings": 131_072, "sliding_window": 4096}}
 _LLAMA4_EXPERTS = 16            # configuration_llama4.py Llama4TextConfig num_local_experts
 # DeepSeek-style MoE defaults of each configuration class (first_k_dense_replace, n_shared_experts):
 # Glm4MoeConfig uses 1 and 1; DeepSeek's own configs always state them.
@@ -164,6 +178,12 @@ def _read(r: _Reader, name: str, model_type: str) -> ModelSpec:
         return _chatglm(r, name)
     if model_type in _WRAPPER_TYPES:            # a wrapper's type on a flat config: read as its text model
         model_type = _WRAPPER_TYPES[model_type]
+    if model_type in _CONFIG_DEFAULTS:
+        given = {k: v for k, v in r.cfg.items() if v is not None}
+        filled = dict(_CONFIG_DEFAULTS[model_type])
+        if "num_attention_heads" in given:      # the KV heads' default goes with the heads' default only
+            filled.pop("num_key_value_heads", None)
+        r = _Reader({**filled, **given}, r.prefix)
     warnings = ()
     if model_type not in _DECODER_TYPES:
         warnings = (f"model_type {model_type!r} is not one this tool knows; read as a Llama-style decoder "
@@ -215,6 +235,9 @@ def _window(r: _Reader, n_layers: int, model_type: str) -> tuple[int, int]:
         return window, n_layers // 2 + n_layers % 2          # gemma2 alternates, starting with sliding
     if model_type == "gemma3_text":
         pattern = require_int(r.field("sliding_window_pattern"), pattern or 6, maximum=MAX_LAYERS)
+        return window, n_layers - n_layers // pattern
+    if model_type == "cohere2":
+        pattern = require_int(r.field("sliding_window_pattern"), pattern or 4, maximum=MAX_LAYERS)
         return window, n_layers - n_layers // pattern
     return window, n_layers
 
@@ -283,11 +306,13 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
     n_layers = r.int("num_hidden_layers")
     n_heads = r.int("num_attention_heads")
     n_kv = _kv_heads(r, "num_key_value_heads", n_heads)
-    head_dim = r.int("head_dim", max(1, h // n_heads))
+    head_dim = max(1, h // n_heads) if model_type == "cohere2" else r.int("head_dim", max(1, h // n_heads))
     ffn = r.int("intermediate_size_mlp", 1) if model_type == "llama4_text" else r.int("intermediate_size", 1)
-    attn_bias = r.bool("attention_bias", False)
+    attn_bias = r.bool("use_bias", True) if d.get("use_bias") else r.bool("attention_bias", False)
     if model_type == "glm4_moe" and r.bool("use_qk_norm", False):
         d = dict(d, qk_norm="per_head")
+    if model_type == "cohere" and r.bool("use_qk_norm", False):
+        d = dict(d, qk_norm="full")             # [heads, head_dim] and [kv_heads, head_dim] weights
     window, sliding_layers = _window(r, n_layers, model_type)
     chunked = model_type == "llama4_text" and window > 0
     spec = dict(
@@ -295,8 +320,11 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
         n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim, vocab_size=r.int("vocab_size"),
         max_positions=r.int("max_position_embeddings", 4096, maximum=MAX_POSITIONS),
         tied_embeddings=r.bool("tie_word_embeddings", d.get("tied", False)),
-        gated_mlp=True, qkv_bias=d.get("qkv_bias", attn_bias), o_bias=d.get("o_bias", attn_bias), mlp_bias=r.bool("mlp_bias", False),
-        norm="gemma_rmsnorm" if d.get("gemma_norm") else "rmsnorm", norms_per_layer=d.get("norms_per_layer", 2), qk_norm=d.get("qk_norm", "none"),
+        gated_mlp=d.get("gated", True), qkv_bias=d.get("qkv_bias", attn_bias), o_bias=d.get("o_bias", attn_bias),
+        mlp_bias=attn_bias if d.get("use_bias") else r.bool("mlp_bias", False),
+        norm="gemma_rmsnorm" if d.get("gemma_norm") else d.get("norm", "rmsnorm"),
+        norms_per_layer=d.get("norms_per_layer", 2), qk_norm=d.get("qk_norm", "none"),
+        parallel_block=d.get("parallel", False),
         activation=_activation(r, d.get("activation", "silu")), fused_qkv=d.get("fused_qkv", False),
         fused_gate_up=d.get("fused_gate_up", False), attn_dropout=r.float("attention_dropout", 0.0),
         sliding_window=window, sliding_layers=sliding_layers, chunked_attention=chunked,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .spec import (ModelSpec, attention_layers, attn_out_dim, is_classifier, is_mla, kv_dim, linear_conv_dim, linear_key_dim,
+from .spec import (ModelSpec, attention_layers, norm_params_per_unit, attn_out_dim, is_classifier, is_mla, kv_dim, linear_conv_dim, linear_key_dim,
                    linear_value_dim, moe_layers, q_dim)
 
 
@@ -112,7 +112,10 @@ def _mlp_linears(m: ModelSpec) -> tuple[Linear, ...]:
     h = m.hidden_size
     dense = m.n_layers - moe_layers(m)
     out: list[Linear] = []
-    if dense:
+    if dense and not m.gated_mlp:
+        # a plain MLP (StarCoder2): c_fc up, the activation, c_proj down
+        out += [Linear("c_fc", h, m.ffn_size, m.mlp_bias, dense, "mlp"), Linear("c_proj", m.ffn_size, h, m.mlp_bias, dense, "mlp")]
+    elif dense:
         out += _gated("mlp", h, m.ffn_size, m.mlp_bias, dense, m.fused_gate_up)
     n_moe = moe_layers(m)
     if n_moe:
@@ -138,7 +141,7 @@ def _gated(group: str, h: int, ffn: int, bias: bool, layers: int, fused: bool) -
 def norm_params(m: ModelSpec) -> int:
     """Normalisation weights (and LayerNorm biases) in the layers, final norm and heads."""
     h, L = m.hidden_size, m.n_layers
-    per_norm = 2 * h if m.norm == "layernorm" else h
+    per_norm = norm_params_per_unit(m) * h
     if m.family == "bert":
         # embeddings.LayerNorm, two per layer, and the MLM head's transform.LayerNorm (none in the
         # classification heads)

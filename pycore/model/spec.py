@@ -16,7 +16,8 @@ from ..schema import choice, flag, integer, number, spec, text, validate
 FAMILIES = ("decoder", "gpt2", "bert", "neox", "chatglm")
 # gemma_rmsnorm: Gemma's RMSNorm computes in fp32 and scales by (1 + weight) before casting
 # back (modeling_gemma.py), so it keeps one more fp32 tensor than Llama's.
-NORMS = ("rmsnorm", "gemma_rmsnorm", "layernorm")
+# layernorm_weight: Cohere's LayerNorm, weight only (modeling_cohere.py CohereLayerNorm).
+NORMS = ("rmsnorm", "gemma_rmsnorm", "layernorm", "layernorm_weight")
 # Activations by how much autograd saves: "silu"/"gelu"/"gelu_tanh"/"relu" are one
 # ATen op each (save the input); "gelu_new" is transformers' NewGELUActivation, written
 # as six Python-level ops (transformers/activations.py) that save three more tensors.
@@ -59,6 +60,8 @@ class ModelSpec:
     activation: str = spec("silu", choice(ACTIVATIONS))
     fused_qkv: bool = spec(False, flag())
     fused_gate_up: bool = spec(False, flag())
+    # Cohere: attention and MLP both read the one input norm's output, and their sum joins the residual.
+    parallel_block: bool = spec(False, flag())
     learned_positions: bool = spec(False, flag())
     type_vocab_size: int = spec(0, _OPTIONAL_DIM)
     attn_dropout: float = spec(0.0, number(0.0, 1.0))
@@ -156,6 +159,15 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
 
 
 # ---- derived values -------------------------------------------------------
+
+def norm_params_per_unit(m: ModelSpec) -> int:
+    """Parameters of a normalisation per hidden unit: weight and bias for LayerNorm, a weight otherwise."""
+    return 2 if m.norm == "layernorm" else 1
+
+
+def is_layernorm(m: ModelSpec) -> bool:
+    return m.norm in ("layernorm", "layernorm_weight")
+
 
 def is_mla(m: ModelSpec) -> bool:
     return m.kv_lora_rank > 0

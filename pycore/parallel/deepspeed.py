@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import InputError
-from ..model.spec import ModelSpec
+from ..model.spec import ModelSpec, norm_params_per_unit
 from ..result import Estimate, make_estimate
 from ..training.optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes
 from ..training.static import stage_lora_params
@@ -45,7 +45,7 @@ def persistent_params(m: ModelSpec, rank: RankParams, threshold: int) -> int:
     """ZeRO-3 keeps parameters of at most ``threshold`` elements whole on every rank: norms and
     biases of the stage's layers and the final norm (parameter_offload.py:256)."""
     h = m.hidden_size
-    per_norm = 2 * h if m.norm == "layernorm" else h
+    per_norm = norm_params_per_unit(m) * h
     small = per_norm if per_norm <= 2 * threshold else 0
     per_layer = small * m.norms_per_layer
     return per_layer * rank.layers + (small if rank.last else 0)

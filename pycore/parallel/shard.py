@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from ..model.params import head_params, linears
-from ..model.spec import ModelSpec, dense_layers_in, is_classifier, is_mla, kv_dim, moe_layers, q_dim
+from ..model.spec import ModelSpec, dense_layers_in, norm_params_per_unit, is_classifier, is_mla, kv_dim, moe_layers, q_dim
 from .layout import Parallelism, stage_layers
 
 _REPLICATED = frozenset({"q_a_proj", "kv_a_proj_with_mqa"})
@@ -108,7 +108,7 @@ def _rank_linear(lin, h: int, t: int, e: int) -> tuple[int, int, int]:
 
 
 def _layer_norms(m: ModelSpec, t: int) -> int:
-    per_norm = 2 * m.hidden_size if m.norm == "layernorm" else m.hidden_size
+    per_norm = norm_params_per_unit(m) * m.hidden_size
     count = per_norm * (2 if m.family == "bert" else m.norms_per_layer)
     if m.qk_norm == "per_head":
         count += 2 * m.head_dim
@@ -159,10 +159,10 @@ def rank_params(m: ModelSpec, t: int = 1, p: int = 1, e: int = 1, stage: int = 0
     head = 0
     if last and is_classifier(m):
         # a classification head: the final norm (decoders) and the score layer, no vocabulary matrix
-        per_norm = 2 * h if m.norm == "layernorm" else h
+        per_norm = norm_params_per_unit(m) * h
         head = (per_norm if m.family != "bert" else 0) + head_params(m)
     elif last:
-        per_norm = 2 * h if m.norm == "layernorm" else h
+        per_norm = norm_params_per_unit(m) * h
         head = per_norm                                                       # final norm (BERT: the MLM head's)
         if not m.tied_embeddings or p > 1:
             head += v_rank * h

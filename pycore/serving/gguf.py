@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from ..errors import InputError
 from ..model.params import linear_attention_other_params, linears
-from ..model.spec import ModelSpec, is_mla, is_moe_layer
+from ..model.spec import ModelSpec, is_mla, is_moe_layer, norm_params_per_unit
 from .kv import linear_flags
 
 QK_K = 256
@@ -105,7 +105,7 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
     out = [Tensor("token_embd.weight", -1, h, m.vocab_size)]
     if m.learned_positions:
         out.append(Tensor("position_embd.weight", -1, h, m.max_positions))
-    norm_1d = 2 if m.norm == "layernorm" else 1       # weight (+ bias)
+    norm_1d = norm_params_per_unit(m)                 # weight (+ bias)
     per_layer_1d = m.norms_per_layer * norm_1d * h
     if m.qk_norm == "per_head":
         per_layer_1d += 2 * m.head_dim

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from ..errors import InputError
 from ..model.params import linears, sink_params
-from ..model.spec import ModelSpec, dense_layers_in, is_mla
+from ..model.spec import ModelSpec, dense_layers_in, is_mla, norm_params_per_unit
 from .formats import WeightFormat, linear_bytes, quantises
 
 VOCAB_PADDING = 64          # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
@@ -60,7 +60,7 @@ def _local_shape(lin, m: ModelSpec, t: int, ep: int) -> tuple[int, int, int]:
 
 
 def _norms(m: ModelSpec) -> int:
-    per = 2 * m.hidden_size if m.norm == "layernorm" else m.hidden_size
+    per = norm_params_per_unit(m) * m.hidden_size
     count = per * m.norms_per_layer
     if m.qk_norm == "per_head":
         count += 2 * m.head_dim

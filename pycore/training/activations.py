@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .context import FP32, StepContext
-from ..model.spec import ModelSpec, attn_out_dim, is_mla, kv_dim, q_dim, v_dim
+from ..model.spec import ModelSpec, attn_out_dim, is_layernorm, is_mla, kv_dim, q_dim, v_dim
 
 MASK_BYTES = 1          # dropout masks are torch.bool on CUDA (native_dropout in Dropout.cu)
 INDEX_BYTES = 8         # torch.topk / one_hot / where return int64 indices
@@ -103,7 +103,7 @@ def norm(ctx: StepContext, acc: Parts, m: ModelSpec, in_bytes: int, consumers, l
     """
     n = ctx.tokens * (width or m.hidden_size)
     trains = ctx.base_trainable
-    if m.norm == "layernorm":
+    if is_layernorm(m):
         acc.add(label + " input", in_bytes * n, hidden=not width)
         acc.add(label + " statistics", STAT_BYTES * ctx.tokens, hidden=not width)
         out_bytes = FP32 if ctx.amp else in_bytes
@@ -289,7 +289,7 @@ def mlp(ctx: StepContext, acc: Parts, m: ModelSpec, ffn: int, rows: int, label: 
         out_bytes = cb
     else:
         out_bytes = _activation(ctx, acc, m, n, label)
-    down = {"decoder": "down_proj", "gpt2": "c_proj", "bert": "dense"}.get(m.family, "dense_4h_to_h")
+    down = {"decoder": "down_proj" if m.gated_mlp else "c_proj", "gpt2": "c_proj", "bert": "dense"}.get(m.family, "dense_4h_to_h")
     consumer_copies(ctx, acc, label + " down-projection input", n, out_bytes, (down,))
     # backward: grads of the product, of both factors, then of the gate (derivatives of mul/silu)
     return 3 * cb * n

@@ -35,6 +35,8 @@ def _mlp_consumers(m: ModelSpec, moe: bool) -> tuple:
     if moe:
         shared = ("gate_proj", "up_proj") if m.n_shared_experts else ()
         return ("gate",) + shared + (("shared_expert_gate",) if m.shared_expert_gate else ())
+    if not m.gated_mlp:
+        return ("c_fc",)
     return ("gate_up_proj",) if m.fused_gate_up else ("gate_proj", "up_proj")
 
 
@@ -62,6 +64,12 @@ def _moe_block(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
 def _decoder_layer(ctx: StepContext, m: ModelSpec, moe: bool, window: int, linear: bool = False) -> tuple[Parts, int, int]:
     rb, cb, T = ctx.residual_bytes, ctx.compute_bytes, ctx.tokens
     acc = Parts.of(ctx)
+    if m.parallel_block:
+        # Cohere: one norm feeds attention and the MLP, whose outputs are added to the residual
+        norm(ctx, acc, m, rb, _qkv_consumers(m) + _mlp_consumers(m, moe), "input norm")
+        fwd = attention(ctx, acc, m, window)
+        bwd = _moe_block(ctx, acc, m) if moe else mlp(ctx, acc, m, m.ffn_size, T, "MLP")
+        return acc, fwd, bwd
     if linear:
         norm(ctx, acc, m, rb, ("in_proj_qkvz", "in_proj_ba"), "input norm")
         fwd = gated_deltanet(ctx, acc, m)
