@@ -72,6 +72,9 @@ def _lever_of(plan, path):
     if path in owners:
         return owners[path]
     levers = {c["lever"] for c in plan["changes"]}
+    if path.startswith("parallelism."):                # the layout levers are exclusive: one sets these
+        assert not {"offload", "GPUs"} <= levers
+        return "offload" if "offload" in levers else "GPUs"
     if path == "workload.mode":
         return "fine-tuning method"
     if path in ("precision.weights", "precision.autocast"):
@@ -114,9 +117,19 @@ def test_it_fits_as_it_is_and_bad_queries_name_the_field():
 
 
 def test_nothing_fits_says_so():
+    # below the CUDA context (820 MiB) nothing can fit
+    res = _run({"model": "llama-3.1-70b", "workload": {"mode": "full", "batch_size": 1, "seq_len": 1024},
+                "gpu": {"memory_gib": 0.75}, "fit": {}})
+    assert res["fit"]["plans"] == [] and "no combination" in res["fit"]["message"]
+
+
+def test_a_70b_full_fine_tune_on_12_gb_needs_zero_infinity():
+    # 70.6 B parameters of states cannot stay on a 12 GB card; only streaming them from the host fits
     res = _run({"model": "llama-3.1-70b", "workload": {"mode": "full", "batch_size": 1, "seq_len": 1024},
                 "gpu": "rtx-3060-12gb", "fit": {}})
-    assert res["fit"]["plans"] == [] and "no combination" in res["fit"]["message"]
+    assert res["fit"]["plans"]
+    for plan in res["fit"]["plans"]:
+        assert plan["set"].get("parallelism.offload_params") == "cpu", plan["changes"]
 
 
 def test_cli_fit_prints_the_plans():
@@ -139,7 +152,7 @@ def test_single_suggestions_are_the_fit_ladders_rungs_with_their_costs():
     from pycore.request import parse_request
     data = {"model": "llama-3.1-8b", "workload": {"mode": "full", "batch_size": 8, "seq_len": 2048}, "gpu": "a100-80gb"}
     res = estimate_dict({**data, "solve": True})["result"]
-    rungs = {r.text: r.cost_text for _, rs in ladders(parse_request(data)) for r in rs}
+    rungs = {r.text: r.cost_text for _, rs in ladders(parse_request(data), layouts=False) for r in rs}
     assert res["suggestions"]
     for s in res["suggestions"]:
         assert rungs[s["change"]] == s["cost"]
@@ -156,3 +169,22 @@ def test_micro_batches_keep_the_global_batch_exactly():
             if "micro-batch" in s["change"]:
                 b = s["set"]["workload"]["batch_size"]
                 assert b * s["set"]["parallelism"]["gradient_accumulation"] == batch, s["change"]
+
+
+def test_offload_and_more_gpus_are_levers_and_each_plan_is_the_estimate_it_names():
+    from pycore.api import estimate_dict
+    base = {"model": "llama-3.1-8b", "workload": {"mode": "full", "batch_size": 4, "seq_len": 2048},
+            "precision": {"weights": "bf16"}, "gpu": "rtx-4090-24gb"}
+    fit = estimate_dict({**base, "fit": {"limit": 8}})["result"]["fit"]
+    assert {"offload", "GPUs"} <= set(fit["levers"])
+    offload = [p for p in fit["plans"] if any(c["lever"] == "offload" for c in p["changes"])]
+    assert offload
+    for plan in offload:
+        # the plan's fields, applied to the request by hand, give the plan's device total
+        req = json.loads(json.dumps(base))
+        for path, value in plan["set"].items():
+            section, key = path.split(".")
+            req.setdefault(section, {})[key] = value
+        direct = estimate_dict(req)["result"]
+        assert direct["device_total_bytes"] == plan["device_total_bytes"]
+        assert direct["host_bytes"] > 0                            # the states went to the host

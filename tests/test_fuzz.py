@@ -22,6 +22,13 @@ for _module, _ in RECIPE_FUNCTIONS.values():
     importlib.import_module(f"pycore.parallel.{_module}")
 
 
+# Modules the core imports on first use (the recipes, the serving engines) are imported once here, so
+# that a request's time is its own work and not the import of a module.
+for _warm in ({"model": "gpt2", "workload": {"mode": "full"}, "solve": True},
+              {"model": "gpt2", "workload": {"mode": "serve", "engine": "vllm"}}):
+    estimate(json.dumps(_warm))
+
+
 def timed_estimate(text: str) -> tuple[str, float]:
     """The response and the CPU seconds the estimator itself took (garbage collection paused: a
     collection of the caches is not the request's work)."""

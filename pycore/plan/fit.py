@@ -17,6 +17,7 @@ how numbers are stored are costed above any slowdown, because they change the re
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, replace
 
 from ..errors import InputError
@@ -28,6 +29,9 @@ MAX_HALVINGS = 6                # micro-batch down to 1/64, sequences down to 1/
 RECOMPUTE_COST = 0.33           # Korthikanti et al. 2022: one extra forward of three passes
 MICRO_BATCH_COST = 0.04         # ranking weight per halving: smaller matmuls, more launches (not measured)
 CHANGES_TRAINING = 1.0          # a change to what is trained or to the data: above any slowdown
+OFFLOAD_COST = 0.6              # ranking weight: a step bound by PCIe and the CPU's Adam (not measured)
+GPU_DOUBLING_COST = 0.5         # ranking weight per doubling of the GPUs asked for
+EXCLUSIVE_LEVERS = (("offload", "GPUs"),)     # each sets the recipe: one layout per plan
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,9 @@ class Rung:
     parallelism: tuple = ()
 
 
-def ladders(req) -> list[tuple[str, list[Rung]]]:
-    """(lever, rungs beyond the run as given) for this request; each rung replaces the previous one."""
+def ladders(req, layouts: bool = True) -> list[tuple[str, list[Rung]]]:
+    """(lever, rungs beyond the run as given) for this request; each rung replaces the previous one.
+    ``layouts`` adds the multi-GPU levers (offload, more GPUs)."""
     w, p, par = req.workload, req.precision, req.parallelism
     out = []
     training = w.mode != "inference"
@@ -56,7 +61,7 @@ def ladders(req) -> list[tuple[str, list[Rung]]]:
         # Training: micro-batches that divide the batch, so that accumulation keeps the global batch
         # exactly; inference: about half each time, in ceil(B / b) passes.
         B = w.batch_size
-        sizes = [b for b in range(B - 1, 0, -1) if B % b == 0] if training else \
+        sizes = _divisors_below(B) if training else \
             sorted({-(-B // 2 ** i) for i in range(1, MAX_HALVINGS + 1)} - {B}, reverse=True)
         rungs = []
         for b in _spread(sizes, MAX_HALVINGS):
@@ -110,6 +115,23 @@ def ladders(req) -> list[tuple[str, list[Rung]]]:
         if w.new_tokens and (p.kv_cache or "bf16") not in ("fp8", "int8"):
             out.append(("KV cache", [Rung("fp8 KV cache", 0.1, "changes the numerics: an 8-bit cache",
                                           precision=(("kv_cache", "fp8"),))]))
+    single = (par.recipe == "hf" and par.data_parallel == par.tensor_parallel == par.pipeline_parallel ==
+              par.context_parallel == par.expert_parallel == 1)
+    if training and single and layouts:
+        # The multi-GPU layouts as levers: offload to the host (DeepSpeed ZeRO-Offload, Ren et al. 2021;
+        # ZeRO-Infinity, Rajbhandari et al. 2021), or shard the model states over more GPUs (FSDP2).
+        out.append(("offload", [
+            Rung("DeepSpeed ZeRO-2 with the optimizer states on the CPU (ZeRO-Offload)", OFFLOAD_COST,
+                 "slower: the optimizer step runs on the CPU and the gradients cross PCIe; needs host memory",
+                 parallelism=(("recipe", "deepspeed"), ("zero_stage", 2), ("offload_optimizer", "cpu"))),
+            Rung("DeepSpeed ZeRO-3 with parameters and optimizer states on the CPU (ZeRO-Infinity)", 2 * OFFLOAD_COST,
+                 "much slower: every layer's parameters stream from the CPU each pass; needs host memory",
+                 parallelism=(("recipe", "deepspeed"), ("zero_stage", 3), ("offload_optimizer", "cpu"),
+                              ("offload_params", "cpu")))]))
+        out.append(("GPUs", [Rung(f"shard the model states over {n} GPUs (FSDP2)", GPU_DOUBLING_COST * k,
+                                  f"needs {n} GPUs; the global batch grows {n}-fold unless the batch or the "
+                                  "accumulation is lowered", parallelism=(("recipe", "fsdp2"), ("data_parallel", n)))
+                             for k, n in ((1, 2), (2, 4), (3, 8))]))
     if w.seq_len >= 256:
         rungs, s = [], w.seq_len
         for i in range(2):
@@ -119,6 +141,12 @@ def ladders(req) -> list[tuple[str, list[Rung]]]:
                               (("seq_len", s),)))
         out.append(("sequence length", rungs))
     return out
+
+
+def _divisors_below(n: int) -> list[int]:
+    """The divisors of n below n, largest first (in about sqrt(n) steps)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted((set(small) | {n // d for d in small}) - {n}, reverse=True)
 
 
 def _spread(sizes: list[int], most: int) -> list[int]:
@@ -135,6 +163,9 @@ def apply_rungs(req, rungs: list[Rung]):
         wl.update(r.workload)
         pr.update(r.precision)
         pa.update(r.parallelism)
+    if pa.get("recipe", req.parallelism.recipe) != req.parallelism.recipe:
+        from ..parallel.options import RECIPE_OPTIONS
+        pa["options"] = RECIPE_OPTIONS[pa["recipe"]]()      # a new recipe starts from its own defaults
     return (replace(req.workload, **wl), replace(req.precision, **pr), replace(req.parallelism, **pa))
 
 
@@ -162,6 +193,7 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
     """The cheapest plans that fit, each with its device total and stated costs."""
     levers = ladders(req)
     names = [name for name, _ in levers]
+    exclusive = [(names.index(a), names.index(b)) for a, b in EXCLUSIVE_LEVERS if a in names and b in names]
     start = tuple(0 for _ in levers)           # rung index per lever; 0 = as given
     heap = [(0.0, 0, start, current_total)]
     seen = {start}
@@ -201,6 +233,8 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
         for i, k in enumerate(state):
             if k < len(levers[i][1]):
                 nxt = state[:i] + (k + 1,) + state[i + 1:]
+                if any(nxt[a] and nxt[b] for a, b in exclusive):
+                    continue                      # two layouts at once: not a plan
                 if nxt not in seen:
                     seen.add(nxt)
                     counter += 1

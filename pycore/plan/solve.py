@@ -99,10 +99,11 @@ def largest_parameters(req) -> int:
 
 def suggestions(req, current_total: int) -> list[dict]:
     """Single changes to this configuration and the device memory each would need: every rung of the
-    fit search's ladders (plan/fit.py, one description of each change and its cost) taken alone."""
+    fit search's one-GPU ladders (plan/fit.py, one description of each change and its cost) taken alone;
+    the layouts (offload, more GPUs) are the fit search's and the layout search's."""
     from .fit import apply_rungs, ladders, nested_patch
     out = []
-    for _, rungs in ladders(req):
+    for _, rungs in ladders(req, layouts=False):
         for rung in rungs:
             try:
                 wl, pr, pa = apply_rungs(req, [rung])
