@@ -163,11 +163,13 @@ test("under GitHub Pages' headers, a deploy replaces the cached site within a fe
     await waitForResult(page);
     pages.server.root = b;                                     // the deploy
     let seen = false;
-    for (let i = 0; i < 6 && !seen; i++) {
+    // Each load asks for a new sw.js; the new worker installs (precaching the site) and takes over.
+    // On a loaded 2-core CI machine the install can take several seconds: up to 12 reloads.
+    for (let i = 0; i < 12 && !seen; i++) {
       await page.reload();
       await waitForResult(page);
       seen = (await page.textContent("h1")).includes("new deploy");
-      if (!seen) await page.waitForTimeout(1000);
+      if (!seen) await page.waitForTimeout(1500);
     }
     assert.ok(seen, "the new index.html never appeared");
     await ctx.setOffline(true);
