@@ -57,7 +57,8 @@ WORKLOAD_KEYS = ["mode", "batch_size", "seq_len", "new_tokens", "optimizer", "at
                  "qlora_double_quant", "colour"]
 MODES = st.sampled_from(["full", "lora", "qlora", "inference"])
 HF_TYPES = st.sampled_from(["llama", "qwen2_moe", "qwen3_moe", "deepseek_v3", "gemma2", "gemma3_text", "gpt2", "bert",
-                            "chatglm", "gpt_neox", "phi3", "mixtral", "unknown_type"])
+                            "chatglm", "gpt_neox", "phi3", "mixtral", "unknown_type", "llama4", "llama4_text",
+                            "glm4_moe", "qwen3_next", "gpt_bigcode", "starcoder2", "cohere", "cohere2"])
 
 
 @st.composite
@@ -74,6 +75,18 @@ def hf_configs(draw):
                         ("kv_lora_rank", st.sampled_from([16]) | HUGE), ("n_embd", st.just(64)), ("n_layer", st.just(2)),
                         ("n_head", st.just(4)), ("num_layers", st.just(2)), ("ffn_hidden_size", st.just(64)),
                         ("hidden_act", mostly(st.sampled_from(["silu", "gelu"]), st.just("\x1b") | VALUES)),
+                        # Llama 4, Qwen3-Next, GLM, BigCode, Cohere fields
+                        ("intermediate_size_mlp", st.sampled_from([128]) | HUGE), ("attention_chunk_size", st.sampled_from([8]) | HUGE),
+                        ("no_rope_layers", st.lists(st.sampled_from([0, 1]), max_size=12) | VALUES),
+                        ("moe_layers", st.lists(st.integers(-2, 12), max_size=12) | VALUES),
+                        ("interleave_moe_layer_step", st.sampled_from([1, 2]) | HUGE),
+                        ("full_attention_interval", st.sampled_from([1, 2, 4]) | HUGE),
+                        ("linear_num_value_heads", st.sampled_from([4, 3]) | HUGE), ("linear_num_key_heads", st.sampled_from([2])),
+                        ("linear_key_head_dim", st.sampled_from([16]) | HUGE), ("linear_value_head_dim", st.just(16)),
+                        ("linear_conv_kernel_dim", st.sampled_from([4]) | HUGE),
+                        ("n_routed_experts", st.sampled_from([4]) | HUGE), ("first_k_dense_replace", st.sampled_from([1, 5]) | HUGE),
+                        ("multi_query", VALUES), ("use_qk_norm", VALUES), ("use_bias", VALUES),
+                        ("text_config", st.just({}) | VALUES), ("vision_config", VALUES),
                         ("_name_or_path", SCALARS)):
         if draw(st.integers(0, 3)) == 0:
             cfg[key] = draw(values)
