@@ -188,3 +188,4 @@ def test_offload_and_more_gpus_are_levers_and_each_plan_is_the_estimate_it_names
         direct = estimate_dict(req)["result"]
         assert direct["device_total_bytes"] == plan["device_total_bytes"]
         assert direct["host_bytes"] > 0                            # the states went to the host
+        assert plan["host_bytes"] == direct["host_bytes"]

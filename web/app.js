@@ -473,7 +473,8 @@ function renderSolved(res) {
     $("#suggestions").replaceChildren(...plans.map((p, i) => {
       const b = make("button", { type: "button", text: `Apply plan ${i + 1}` });
       b.addEventListener("click", () => applyChange(nest(p.set)));
-      return make("li", { class: "plan", "data-testid": "fit-plan" }, b, ` → ${fmt(p.device_total_bytes)} (${p.verdict}, ${fmt(p.headroom_bytes)} to spare)`,
+      return make("li", { class: "plan", "data-testid": "fit-plan" }, b, ` → ${fmt(p.device_total_bytes)} (${p.verdict}, ${fmt(p.headroom_bytes)} to spare)`
+        + (p.host_bytes ? `; ${fmt(p.host_bytes)} of host memory` : ""),
         make("ul", {}, ...p.changes.map((c) => make("li", { text: `${c.change}: ${c.cost}` }))));
     }));
     return;

@@ -177,8 +177,9 @@ def render_fit(res: dict, out=None) -> None:
         out.write(fit["message"] + "\n")
         return
     for n, plan in enumerate(fit["plans"], 1):
+        host = f"; {plan['host_bytes'] / GiB:.2f} GiB of host memory" if plan.get("host_bytes") else ""
         out.write(f"\n{n}. {plan['device_total_bytes'] / GiB:.2f} GiB, {plan.get('verdict', 'fits')} "
-                  f"(headroom {plan['headroom_bytes'] / GiB:.2f} GiB)\n")
+                  f"(headroom {plan['headroom_bytes'] / GiB:.2f} GiB){host}\n")
         for c in plan["changes"]:
             out.write(f"   - {c['change']}: {c['cost']}\n")
     out.write(f"\n({fit['evaluated']} combinations estimated over: {', '.join(fit['levers'])})\n")

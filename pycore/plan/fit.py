@@ -226,6 +226,7 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
                                           for i, k in enumerate(state) if k],
                               "device_total_bytes": total, "headroom_bytes": req.hardware.memory_bytes - total,
                               "saves_bytes": current_total - total, "cost": round(cost, 3),
+                              "host_bytes": e.host_bytes,           # offloaded states, per node
                               "set": _patch(rungs), "_estimate": e})     # the caller bands it, then drops it
                 continue
         else:
