@@ -157,3 +157,21 @@ def test_adafactor_runs_one_matrix_at_a_time_by_default():
     assert dict(step_hf.parts)["optimizer states"]["optimizer states"] == \
         2 * dict(step.parts)["optimizer states"]["optimizer states"]          # fp32 vs bf16 statistics
     assert dict(step.parts)["optimizer states"]["optimizer states"] < 0.01 * 2 * 1_235_814_400
+
+
+def test_the_activation_explanation_plugs_in_this_runs_numbers_and_they_add_up():
+    import re
+    from pycore.api import estimate_dict
+    res = estimate_dict({"model": "gemma-2-2b", "workload": {"mode": "lora", "seq_len": 8192}, "gpu": "a100-80gb",
+                         "solve": True})["result"]
+    text = res["explanations"]["activations"]["numbers"]
+    parts = re.findall(r"(\d+) layers x ([\d,]+) bytes \(([\d,]+) bytes per token x ([\d,]+) tokens\)", text)
+    num = lambda s: int(s.replace(",", ""))
+    # Gemma 2's 26 layers: 13 sliding-window layers keep less than the 13 global ones past the 4096 window
+    assert sorted(int(n) for n, *_ in parts) == [13, 13] and len({num(b) for _, b, _, _ in parts}) == 2
+    for n, kept, per_token, tokens in parts:
+        assert num(tokens) == 8192 and num(kept) // num(tokens) == num(per_token)
+    total = sum(int(n) * num(kept) for n, kept, _, _ in parts)
+    assert f"= {total / 2 ** 30:.2f} GiB kept by the layers" in text
+    acts = next(c for c in res["breakdown"]["children"][0]["children"] if c["name"] == "activations")
+    assert f"{acts['bytes'] / 2 ** 30:.2f} GiB in all" in text and acts["bytes"] >= total

@@ -17,6 +17,32 @@ def _category(e: Estimate, name: str) -> int:
     return 0
 
 
+def _activation_numbers(e: Estimate) -> str:
+    """The activation formula with this run's numbers: each kind of layer's count times what one layer
+    keeps (one GPU, training); under checkpointing, each layer's input plus one layer recomputed."""
+    if e.workload.mode == "inference" or (e.layout and e.layout.get("gpus", 1) > 1) or e.context is None:
+        return ""
+    from .layers import layer_costs
+    ctx, m = e.context, e.model
+    kinds = layer_costs(ctx, m)
+    tokens = ctx.tokens
+    at_peak = f"; at the peak ({e.peak.moment}): {_g(_category(e, 'activations'))} in all"
+    if e.workload.gradient_checkpointing:
+        n = sum(k.count for k in kinds)
+        one = max(k.saved_total() for k in kinds)
+        return (f"{n} layer inputs x {kinds[0].checkpoint_input:,} bytes ({tokens:,} tokens x {m.hidden_size} x "
+                f"{ctx.residual_bytes} bytes) = {_g(n * kinds[0].checkpoint_input)}, and one layer recomputed in "
+                f"backward: {_g(one)}" + at_peak)
+    merged: dict = {}                      # kinds of layer that keep the same bytes, counted together
+    for k in kinds:
+        merged[k.saved_total()] = merged.get(k.saved_total(), 0) + k.count
+    parts = [f"{n} layers x {kept:,} bytes ({kept // tokens:,} bytes per token x {tokens:,} tokens)"
+             for kept, n in merged.items()]
+    total = sum(kept * n for kept, n in merged.items())
+    return (" + ".join(parts) + f" = {_g(total)} kept by the layers by the end of the forward" + at_peak
+            + " (with the final norm's and the head's inputs)")
+
+
 def explanations(e: Estimate) -> dict:
     """One entry per top-level category of the breakdown, keyed by its name."""
     m, w, ctx = e.model, e.workload, e.context
@@ -55,7 +81,8 @@ def explanations(e: Estimate) -> dict:
                 "projections, attention outputs (and s x s scores for eager attention), MLP intermediates, "
                 "dropout masks. Under checkpointing only each layer's input is kept.",
         "formula": "sum over layers of (bytes saved per token x b x s) + b x heads x s x s terms for eager attention",
-        "numbers": f"b={b}, s={s}, {L} layers, hidden {h}, kernel {ctx.kernel}: {_g(_category(e, 'activations'))}",
+        "numbers": _activation_numbers(e) or
+        f"b={b}, s={s}, {L} layers, hidden {h}, kernel {ctx.kernel}: {_g(_category(e, 'activations'))}",
     }
     loss = "fp32" if m.family != "bert" else "the compute dtype"
     out["logits and loss"] = {
