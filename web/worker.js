@@ -71,12 +71,13 @@ self.fetch_rest_stdlib = () => {
   py.FS.writeFile("/lib/stdlib-rest.zip", bytes);
 };
 
-// The stored snapshot's bytes as a promise (loadPyodide overlaps reading it with fetching and compiling
-// the wasm), or null when this browser has none for this build.
+// The stored snapshot's body as a promise, or null when this browser has none for this build:
+// loadPyodide reads it while it imports pyodide.asm.mjs (it awaits the snapshot before it instantiates
+// the wasm, whose memory size the snapshot sets), so the read and the script load overlap.
 async function findSnapshot() {
   if (!("caches" in self)) return null;
   const hit = await (await caches.open(SNAPSHOT_CACHE)).match(SNAPSHOT_KEY);
-  return hit ? hit.arrayBuffer() : null;
+  return hit ? { body: hit.arrayBuffer() } : null;
 }
 
 // Pyodide 314.0.7 swallows a failed WebAssembly instantiation (its getInstantiateWasmFunc catches the
@@ -128,7 +129,7 @@ const ready = (async () => {
     try {
       progress("Restoring the estimator from this browser's snapshot…");
       py = await loadRuntime({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
-        _loadSnapshot: snapshot });
+        _loadSnapshot: snapshot.body });
       mark("runtime restored");
       py.unpackArchive(await pycoreZip, "zip", { extractDir: LIB });   // the file system is not in the snapshot
       py.runPython("import random; random.seed()");                    // restored instances share the random state
