@@ -78,3 +78,17 @@ test("a setting the core rejects in a serving link is named and falls back", asy
   assert.match(await page.textContent("#messages"), /gpu_memory_utilization/);
   await ctx.close();
 });
+
+test("a hybrid linear-attention model (Qwen3-Next) on vLLM and SGLang gives the CLI's figures", async () => {
+  for (const [query, args] of [
+    ["?model=qwen3-next-80b-a3b-instruct&mode=serve&engine=vllm&version=0.26.0&max_model_len=32768&tensor_parallel_size=2&gpu=h200-141gb",
+      ["--engine", "vllm", "--version", "0.26.0", "--max-model-len", "32768", "--tp", "2"]],
+    ["?model=qwen3-next-80b-a3b-instruct&mode=serve&engine=sglang&tp_size=2&gpu=h200-141gb", ["--engine", "sglang", "--tp", "2"]]]) {
+    const { ctx, page, result } = await open(query);
+    const res = cli(["--model", "qwen3-next-80b-a3b-instruct", ...args, "--gpu", "h200-141gb"]);
+    assert.equal(result.peak, (res.device_total_bytes / 2 ** 30).toFixed(2), query);
+    assert.equal(await page.textContent('[data-testid="kv-tokens"]'), res.kv_cache_tokens.toLocaleString("en"), query);
+    assert.equal(await page.textContent('[data-testid="concurrency"]'), String(res.max_concurrency), query);
+    await ctx.close();
+  }
+});
