@@ -169,7 +169,7 @@ def _read(r: _Reader, name: str, model_type: str) -> ModelSpec:
     if model_type == "gpt2":
         return _gpt2(r, name)
     if model_type == "gpt_bigcode":
-        return _gpt_bigcode(r, name)
+        return _gpt2(r, name, bigcode=True)
     if model_type == "bert":
         return _bert(r, name)
     if model_type == "gpt_neox":
@@ -404,39 +404,26 @@ def _activation(r: _Reader, default: str) -> str:
     return _ACTIVATION_NAMES[raw]
 
 
-def _gpt2(r: _Reader, name: str) -> ModelSpec:
+def _gpt2(r: _Reader, name: str, bigcode: bool = False) -> ModelSpec:
+    """GPT-2's block (modeling_gpt2.py); with ``bigcode``, GPTBigCode's (StarCoder, SantaCoder): the same
+    block with nn.Linear layers and, with multi_query (the default), one key/value head: c_attn =
+    Linear(h, h + 2 x head_dim) (modeling_gpt_bigcode.py GPTBigCodeAttention; kv_dim = head_dim if
+    multi_query else h), gelu_pytorch_tanh by default and a head tied unless the config says not."""
     _missing(r, ["n_embd", "n_layer", "n_head", "vocab_size"])
     h = r.int("n_embd")
     n_heads = r.int("n_head")
     if h % n_heads:
         raise InputError(r.field("n_head"), f"must divide n_embd ({h}), got {n_heads}")
+    kv_heads = 1 if bigcode and r.bool("multi_query", True) else n_heads
     return ModelSpec(
-        name=name, family="gpt2", model_type="gpt2", n_layers=r.int("n_layer"), hidden_size=h,
-        ffn_size=r.int("n_inner", 4 * h), n_heads=n_heads, n_kv_heads=n_heads, head_dim=max(1, h // n_heads),
-        vocab_size=r.int("vocab_size"), max_positions=r.int("n_positions", 1024, maximum=MAX_POSITIONS), tied_embeddings=True,
-        gated_mlp=False, qkv_bias=True, o_bias=True, mlp_bias=True, norm="layernorm",
-        activation=_activation(r, "gelu_new"), fused_qkv=True, learned_positions=True,
-        attn_dropout=r.float("attn_pdrop", 0.1), hidden_dropout=r.float("resid_pdrop", 0.1),
-    )
-
-
-def _gpt_bigcode(r: _Reader, name: str) -> ModelSpec:
-    """GPTBigCode (StarCoder, SantaCoder): GPT-2's block with nn.Linear layers and, with multi_query
-    (the default), one key/value head: c_attn = Linear(h, h + 2 * head_dim) (modeling_gpt_bigcode.py
-    GPTBigCodeAttention; kv_dim = head_dim if multi_query else h). Its activation defaults to
-    gelu_pytorch_tanh (configuration_gpt_bigcode.py)."""
-    _missing(r, ["n_embd", "n_layer", "n_head", "vocab_size"])
-    h = r.int("n_embd")
-    n_heads = r.int("n_head")
-    if h % n_heads:
-        raise InputError(r.field("n_head"), f"must divide n_embd ({h}), got {n_heads}")
-    return ModelSpec(
-        name=name, family="gpt2", model_type="gpt_bigcode", n_layers=r.int("n_layer"), hidden_size=h,
-        ffn_size=r.int("n_inner", 4 * h), n_heads=n_heads, n_kv_heads=1 if r.bool("multi_query", True) else n_heads,
-        head_dim=max(1, h // n_heads), vocab_size=r.int("vocab_size"), max_positions=r.int("n_positions", 1024, maximum=MAX_POSITIONS),
-        tied_embeddings=r.bool("tie_word_embeddings", True), gated_mlp=False, qkv_bias=True, o_bias=True,
-        mlp_bias=True, norm="layernorm", activation=_activation(r, "gelu_pytorch_tanh"), fused_qkv=True,
-        learned_positions=True, attn_dropout=r.float("attn_pdrop", 0.1), hidden_dropout=r.float("resid_pdrop", 0.1),
+        name=name, family="gpt2", model_type="gpt_bigcode" if bigcode else "gpt2", n_layers=r.int("n_layer"),
+        hidden_size=h, ffn_size=r.int("n_inner", 4 * h), n_heads=n_heads, n_kv_heads=kv_heads,
+        head_dim=max(1, h // n_heads), vocab_size=r.int("vocab_size"),
+        max_positions=r.int("n_positions", 1024, maximum=MAX_POSITIONS),
+        tied_embeddings=r.bool("tie_word_embeddings", True) if bigcode else True, gated_mlp=False, qkv_bias=True,
+        o_bias=True, mlp_bias=True, norm="layernorm", activation=_activation(r, "gelu_pytorch_tanh" if bigcode else "gelu_new"),
+        fused_qkv=True, learned_positions=True, attn_dropout=r.float("attn_pdrop", 0.1),
+        hidden_dropout=r.float("resid_pdrop", 0.1),
     )
 
 
