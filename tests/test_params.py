@@ -90,7 +90,7 @@ def test_every_catalog_model_matches_its_published_total():
             assert published - ours == m.vocab_size * m.hidden_size, mid
         else:
             assert note.startswith("unexplained") and abs(ours - published) < 1e-4 * published, (mid, ours, published)
-    assert checked >= 78
+    assert checked >= 110
 
 
 def test_the_catalog_holds_at_least_100_models_with_the_new_families_read_by_their_own_structure():
@@ -196,6 +196,16 @@ def _checkpoint_extra(cfg, part):
         vision = (C * P * P * D + D + ((S // P) ** 2 + 1) * D + 4 * D + Lv * layer
                   + Iv * v["projector_input_dim"] + v["projector_output_dim"] ** 2)
         return vision + v["vision_output_dim"] * H                          # + multi_modal_projector.linear_1
+    if kind == "mask-buffers":
+        # GPT-2 / GPT-NeoX checkpoints store each layer's causal-mask buffer (attn.bias), n_positions^2
+        L = cfg.get("n_layer") or cfg["num_hidden_layers"]
+        P = cfg.get("n_positions") or cfg["max_position_embeddings"]
+        return L * P * P
+    if kind == "inv-freq-buffers":
+        # checkpoints saved by older transformers keep each layer's rotary inv_freq (rotary dims / 2)
+        h, H = cfg["hidden_size"], cfg["num_attention_heads"]
+        rotary = int(h // H * cfg.get("rotary_pct", 1.0))
+        return cfg["num_hidden_layers"] * (rotary // 2)
     c = cfg
     L, h, V = c["num_hidden_layers"], c["hidden_size"], c["vocab_size"]
     if kind == "router-bias":
