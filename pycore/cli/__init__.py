@@ -88,9 +88,12 @@ def _run(req: dict) -> tuple[dict | None, int]:
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     if a.command == "models":
-        for mid, entry in sorted(model_entries().items()):
+        entries = sorted(model_entries().items())
+        wid = max(len(mid) for mid, _ in entries)
+        wfam = max(len(e["family"]) for _, e in entries)
+        for mid, entry in entries:
             m = read_hf_config(entry["hf_config"], mid)
-            print(f"{mid:22s} {entry['family']:10s} {total_params(m) / 1e9:9.3f} B  {m.model_type}")
+            print(f"{mid:{wid}s}  {entry['family']:{wfam}s} {total_params(m) / 1e9:9.3f} B  {m.model_type}")
         return 0
     if a.command == "gpus":
         for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
