@@ -73,8 +73,9 @@ def _lever_of(plan, path):
         return owners[path]
     levers = {c["lever"] for c in plan["changes"]}
     if path.startswith("parallelism."):                # the layout levers are exclusive: one sets these
-        assert not {"offload", "GPUs"} <= levers
-        return "offload" if "offload" in levers else "GPUs"
+        layouts = levers & {"ZeRO-Offload", "ZeRO-Infinity", "GPUs"}
+        assert len(layouts) == 1, levers
+        return layouts.pop()
     if path == "workload.mode":
         return "fine-tuning method"
     if path in ("precision.weights", "precision.autocast"):
@@ -176,8 +177,8 @@ def test_offload_and_more_gpus_are_levers_and_each_plan_is_the_estimate_it_names
     base = {"model": "llama-3.1-8b", "workload": {"mode": "full", "batch_size": 4, "seq_len": 2048},
             "precision": {"weights": "bf16"}, "gpu": "rtx-4090-24gb"}
     fit = estimate_dict({**base, "fit": {"limit": 8}})["result"]["fit"]
-    assert {"offload", "GPUs"} <= set(fit["levers"])
-    offload = [p for p in fit["plans"] if any(c["lever"] == "offload" for c in p["changes"])]
+    assert {"ZeRO-Offload", "ZeRO-Infinity", "GPUs"} <= set(fit["levers"])
+    offload = [p for p in fit["plans"] if any(c["lever"].startswith("ZeRO-") for c in p["changes"])]
     assert offload
     for plan in offload:
         # the plan's fields, applied to the request by hand, give the plan's device total
@@ -189,3 +190,15 @@ def test_offload_and_more_gpus_are_levers_and_each_plan_is_the_estimate_it_names
         assert direct["device_total_bytes"] == plan["device_total_bytes"]
         assert direct["host_bytes"] > 0                            # the states went to the host
         assert plan["host_bytes"] == direct["host_bytes"]
+
+
+def test_lora_too_big_for_the_card_reaches_zero_infinity_directly():
+    # LoRA keeps few optimizer states, so ZeRO-Offload saves nothing; streaming the frozen weights from the
+    # host (ZeRO-3 with parameter offload) is what fits an 80B model on a 24 GB card.
+    res = _run({"model": "qwen3-next-80b-a3b-instruct", "workload": {"mode": "lora", "batch_size": 1, "seq_len": 512},
+                "gpu": "rtx-4090-24gb", "fit": {}})
+    assert res["fit"]["plans"], res["fit"]
+    assert any(p["set"].get("parallelism.offload_params") == "cpu" for p in res["fit"]["plans"])
+    for p in res["fit"]["plans"]:
+        levers = {c["lever"] for c in p["changes"]}
+        assert not ({"ZeRO-Offload", "ZeRO-Infinity"} <= levers or "optimizer" in levers and levers & {"ZeRO-Offload", "ZeRO-Infinity"})

@@ -167,3 +167,13 @@ def test_llama4_chunked_layers_on_vllm_follow_the_hybrid_manager_default():
     per_request = 131072 // 16 + 3 * -(-min(8192 + mnbt, 131072) // 16)
     assert new["report"]["kv_groups"] == 4
     assert new["max_concurrency"] == round(new["report"]["num_gpu_blocks"] / per_request, 2)
+
+
+def test_starcoder2_keeps_its_residual_dropout_masks():
+    # residual_dropout 0.1 on the attention output and the MLP output of each of its 30 layers: one bool
+    # mask of b x s x h per dropout (torch's native_dropout keeps its mask for backward)
+    resp = estimate_dict({"model": "starcoder2-3b", "workload": {"mode": "lora", "batch_size": 2, "seq_len": 512},
+                          "gpu": "h200-141gb"})
+    acts = next(c for c in resp["result"]["breakdown"]["children"][0]["children"] if c["name"] == "activations")
+    masks = sum(c["bytes"] for c in acts["children"] if c["name"] == "dropout masks")
+    assert masks == 30 * 2 * (2 * 512 * 3072)

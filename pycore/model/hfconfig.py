@@ -221,8 +221,8 @@ def _window(r: _Reader, n_layers: int, model_type: str) -> tuple[int, int]:
     """Sliding window size and number of sliding-window layers."""
     if model_type == "llama4_text":
         return _chunked(r, n_layers)
-    if model_type == "qwen3_next":
-        return 0, 0                 # Qwen3NextConfig has no sliding window: a stray field is not read
+    if model_type in ("qwen3_next", "cohere"):
+        return 0, 0                 # their configuration classes have no sliding window: a stray field is not read
     window = r.cfg.get("sliding_window")
     if window is None or (model_type == "qwen2" or model_type == "qwen2_moe") and not r.cfg.get("use_sliding_window"):
         return 0, 0
@@ -233,11 +233,10 @@ def _window(r: _Reader, n_layers: int, model_type: str) -> tuple[int, int]:
     pattern = r.cfg.get("sliding_window_pattern")
     if model_type == "gemma2":
         return window, n_layers // 2 + n_layers % 2          # gemma2 alternates, starting with sliding
-    if model_type == "gemma3_text":
-        pattern = require_int(r.field("sliding_window_pattern"), pattern or 6, maximum=MAX_LAYERS)
-        return window, n_layers - n_layers // pattern
-    if model_type == "cohere2":
-        pattern = require_int(r.field("sliding_window_pattern"), pattern or 4, maximum=MAX_LAYERS)
+    if model_type in ("gemma3_text", "cohere2"):
+        default = 6 if model_type == "gemma3_text" else 4
+        pattern = require_int(r.field("sliding_window_pattern"), default if pattern is None else pattern,
+                              maximum=MAX_LAYERS)
         return window, n_layers - n_layers // pattern
     return window, n_layers
 
@@ -329,6 +328,7 @@ def _decoder(r: _Reader, name: str, model_type: str, d: dict, warnings: tuple) -
         fused_gate_up=d.get("fused_gate_up", False), attn_dropout=r.float("attention_dropout", 0.0),
         sliding_window=window, sliding_layers=sliding_layers, chunked_attention=chunked,
         final_logit_softcap=r.float("final_logit_softcapping", 0.0), attention_sinks=d.get("sinks", False),
+        hidden_dropout=r.float("residual_dropout", 0.0) if model_type == "starcoder2" else 0.0,
         warnings=warnings,
     )
     if d.get("attn_output_gate"):

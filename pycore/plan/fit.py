@@ -31,7 +31,9 @@ MICRO_BATCH_COST = 0.04         # ranking weight per halving: smaller matmuls, m
 CHANGES_TRAINING = 1.0          # a change to what is trained or to the data: above any slowdown
 OFFLOAD_COST = 0.6              # ranking weight: a step bound by PCIe and the CPU's Adam (not measured)
 GPU_DOUBLING_COST = 0.5         # ranking weight per doubling of the GPUs asked for
-EXCLUSIVE_LEVERS = (("offload", "GPUs"),)     # each sets the recipe: one layout per plan
+# Each layout sets the recipe: one layout per plan; the CPU's Adam is the optimizer when states are offloaded.
+EXCLUSIVE_LEVERS = (("ZeRO-Offload", "ZeRO-Infinity"), ("ZeRO-Offload", "GPUs"), ("ZeRO-Infinity", "GPUs"),
+                    ("ZeRO-Offload", "optimizer"), ("ZeRO-Infinity", "optimizer"))
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,20 @@ def ladders(req, layouts: bool = True) -> list[tuple[str, list[Rung]]]:
     if training and single and layouts:
         # The multi-GPU layouts as levers: offload to the host (DeepSpeed ZeRO-Offload, Ren et al. 2021;
         # ZeRO-Infinity, Rajbhandari et al. 2021), or shard the model states over more GPUs (FSDP2).
-        out.append(("offload", [
-            Rung("DeepSpeed ZeRO-2 with the optimizer states on the CPU (ZeRO-Offload)", OFFLOAD_COST,
-                 "slower: the optimizer step runs on the CPU and the gradients cross PCIe; needs host memory",
-                 parallelism=(("recipe", "deepspeed"), ("zero_stage", 2), ("offload_optimizer", "cpu"))),
-            Rung("DeepSpeed ZeRO-3 with parameters and optimizer states on the CPU (ZeRO-Infinity)", 2 * OFFLOAD_COST,
-                 "much slower: every layer's parameters stream from the CPU each pass; needs host memory",
-                 parallelism=(("recipe", "deepspeed"), ("zero_stage", 3), ("offload_optimizer", "cpu"),
-                              ("offload_params", "cpu")))]))
+        # Each layout is its own lever (one layout per plan, EXCLUSIVE_LEVERS): ZeRO-Infinity can fit where
+        # ZeRO-Offload saves nothing (LoRA's optimizer states are small). DeepSpeed's CPU Adam replaces
+        # the optimizer, so neither goes with 8-bit AdamW.
+        if w.optimizer != "adamw_8bit":
+            out.append(("ZeRO-Offload", [
+                Rung("DeepSpeed ZeRO-2 with the optimizer states on the CPU (ZeRO-Offload)", OFFLOAD_COST,
+                     "slower: the optimizer step runs on the CPU and the gradients cross PCIe; needs host memory",
+                     parallelism=(("recipe", "deepspeed"), ("zero_stage", 2), ("offload_optimizer", "cpu")))]))
+            out.append(("ZeRO-Infinity", [
+                Rung("DeepSpeed ZeRO-3 with parameters and optimizer states on the CPU (ZeRO-Infinity)",
+                     2 * OFFLOAD_COST, "much slower: every layer's parameters stream from the CPU each pass; "
+                                       "needs host memory",
+                     parallelism=(("recipe", "deepspeed"), ("zero_stage", 3), ("offload_optimizer", "cpu"),
+                                  ("offload_params", "cpu")))]))
         out.append(("GPUs", [Rung(f"shard the model states over {n} GPUs (FSDP2)", GPU_DOUBLING_COST * k,
                                   f"needs {n} GPUs; the global batch grows {n}-fold unless the batch or the "
                                   "accumulation is lowered", parallelism=(("recipe", "fsdp2"), ("data_parallel", n)))

@@ -148,7 +148,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
     swa_tokens = 0
     if st["swa"] and not is_mla(m):
         r = s.swa_full_tokens_ratio
-        full_tokens = int(tokens * st["layers"] / (r * st["swa"] + st["full"]))
+        full_tokens = int(tokens * (st["full"] + st["swa"]) / (r * st["swa"] + st["full"]))
         swa_tokens = int(full_tokens * r)
         tokens = full_tokens
     slots = min(max(int(tokens / context_len * 512), 2048), 4096)

@@ -76,6 +76,8 @@ def _decoder_layer(ctx: StepContext, m: ModelSpec, moe: bool, window: int, linea
     else:
         norm(ctx, acc, m, rb, _qkv_consumers(m), "input norm")
         fwd = attention(ctx, acc, m, window)
+    # StarCoder2: residual dropout on the attention output and on the MLP output (modeling_starcoder2.py)
+    dropout_mask(ctx, acc, m.hidden_dropout, T * m.hidden_size)
     if m.norms_per_layer == 4:
         # Gemma 2/3: post_attention_layernorm normalises the attention output before the residual add
         norm(ctx, acc, m, cb, (), "post-attention norm")
@@ -86,6 +88,7 @@ def _decoder_layer(ctx: StepContext, m: ModelSpec, moe: bool, window: int, linea
         bwd = _moe_block(ctx, acc, m)
     else:
         bwd = mlp(ctx, acc, m, m.ffn_size, T, "MLP")
+    dropout_mask(ctx, acc, m.hidden_dropout, T * m.hidden_size)
     if m.norms_per_layer == 4:
         norm(ctx, acc, m, cb, (), "post-MLP norm")
     return acc, fwd, bwd
