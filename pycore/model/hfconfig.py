@@ -179,7 +179,7 @@ def _read(r: _Reader, name: str, model_type: str) -> ModelSpec:
     if model_type in _WRAPPER_TYPES:            # a wrapper's type on a flat config: read as its text model
         model_type = _WRAPPER_TYPES[model_type]
     if model_type in _CONFIG_DEFAULTS:
-        given = {k: v for k, v in r.cfg.items() if v is not None}
+        given = {k: v for k, v in r.cfg.items() if v is not None or k == "sliding_window"}   # null: no window
         filled = dict(_CONFIG_DEFAULTS[model_type])
         if "num_attention_heads" in given:      # the KV heads' default goes with the heads' default only
             filled.pop("num_key_value_heads", None)
