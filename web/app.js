@@ -312,9 +312,7 @@ function renderServe(res) {
   text(refusal, res.refusal ? `The engine refuses: ${res.refusal}` : "");
   text($("#engine-log"), Object.entries(res.report).filter(([k, val]) => /^[A-Z]/.test(k) || k === "file size")
     .map(([k, val]) => `${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`).join("\n"));
-  const top = topTerms(res.breakdown);
-  drawBar($("#bar"), top, res.gpu.memory_bytes, Math.max(res.device_total_bytes, res.gpu.memory_bytes), expandTerm);
-  refreshExpanded(top);
+  const top = drawAnswerBar(res);
   const rows = [];
   for (const c of top) {
     rows.push(make("tr", {}, make("td", {}, make("span", { class: "swatch", style: `background:${COLORS[c.name] || "#888"}` }), c.name),
@@ -363,9 +361,7 @@ function renderMain(res) {
     : `on ${res.gpu.name}: ${fmt(head)} too much (the card has ${fmt(res.gpu.memory_bytes)})`);
   text($("#phase"), `Peak during ${res.peak_phase}: ${res.peak_moment}. torch.cuda.max_memory_allocated ≈ ${fmt(res.peak_allocated_bytes)}.`);
   renderLayoutLine(res);
-  const top = topTerms(res.breakdown);
-  drawBar($("#bar"), top, res.gpu.memory_bytes, Math.max(res.device_total_bytes, res.gpu.memory_bytes), expandTerm);
-  refreshExpanded(top);
+  const top = drawAnswerBar(res);
   const rows = [];
   for (const c of top) {
     const name = make("td");
@@ -385,6 +381,15 @@ function renderMain(res) {
 // The device total's terms, the allocated ones first: the core's tree with "allocated at peak" opened.
 function topTerms(tree) {
   return tree.children.flatMap((c) => (c.name === "allocated at peak" ? c.children : [c]));
+}
+
+// The answer's bar: its terms on the scale of the card or the total, whichever is larger, the chosen
+// term expanded again with the new numbers. Returns the terms.
+function drawAnswerBar(res) {
+  const top = topTerms(res.breakdown);
+  drawBar($("#bar"), top, res.gpu.memory_bytes, Math.max(res.device_total_bytes, res.gpu.memory_bytes), expandTerm);
+  refreshExpanded(top);
+  return top;
 }
 
 // A stacked bar of terms on a scale of `scale` bytes, with the card's capacity marked. Each segment is
@@ -419,10 +424,10 @@ function expandTerm(term, chosen = true) {
   const box = $("#bar-detail");
   // a term whose only part is itself (the KV cache, gradients) has no parts to show
   const parts = (term.children || []).filter((c) => c.bytes > 0 && !(term.children.length === 1 && c.name === term.name));
-  const legend = parts.map((c, i) => make("li", {}, make("span", { class: "swatch", style: `background:${SHADES[i % SHADES.length]}` }),
+  const legend = parts.map((c, i) => make("li", {}, make("span", { class: "swatch", style: `background:${partColour(c.name, i)}` }),
     `${c.name}: ${fmt(c.bytes)}`));
   const sub = make("div", { class: "bar sub-bar", role: "group", "aria-label": `Parts of ${term.name}` });
-  if (parts.length) drawBar(sub, parts.map((c) => ({ name: c.name, bytes: c.bytes })), 0, term.bytes, null, partColour);
+  if (parts.length) drawBar(sub, parts, 0, term.bytes, null, partColour);
   box.replaceChildren(make("p", { text: `${term.name}: ${fmt(term.bytes)}${parts.length ? `, in ${parts.length} part(s)` : ""}` }),
     ...(parts.length ? [sub, make("ul", { class: "legend" }, ...legend)] : []));
   box.hidden = false;

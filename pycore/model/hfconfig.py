@@ -56,8 +56,7 @@ _DECODER_TYPES = {
     # by attention and the MLP in parallel, tied head; Cohere's optional q/k norms are LayerNorms over
     # [heads, head_dim]; Cohere2 has none, a 4096 window on 3 of 4 layers and head_dim = h / heads.
     "cohere": {"tied": True, "norm": "layernorm_weight", "parallel": True, "norms_per_layer": 1},
-    "cohere2": {"tied": True, "norm": "layernorm_weight", "parallel": True, "norms_per_layer": 1,
-                "sliding_pattern": 4},
+    "cohere2": {"tied": True, "norm": "layernorm_weight", "parallel": True, "norms_per_layer": 1},
     "deepseek_v2": {},
     "deepseek_v3": {},
     "kimi_k2": {},          # Kimi K2 / K2.5 reuse DeepSeek-V3's modeling code (trust_remote_code DeepseekV3)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .spec import (ModelSpec, attention_layers, norm_params_per_unit, attn_out_dim, is_classifier, is_mla, kv_dim, linear_conv_dim, linear_key_dim,
-                   linear_value_dim, moe_layers, q_dim)
+from .spec import (ModelSpec, attention_layers, attn_out_dim, is_classifier, is_mla, kv_dim, linear_conv_dim,
+                   linear_key_dim, linear_value_dim, moe_layers, norm_params_per_unit, q_dim)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,8 @@ def _mlp_linears(m: ModelSpec) -> tuple[Linear, ...]:
     out: list[Linear] = []
     if dense and not m.gated_mlp:
         # a plain MLP (StarCoder2): c_fc up, the activation, c_proj down
-        out += [Linear("c_fc", h, m.ffn_size, m.mlp_bias, dense, "mlp"), Linear("c_proj", m.ffn_size, h, m.mlp_bias, dense, "mlp")]
+        out += [Linear("c_fc", h, m.ffn_size, m.mlp_bias, dense, "mlp"),
+                Linear("c_proj", m.ffn_size, h, m.mlp_bias, dense, "mlp")]
     elif dense:
         out += _gated("mlp", h, m.ffn_size, m.mlp_bias, dense, m.fused_gate_up)
     n_moe = moe_layers(m)

@@ -178,7 +178,7 @@ def apply_rungs(req, rungs: list[Rung]):
 
 
 def nested_patch(rungs: list[Rung]) -> dict:
-    """The same fields as nested request objects ({"workload": {"batch_size": 4}, ...})."""
+    """The request fields the rungs set, as nested request objects ({"workload": {"batch_size": 4}, ...})."""
     out: dict = {}
     for r in rungs:
         for section, pairs in (("workload", r.workload), ("precision", r.precision), ("parallelism", r.parallelism)):
@@ -189,12 +189,7 @@ def nested_patch(rungs: list[Rung]) -> dict:
 
 def _patch(rungs: list[Rung]) -> dict:
     """The request fields a plan sets, by path (the page applies them to its form)."""
-    out = {}
-    for r in rungs:
-        for section, pairs in (("workload", r.workload), ("precision", r.precision), ("parallelism", r.parallelism)):
-            for key, value in pairs:
-                out[f"{section}.{key}"] = value
-    return out
+    return {f"{section}.{key}": value for section, fields in nested_patch(rungs).items() for key, value in fields.items()}
 
 
 def fit_search(req, q: FitQuery, current_total: int) -> dict:

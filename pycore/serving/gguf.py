@@ -116,14 +116,15 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
     if m.attention_sinks:
         per_layer_1d += m.n_heads
     all_lins = [lin for lin in linears(m) if lin.group != "head"]
-
-    linear_layer = linear_flags(m) if m.linear_attn_layers else (False,) * L
+    linear_layer = linear_flags(m)
     # A Gated DeltaNet layer's small tensors: conv1d, dt bias, A, and the gated norm (ssm_conv1d, ssm_dt,
     # ssm_a, ssm_norm); the attention layers' q/k norms are on those layers only.
     linear_1d = linear_attention_other_params(m) // m.linear_attn_layers if m.linear_attn_layers else 0
     for i in range(L):
         moe = is_moe_layer(m, i)
-        lins = [lin for lin in all_lins if (lin.name in _LINEAR_ATTENTION) == linear_layer[i] or lin.group != "attention"]
+        # a layer's own attention: Gated DeltaNet's projections on linear layers, q/k/v/o on the others
+        lins = [lin for lin in all_lins
+                if lin.group != "attention" or (lin.name in _LINEAR_ATTENTION) == linear_layer[i]]
         one_d = per_layer_1d
         if linear_layer[i]:
             one_d += linear_1d - (2 * m.head_dim if m.qk_norm == "per_head" else 0)

@@ -52,18 +52,20 @@ def sliding_flags(m: ModelSpec) -> tuple[bool, ...]:
     """For each layer index, whether it uses the sliding window. Configs give only the count here;
     the full-attention layers are spread evenly, which reproduces gemma2's and gpt-oss's
     alternation (sliding first) and puts Gemma 3's global layers one in six."""
-    L = m.n_layers
-    sliding = m.sliding_layers if m.sliding_window else 0
-    full = L - sliding
-    return tuple(not ((i + 1) * full // L > i * full // L) for i in range(L))
+    return _off_even_spread(m.n_layers, m.n_layers - (m.sliding_layers if m.sliding_window else 0))
 
 
 @lru_cache(maxsize=256)
 def linear_flags(m: ModelSpec) -> tuple[bool, ...]:
     """For each layer index, whether it is linear attention: the softmax-attention layers spread evenly,
     last of each group, which gives Qwen3-Next's every full_attention_interval-th layer."""
-    L, full = m.n_layers, attention_layers(m)
-    return tuple(not ((i + 1) * full // L > i * full // L) for i in range(L))
+    return _off_even_spread(m.n_layers, attention_layers(m))
+
+
+def _off_even_spread(n_layers: int, spread: int) -> tuple[bool, ...]:
+    """For each of n_layers layers, whether it is outside ``spread`` layers placed evenly (each the last
+    of its group)."""
+    return tuple(not ((i + 1) * spread // n_layers > i * spread // n_layers) for i in range(n_layers))
 
 
 def recurrent_state_bytes(m: ModelSpec, tp: int = 1, conv_bytes: int = 2, state_bytes: int = 2,
@@ -104,7 +106,7 @@ def kv_layers(m: ModelSpec, tp: int = 1, first: int = 0, count: int | None = Non
         return (KVLayer("mla", count, 1, m.kv_lora_rank + m.qk_rope_head_dim, 0),)
     flags = sliding_flags(m)[first:first + count]
     n_sliding = sum(flags)
-    n_linear = sum(linear_flags(m)[first:first + count]) if m.linear_attn_layers else 0
+    n_linear = sum(linear_flags(m)[first:first + count])
     if n_linear == count:
         raise InputError(where.replace("tensor_parallel_size", "pipeline_parallel_size").replace("tp_size", "pp_size"),
                          f"leaves a pipeline stage of layers {first}-{first + count - 1} without an attention layer")

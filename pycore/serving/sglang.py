@@ -80,9 +80,9 @@ def default_mem_fraction(v, gpu_mib: float, tp: int, pp: int, chunked: int, max_
     return 0.88
 
 
-def cell_bytes(m: ModelSpec, tp: int, first: int, count: int, kv_b: int) -> tuple[int, int, int]:
-    """(bytes per token over this rank's layers, full-attention layers, sliding layers)."""
-    layers = kv_layers(m, tp, first, count, "workload.tp_size")
+def cell_bytes(m: ModelSpec, layers: tuple, count: int, kv_b: int) -> tuple[int, int, int]:
+    """(bytes per token over this rank's ``count`` layers, full-attention layers, sliding layers), from
+    their cache layers (kv_layers)."""
     full = sum(x.count for x in layers if x.kind in ("full", "mla"))
     swa = sum(x.count for x in layers if x.kind == "sliding")
     if is_mla(m):
@@ -91,11 +91,10 @@ def cell_bytes(m: ModelSpec, tp: int, first: int, count: int, kv_b: int) -> tupl
     return heads * 2 * m.head_dim * (full + swa) * kv_b, full, swa
 
 
-def mamba_state_per_request(m: ModelSpec, s: Serving, tp: int, first: int, count: int, dt: int) -> int:
+def mamba_state_per_request(layers: tuple, s: Serving, dt: int) -> int:
     """One request's slot in SGLang's MambaPool on this rank: every linear-attention layer's conv state
     (kernel - 1 columns, model dtype) and recurrent state (--mamba-ssm-dtype, float32 by default)
     (0.5.4 configs/mamba_utils.py Mamba2CacheParams, configs/qwen3_next.py:279-290)."""
-    layers = kv_layers(m, tp, first, count, "workload.tp_size")
     ssm = 4 if s.mamba_ssm_dtype == "float32" else 2
     return sum(x.state_bytes(dt, ssm) * x.count for x in layers if x.kind == "linear")
 
@@ -127,10 +126,11 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
             weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
         post = pre - sum(weights.values())
         rest = post - pre * (1 - mfs)
-        cell, n_full, n_swa = cell_bytes(m, tp, first, split[stage], kv_b)
+        layers = kv_layers(m, tp, first, split[stage], "workload.tp_size")
+        cell, n_full, n_swa = cell_bytes(m, layers, split[stage], kv_b)
         # A linear-attention model's state slots take rest x r / (1 + r) first (handle_max_mamba_cache,
         # radix cache on; 0.5.4 model_runner.py:1433-1480).
-        per_req = mamba_state_per_request(m, s, tp, first, split[stage], dt) if m.linear_attn_layers else 0
+        per_req = mamba_state_per_request(layers, s, dt)
         slots_m = 0
         if per_req and rest > 0:
             r = s.mamba_full_memory_ratio
