@@ -75,9 +75,10 @@ const START_RETRIES = 2;
 let startFailures = 0;
 function startWorker() {
   workerReady = false;
-  workerStartedAt = performance.now();
-  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-  if (globalThis.GMP_NO_SNAPSHOT) worker.postMessage({ kind: "config", snapshot: false });     // set by the tests
+  // boot.js started the first worker with the page; a restart starts a new one the same way
+  const booted = globalThis.gmpTakeWorker();
+  workerStartedAt = booted ? booted.startedAt : performance.now();
+  worker = booted ? booted.worker : globalThis.gmpStartWorker();
   worker.onmessage = (event) => {
     const msg = event.data;
     if (msg.type === "progress") text($("#status"), msg.text);
@@ -93,11 +94,16 @@ function startWorker() {
     else if (msg.type === "ready") {
       workerReady = true;
       document.body.dataset.startPath = msg.path || "";          // fresh | snapshot | fallback
+      document.body.dataset.startLookup = msg.looked ? "yes" : "no";  // did the worker look for a snapshot?
       document.body.dataset.startTimings = JSON.stringify({ workerStarted: Math.round(workerStartedAt), ...(msg.timings || {}) });
       text($("#status"), msg.path === "fallback" ? "The saved snapshot did not restore; started Python normally." : "");
+      if (msg.path === "fallback") globalThis.gmpSnapshotHint(null);
       if (formReady) update();                                    // otherwise the first update runs once the form is built
       registerServiceWorker();
-    } else if (msg.type === "snapshot") document.body.dataset.snapshot = msg.state;
+    } else if (msg.type === "snapshot") {
+      document.body.dataset.snapshot = msg.state;
+      if (msg.state === "stored") globalThis.gmpSnapshotHint(msg.build);
+    }
     else if (msg.type === "started") {
       // The watchdog times the worker's work on this request, not the time it waited behind others.
       const p = pending.get(msg.id);
@@ -108,6 +114,7 @@ function startWorker() {
       if (p) { clearTimeout(p.timer); p.resolve({ id: msg.id, response: JSON.parse(msg.response) }); }
     }
   };
+  if (booted) for (const event of booted.early) worker.onmessage(event);
 }
 
 // Abandon every request in flight, start a new worker, and fall back to the last accepted state.
@@ -898,7 +905,7 @@ $("#theme").addEventListener("click", () => {
 try { const t = localStorage.getItem("theme"); if (t) document.documentElement.dataset.theme = t; } catch {}
 window.addEventListener("popstate", async () => { pushing = true; await loadFromURL(); await update({ push: false }); pushing = false; });
 
-// The worker starts first: Python's start-up is the long pole, the form can be built meanwhile.
+// The worker (started by boot.js) comes first: Python's start-up is the long pole, the form is built meanwhile.
 startWorker();
 catalog = await (await fetch("catalog.json")).json();
 registerParams(catalog);

@@ -74,8 +74,13 @@ self.fetch_rest_stdlib = () => {
 // The stored snapshot's body as a promise, or null when this browser has none for this build:
 // loadPyodide reads it while it imports pyodide.asm.mjs (it awaits the snapshot before it instantiates
 // the wasm, whose memory size the snapshot sets), so the read and the script load overlap.
+// The page names this worker "gmp-snapshot:BUILD" after this browser stored a snapshot of BUILD, and
+// "gmp-snapshot:" before it has stored one: then there is nothing to look up (opening Cache Storage
+// costs a first visit 50-100 ms). Any other name (no hint) looks.
+const HINT = self.name.startsWith("gmp-snapshot:") ? self.name.slice("gmp-snapshot:".length) : "?";
+const LOOKUP = "caches" in self && (HINT === "?" || HINT === BUILD);
 async function findSnapshot() {
-  if (!("caches" in self)) return null;
+  if (!LOOKUP) return null;
   const hit = await (await caches.open(SNAPSHOT_CACHE)).match(SNAPSHOT_KEY);
   return hit ? { body: hit.arrayBuffer() } : null;
 }
@@ -120,6 +125,9 @@ const pycoreZip = fetch(BASE + "pycore.zip").then((r) => r.arrayBuffer());     /
 const restIndex = fetch(INDEX + "stdlib-rest-index.json").then((r) => r.text()).catch(() => "[]");
 const timings = {};
 const mark = (name) => { timings[name] = Math.round(performance.now()); };
+// loadPyodide imports this module (by the same URL, so the import is shared) only after the snapshot
+// lookup; starting it now overlaps its download and compilation with that lookup.
+import(INDEX + "pyodide.asm.mjs").then(() => mark("runtime script loaded"), () => {});
 const ready = (async () => {
   let snapshot = null;
   try { snapshot = await findSnapshot(); } catch { snapshot = null; }
@@ -148,7 +156,7 @@ const ready = (async () => {
   py.runPython(REST_FINDER);
   api = py.pyimport("pycore.api");
   mark("estimator ready");
-  postMessage({ type: "ready", path, timings });
+  postMessage({ type: "ready", path, looked: LOOKUP, timings });
 })().catch((err) => postMessage({ type: "failed",
   text: err instanceof Error ? `${err.name}: ${err.message}` : (() => { try { return JSON.stringify(err); } catch { return String(err); } })() }));
 
@@ -177,7 +185,7 @@ function scheduleSnapshot() {
     report();
   }, SNAPSHOT_IDLE_MS);
 }
-function report() { postMessage({ type: "snapshot", state: snapshotState }); }
+function report() { postMessage({ type: "snapshot", state: snapshotState, build: BUILD }); }
 
 const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,40}(\.[A-Za-z_][A-Za-z0-9_]{0,40}){0,4}$/;
 

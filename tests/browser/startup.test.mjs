@@ -3,13 +3,18 @@
 // outside the precompiled list still imports in the browser.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { start, waitForResult } from "./harness.mjs";
+import { DIST } from "../../scripts/serve.mjs";
 
 let h;
 before(async () => { h = await start({ pages: true, snapshots: true }); });
 after(async () => { await h?.close(); });
 
 const QUERY = "?model=llama-3.2-1b&mode=lora";
+// The build's version, which keys its snapshot (scripts/build.mjs writes it into sw.js and worker.js).
+const BUILD = readFileSync(join(DIST, "sw.js"), "utf8").match(/const CACHE = "gmp-([0-9a-f]{16})"/)[1];
 
 async function firstVisit() {
   const ctx = await h.browser.newContext();
@@ -22,11 +27,15 @@ async function firstVisit() {
 test("the first visit starts fresh and saves a snapshot; a reload restores it with the same answer", async () => {
   const { ctx, page, result } = await firstVisit();
   assert.equal(await page.evaluate(() => document.body.dataset.startPath), "fresh");
+  // this browser never stored a snapshot (boot.js named the worker so): the worker did not look for one
+  assert.equal(await page.evaluate(() => document.body.dataset.startLookup), "no");
   await page.waitForFunction(() => document.body.dataset.snapshot, null, { timeout: 60000 });
   assert.equal(await page.evaluate(() => document.body.dataset.snapshot), "stored");
+  assert.equal(await page.evaluate(() => localStorage.getItem("gmp-snapshot")), BUILD);
   await page.reload();
   const again = await waitForResult(page);
   assert.equal(await page.evaluate(() => document.body.dataset.startPath), "snapshot");
+  assert.equal(await page.evaluate(() => document.body.dataset.startLookup), "yes");
   assert.equal(again.peak, result.peak);
   assert.equal(await page.evaluate(() => document.body.dataset.snapshot || ""), "");      // nothing new to save
   // a standard-library module outside the precompiled list: fetched with the rest of the library
@@ -41,6 +50,23 @@ test("the first visit starts fresh and saves a snapshot; a reload restores it wi
   await ctx.close();
 });
 
+test("the snapshot hint only makes the worker look for its own build's snapshot, and a stale one is harmless", async () => {
+  for (const [hint, looked] of [["0123456789abcdef", "no"], [BUILD, "yes"]]) {
+    const ctx = await h.browser.newContext();
+    await ctx.addInitScript((v) => { if (!sessionStorage.getItem("seeded")) { localStorage.setItem("gmp-snapshot", v); sessionStorage.setItem("seeded", "1"); } }, hint);
+    const page = await ctx.newPage();
+    await page.goto(h.base + QUERY);
+    const r = await waitForResult(page);
+    assert.match(r.peak, /^\d+\.\d\d$/);
+    // a hint for another build, or for this one with nothing stored (Cache Storage cleared): a fresh start
+    assert.equal(await page.evaluate(() => document.body.dataset.startPath), "fresh");
+    assert.equal(await page.evaluate(() => document.body.dataset.startLookup), looked, hint);
+    await page.waitForFunction(() => document.body.dataset.snapshot === "stored", null, { timeout: 60000 });
+    assert.equal(await page.evaluate(() => localStorage.getItem("gmp-snapshot")), BUILD);
+    await ctx.close();
+  }
+});
+
 test("a snapshot that does not restore falls back to a normal start and says so", async () => {
   const { ctx, page } = await firstVisit();
   await page.waitForFunction(() => document.body.dataset.snapshot === "stored", null, { timeout: 60000 });
@@ -53,6 +79,7 @@ test("a snapshot that does not restore falls back to a normal start and says so"
   await page.reload();
   const r = await waitForResult(page);
   assert.equal(await page.evaluate(() => document.body.dataset.startPath), "fallback");
+  assert.equal(await page.evaluate(() => localStorage.getItem("gmp-snapshot")), null);     // the hint is withdrawn
   assert.match(r.peak, /^\d+\.\d\d$/);
   await ctx.close();
 });
