@@ -6,7 +6,8 @@
 //    requests, the schema and the catalog). The standard-library modules loaded from the stdlib zip
 //    by then are the list: Pyodide's own start-up modules and everything the core imports.
 // 2. OUT_DIR/pyodide/stdlib-core.zip: those modules as sourceless .pyc (UNCHECKED_HASH, compiled by
-//    the same CPython 3.14 build, so the magic number always matches). Pyodide mounts it as
+//    the same CPython 3.14 build, so the magic number always matches), without the module and function
+//    docstrings, as python -OO drops them (asserts and class docstrings stay). Pyodide mounts it as
 //    /lib/python314.zip through loadPyodide's stdLibURL.
 //    OUT_DIR/pyodide/stdlib-rest.zip: every other file, as .py. The worker fetches it the first time an
 //    import misses, and searches it for top-level modules and, under the same package path, for the
@@ -82,21 +83,26 @@ json.dumps(sorted({m.__spec__.origin[len(ZIP) + 1:] for m in list(sys.modules.va
 
 py.globals.set("USED", py.toPy(used));
 py.runPython(`
-import os, py_compile, zipfile
+import ast, importlib.util, os, zipfile
 ZIP = '/lib/python314.zip'
 USED = set(USED)
 src = zipfile.ZipFile(ZIP)
 DATE = (2020, 1, 1, 0, 0, 0)                       # reproducible bytes
 
-def compiled(path, name, data, optimize=0):
-    tmp = '/tmp/pyc/' + name
-    os.makedirs(os.path.dirname(tmp), exist_ok=True)
-    with open(tmp, 'wb') as f:
-        f.write(data)
-    py_compile.compile(tmp, cfile=tmp + 'c', dfile=path, doraise=True, optimize=optimize,
-                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    with open(tmp + 'c', 'rb') as f:
-        return f.read()
+def without_docstrings(tree):
+    """Drop module and function docstrings, as python -OO does (the library is written to run so), but
+    keep class docstrings (dataclasses and enum would otherwise compute one at import) and asserts."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.copy_location(ast.Pass(), first)]
+    return tree
+
+def compiled(path, data):
+    """Sourceless .pyc bytes (UNCHECKED_HASH) of one module; tracebacks name path and keep line numbers."""
+    code = compile(without_docstrings(ast.parse(data, path)), path, 'exec', dont_inherit=True)
+    return bytes(importlib._bootstrap_external._code_to_hash_pyc(code, importlib.util.source_hash(data), checked=False))
 
 def put(zf, name, data):
     info = zipfile.ZipInfo(name, date_time=DATE)
@@ -120,12 +126,12 @@ with zipfile.ZipFile('/tmp/stdlib-core.zip', 'w') as core, zipfile.ZipFile('/tmp
             if n.endswith('.py'):
                 REST_NAMES.append(n[:-3].replace('/__init__', '').replace('/', '.'))
         elif n in USED and n.endswith('.py'):
-            put(core, n + 'c', compiled(ZIP + '/' + n, n, data))     # tracebacks name /lib/python314.zip/...
+            put(core, n + 'c', compiled(ZIP + '/' + n, data))     # tracebacks name /lib/python314.zip/...
         else:
             put(core, n, data)
 
-# pycore: sourceless .pyc beside the data files, unpacked to ${LIB}. Docstrings are dropped (optimize=2:
-# the core never reads __doc__ and has no assert statements); the command line is not part of the page.
+# pycore: sourceless .pyc beside the data files, unpacked to ${LIB}, its docstrings dropped as the
+# library's are (the core never reads __doc__); the command line is not part of the page.
 with zipfile.ZipFile('/tmp/pycore.zip', 'w') as zf:
     for root, dirs, files in sorted(os.walk('${LIB}/pycore')):
         dirs.sort()
@@ -137,7 +143,7 @@ with zipfile.ZipFile('/tmp/pycore.zip', 'w') as zf:
             with open(full, 'rb') as fh:
                 data = fh.read()
             if f.endswith('.py'):
-                put(zf, rel + 'c', compiled(full, rel, data, optimize=2))
+                put(zf, rel + 'c', compiled(full, data))
             elif f.endswith('.json'):
                 put(zf, rel, data)
 `);

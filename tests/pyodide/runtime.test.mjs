@@ -43,6 +43,14 @@ test("the precompiled standard library covers every module the core's workloads 
   py.runPython("import sys; sys.path.insert(0, '/home/pyodide/lib'); import pycore.api");
   assert.match(py.runPython("import json; json.__file__"), /^\/lib\/python314\.zip\/json\/__init__\.pyc$/);
   assert.match(py.runPython("import pycore.api; pycore.api.__file__"), /api\.pyc$/);
+  // module and function docstrings are dropped, as python -OO drops them; class docstrings and asserts stay
+  // (json.dumps, json.JSONDecoder and the core's _hf_config have docstrings in their source, and
+  // ZipFile._fpclose begins with an assert)
+  assert.deepEqual(py.runPython(`import dis, json, pycore.request, zipfile
+[json.__doc__ is None, json.dumps.__doc__ is None, pycore.request._hf_config.__doc__ is None,
+ json.JSONDecoder.__doc__ is not None,
+ any(i.argrepr == 'AssertionError' for i in dis.get_instructions(zipfile.ZipFile._fpclose))]`).toJs(),
+  [true, true, true, true, true]);
   const api = py.pyimport("pycore.api");
   for (const r of workloadRequests()) api.estimate(JSON.stringify(r));
   // every standard-library module loaded so far came from its precompiled .pyc: a new import by the
