@@ -13,19 +13,18 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
-from pathlib import Path
+
+from .catalog import data_bytes
 
 MIN_RUNS = 3
 CLASS_LEVELS = ("mode/family/kernel", "mode/family", "mode", "all")
-_DATA = Path(__file__).resolve().parent / "data" / "error_bands.json"
 _MODE_WORDS = {"full": "full training", "lora": "LoRA", "qlora": "QLoRA", "inference": "inference"}
 
 
 @lru_cache(maxsize=1)
 def _bands() -> dict:
     try:
-        with open(_DATA, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(data_bytes("error_bands.json"))
     except OSError:
         return {"single_gpu": {}, "references": {}}
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
-from pathlib import Path
 
 from .errors import InputError
 from .model.hfconfig import read_hf_config
 from .model.spec import ModelSpec
 
-_DATA = Path(__file__).resolve().parent / "data"
+_DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def data_bytes(name: str) -> bytes:
+    """One of the core's data files, read through the package's loader: from the source tree, an
+    installed package, or the zip the web page imports the core from (zipimport serves it too).
+    A missing file raises OSError."""
+    return __loader__.get_data(os.path.join(_DATA, name))
 
 
 @lru_cache(maxsize=None)
 def _load(name: str) -> dict:
-    with open(_DATA / name, encoding="utf-8") as fh:
-        return json.load(fh)
+    return json.loads(data_bytes(name))
 
 
 def model_entries() -> dict:

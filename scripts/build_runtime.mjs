@@ -12,7 +12,7 @@
 //    OUT_DIR/pyodide/stdlib-rest.zip: every other file, as .py. The worker fetches it the first time an
 //    import misses, and searches it for top-level modules and, under the same package path, for the
 //    unused submodules of packages the core zip holds (a package's __path__ points into one zip).
-// 3. OUT_DIR/pycore.zip: the core as sourceless .pyc beside its data files.
+// 3. OUT_DIR/pycore.zip: the core as sourceless .pyc beside its data files, imported from the zip.
 // 4. OUT_DIR/pyodide/modules.json: the list, with the zips' sizes (the tests check it still covers
 //    what the workloads load).
 import { loadPyodide } from "pyodide";
@@ -59,12 +59,13 @@ if (!import.meta.url.endsWith("?list-only")) await build();
 
 async function build() {
 const py = await loadPyodide();
-// Install the core as the worker does, by unpacking a zip (scripts/bundle_core.py's source zip, which
-// build.mjs writes first; zipfile's decoding of member names is then among the modules used).
+// Import the core as the worker does, from a zip on sys.path (scripts/bundle_core.py's source zip, which
+// build.mjs writes first), so that zipimport's reading of it is among the modules used.
 const sourceZip = join(OUT, "pycore.zip");
-if (existsSync(sourceZip)) py.unpackArchive(new Uint8Array(readFileSync(sourceZip)), "zip", { extractDir: LIB });
+let corePath = LIB;
+if (existsSync(sourceZip)) { py.FS.writeFile("/lib/pycore-source.zip", new Uint8Array(readFileSync(sourceZip))); corePath = "/lib/pycore-source.zip"; }
 else copyTree(py, join(ROOT, "pycore"), `${LIB}/pycore`);
-py.runPython(`import sys; sys.path.insert(0, '${LIB}'); import pycore.api`);
+py.runPython(`import sys; sys.path.insert(0, '${corePath}'); import pycore.api`);
 const api = py.pyimport("pycore.api");
 for (const r of workloadRequests()) api.estimate(JSON.stringify(r));
 // "Copy as command", the link and the Markdown export (the page's "links" requests)
@@ -82,6 +83,8 @@ json.dumps(sorted({m.__spec__.origin[len(ZIP) + 1:] for m in list(sys.modules.va
                    and (m.__spec__.origin or '').startswith(ZIP + '/')}))`));
 
 py.globals.set("USED", py.toPy(used));
+// the sources to compile, as files
+if (corePath !== LIB) py.unpackArchive(new Uint8Array(readFileSync(sourceZip)), "zip", { extractDir: LIB });
 py.runPython(`
 import ast, importlib.util, os, zipfile
 ZIP = '/lib/python314.zip'
@@ -130,7 +133,7 @@ with zipfile.ZipFile('/tmp/stdlib-core.zip', 'w') as core, zipfile.ZipFile('/tmp
         else:
             put(core, n, data)
 
-# pycore: sourceless .pyc beside the data files, unpacked to ${LIB}, its docstrings dropped as the
+# pycore: sourceless .pyc beside the data files (the worker puts the zip on sys.path), its docstrings dropped as the
 # library's are (the core never reads __doc__); the command line is not part of the page.
 with zipfile.ZipFile('/tmp/pycore.zip', 'w') as zf:
     for root, dirs, files in sorted(os.walk('${LIB}/pycore')):

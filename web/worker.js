@@ -21,7 +21,10 @@ const SNAPSHOT_KEY = `${BASE}pyodide/snapshot-${BUILD}.bin`;
 const SNAPSHOT_MAX_BYTES = 96 * 2 ** 20;
 // The lock file lists packages the core does not use; an empty one with the right ABI skips its fetch.
 const LOCK = { info: { abi_version: "2026_0" }, packages: {} };
-const LIB = "/home/pyodide/lib";
+// The core's zip (sourceless .pyc and its data files) is imported from where it is written, as the
+// standard library is: writing one file costs less than unpacking 65.
+const CORE_ZIP = "/lib/pycore.zip";
+const installCore = (zip) => py.FS.writeFile(CORE_ZIP, new Uint8Array(zip));
 // The snapshot waits for this long without a request: saving takes the worker about half a second.
 const SNAPSHOT_IDLE_MS = 4000;
 
@@ -116,12 +119,13 @@ async function startFresh(makeSnapshot, why) {
   py = await loadRuntime({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
     _makeSnapshot: makeSnapshot });
   mark("runtime started");
-  py.unpackArchive(await pycoreZip, "zip", { extractDir: LIB });
+  installCore(await pycoreZip);
   progress("Loading the estimator…");
-  py.runPython(`import sys; sys.path.insert(0, '${LIB}'); import pycore.api`);
+  py.runPython(`import sys; sys.path.insert(0, '${CORE_ZIP}'); import pycore.api`);
 }
 
-const pycoreZip = fetch(BASE + "pycore.zip").then((r) => r.arrayBuffer());     // in parallel with the runtime
+// In parallel with the runtime, but after it: Python's start-up needs the wasm and the library first.
+const pycoreZip = fetch(BASE + "pycore.zip", { priority: "low" }).then((r) => r.arrayBuffer());
 const restIndex = fetch(INDEX + "stdlib-rest-index.json").then((r) => r.text()).catch(() => "[]");
 const timings = {};
 const mark = (name) => { timings[name] = Math.round(performance.now()); };
@@ -139,7 +143,7 @@ const ready = (async () => {
       py = await loadRuntime({ indexURL: INDEX, stdLibURL: INDEX + "stdlib-core.zip", lockFileContents: LOCK,
         _loadSnapshot: snapshot.body });
       mark("runtime restored");
-      py.unpackArchive(await pycoreZip, "zip", { extractDir: LIB });   // the file system is not in the snapshot
+      installCore(await pycoreZip);               // the file system is not in the snapshot (sys.path is)
       py.runPython("import random; random.seed()");                    // restored instances share the random state
       path = "snapshot";
       snapshotState = "restored";

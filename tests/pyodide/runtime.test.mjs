@@ -33,14 +33,14 @@ test("the private Pyodide start-up surface is the one the worker was written aga
 async function builtRuntime(options = {}) {
   assert.ok(existsSync(STDLIB), "run node scripts/build.mjs first");
   const py = await loadPyodide({ stdLibURL: STDLIB, lockFileContents: LOCK, ...options });
-  py.unpackArchive(bytes(join(DIST, "pycore.zip")), "zip", { extractDir: "/home/pyodide/lib" });
+  py.FS.writeFile("/lib/pycore.zip", bytes(join(DIST, "pycore.zip")));      // as web/worker.js installs it
   return py;
 }
 
 test("the precompiled standard library covers every module the core's workloads load", async () => {
   const { workloadRequests } = await import("../../scripts/build_runtime.mjs?list-only");
   const py = await builtRuntime();
-  py.runPython("import sys; sys.path.insert(0, '/home/pyodide/lib'); import pycore.api");
+  py.runPython("import sys; sys.path.insert(0, '/lib/pycore.zip'); import pycore.api");
   assert.match(py.runPython("import json; json.__file__"), /^\/lib\/python314\.zip\/json\/__init__\.pyc$/);
   assert.match(py.runPython("import pycore.api; pycore.api.__file__"), /api\.pyc$/);
   // module and function docstrings are dropped, as python -OO drops them; class docstrings and asserts stay
@@ -75,7 +75,7 @@ test("a module outside the precompiled list imports once the rest of the standar
 
 test("a memory snapshot made after importing the core restores with the same answers", async () => {
   const fresh = await builtRuntime({ _makeSnapshot: true });
-  fresh.runPython("import sys; sys.path.insert(0, '/home/pyodide/lib'); import pycore.api");
+  fresh.runPython("import sys; sys.path.insert(0, '/lib/pycore.zip'); import pycore.api");
   const requests = [{ model: "gpt2" }, { model: "llama-3.1-8b", workload: { mode: "lora" }, solve: true },
     { model: "qwen3-30b-a3b", workload: { mode: "serve", engine: "vllm", max_model_len: 8192 } }, { model: "nope" }];
   const before = requests.map((r) => fresh.pyimport("pycore.api").estimate(JSON.stringify(r)));
@@ -83,7 +83,7 @@ test("a memory snapshot made after importing the core restores with the same ans
   assert.ok(snap.length > 10 * 2 ** 20 && snap.length < 96 * 2 ** 20, `snapshot of ${snap.length} bytes`);
   const restored = await loadPyodide({ stdLibURL: STDLIB, lockFileContents: LOCK, _loadSnapshot: snap });
   // the file system is not part of the snapshot: the core's files come back from pycore.zip
-  restored.unpackArchive(bytes(join(DIST, "pycore.zip")), "zip", { extractDir: "/home/pyodide/lib" });
+  restored.FS.writeFile("/lib/pycore.zip", bytes(join(DIST, "pycore.zip")));
   const after = requests.map((r) => restored.pyimport("pycore.api").estimate(JSON.stringify(r)));
   assert.deepEqual(after, before);
 });
