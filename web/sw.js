@@ -22,10 +22,14 @@ self.addEventListener("activate", (event) => {
     .then(() => self.clients.claim()));
 });
 
+// One open of the cache per service-worker start, not one per request (a page load makes a dozen).
+let opened = null;
+const openCache = () => (opened ||= caches.open(CACHE).catch((err) => { opened = null; throw err; }));
+
 self.addEventListener("fetch", (event) => {
   const req = event.request;
   if (req.method !== "GET" || new URL(req.url).origin !== self.location.origin) return;
-  event.respondWith(caches.open(CACHE).then(async (cache) => {
+  event.respondWith(openCache().then(async (cache) => {
     const hit = await cache.match(req, { ignoreSearch: req.mode === "navigate" });
     if (hit) return hit;
     const res = await fetch(req);

@@ -9,7 +9,9 @@
 //   initialising Python. The snapshot options (_makeSnapshot, _loadSnapshot, makeMemorySnapshot) are
 //   private to Pyodide 314.0.7 and pinned by tests/pyodide/runtime.test.mjs; any failure falls back
 //   to a normal start.
-import { loadPyodide } from "./pyodide/pyodide.mjs";
+// Imported, not a static import, so that this module runs (and looks for its snapshot) without first
+// waiting for pyodide.mjs to arrive.
+const pyodideModule = import("./pyodide/pyodide.mjs");
 
 const BUILD = "__VERSION__";                    // scripts/build.mjs writes the build's hash here
 const BASE = new URL("./", import.meta.url).href;
@@ -104,6 +106,7 @@ async function loadRuntime(options) {
       warn.apply(console, args);
     };
     try {
+      const { loadPyodide } = await pyodideModule;
       return await Promise.race([loadPyodide(options), failed]);
     } catch (err) {
       if (attempt >= LOAD_ATTEMPTS || !String(err.message).includes("WebAssembly module")) throw err;
