@@ -1,5 +1,5 @@
 // Measure the page's start-up in Chromium the way visitors meet it on GitHub Pages (run `npm run build` first):
-//   node scripts/bench_web.mjs [--runs 5] [--changes 30] [--throttle]
+//   node scripts/bench_web.mjs [--runs 5] [--changes 30] [--throttle] [--phases] [--dist DIR]
 //
 // The server behaves like GitHub Pages (gzip by MIME type, Cache-Control: max-age=600, validators), with
 // every file compressed before the first run, as a CDN has it.
@@ -22,11 +22,14 @@ const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i
 const RUNS = arg("--runs", 5);
 const CHANGES = arg("--changes", 30);
 const THROTTLE = process.argv.includes("--throttle");
+// --dist DIR measures another build (a before/after comparison on the same machine, at the same time)
+const DIST_ARG = process.argv.indexOf("--dist");
+const ROOT_DIR = DIST_ARG > 0 ? process.argv[DIST_ARG + 1] : undefined;
 const QUERY = "?model=llama-3.1-8b&mode=lora&ckpt=1&gpu=rtx-4090-24gb";
 const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"];
 
-const server = await serve(0, { pages: true });
+const server = await serve(0, { pages: true, root: ROOT_DIR });
 await server.warm();
 const base = `http://127.0.0.1:${server.address().port}/`;
 // A visitor's browser is running before they open the page: each launch settles before the page is
