@@ -111,7 +111,7 @@ def put(zf, name, data):
     info = zipfile.ZipInfo(name, date_time=DATE)
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
-    zf.writestr(info, data)
+    zf.writestr(info, data, compresslevel=9)          # built once, downloaded on every first visit
 
 # The core zip holds exactly the modules used; everything else (whole packages, and the unused modules
 # of used packages such as the 120 codecs of encodings) goes to the rest zip, which the worker's import
