@@ -9,10 +9,7 @@ from .errors import InputError
 from .jsontext import parse_json
 from .catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
-from .training.explain import explanations
 from .request import SCHEMA, parse_parallelism, parse_request, request_schema
-from .plan.layouts import run_plan
-from .plan.solve import largest, largest_parameters, search_largest, suggestions
 from .model.spec import ModelSize
 from .model.params import total_params
 from .bands import reference_band, run_class, serving_band, single_gpu_band, verdict
@@ -64,6 +61,9 @@ def result_dict(req, e: Estimate) -> dict:
         out["host_bytes"] = e.host_bytes
     if e.not_estimated:
         out["not_estimated"] = list(e.not_estimated)
+    if req.solve:
+        from .plan.solve import largest, largest_parameters, search_largest, suggestions
+        from .training.explain import explanations
     if req.solve and isinstance(m, ModelSize):
         out["max_parameters"] = largest_parameters(req)
     if req.solve and e.context is not None:
@@ -105,6 +105,7 @@ def plan_result(req) -> dict:
     """The layout search: the recommended layout's full result, with the ranked layouts under "plan"."""
     if req.workload.mode == "inference" or isinstance(req.model, ModelSize):
         raise InputError("plan", "the layout search is for training a model given by its dimensions")
+    from .plan.layouts import run_plan
     plan = run_plan(req, req.plan)
     chosen = plan["recommended"]
     par = req.parallelism if chosen is None else parse_parallelism({**chosen["parallelism"],

@@ -8,22 +8,25 @@ for memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from .catalog import catalog_gpu, catalog_model, catalog_quantization
 from .errors import InputError, MAX_DIMENSION, MAX_TOKENS, require_bool, require_int
 from .jsontext import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json
-from .check.parse import MAX_TEXT_CHARS
 from .model.hfconfig import read_hf_config
 from .model.spec import ModelSize, ModelSpec
 from .parallel.layout import Parallelism
 from .parallel.options import RECIPE_OPTIONS
-from .plan.layouts import PlanQuery
-from .plan.fit import FitQuery
-from .plan.sweep import SweepQuery
 from .schema import build, describe, integer, join_path, number, text
 from .serving.formats import NONE, WeightFormat, read_quantization
 from .units import GiB
 from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes
+
+if TYPE_CHECKING:                       # loaded on a request's first use (_search_query)
+    from .plan.fit import FitQuery
+    from .plan.layouts import PlanQuery
+    from .plan.sweep import SweepQuery
 
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
@@ -187,7 +190,11 @@ HUB = {"id_pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-
 def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
+    from .check.parse import MAX_TEXT_CHARS
     from .links import URL_PARAMS
+    from .plan.fit import FitQuery
+    from .plan.layouts import PlanQuery
+    from .plan.sweep import SweepQuery
     from .serving.config import Serving
     fields = {**_merged(describe(Workload, "workload"), describe(Serving, "workload")), **describe(Precision, "precision"),
               **describe(Parallelism, "parallelism"), **describe(Framework, "framework"),
@@ -244,6 +251,17 @@ def parse_request(data) -> Request:
                    framework=build(Framework, data.get("framework"), "framework"),
                    hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")),
                    gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)),
-                   plan=None if data.get("plan") is None else build(PlanQuery, data["plan"], "plan"),
-                   fit=None if data.get("fit") is None else build(FitQuery, data["fit"], "fit"),
-                   sweep=None if data.get("sweep") is None else build(SweepQuery, data["sweep"], "sweep"))
+                   plan=_search_query(data, "plan"), fit=_search_query(data, "fit"), sweep=_search_query(data, "sweep"))
+
+
+# Each search's query type lives with its search (pycore/plan/), which a request loads only when it asks
+# for that search: an estimate does not pay for importing them (the page's first answer comes sooner).
+_SEARCH_QUERIES = {"plan": (".plan.layouts", "PlanQuery"), "fit": (".plan.fit", "FitQuery"),
+                   "sweep": (".plan.sweep", "SweepQuery")}
+
+
+def _search_query(data: dict, key: str):
+    if data.get(key) is None:
+        return None
+    module, name = _SEARCH_QUERIES[key]
+    return build(getattr(import_module(module, __package__), name), data[key], key)
