@@ -27,6 +27,9 @@ for _module, _ in RECIPE_FUNCTIONS.values():
 for _warm in ({"model": "gpt2", "workload": {"mode": "full"}, "solve": True},
               {"model": "gpt2", "workload": {"mode": "serve", "engine": "vllm"}}):
     estimate(json.dumps(_warm))
+for _module in ("pycore.plan.fit", "pycore.plan.layouts", "pycore.plan.sweep", "pycore.plan.serving",
+                "pycore.check.parse", "pycore.check.compare", "pycore.serving.sglang", "pycore.serving.llamacpp"):
+    importlib.import_module(_module)
 
 
 def timed_estimate(text: str) -> tuple[str, float]:

@@ -177,3 +177,15 @@ def test_starcoder2_keeps_its_residual_dropout_masks():
     acts = next(c for c in resp["result"]["breakdown"]["children"][0]["children"] if c["name"] == "activations")
     masks = sum(c["bytes"] for c in acts["children"] if c["name"] == "dropout masks")
     assert masks == 30 * 2 * (2 * 512 * 3072)
+
+
+def test_qwen3_next_with_no_full_attention_layer_is_refused_naming_the_interval():
+    # 1 layer: under the default interval (every 4th layer is softmax attention) the only layer is linear
+    cfg = {"model_type": "qwen3_next", "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "vocab_size": 100, "intermediate_size": 64}
+    err = estimate_dict({"hf_config": cfg, "workload": {"mode": "full"}})["errors"][0]
+    assert err["field"] == "hf_config.full_attention_interval" and "default" in err["message"]
+    err = estimate_dict({"hf_config": {**cfg, "full_attention_interval": 2}, "workload": {"mode": "full"}})["errors"][0]
+    assert err["field"] == "hf_config.full_attention_interval" and "default" not in err["message"]
+    # interval 1: every layer is softmax attention, which is a plain model
+    assert estimate_dict({"hf_config": {**cfg, "full_attention_interval": 1}, "workload": {"mode": "full"}})["status"] == "ok"

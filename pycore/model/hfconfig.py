@@ -274,6 +274,10 @@ def _linear_attention(r: _Reader, n_layers: int) -> dict:
     if not linear:
         return {}
     if linear >= n_layers:
+        if not r.has("layer_types") and not r.has("full_attention_interval"):
+            raise InputError(r.field("full_attention_interval"), f"is not given, and its default (every 4th layer) "
+                                                                 f"leaves no full-attention layer among the {n_layers}; "
+                                                                 f"give it, or layer_types")
         raise InputError(r.field("layer_types" if r.has("layer_types") else "full_attention_interval"),
                          f"leaves no full-attention layer among the {n_layers}")
     return dict(linear_attn_layers=linear, linear_k_heads=r.int("linear_num_key_heads", 16),
