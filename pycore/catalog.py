@@ -17,7 +17,7 @@ def data_bytes(name: str) -> bytes:
     """One of the core's data files, read through the package's loader: from the source tree, an
     installed package, or the zip the web page imports the core from (zipimport serves it too).
     A missing file raises OSError."""
-    return __loader__.get_data(os.path.join(_DATA, name))
+    return __spec__.loader.get_data(os.path.join(_DATA, name))
 
 
 @lru_cache(maxsize=None)

@@ -146,7 +146,7 @@ with zipfile.ZipFile('/tmp/pycore.zip', 'w') as zf:
             with open(full, 'rb') as fh:
                 data = fh.read()
             if f.endswith('.py'):
-                put(zf, rel + 'c', compiled(full, data))
+                put(zf, rel + 'c', compiled('/lib/pycore.zip/' + rel, data))   # tracebacks name where the worker imports it
             elif f.endswith('.json'):
                 put(zf, rel, data)
 `);

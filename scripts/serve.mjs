@@ -77,7 +77,7 @@ export function serve(port = 8000, { host = "127.0.0.1", pages = false, root = D
       await compressed(file, etagOf(await stat(file)), await readFile(file));
     }
   };
-  server.root = root;                  // a test may point it at another build (a "deploy")
+  server.root = resolve(root);         // a test may point it at another build (a "deploy")
   server.bytesServed = 0;
   server.requests = [];
   return new Promise((ok) => server.listen(port, host, () => ok(server)));

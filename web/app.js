@@ -76,9 +76,11 @@ let startFailures = 0;
 function startWorker() {
   workerReady = false;
   // boot.js started the first worker with the page; a restart starts a new one the same way
-  const booted = globalThis.gmpTakeWorker();
+  // (a page whose boot.js did not load, or an index.html older than this file, starts it here)
+  const booted = globalThis.gmpTakeWorker?.();
   workerStartedAt = booted ? booted.startedAt : performance.now();
-  worker = booted ? booted.worker : globalThis.gmpStartWorker();
+  worker = booted ? booted.worker
+    : globalThis.gmpStartWorker?.() ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   worker.onmessage = (event) => {
     const msg = event.data;
     if (msg.type === "progress") text($("#status"), msg.text);
@@ -97,12 +99,12 @@ function startWorker() {
       document.body.dataset.startLookup = msg.looked ? "yes" : "no";  // did the worker look for a snapshot?
       document.body.dataset.startTimings = JSON.stringify({ workerStarted: Math.round(workerStartedAt), ...(msg.timings || {}) });
       text($("#status"), msg.path === "fallback" ? "The saved snapshot did not restore; started Python normally." : "");
-      if (msg.path === "fallback") globalThis.gmpSnapshotHint(null);
+      if (msg.path === "fallback") globalThis.gmpSnapshotHint?.(null);
       if (formReady) update();                                    // otherwise the first update runs once the form is built
       registerServiceWorker();
     } else if (msg.type === "snapshot") {
       document.body.dataset.snapshot = msg.state;
-      if (msg.state === "stored") globalThis.gmpSnapshotHint(msg.build);
+      if (msg.state === "stored") globalThis.gmpSnapshotHint?.(msg.build);
     }
     else if (msg.type === "started") {
       // The watchdog times the worker's work on this request, not the time it waited behind others.
@@ -114,7 +116,8 @@ function startWorker() {
       if (p) { clearTimeout(p.timer); p.resolve({ id: msg.id, response: JSON.parse(msg.response) }); }
     }
   };
-  if (booted) for (const event of booted.early) worker.onmessage(event);
+  // replayed in order; a replayed failure that restarts the worker ends the replay
+  if (booted) for (const event of booted.early) { if (worker !== booted.worker) break; worker.onmessage(event); }
 }
 
 // Abandon every request in flight, start a new worker, and fall back to the last accepted state.

@@ -10,7 +10,11 @@
   const WORKER = new URL("worker.js", document.currentScript.src);
   function startWorker() {
     let hint = "";
-    try { hint = localStorage.getItem(SNAPSHOT_HINT) || ""; } catch { hint = "?"; }   // "?": unknown, look
+    // "?": unknown (no storage, or storage that cannot keep the hint), so the worker looks
+    try {
+      hint = localStorage.getItem(SNAPSHOT_HINT) || "";
+      if (!hint) localStorage.setItem(SNAPSHOT_HINT, "");
+    } catch { hint = "?"; }
     const worker = new Worker(WORKER, { type: "module", name: `gmp-snapshot:${hint}` });
     if (globalThis.GMP_NO_SNAPSHOT) worker.postMessage({ kind: "config", snapshot: false });     // set by the tests
     return worker;
