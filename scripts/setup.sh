@@ -11,7 +11,17 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,docs]"
-if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "${1:-}" = "--browser" ] || [ "${1:-}" = "--all" ]; then want_browser=1; else want_browser=0; fi
+if [ "${1:-}" = "--integration" ] || [ "${1:-}" = "--all" ]; then
+  # a second environment for tests/integration: the real torch, transformers, peft, accelerate and
+  # Lightning (a few GB); the core's own environment stays free of them
+  if [ ! -x .venv-int/bin/python ]; then
+    python3 -m venv .venv-int
+  fi
+  .venv-int/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-integration.txt
+  .venv-int/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+fi
+if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
