@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 
 from .errors import InputError
-from .jsontext import parse_json
+from .jsontext import MAX_REQUEST_CHARS, parse_json
 from .catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
 from .request import SCHEMA, parse_parallelism, parse_request, request_schema
@@ -217,7 +217,7 @@ def estimate(request_json: str) -> str:
     """JSON request in, JSON response out: ``{"status": "ok", "result": ...}`` or
     ``{"status": "error", "errors": [{"field": ..., "message": ...}]}``. Never raises."""
     try:
-        return json.dumps(estimate_dict(parse_json(request_json, "request")))
+        return json.dumps(estimate_dict(parse_json(request_json, "request", MAX_REQUEST_CHARS)))
     except InputError as exc:
         return json.dumps({"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]})
     except RecursionError:
@@ -233,7 +233,7 @@ def links(request_json: str) -> str:
     command" and exports). JSON in, JSON out; never raises."""
     from .links import markdown, to_command, to_query
     try:
-        data = parse_json(request_json, "request")
+        data = parse_json(request_json, "request", MAX_REQUEST_CHARS)
         resp = estimate_dict(data)
         if resp["status"] != "ok":
             return json.dumps(resp)
