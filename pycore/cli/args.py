@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..jsontext import MAX_JSON_CHARS
+from ..errors import InputError
+from ..jsontext import MAX_JSON_CHARS, check_limits
 
 LAYOUT_FLAGS = (  # flag, request field, type
     ("--recipe", "recipe", str), ("--dp", "data_parallel", int), ("--tp", "tensor_parallel", int),
@@ -185,9 +186,13 @@ def layout_part(a) -> tuple[dict, str | None]:
         if not sep:
             return {}, f"--option {printable(item)}: give KEY=VALUE"
         try:
+            check_limits(value, f"--option {printable(key)[:40]}")     # the API's limits, before parsing
+        except InputError as exc:
+            return {}, str(exc)
+        try:
             options[key] = json.loads(value)
         except ValueError:
-            options[key] = value
+            options[key] = value            # not JSON: the text itself, checked by the option's field
     if options:
         par["options"] = {k: _whole(v) if isinstance(v, float) else v for k, v in options.items()}
     return par, None
