@@ -146,8 +146,15 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         tokens = min(tokens, s.max_total_tokens)
     tokens = tokens // s.page_size * s.page_size
     swa_tokens = 0
-    if st["swa"] and not is_mla(m):
+    hybrid = bool(st["swa"]) and not is_mla(m)
+    if hybrid:
         r = s.swa_full_tokens_ratio
+        if r * st["swa"] + st["full"] == 0:
+            # set_num_token_hybrid divides by ratio x sliding layers + full layers (model_runner.py,
+            # 0.5.4): with every attention layer sliding, a ratio of 0 leaves the division undefined
+            raise InputError("workload.swa_full_tokens_ratio", "must be above 0 for this model: every attention "
+                                                               "layer uses the sliding window, so its tokens are "
+                                                               "the ratio's share of the pool")
         full_tokens = int(tokens * (st["full"] + st["swa"]) / (r * st["swa"] + st["full"]))
         swa_tokens = int(full_tokens * r)
         tokens = full_tokens
@@ -161,8 +168,11 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
     if tokens <= 0:
         refusal = ("Not enough memory. Please try to increase --mem-fraction-static. "
                    f"Current value: self.server_args.mem_fraction_static={mfs}")
+    elif hybrid and swa_tokens <= 0:
+        refusal = (f"--swa-full-tokens-ratio {s.swa_full_tokens_ratio:g} leaves the sliding-window layers no "
+                   "token slots; no request can be scheduled")
     per_layer_token = st["cell"] // max(1, st["full"] + st["swa"])
-    if swa_tokens:
+    if hybrid:
         kv_pool = (tokens + s.page_size) * per_layer_token * st["full"] + (swa_tokens + s.page_size) * per_layer_token * st["swa"]
     else:
         kv_pool = (tokens + s.page_size) * st["cell"] if tokens > 0 else 0
