@@ -25,6 +25,8 @@ boundaries marked "about" are dated from logs, not from a bisected commit.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import InputError
 from ..model.spec import ModelSpec, is_mla
@@ -129,14 +131,41 @@ def _placement(m: ModelSpec, s: Serving) -> tuple[int, int, list[int]]:
     return start, act, devices
 
 
-def _tensor_device(t: Tensor, devices: list[int], n_layer: int, s: Serving) -> int:
-    if t.name == "token_embd.weight" or t.name == "position_embd.weight":
-        return -1
-    if t.layer < 0:                          # output norm / output: the output layer's device
-        return devices[n_layer]
-    if t.experts > 1 and t.layer < s.n_cpu_moe:
-        return -1                            # --n-cpu-moe: this layer's experts stay in host memory
-    return devices[t.layer]
+@dataclass(frozen=True)
+class WeightTable:
+    """A GGUF file's bytes summed where llama.cpp places them as a group: per block, its dense tensors
+    and its expert tensors (each with the CUDA row padding they take on a GPU), the input embeddings
+    (always in host memory) and the output layer's tensors. An estimate then adds up blocks, not
+    tensors, so a search's work does not grow with the tensors of every evaluation."""
+    dense: tuple                 # per block: (bytes, padding on a GPU)
+    experts: tuple               # per block: (bytes, padding on a GPU) of its 3-D expert tensors
+    embeddings: int              # token_embd / position_embd: the input layer stays in host memory
+    output: tuple                # (bytes, padding on a GPU) of the output norm and output.weight
+    output_weight: int           # output.weight, or the tied token_embd.weight that the output layer reads
+
+
+def _padding(t: Tensor, ty: str) -> int:
+    if ty in ("f32", "f16", "bf16") or not t.ne0 % CUDA_ROW_PADDING:
+        return 0
+    return row_bytes(ty, CUDA_ROW_PADDING - t.ne0 % CUDA_ROW_PADDING) * max(1, t.experts)
+
+
+@lru_cache(maxsize=64)
+def weight_table(m: ModelSpec, quant: str) -> WeightTable:
+    n = m.n_layers
+    dense, experts = [[0, 0] for _ in range(n)], [[0, 0] for _ in range(n)]
+    embeddings, output, output_weight = 0, [0, 0], 0
+    for t, ty in zip(model_tensors(m), tensor_types(m, quant)):
+        b = tensor_bytes(t, ty)
+        if t.name == ("output.weight" if not m.tied_embeddings else "token_embd.weight"):
+            output_weight = b
+        if t.name in ("token_embd.weight", "position_embd.weight"):
+            embeddings += b
+            continue
+        group = output if t.layer < 0 else (experts if t.experts > 1 else dense)[t.layer]
+        group[0] += b
+        group[1] += _padding(t, ty)
+    return WeightTable(tuple(map(tuple, dense)), tuple(map(tuple, experts)), embeddings, tuple(output), output_weight)
 
 
 def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate:
@@ -152,24 +181,26 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
                                                   "requires Flash Attention\")")
     ctx = context_cells(m, s, build, flash)
     f = gguf_file(m, s.quant)
-    tensors, types = model_tensors(m), tensor_types(m, s.quant)
+    table = weight_table(m, s.quant)
     n = m.n_layers
     start, act, devices = _placement(m, s)
     nd = s.devices
     model_dev = [0] * nd
     padding_dev = [0] * nd
-    host_model = 0
-    for t, ty in zip(tensors, types):
-        b = tensor_bytes(t, ty)
-        d = _tensor_device(t, devices, n, s)
+    host_model = table.embeddings           # the input embeddings stay in host memory
+    # each block's tensors on its layer's device; --n-cpu-moe keeps the experts of its first layers in
+    # host memory; the output norm and output.weight on the output layer's device
+    groups = [(devices[il], table.dense[il]) for il in range(n)]
+    groups += [(-1 if il < s.n_cpu_moe else devices[il], table.experts[il]) for il in range(n)]
+    groups.append((devices[n], table.output))
+    for d, (b, pad) in groups:
         if d < 0:
             host_model += b
         else:
             model_dev[d] += b
-            if ty not in ("f32", "f16", "bf16") and t.ne0 % CUDA_ROW_PADDING:
-                padding_dev[d] += row_bytes(ty, CUDA_ROW_PADDING - t.ne0 % CUDA_ROW_PADDING) * max(1, t.experts)
-        if t.name == "token_embd.weight" and m.tied_embeddings and devices[n] >= 0:
-            model_dev[devices[n]] += b           # the output layer's copy of the tied embedding
+            padding_dev[d] += pad
+    if m.tied_embeddings and devices[n] >= 0:
+        model_dev[devices[n]] += table.output_weight    # the output layer's copy of the tied embedding
     kv = layer_kv_bytes(m, s, ctx, build)
     kv_dev = [0] * nd
     kv_host = 0
@@ -195,8 +226,7 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
     # output.weight, so the logits land there. Without flash attention a CPU layer's K and V are
     # copied to the GPU for the attention product.
     op_offload = on_gpu and ub >= 32
-    output_weight = next((tensor_bytes(t, ty) for t, ty in zip(tensors, types)
-                          if t.name == ("output.weight" if not m.tied_embeddings else "token_embd.weight")), 0)
+    output_weight = table.output_weight
     last_gpu = max((x for x in devices[:n] if x >= 0), default=-1)
     cpu_kv = max((b for il, b in enumerate(kv) if devices[il] < 0), default=0)
     compute_dev = []
