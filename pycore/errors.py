@@ -20,7 +20,10 @@ class InputError(ValueError):
 # Requests above these sizes are refused rather than computed: they are far
 # beyond any real model or run, and refusing them keeps arithmetic bounded.
 MAX_DIMENSION = 10_000_000          # hidden size, FFN size, vocabulary ...
-MAX_LAYERS = 10_000
+# The deepest published transformer, DeepNet (Wang et al. 2022, arXiv:2203.00555), has 1,000 layers;
+# Llama 3.1 405B has 126. Every search evaluates the model a bounded number of times, and each
+# evaluation walks its layers: this bound is what keeps a search under a second of CPU for any input.
+MAX_LAYERS = 1_024
 # Context lengths a config may declare: Llama 4 Scout's max_position_embeddings is 10,485,760.
 MAX_POSITIONS = 1 << 26
 MAX_TOKENS = 100_000_000            # batch x sequence

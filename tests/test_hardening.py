@@ -51,12 +51,19 @@ def test_a_per_layer_list_longer_than_any_model_is_refused():
 
 
 def test_mlp_only_layers_is_looked_up_as_a_set():
-    # 10,000 layers (the limit) and 10,000 listed layers: a list lookup per layer is 10^8 steps
-    cfg = {**MOE, "num_hidden_layers": 10_000, "mlp_only_layers": list(range(0, 20_000, 2))}
+    # 1,024 layers (the limit) and 1,024 listed layers
+    cfg = {**MOE, "num_hidden_layers": 1_024, "mlp_only_layers": list(range(0, 2_048, 2))}
     resp, seconds = timed({"hf_config": cfg, "workload": {"seq_len": 16}})
     assert resp["status"] == "ok" and seconds < 0.5
-    # by hand: layers 0, 2, 4, ... are dense, so 5,000 of the 10,000 are MoE; each has a 64 x 4 router
-    assert resp["result"]["params"]["by_component"]["router"] == 5_000 * 64 * 4
+    # by hand: layers 0, 2, 4, ... are dense, so 512 of the 1,024 are MoE; each has a 64 x 4 router
+    assert resp["result"]["params"]["by_component"]["router"] == 512 * 64 * 4
+
+
+def test_a_layer_count_deeper_than_any_published_transformer_is_refused_by_name():
+    err = error({"hf_config": {**MOE, "num_hidden_layers": 1_025, "mlp_only_layers": []}})
+    assert err["field"] == "hf_config.num_hidden_layers" and "at most 1024" in err["message"]
+    err = error({"model": {"dimensions": {"n_layers": 10_000, "hidden_size": 4096, "n_heads": 32, "vocab_size": 32000}}})
+    assert err["field"] == "model.dimensions.n_layers"
 
 
 @pytest.mark.parametrize("text", ["[" * 6000 + "]" * 6000, '{"a":' * 5000 + "1" + "}" * 5000,
