@@ -50,7 +50,12 @@ class PlanQuery:
 def run_plan(req, q: PlanQuery) -> dict:
     """The plan answer: the recommended layout and the ranked layouts (for q.gpus, or for the fewest GPUs)."""
     if q.gpus is not None:
-        rows = layouts(req, q.gpus, q.global_batch)
+        try:
+            rows = layouts(req, q.gpus, q.global_batch)
+        except BudgetSpent:
+            raise InputError("plan.gpus", f"{q.gpus} GPUs have more layouts than the search evaluates "
+                                          f"({MAX_PLAN_ESTIMATES:,} stage evaluations); fix some degrees (tensor, pipeline, context "
+                                          "parallel) or ask for the fewest GPUs") from None
         out = {"question": "layouts", "gpus": q.gpus, "recommended": best(rows), "layouts": rows}
     else:
         out = {"question": "fewest", **fewest_gpus(req, q.global_batch, q.max_gpus)}
@@ -99,8 +104,34 @@ def _throughput(req, par: Parallelism, micro: int, accumulation: int) -> dict:
             "relative_step_time": round((1 + recompute) / (1 - bubble) * (CROSS_NODE_PENALTY if crosses else 1), 4)}
 
 
-def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None = None) -> list[dict]:
-    """Every valid layout of ``gpus`` GPUs, the fitting ones first, each group by headroom."""
+# The most pipeline-stage evaluations one plan request makes (a layout's estimate evaluates its first and
+# last stage, or every GPU of a device_map split; each about a third of a millisecond natively): a bound
+# on the search's work whatever the model, the GPU count or the sequence, so that any plan answers in
+# well under a second of CPU. A search that reaches it says so.
+MAX_PLAN_ESTIMATES = 1500
+
+
+class Budget:
+    """The stage evaluations a plan request may still make."""
+
+    def __init__(self, n: int = MAX_PLAN_ESTIMATES):
+        self.left = n
+
+    def spend(self, stages: int) -> None:
+        if self.left < stages:
+            raise BudgetSpent
+        self.left -= stages
+
+
+class BudgetSpent(Exception):
+    """The plan request evaluated MAX_PLAN_ESTIMATES layouts."""
+
+
+def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None = None,
+            budget: Budget | None = None) -> list[dict]:
+    """Every valid layout of ``gpus`` GPUs, the fitting ones first, each group by headroom; degrees whose
+    least memory-hungry variant does not fit are one row. Raises BudgetSpent past ``budget``."""
+    budget = budget or Budget()
     base = req.parallelism
     w = req.workload
     rows = []
@@ -119,19 +150,23 @@ def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None =
         stages = ZERO_STAGES[base.recipe]
         if dp * c * e == 1 and len(stages) > 1:
             stages = stages[:1]           # nothing to shard across: every stage is the same layout
-        for stage in stages:
-            if p > 1 and stage > 1 and base.recipe == "deepspeed":
+        # The variant that needs the least memory (the highest ZeRO stage, full recomputation) first: when
+        # it does not fit, no other variant of these degrees does, and only its row is kept.
+        variants = [(stage, recompute) for stage in sorted(stages, reverse=True) for recompute in reversed(RECOMPUTES)
+                    if not (p > 1 and stage > 1 and base.recipe == "deepspeed")]
+        for i, (stage, recompute) in enumerate(variants):
+            par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
+                          expert_parallel=e, zero_stage=stage, recompute=recompute, sequence_parallel=t > 1,
+                          gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+            budget.spend(p if base.recipe == "hf" else min(p, 2))   # the stages its estimate evaluates
+            try:
+                est = estimate(req.model, replace(w, batch_size=micro), req.precision, req.hardware,
+                               req.framework, par)
+            except InputError:
                 continue
-            for recompute in RECOMPUTES:
-                par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
-                              expert_parallel=e, zero_stage=stage, recompute=recompute, sequence_parallel=t > 1,
-                              gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
-                try:
-                    est = estimate(req.model, replace(w, batch_size=micro), req.precision, req.hardware,
-                                   req.framework, par)
-                except InputError:
-                    continue
-                rows.append(_row(req, par, est, micro, accumulation))
+            rows.append(_row(req, par, est, micro, accumulation))
+            if i == 0 and not est.fits:
+                break
     rows.sort(key=lambda r: (not r["fits"], -r["headroom_bytes"]))
     return rows[:limit] if limit else rows
 
@@ -161,12 +196,39 @@ def best(rows: list[dict]) -> dict | None:
     return min(fitting, key=lambda r: (r["throughput"]["relative_step_time"], -r["headroom_bytes"]))
 
 
+def fewest_possible(req) -> int:
+    """A count below which no layout can fit: every layout keeps the model's weights, gradients and
+    optimizer states somewhere on its GPUs (sharded or replicated, never less than once), so the GPUs
+    together hold at least one GPU's worth of them. Offloaded states live in host memory: no floor."""
+    par = req.parallelism
+    if par.offload_optimizer != "none" or par.offload_params != "none":
+        return 1
+    try:
+        one = estimate(req.model, req.workload, req.precision, req.hardware, req.framework,
+                       Parallelism(recipe=par.recipe, options=par.options))
+    except InputError:
+        return 1
+    return max(1, -(-one.model_states_bytes // req.hardware.memory_bytes))
+
+
 def fewest_gpus(req, global_batch: int | None = None, max_gpus: int = MAX_GPUS) -> dict:
     """The smallest GPU count with a fitting layout, that layout, and every layout of that count."""
+    budget = Budget()
+    floor = fewest_possible(req)
+    tried = 0
     for n in FEWEST_CANDIDATES:
         if n > max_gpus:
             break
-        rows = layouts(req, n, global_batch)
+        if n < floor:
+            continue
+        try:
+            rows = layouts(req, n, global_batch, budget=budget)
+        except BudgetSpent:
+            return {"gpus": None, "recommended": None, "layouts": [],
+                    "message": f"no layout of up to {tried} GPUs fits; the search stopped there, after "
+                               f"{MAX_PLAN_ESTIMATES:,} stage evaluations (its bound on work); consider LoRA, offload, a "
+                               "shorter sequence or a larger GPU, or ask for the layouts of one GPU count"}
+        tried = n
         choice = best(rows)
         if choice is not None:
             return {"gpus": n, "recommended": choice, "layouts": rows}
