@@ -109,7 +109,7 @@ function startWorker() {
     else if (msg.type === "started") {
       // The watchdog times the worker's work on this request, not the time it waited behind others.
       const p = pending.get(msg.id);
-      if (p) { clearTimeout(p.timer); p.timer = setTimeout(restartWorker, p.timeout); }
+      if (p) { clearTimeout(p.timer); p.timer = setTimeout(() => restartWorker(msg.id), p.timeout); }
     } else if (msg.type === "result") {
       const p = pending.get(msg.id);
       pending.delete(msg.id);
@@ -120,15 +120,31 @@ function startWorker() {
   if (booted) for (const event of booted.early) { if (worker !== booted.worker) break; worker.onmessage(event); }
 }
 
-// Abandon every request in flight, start a new worker, and fall back to the last accepted state.
-function restartWorker() {
+// What a request is, in the words of the message that says it timed out.
+function describeRequest(kind, request) {
+  if (kind !== "estimate") return kind === "links" ? "Writing the command and the link" : "A diagnostic request";
+  if (request.plan) return "The search for the fewest GPUs";
+  if (request.sweep) return "The sweep";
+  if (request.measured) return "The comparison with your measurement";
+  if (request.fit || request.solve) return "The search for what fits (largest batch, longest sequence and fixes)";
+  return "The estimate";
+}
+// Requests that ran past their watchdog, by kind and text: they are never sent again (sending the same
+// request would time out again, and a page that replays it after each restart never settles). ask()
+// answers them at once with status "timeout".
+const timedOut = new Set();
+// The watchdog fired on request `culprit`: abandon every request in flight and start a new worker. The
+// user's configuration stays as it is (the form is not reset); the request that timed out is named, and
+// the new worker answers the current configuration without it.
+function restartWorker(culprit) {
   worker.terminate();
-  for (const [id, p] of pending) { clearTimeout(p.timer); p.resolve({ id, response: { status: "timeout" } }); }
+  const c = pending.get(culprit);
+  if (c) timedOut.add(c.key);
+  for (const [id, p] of pending) { clearTimeout(p.timer); p.resolve({ id, response: { status: "timeout", culprit: id === culprit } }); }
   pending.clear();
-  showMessages([`The estimator took more than ${REQUEST_TIMEOUT_MS / 1000} s on this configuration and was restarted; `
-    + (lastGood ? "showing the last configuration that worked." : "showing the default configuration.")]);
-  state = lastGood ? structuredClone(lastGood) : defaults(catalog);
-  stateToForm();
+  const what = c ? c.what : "A request";
+  showMessages([`${what} took more than ${(c ? c.timeout : REQUEST_TIMEOUT_MS) / 1000} s on this configuration and was stopped; `
+    + "it will not be run again for this configuration. Change a setting to continue."]);
   startWorker();
 }
 
@@ -138,9 +154,12 @@ const QUEUE_TIMEOUT_MS = 60000;
 function ask(request, timeout = REQUEST_TIMEOUT_MS, kind = "estimate") {
   return new Promise((resolve) => {
     const id = ++seq;
-    const timer = setTimeout(restartWorker, QUEUE_TIMEOUT_MS + timeout);
-    pending.set(id, { resolve, timer, timeout });
-    worker.postMessage({ id, kind, request: kind === "estimate" || kind === "links" ? JSON.stringify(request) : request });
+    const body = kind === "estimate" || kind === "links" ? JSON.stringify(request) : request;
+    const key = `${kind} ${body}`;
+    if (timedOut.has(key)) { resolve({ id, response: { status: "timeout", repeated: true } }); return; }
+    const timer = setTimeout(() => restartWorker(id), QUEUE_TIMEOUT_MS + timeout);
+    pending.set(id, { resolve, timer, timeout, key, what: describeRequest(kind, request) });
+    worker.postMessage({ id, kind, request: body });
   });
 }
 // Diagnostics (used by the tests): does a standard-library module import in the worker?
@@ -776,7 +795,8 @@ async function update({ push = true } = {}) {
   if (!workerReady) return;
   for (let attempt = 0; attempt < 8; attempt++) {
     const { id, response } = await ask(toRequest(state, catalog, false));
-    if (id < latestShown || response.status === "timeout") return;
+    if (id < latestShown) return;
+    if (response.status === "timeout") { if (response.repeated) noteRepeated("The estimate"); return; }
     latestShown = id;
     if (response.status === "ok") {
       lastGood = structuredClone(state);
@@ -788,7 +808,9 @@ async function update({ push = true } = {}) {
       const solvedRequest = toRequest(state, catalog, true);
       if (!serving && !response.result.fits) solvedRequest.fit = { limit: 5 };      // the cheapest combinations that fit
       const solved = await ask(solvedRequest);
-      if (solved.id < latestShown || solved.response.status !== "ok") return;
+      if (solved.id < latestShown) return;
+      if (solved.response.repeated) noteRepeated(describeRequest("estimate", solvedRequest));
+      if (solved.response.status !== "ok") return;
       if (serving) renderServeSolved(solved.response.result);
       else if (solved.response.result.explanations) renderSolved(solved.response.result);
       renderCompare();
@@ -798,26 +820,37 @@ async function update({ push = true } = {}) {
   }
 }
 
+// A request that timed out before is not sent again: say so, once, beside the other messages.
+function noteRepeated(what) {
+  const line = `${what} took too long on this configuration before and is not run again; change a setting to continue.`;
+  const messages = [...$("#messages").children].map((c) => c.textContent);
+  if (!messages.some((m) => m.startsWith(what))) showMessages([...messages, line]);
+}
+
 // The core refused the request: say so next to the field it names. A value from a link falls back
 // to its default (and the page computes again); a typed value stays, and the last result stays shown.
 function rejected(err) {
   const param = paramOf(err.field);
   const where = param ? `“${param}” (${err.field})` : err.field;
+  if (!param) {
+    // no control holds the field at fault (the request as a whole, say): name it and keep every setting
+    showMessages([`${err.field}: ${err.message}`]);
+    return false;
+  }
   if (fromURL || !lastGood) {
     const d = defaults(catalog);
     const messages = [...$("#messages").children].map((c) => c.textContent);
     messages.push(`URL parameter ${where}: ${err.message}; using the default.`);
     if (param === "cfg" || param === "dims") { state.source = "catalog"; state[param] = null; }
-    else if (param && param in d && state[param] !== d[param]) state[param] = d[param];
+    else if (param in d && state[param] !== d[param]) state[param] = d[param];
     else { state = { ...d, pins: state.pins }; messages.push("Using the default configuration."); }
     showMessages(messages);
     stateToForm();
-    if (param) fieldError(param, err.message);
+    fieldError(param, err.message);
     return true;
   }
   if (param === "cfg") showMessages([`config.json: ${err.message}`]);      // the config has no control of its own to sit by
-  else if (param) fieldError(param, err.message);
-  else showMessages([`${err.field}: ${err.message}`]);
+  else fieldError(param, err.message);
   state = structuredClone(lastGood);
   return false;
 }
