@@ -6,8 +6,8 @@
 const CACHE = "gmp-__VERSION__";
 const FILES = __FILES__;
 
-// cache: "reload" fetches each file from the network, bypassing the browser's HTTP cache: GitHub
-// Pages sends max-age=600, so a plain addAll after a deploy could store the old files again.
+// cache: "no-cache" revalidates each file with the server instead of taking the browser's HTTP cache:
+// GitHub Pages sends max-age=600, so a plain addAll after a deploy could store the old files again.
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE)
     .then((c) => c.addAll(FILES.map((url) => new Request(url, { cache: "no-cache" }))))
@@ -32,7 +32,10 @@ self.addEventListener("fetch", (event) => {
   event.respondWith(openCache().then(async (cache) => {
     const hit = await cache.match(req, { ignoreSearch: req.mode === "navigate" });
     if (hit) return hit;
-    const res = await fetch(req);
+    // What this build's cache stores must be this build's file: revalidate with the server ("no-cache",
+    // a conditional GET) rather than take the browser's HTTP cache, which under Pages' max-age=600 can
+    // still hold the previous deploy's copy of a page that is not precached (docs, stdlib-rest.zip).
+    const res = await fetch(req, { cache: "no-cache" });
     if (res.ok) cache.put(req, res.clone());
     return res;
   }));
