@@ -4,7 +4,7 @@
 // Last-Modified validators. Without it, every response says `no-cache` (always revalidate), which
 // suits development. The tests and scripts/bench_web.mjs use both.
 import { createServer } from "node:http";
-import { readFile, readdir, stat } from "node:fs/promises";
+import { readFile, readdir, realpath, stat } from "node:fs/promises";
 import { gzip } from "node:zlib";
 import { promisify } from "node:util";
 import { join, extname, resolve, relative, isAbsolute, dirname } from "node:path";
@@ -29,6 +29,22 @@ export function resolveInside(root, urlPath) {
   return file;
 }
 
+// The real path (symbolic links followed) of `file`, or null if it lies outside root's real path: a
+// link inside dist/ must not serve a file from elsewhere on the machine. An absent file stays as it is
+// (it is answered 404).
+export async function realInside(root, file) {
+  const real = await realpath(file).catch(() => null);
+  if (real === null) return file;
+  const rel = relative(await realpath(root), real);
+  return rel.startsWith("..") || isAbsolute(rel) ? null : real;
+}
+
+// Connections held at once, and how long a client may take to send its headers and its request: a
+// development server on loopback, but one that a page's stray loop or a slow client cannot exhaust.
+const MAX_CONNECTIONS = 64;
+const HEADERS_TIMEOUT_MS = 10000;
+const REQUEST_TIMEOUT_MS = 30000;
+
 const etagOf = (info) => `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
 
 export function serve(port = 8000, { host = "127.0.0.1", pages = false, root = DIST } = {}) {
@@ -45,8 +61,9 @@ export function serve(port = 8000, { host = "127.0.0.1", pages = false, root = D
       let path;
       try { path = decodeURIComponent(new URL(req.url, "http://x").pathname); } catch { res.writeHead(400).end(); return; }
       let file = resolveInside(server.root, path);
+      if (file && !file.includes("\0")) file = await realInside(server.root, file);
+      if (file && (await stat(file).catch(() => null))?.isDirectory()) file = await realInside(server.root, join(file, "index.html"));
       if (!file || file.includes("\0")) { res.writeHead(403).end(); return; }
-      if ((await stat(file).catch(() => null))?.isDirectory()) file = join(file, "index.html");
       const info = await stat(file);
       const type = TYPES[extname(file)] || "application/octet-stream";
       const etag = etagOf(info);
@@ -77,6 +94,9 @@ export function serve(port = 8000, { host = "127.0.0.1", pages = false, root = D
       await compressed(file, etagOf(await stat(file)), await readFile(file));
     }
   };
+  server.maxConnections = MAX_CONNECTIONS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.root = resolve(root);         // a test may point it at another build (a "deploy")
   server.bytesServed = 0;
   server.requests = [];
