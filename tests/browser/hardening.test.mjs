@@ -3,12 +3,16 @@
 // the page responsive.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { deflateRawSync } from "node:zlib";
 import { start, waitForResult } from "./harness.mjs";
-import { DIST, resolveInside } from "../../scripts/serve.mjs";
+import { DIST, resolveInside, serve } from "../../scripts/serve.mjs";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 let h;
 before(async () => { h = await start(); });
@@ -98,23 +102,76 @@ test("a value the core rejects after the schema accepted it is named next to its
   await ctx.close();
 });
 
-test("a request that never returns is abandoned, the worker restarted, and the page says so", async () => {
+// A worker that hangs on the requests whose text includes every one of `markers`, standing in for any
+// input that would take forever. It hangs where a slow input would: after the worker has said it started
+// on the request. `window.gmpAsked` counts, in the page, the requests posted that include them.
+async function hangingContext(...markers) {
   const ctx = await h.browser.newContext();
-  // A worker that hangs on one marked request, standing in for any input that would take forever.
-  // It hangs where a slow input would: after the worker has said it started on the request.
   const source = readFileSync(join(DIST, "worker.js"), "utf8");
   const started = 'postMessage({ type: "started", id });';
   assert.ok(source.includes(started));
   const worker = source.replace(started,
-    `${started}\n  if (String(request).includes('"batch_size":7777')) for (;;) {}`);
+    `${started}\n  if (${JSON.stringify(markers)}.every((m) => String(request).includes(m))) for (;;) {}`);
   await ctx.route("**/worker.js", (route) => route.fulfill({ contentType: "text/javascript", body: worker }));
+  await ctx.addInitScript((m) => {
+    window.gmpAsked = 0;
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (msg, ...rest) {
+      if (msg && m.every((x) => String(msg.request).includes(x))) window.gmpAsked++;
+      return post.call(this, msg, ...rest);
+    };
+  }, markers);
+  return ctx;
+}
+
+test("a request that never returns is stopped, named, and the user's own configuration is kept", async () => {
+  const ctx = await hangingContext('"batch_size":7777', '"solve":false');
   const { page, result } = await open("?model=llama-3.2-1b", ctx);
   await page.fill('input[name="batch"]', "7777");
-  await page.waitForFunction(() => /restarted/.test(document.querySelector("#messages").textContent), null, { timeout: 30000 });
+  await page.waitForFunction(() => /The estimate took more than 8 s/.test(document.querySelector("#messages").textContent),
+    null, { timeout: 30000 });
+  assert.equal(await page.inputValue('input[name="batch"]'), "7777");   // the user's value stays
+  assert.match(page.url(), /batch=7777/);
+  await page.waitForTimeout(3000);                            // the new worker is up and idle: nothing replayed
+  assert.equal(await page.evaluate(() => window.gmpAsked), 1);
+  await page.fill('input[name="batch"]', "2");                // the next change is answered
   const after = await waitForResult(page, result.computed);
-  assert.equal(after.peak, result.peak);                      // the last configuration that worked
-  assert.equal(await page.inputValue('input[name="batch"]'), "1");
-  await stillResponsive(page, after);
+  assert.notEqual(after.peak, result.peak);
+  await ctx.close();
+});
+
+test("an automatic search that times out is not replayed after the restart, and the next change is answered", async () => {
+  // the make-it-fit search the page runs after every answer (solve: true) hangs for batch 7777
+  const ctx = await hangingContext('"batch_size":7777', '"solve":true');
+  const { page, result } = await open("?model=llama-3.2-1b", ctx);
+  await page.fill('input[name="batch"]', "7777");
+  await page.waitForFunction(() => /search for what fits/.test(document.querySelector("#messages").textContent),
+    null, { timeout: 40000 });
+  await page.waitForTimeout(12000);                           // longer than the 8 s watchdog: a replay would show
+  assert.equal(await page.evaluate(() => window.gmpAsked), 1, "the search ran once, never again");
+  assert.equal(await page.inputValue('input[name="batch"]'), "7777");
+  await page.selectOption('select[name="gpu"]', "a100-80gb"); // the user's next change
+  const after = await waitForResult(page, result.computed);
+  assert.ok(after.computed);
+  assert.match(page.url(), /gpu=a100-80gb/);
+  assert.equal(await page.inputValue('input[name="batch"]'), "7777");
+  await ctx.close();
+});
+
+test("a large pasted config that the core refuses names config.json and keeps the user's settings", async () => {
+  const { ctx, page, result } = await open("?model=llama-3.2-1b&batch=3");
+  await page.check('input[name="source"][value="config"]');
+  // 600,000 quotes: under the page's 1,000,000-character limit, 1.2 MB once escaped inside the request
+  await page.evaluate(() => {
+    const box = document.querySelector("#config-text");
+    box.value = '"'.repeat(600000);
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+  await page.waitForFunction(() => /config\.json/.test(document.querySelector("#messages").textContent), null, { timeout: 30000 });
+  const messages = await page.textContent("#messages");
+  assert.doesNotMatch(messages, /URL parameter request|default configuration/);
+  assert.equal(await page.inputValue('input[name="batch"]'), "3");
+  assert.equal(await page.textContent('[data-testid="peak"]'), result.peak);   // the last answer stays
   await ctx.close();
 });
 
@@ -143,16 +200,54 @@ test("the server refuses paths that leave dist/, however they are encoded", asyn
   } finally { rmSync(sibling, { recursive: true, force: true }); }
 });
 
-test("under GitHub Pages' headers, a deploy replaces the cached site within a few reloads", async () => {
+test("the server refuses a symbolic link inside its root that leads outside it, and caps what it holds", async () => {
+  const root = mkdtempSync(join(tmpdir(), "served-"));
+  const outside = mkdtempSync(join(tmpdir(), "outside-"));
+  writeFileSync(join(root, "inside.txt"), "inside");
+  writeFileSync(join(outside, "secret.txt"), "secret");
+  symlinkSync(join(outside, "secret.txt"), join(root, "link.txt"));
+  symlinkSync(outside, join(root, "dir"));
+  symlinkSync(join(root, "inside.txt"), join(root, "alias.txt"));          // a link that stays inside is served
+  const server = await serve(0, { root });
+  const base = `http://127.0.0.1:${server.address().port}`;
+  try {
+    for (const path of ["/link.txt", "/dir/secret.txt", "/dir/"]) {
+      const res = await fetch(base + path);
+      assert.equal(res.status, 403, path);
+      assert.notEqual(await res.text(), "secret", path);
+    }
+    assert.equal(await (await fetch(base + "/alias.txt")).text(), "inside");
+    assert.ok(server.maxConnections > 0 && server.maxConnections <= 256, String(server.maxConnections));
+    assert.ok(server.headersTimeout > 0 && server.requestTimeout > 0);
+  } finally {
+    server.close();
+    rmSync(root, { recursive: true, force: true });
+    rmSync(outside, { recursive: true, force: true });
+  }
+});
+
+// A real build of the repository's sources with `edit` applied to a copy of them (web/, docs/ ...),
+// written to `<dir>/dist`: the deploy test serves two of these, as GitHub Pages would serve two deploys.
+function buildCopy(dir, edit) {
+  const skip = new Set([".git", "node_modules", ".venv", ".venv-int", "dist", "site", "test-results", ".pytest_cache"]);
+  for (const name of readdirSync(ROOT).filter((n) => !skip.has(n))) cpSync(join(ROOT, name), join(dir, name), { recursive: true });
+  symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+  edit(dir);
+  const python = process.env.PYTHON || join(ROOT, ".venv", "bin", "python");
+  execFileSync(process.execPath, [join(dir, "scripts", "build.mjs")], { cwd: dir, stdio: "ignore", env: { ...process.env, PYTHON: python } });
+  return join(dir, "dist");
+}
+const edited = (path, from, to) => writeFileSync(path, readFileSync(path, "utf8").replace(from, to));
+
+test("under GitHub Pages' headers, a real second deploy replaces the app and the docs, online and offline", async () => {
   const pages = await start({ pages: true });
   const root = mkdtempSync(join(tmpdir(), "deploy-"));
   try {
-    const a = join(root, "a"), b = join(root, "b");
-    cpSync(DIST, a, { recursive: true });
-    cpSync(DIST, b, { recursive: true });
-    writeFileSync(join(b, "index.html"), readFileSync(join(b, "index.html"), "utf8").replace("<h1>Will this fit?</h1>", "<h1>Will this fit? (new deploy)</h1>"));
-    const sw = readFileSync(join(b, "sw.js"), "utf8");
-    writeFileSync(join(b, "sw.js"), sw.replace(/const CACHE = "gmp-([0-9a-f]+)"/, 'const CACHE = "gmp-$1-next"'));
+    const a = buildCopy(join(root, "a"), () => {});
+    const b = buildCopy(join(root, "b"), (dir) => {
+      edited(join(dir, "web", "index.html"), "<h1>Will this fit?</h1>", "<h1>Will this fit? (new deploy)</h1>");
+      edited(join(dir, "docs", "index.md"), "# GPU memory planner", "# GPU memory planner\n\nDeploy B's docs.");
+    });
     pages.server.root = a;
     const ctx = await pages.browser.newContext();
     const page = await ctx.newPage();
@@ -161,6 +256,9 @@ test("under GitHub Pages' headers, a deploy replaces the cached site within a fe
     await page.evaluate(async () => { await navigator.serviceWorker.ready; });
     await page.reload();
     await waitForResult(page);
+    const docs = await ctx.newPage();
+    await docs.goto(pages.base + "docs/");                   // build A's docs: in the browser's HTTP cache for 600 s
+    assert.doesNotMatch(await docs.textContent("body"), /Deploy B's docs/);
     pages.server.root = b;                                     // the deploy
     let seen = false;
     // Each load asks for a new sw.js; the new worker installs (precaching the site) and takes over.
@@ -172,9 +270,13 @@ test("under GitHub Pages' headers, a deploy replaces the cached site within a fe
       if (!seen) await page.waitForTimeout(1500);
     }
     assert.ok(seen, "the new index.html never appeared");
+    await docs.goto(pages.base + "docs/");                   // a return visit, as a link or a bookmark opens it
+    assert.match(await docs.textContent("body"), /Deploy B's docs/, "the docs are still build A's");
     await ctx.setOffline(true);
     await page.goto(pages.base + "index.html");                // precached by its own name too
     assert.match(await page.textContent("h1"), /new deploy/);
+    await docs.goto(pages.base + "docs/");
+    assert.match(await docs.textContent("body"), /Deploy B's docs/, "offline, the docs are build A's");
     await ctx.close();
   } finally {
     await pages.close();
