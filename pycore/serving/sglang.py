@@ -30,7 +30,8 @@ from .config import Serving
 from .formats import WeightFormat
 from .kv import kv_layers, stage_split
 from .result import ServingEstimate, tree
-from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, NCCL_OUTSIDE_BYTES, profile_activation
+from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, profile_activation
+from .vllm_profile import NCCL_OUTSIDE_BYTES
 from .weights import Shard, rank_weight_parts
 
 SWA_RATIO_DEFAULT = 0.8          # server_args.py swa_full_tokens_ratio
