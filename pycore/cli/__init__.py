@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--solve", action="store_true", help="also search: longest context, most requests, smallest "
                                                          "GPU, best GGUF preset")
     sv.add_argument("--json", action="store_true", help="print the result object as JSON")
+    sv.add_argument("--from-command", metavar="CMD", default=None,
+                    help="read the engine's own command line (vllm serve ..., python -m sglang.launch_server ..., "
+                         "llama-server ...); flags given here as well override it")
+    sv.add_argument("--print-command", action="store_true",
+                    help="also print the command that starts the engine with the settings assumed")
     sv.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
                     help="print the planner page's link for this configuration instead")
     ft = sub.add_parser("fit", help="the cheapest combinations of changes that make the run fit")
@@ -76,6 +81,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _from_command(a) -> tuple[dict, str | None]:
+    """The serve request from the engine's command line, with this CLI's own flags laid over it."""
+    from ..errors import InputError
+    from ..serving.commands import read_command
+    try:
+        cmd = read_command(a.from_command, model_given=bool(a.hf_config))
+    except InputError as exc:
+        return {}, printable(f"--from-command: {exc.message}")
+    for note in cmd["notes"]:
+        print(printable(f"note: {note}"), file=sys.stderr)
+    req, problem = model_part(a) if (a.hf_config or a.params is not None) else ({"model": cmd["model"]}, None)
+    workload = {**cmd["workload"], **{k: v for k, v in serve_part(a).items() if k != "mode"}}
+    req.update({"schema": 1, "workload": workload, "solve": a.solve,
+                "gpu": {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu})
+    return req, problem
+
+
 def _run(req: dict) -> tuple[dict | None, int]:
     resp = estimate_dict(req)
     if resp["status"] != "ok":
@@ -99,7 +121,9 @@ def main(argv=None) -> int:
         for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
             print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
         return 0
-    if a.command == "serve":
+    if a.command == "serve" and a.from_command is not None:
+        req, problem = _from_command(a)
+    elif a.command == "serve":
         req, problem = model_part(a)
         if not problem:
             req.update({"schema": 1, "workload": serve_part(a), "solve": a.solve,
@@ -148,6 +172,10 @@ def main(argv=None) -> int:
         render_plan(res)
     elif a.command == "serve":
         render_serve(res)
+        if res.get("version_note"):
+            print(printable(f"version: {res['version_note']}"))
+        if a.print_command:
+            print(f"launch: {printable(res.get('launch_command', ''))}")
     elif a.command == "check":
         render_check(res)
     elif a.command == "fit":
