@@ -169,6 +169,21 @@ def _flags(engine: str, words: list[str]) -> tuple[dict, list[str], list[str], s
     return fields, positional, ignored, flash
 
 
+# Hub-id suffixes that name the checkpoint's weight format (its config.json's quantization_config):
+# Qwen's "-FP8" checkpoints are 128x128 block-scaled, others (Red Hat / Neural Magic "-FP8-dynamic")
+# per-channel; AWQ and GPTQ checkpoints say so in the name.
+NAME_FORMATS = (("-fp8-dynamic", "fp8"), ("-fp8", "fp8"), ("-awq", "awq"), ("-gptq-int4", "gptq"), ("-gptq", "gptq"))
+
+
+def format_from_name(text: str) -> str | None:
+    """The weight format a Hub id's name states, or None."""
+    low = text.rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix, fmt in NAME_FORMATS:
+        if low.endswith(suffix) or f"{suffix}-" in low:
+            return "fp8-block" if fmt == "fp8" and low.startswith("qwen") and "dynamic" not in low else fmt
+    return None
+
+
 def model_id_from(text: str, engine: str) -> tuple[str, str | None]:
     """(catalog id, GGUF file type) for a Hub id, a path or a .gguf file name; the id may be unknown."""
     from ..catalog import model_entries
@@ -179,10 +194,12 @@ def model_id_from(text: str, engine: str) -> tuple[str, str | None]:
         m = GGUF_QUANT.search(name)
         if m:
             quant, name = m.group(1).upper(), name[:m.start()]
+            quant = "MXFP4_MOE" if quant == "MXFP4" else quant
     low = name.lower()
     entries = model_entries()
     candidates = [low]
-    for suffix in ("-instruct", "-chat", "-it", "-hf", "-base", "-gguf", "-instruct-2507", "-fp8", "-awq"):
+    for suffix in ("-fp8-dynamic", "-fp8", "-awq", "-gptq-int4", "-gptq", "-2507", "-instruct", "-thinking", "-chat",
+                   "-it", "-hf", "-base", "-gguf"):
         candidates += [c[: -len(suffix)] for c in candidates if c.endswith(suffix)]
     candidates += [c.replace("meta-llama-", "llama-").replace("meta-", "") for c in candidates]
     for c in candidates:
@@ -208,6 +225,9 @@ def read_command(text, model_given: bool = False) -> dict:
         raise InputError(FIELD, f"{positional[0][:80]!r} is not in the model catalog (a Hub id or file the planner "
                                 "does not know); give its config.json with --hf-config FILE")
     workload = {"mode": "serve", "engine": engine, **fields}
+    named = format_from_name(positional[0]) if engine != "llamacpp" else None
+    if named and "quantization" not in workload:
+        workload["quantization"] = named
     if quant:
         workload["quant"] = quant
     if flash:
