@@ -176,3 +176,21 @@ def test_the_cli_refuses_a_command_of_another_engine(tmp_path, capsys):
     assert main(["check", "--engine-log", str(path), "--model", "qwen3-235b-a22b",
                  "--from-command", "llama-server -m Qwen3-235B-A22B-Q4_K_M.gguf"]) == 2
     assert "but the log is vllm's" in capsys.readouterr().err
+
+
+CLUB_1087 = ("(Worker_TP0 pid=223) INFO 08-22 04:42:13 [gpu_worker.py:789] Free memory on device (30.27/31.4 GiB) on "
+             "startup. Desired GPU memory utilization is (0.92, 28.88 GiB). Actual usage is 15.03 GiB for consumed memory "
+             "(weights + non-torch), 1.59 GiB for peak activation, and 0.09 GiB for CUDAGraph memory. Replace "
+             "gpu_memory_utilization config with `--kv-cache-memory=12917635953` (12.03 GiB) to fit into requested "
+             "memory, or `--kv-cache-memory=14405811712` (13.42 GiB) to fully utilize gpu memory. Current kv cache "
+             "memory in use is 12.26 GiB.\n"
+             "(Worker_TP1 pid=238) INFO 08-22 04:42:13 [gpu_worker.py:726] CUDA graph pool memory: 0.09 GiB (actual), "
+             "0.13 GiB (estimated), difference: 0.04 GiB (51.1%).\n")
+# noonghunna/club-3090 issue #1087 (2 x RTX 5090, TP2), two lines as printed
+
+
+def test_the_newer_budget_line_with_consumed_memory_is_read():
+    log = parse_engine_log(CLUB_1087)
+    assert log.figures["weights_and_non_torch"] == int(15.03 * GiB) and log.figures["activation"] == int(1.59 * GiB)
+    assert log.figures["total"] == int(31.4 * GiB) and log.settings["gpu_memory_utilization"] == 0.92
+    assert log.settings["tensor_parallel_size"] == 2 and log.figures["kv_in_use"] == int(12.26 * GiB)

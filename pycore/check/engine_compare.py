@@ -15,6 +15,7 @@ from .engine_log import ENGINE_NAMES, EngineLog
 
 # logged figure -> (label, result path, unit) per engine
 VLLM_TERMS = (("weights", "weights", "report.weights_bytes", "bytes"),
+              ("weights_and_non_torch", "weights + non-torch", "report.weights_and_non_torch_bytes", "bytes"),
               ("activation", "profile peak (activation)", "report.activation_bytes", "bytes"),
               ("non_torch", "non-torch memory", "report.non_torch_bytes", "bytes"),
               ("cuda_graphs", "CUDA graphs", "report.cuda_graph_bytes", "bytes"),
@@ -29,7 +30,8 @@ SGLANG_TERMS = (("weights", "weights", "report.weights_bytes", "bytes"),
                 ("kv_tokens", "KV tokens", "kv_cache_tokens", "tokens"),
                 ("max_running_requests", "max running requests", "report.max_running_requests", "requests"))
 # budget terms whose error moves the KV memory, per engine
-BUDGET_TERMS = {"vllm": ("weights", "activation", "non_torch", "cuda_graphs"), "sglang": ("weights",)}
+BUDGET_TERMS = {"vllm": ("weights", "weights_and_non_torch", "activation", "non_torch", "cuda_graphs"),
+                "sglang": ("weights",)}
 FILE_TYPES = {"q4_k - medium": "Q4_K_M", "q4_k - small": "Q4_K_S", "q5_k - medium": "Q5_K_M", "q5_k - small": "Q5_K_S",
               "q3_k - medium": "Q3_K_M", "q3_k - small": "Q3_K_S", "q3_k - large": "Q3_K_L", "q2_k - medium": "Q2_K",
               "mxfp4 moe": "MXFP4_MOE", "q6_k": "Q6_K", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q5_0": "Q5_0",

@@ -48,6 +48,11 @@ VLLM = {
                         r"utilization is \(" + _N + ", " + _N + r" GiB\)\. Actual usage is " + _N +
                         r" GiB for weight, " + _N + r" GiB for peak activation, " + _N +
                         r" GiB for non-torch memory, and " + _N + r" GiB for CUDAGraph memory"),
+    "usage_consumed": re.compile(r"Free memory on device \(" + _N + "/" + _N + r" GiB\) on startup\. Desired GPU "
+                                 r"memory utilization is \(" + _N + ", " + _N + r" GiB\)\. Actual usage is " + _N +
+                                 r" GiB for consumed memory \(weights \+ non-torch\), " + _N +
+                                 r" GiB for peak activation, and " + _N + r" GiB for CUDAGraph memory"),
+    "kv_in_use": re.compile(r"Current kv cache memory in use is (?:(\d{1,15}) bytes|" + _N + r" GiB)"),
     "args": re.compile(r"non-default args: \{(.{0,1800})\}"),
     "refusal": re.compile(r"max seq len \((\d{1,9})\), \(" + _N + r" GiB KV cache is needed, which is larger than the "
                           r"available KV cache memory \(" + _N + r" GiB\)(?:\. Based on the available memory, the "
@@ -160,11 +165,10 @@ def _ranks(lines: list[str]) -> int:
 def _read_vllm(lines: list[str]) -> EngineLog:
     fig, settings, kept, version, model = {}, {}, [], None, None
     for line in lines:
-        for name, pat in VLLM.items():
-            m = pat.search(line)
-            if not m:
-                continue
+        hits = [(name, m) for name, m in ((n, p.search(line)) for n, p in VLLM.items()) if m]
+        if hits:
             kept.append(line)
+        for name, m in hits:          # one line may hold several figures (the budget line and the pool)
             if name in ("version", "version_engine"):
                 version = version or m.group(1)
             elif name in ("weights", "available_kv", "graphs_estimate"):
@@ -190,6 +194,15 @@ def _read_vllm(lines: list[str]) -> EngineLog:
                 settings.setdefault("gpu_memory_utilization", f[2])
                 for key, value in zip(("weights", "activation", "non_torch", "cuda_graphs"), f[4:]):
                     fig.setdefault(key, int(value * GiB))
+            elif name == "usage_consumed":
+                f = [_num(x) for x in m.groups()]
+                fig.setdefault("total", int(f[1] * GiB))
+                settings.setdefault("gpu_memory_utilization", f[2])
+                fig.setdefault("weights_and_non_torch", int(f[4] * GiB))
+                fig.setdefault("activation", int(f[5] * GiB))
+                fig.setdefault("cuda_graphs", int(f[6] * GiB))
+            elif name == "kv_in_use":
+                fig.setdefault("kv_in_use", int(m.group(1)) if m.group(1) else int(_num(m.group(2)) * GiB))
             elif name == "args":
                 args = _args(m.group(1))
                 model = args.pop("model", None) or args.pop("model_tag", None)
@@ -198,7 +211,6 @@ def _read_vllm(lines: list[str]) -> EngineLog:
                             "kv_cache_dtype", "enable_expert_parallel", "dtype", "quantization", "block_size"):
                     if key in args and args[key] is not None:
                         settings[key] = args[key]
-            break
     if _ranks(lines) > 1:
         settings.setdefault("tensor_parallel_size", _ranks(lines))
     return EngineLog("vllm", version, fig, settings, {}, model, tuple(kept))
@@ -286,7 +298,8 @@ def parse_engine_log(text, engine: str | None = None) -> EngineLog:
     if engine and engine != found:
         raise InputError(FIELD, f"is a {ENGINE_NAMES[found]} log, not {ENGINE_NAMES.get(engine, engine)}")
     log = {"vllm": _read_vllm, "sglang": _read_sglang, "llamacpp": _read_llama}[found](lines)
-    if not any(log.figures.get(k) for k in ("kv_tokens", "available_kv", "kv_total", "gpu_blocks")) and not log.devices:
+    if not any(log.figures.get(k) for k in ("kv_tokens", "available_kv", "kv_total", "gpu_blocks", "kv_in_use")) \
+            and not log.devices:
         raise InputError(FIELD, f"is a {ENGINE_NAMES[found]} log that stops before the KV cache is sized (no "
                                 f"{'GPU KV cache size' if found == 'vllm' else 'KV Cache is allocated' if found == 'sglang' else 'buffer size'} "
                                 "line); give the log up to that line")

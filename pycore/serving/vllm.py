@@ -314,6 +314,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         "estimated_max_model_len": longest, "page_bytes": r["page"], "kv_groups": r["n_groups"],
         "weights_bytes": sum(rr["weights"].values()), "activation_bytes": sum(rr["act"].values()),
         "non_torch_bytes": rr["non_torch"], "cuda_graph_bytes": rr["graphs"],
+        "weights_and_non_torch_bytes": sum(rr["weights"].values()) + rr["non_torch"],
     }
     warnings = []
     if max_len > m.max_positions:
