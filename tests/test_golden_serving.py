@@ -86,3 +86,11 @@ def test_the_last_two_lines_are_the_fit_and_verify_summaries(capsys):
     fit, verify = capsys.readouterr().out.strip().splitlines()[-2:]
     assert fit.startswith("fit cases=") and verify.startswith("verify cases=")
     assert "kv_tokens_within_2%=" in verify and "llamacpp_buffers_within_5%=" in verify
+
+
+def test_the_l4_total_is_what_its_driver_reports():
+    # issue 20: the catalog held 23.5 GiB for the L4; the SGLang log of qwq32b_l4x4_tp4_mfs085 was taken on a
+    # card whose nvidia-smi total is 23034 MiB, and the catalog must not promise more than the driver has
+    from pycore.catalog import catalog_gpu
+    case = next(c for c in json.loads(GOLDEN.read_text())["checks"] if c.get("case") == "qwq32b_l4x4_tp4_mfs085")
+    assert catalog_gpu("l4-24gb")["memory_bytes"] == case["request"]["gpu"]["memory_bytes"] == 23034 * 2 ** 20
