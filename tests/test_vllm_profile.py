@@ -61,3 +61,13 @@ def test_moe_workspaces_add_to_the_sampler_from_0_13():
 def test_the_answer_names_its_non_torch_parts():
     r = _serve("0.19.0", tp=2)
     assert r["report"]["non_torch_bytes"] > 1.7 * GiB
+
+
+def test_llama_cpp_op_offload_puts_the_output_copy_on_the_first_device():
+    # Llama-3.1-8B Q4_K_M over two GPUs with -ngl 32 (output layer in host memory): the output matmul is
+    # offloaded to the first backend (ggml-backend.cpp "1.off"), which takes the logits and a copy of
+    # output.weight (Q6_K: 128,256 x 4,096 weights x 210 bytes / 256 = 430,940,160 bytes = 410.98 MiB)
+    r = estimate_dict({"model": "llama-3.1-8b", "gpu": "rtx-4090-24gb", "workload": {
+        "mode": "serve", "engine": "llamacpp", "devices": 2, "n_gpu_layers": 32, "n_ctx": 8192}})["result"]
+    compute = r["report"]["compute_buffer_mib"]
+    assert compute["CUDA0"] > 410.98 > compute["CUDA1"]
