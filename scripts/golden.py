@@ -3,6 +3,7 @@
 answers it, the figure in bytes and its tolerance (tests/data/golden_*.json).
 
   python3 scripts/golden.py tests/data/golden_parallel.json [more files] [--markdown OUT.md]
+  python3 scripts/golden.py records.jsonl      # records written by `python -m pycore check --engine-log LOG --record`
 
 Prints one line per check and ends with
   golden cases=N within_tol=K median_abs_err=X.X% max_abs_err=X.X% unsupported=U
@@ -68,10 +69,18 @@ def measure(result: dict, path: str):
     return node
 
 
+def _checks(path: Path) -> list[dict]:
+    """A references file's checks; a .jsonl file holds one check a line (``check --engine-log --record``)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)["checks"]
+
+
 def run(paths: list[str]) -> tuple[list[dict], int]:
     rows, unsupported = [], 0
     for path in paths:
-        for c in json.loads(Path(path).read_text(encoding="utf-8"))["checks"]:
+        for c in _checks(Path(path)):
             if "unsupported" in c:
                 unsupported += 1
                 continue

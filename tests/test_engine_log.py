@@ -194,3 +194,17 @@ def test_the_newer_budget_line_with_consumed_memory_is_read():
     assert log.figures["weights_and_non_torch"] == int(15.03 * GiB) and log.figures["activation"] == int(1.59 * GiB)
     assert log.figures["total"] == int(31.4 * GiB) and log.settings["gpu_memory_utilization"] == 0.92
     assert log.settings["tensor_parallel_size"] == 2 and log.figures["kv_in_use"] == int(12.26 * GiB)
+
+
+def test_records_of_a_log_are_scored_by_the_golden_script_as_jsonl(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
+    golden = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(golden)
+    path, record = tmp_path / "l40s.log", tmp_path / "held_out.jsonl"
+    path.write_text(_log("l40s-qwen3-235b-fp8-tp8-v0.10.2"))
+    assert main(["check", "--engine-log", str(path), "--gpu", "l40s-48gb", "--record", str(record)]) == 0
+    capsys.readouterr()
+    golden.main([str(record)])
+    fit, verify = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert fit.startswith("fit cases=7 ") and verify.startswith("verify cases=0 ")     # vLLM 0.10.2: fit part
