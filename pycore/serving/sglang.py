@@ -32,7 +32,7 @@ from .kv import kv_layers, stage_split
 from .result import ServingEstimate, tree
 from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, profile_activation
 from .vllm_profile import NCCL_OUTSIDE_BYTES
-from .weights import Shard, rank_weight_parts
+from .weights import Shard, rank_weight_parts, vision_bytes
 
 SWA_RATIO_DEFAULT = 0.8          # server_args.py swa_full_tokens_ratio
 # The sampler on a decode batch: the logits, their fp32 copy and softmax's probabilities (2 + 4 + 4 bytes
@@ -123,6 +123,8 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         first = sum(split[:stage])
         shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage])
         weights = dict(rank_weight_parts(m, fmt, dt, shard))
+        if m.vision != (0, 0):
+            weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
         if s.logged_weights_gib is not None:
             weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
         post = pre - sum(weights.values())

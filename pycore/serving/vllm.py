@@ -35,7 +35,7 @@ from .config import Serving
 from .formats import WeightFormat
 from .kv import KVLayer, kv_layers, stage_split
 from .result import ServingEstimate, tree
-from .weights import Shard, expert_ranks, rank_weight_parts
+from .weights import Shard, expert_ranks, rank_weight_parts, vision_bytes
 from .vllm_profile import NCCL_OUTSIDE_BYTES, device_traits, moe_workspace_persists, non_torch_parts, sampler_parts
 
 DEFAULT_BLOCK_SIZE = 16                  # vllm/config/cache.py DEFAULT_BLOCK_SIZE
@@ -207,6 +207,8 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         first = sum(split[:stage])
         shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage], expert_ranks=ep)
         weights = dict(rank_weight_parts(m, fmt, dt, shard, marlin))
+        if m.vision != (0, 0):              # the multimodal model loads its encoder on every rank, 16-bit
+            weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
         if m.max_positions:
             weights["rotary cos/sin cache"] = m.max_positions * (m.qk_rope_head_dim if is_mla(m) else m.head_dim) * dt
         if s.logged_weights_gib is not None:

@@ -134,3 +134,11 @@ def expert_ranks(m: ModelSpec, tp: int, dp: int, expert_parallel: bool, where: s
         raise InputError(where, f"expert parallelism over {ranks} ranks needs at least as many experts; the "
                                 f"model has {m.n_experts}")
     return ranks
+
+
+def vision_bytes(m: ModelSpec, tp: int, dtype_bytes: int) -> int:
+    """A multimodal model's vision encoder and projector on one rank, in the model dtype: the encoder's
+    linears split over tensor parallelism, embeddings, norms and projector replicated
+    (vLLM 0.19 models/siglip.py; pycore/model/vision.py)."""
+    sharded, replicated = m.vision
+    return (sharded // tp + replicated) * dtype_bytes
