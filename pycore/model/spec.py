@@ -109,8 +109,8 @@ class ModelSpec:
     num_labels: int = spec(0, _OPTIONAL_DIM)
     warnings: tuple = field(default=(), compare=False)
     # a multimodal checkpoint's vision encoder and projector (pycore/model/vision.py): loaded by the serving
-    # engines, not by a text-only transformers load; (TP-sharded, replicated) parameters
-    vision: tuple = field(default=(0, 0))
+    # engines, not by a text-only transformers load (a VisionTower, or None)
+    vision: object = field(default=None)
 
     def __post_init__(self):
         validate_model(self)

@@ -9,7 +9,42 @@ RowParallelLinear, 0.19) and replicates the embeddings, norms and the projector.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import require_int
+
+
+@dataclass(frozen=True)
+class VisionTower:
+    """A vision encoder's size and the shape of one image through it."""
+
+    sharded: int                 # parameters of the encoder's linears (split by tensor parallelism)
+    replicated: int              # embeddings, norms, projector
+    hidden: int = 0              # encoder width
+    ffn: int = 0                 # encoder MLP width
+    patches: int = 0             # patches of one image at the encoder's image size (0: not known)
+    pixels: int = 0              # channels x height x width of one image
+    tokens_per_image: int = 0    # language-model tokens one image becomes (0: not known)
+
+    @property
+    def params(self) -> int:
+        return self.sharded + self.replicated
+
+
+def vision_tower(cfg: dict, where: str = "hf_config") -> VisionTower | None:
+    """The vision tower of a multimodal config, or None."""
+    sharded, replicated = vision_params(cfg, where)
+    if not sharded + replicated:
+        return None
+    v = cfg["vision_config"]
+    if v.get("model_type") == "siglip_vision_model":
+        # Gemma 3: one 896 x 896 image is (896 / 14)^2 patches, pooled to mm_tokens_per_image (256) tokens
+        S, P = v["image_size"], v["patch_size"]
+        tokens = require_int(where + ".mm_tokens_per_image", cfg.get("mm_tokens_per_image", 256), minimum=1,
+                             maximum=_MAX)
+        return VisionTower(sharded, replicated, v["hidden_size"], v["intermediate_size"], (S // P) ** 2, 3 * S * S,
+                           tokens)
+    return VisionTower(sharded, replicated)
 
 _MAX = 1 << 20
 

@@ -123,7 +123,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         first = sum(split[:stage])
         shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage])
         weights = dict(rank_weight_parts(m, fmt, dt, shard))
-        if m.vision != (0, 0):
+        if m.vision is not None:
             weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
         if s.logged_weights_gib is not None:
             weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}

@@ -36,7 +36,8 @@ from .formats import WeightFormat
 from .kv import KVLayer, kv_layers, stage_split
 from .result import ServingEstimate, tree
 from .weights import Shard, expert_ranks, rank_weight_parts, vision_bytes
-from .vllm_profile import NCCL_OUTSIDE_BYTES, device_traits, moe_workspace_persists, non_torch_parts, sampler_parts
+from .vllm_profile import (NCCL_OUTSIDE_BYTES, device_traits, encoder_cache_bytes, encoder_images, encoder_phase,
+                           moe_workspace_persists, non_torch_parts, sampler_parts)
 
 DEFAULT_BLOCK_SIZE = 16                  # vllm/config/cache.py DEFAULT_BLOCK_SIZE
 MLA_BLOCK_SIZE = 64                      # FlashMLA's block size (platforms/cuda.py 137-183, 0.10.2)
@@ -111,7 +112,7 @@ def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: in
     busiest = max(phases, key=lambda k: sum(phases[k].values()))
     forward = {**hidden, **{f"{busiest}: {k}": b for k, b in phases[busiest].items()}}
     if not last:
-        return forward
+        return _largest(m, tokens, tp, dt, [forward], sampler_bytes is None)
     if sampler_bytes is not None:       # another engine's sampler (SGLang) at a fixed cost per logit
         logits = {f"sampler on {requests} rows of logits": requests * m.vocab_size * sampler_bytes}
     else:
@@ -119,7 +120,18 @@ def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: in
     sampler = {"hidden states kept by the profile run": T * h * dt + requests * h * dt, **logits}
     if m.n_experts and sampler_bytes is None and moe_workspace_persists(v):
         sampler["fused MoE workspaces (kept by the WorkspaceManager)"] = phases["MoE"]["fused MoE intermediate caches"]
-    return forward if sum(forward.values()) >= sum(sampler.values()) else sampler
+    return _largest(m, tokens, tp, dt, [forward, sampler], sampler_bytes is None)
+
+
+def _largest(m: ModelSpec, tokens: int, tp: int, dt: int, candidates: list, vllm: bool) -> dict:
+    """The profile peak: the largest phase; a multimodal model's encoder runs first, and its outputs stay
+    in the encoder cache through the language model's phases."""
+    if vllm and m.vision is not None and m.vision.tokens_per_image:
+        images = encoder_images(m.vision, tokens)
+        cache = encoder_cache_bytes(m.vision, images, m.hidden_size, dt)
+        candidates = [{**c, f"encoder cache ({images} images)": cache} for c in candidates]
+        candidates.append(encoder_phase(m.vision, images, tp, dt))
+    return max(candidates, key=lambda c: sum(c.values()))
 
 
 # ---- KV blocks -----------------------------------------------------------------------------------
@@ -207,7 +219,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         first = sum(split[:stage])
         shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage], expert_ranks=ep)
         weights = dict(rank_weight_parts(m, fmt, dt, shard, marlin))
-        if m.vision != (0, 0):              # the multimodal model loads its encoder on every rank, 16-bit
+        if m.vision is not None:              # the multimodal model loads its encoder on every rank, 16-bit
             weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
         if m.max_positions:
             weights["rotary cos/sin cache"] = m.max_positions * (m.qk_rope_head_dim if is_mla(m) else m.head_dim) * dt

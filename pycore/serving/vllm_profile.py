@@ -109,3 +109,29 @@ def non_torch_parts(v, tp: int, pp: int, gpu_name: str) -> dict:
     else:
         out["custom all-reduce buffers"] = NON_TORCH_TP_CUSTOM_AR
     return out
+
+
+# ---- the multimodal encoder's profile run (gpu_model_runner.py profile_run, 0.19 lines 5721-5796) ----
+def encoder_images(vt, max_batched: int) -> int:
+    """Images of the encoder's dummy batch: the encoder budget, max(max_num_batched_tokens, one image's
+    tokens) (v1/core/encoder_cache_manager.py compute_mm_encoder_budget; config/scheduler.py:234-235),
+    over one image's tokens (multimodal/encoder_budget.py _get_max_items)."""
+    if not vt.tokens_per_image:
+        return 0
+    return max(1, max(max_batched, vt.tokens_per_image) // vt.tokens_per_image)
+
+
+def encoder_phase(vt, images: int, tp: int, dt: int) -> dict:
+    """The encoder's forward on the dummy images: pixel values, the hidden states and residual, and one
+    layer's MLP (fc1's output and its activation, split by TP; attention runs without a score matrix)."""
+    if not images or not vt.patches:
+        return {}
+    rows = images * vt.patches
+    return {f"encoder on {images} images: pixel values": images * vt.pixels * dt,
+            "encoder hidden states and residual": 2 * rows * vt.hidden * dt,
+            "encoder MLP (fc1 output and activation)": 2 * rows * (vt.ffn // tp) * dt}
+
+
+def encoder_cache_bytes(vt, images: int, text_hidden: int, dt: int) -> int:
+    """The encoder's outputs, kept in encoder_cache through the language model's dummy run and sampler."""
+    return images * vt.tokens_per_image * text_hidden * dt

@@ -140,5 +140,4 @@ def vision_bytes(m: ModelSpec, tp: int, dtype_bytes: int) -> int:
     """A multimodal model's vision encoder and projector on one rank, in the model dtype: the encoder's
     linears split over tensor parallelism, embeddings, norms and projector replicated
     (vLLM 0.19 models/siglip.py; pycore/model/vision.py)."""
-    sharded, replicated = m.vision
-    return (sharded // tp + replicated) * dtype_bytes
+    return (m.vision.sharded // tp + m.vision.replicated) * dtype_bytes
