@@ -135,6 +135,21 @@ def test_settings_the_log_omits_come_from_the_command(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["request"]["workload"]["tp_size"] == 4 and out["request"]["model"] == "qwen3-14b"
     assert next(r for r in out["rows"] if r["term"] == "kv_tokens")["logged"] == 298447
+    # the catalog's 4090 total (23.5 GiB) is below the 24,564 MiB the log's card had: the pool comes out
+    # low although the weights come out low too, so no logged term can explain it
+    assert "GPU's total" in out["explanation"]
+
+
+def test_sglang_free_memory_before_loading_is_compared(tmp_path, capsys):
+    path = tmp_path / "l4.log"
+    path.write_text(_log("qwq32b_l4x4_tp4_mfs085"))      # "Load weight begin. avail mem=21.63 GB", TP0 prefixes only
+    assert main(["check", "--engine-log", str(path), "--gpu", "l4-24gb", "--engine-version", "0.4.3",
+                 "--from-command", "python -m sglang.launch_server --model-path Qwen/QwQ-32B --tp 4 "
+                 "--mem-fraction-static 0.85", "--model", "qwen2.5-32b", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["term"]: r for r in out["rows"]}
+    assert rows["free_before_load"]["logged"] == int(21.63 * GiB) and rows["weights"]["logged"] == int(15.54 * GiB)
+    assert out["request"]["workload"]["tp_size"] == 4
 
 
 # ---- hostile text ---------------------------------------------------------------------------------

@@ -25,13 +25,16 @@ VLLM_TERMS = (("weights", "weights", "report.weights_bytes", "bytes"),
               ("gpu_blocks", "GPU blocks", "report.num_gpu_blocks", "blocks"),
               ("needed_kv", "KV one request needs", "report.needed_kv_bytes", "bytes"),
               ("estimated_max_model_len", "estimated max_model_len", "report.estimated_max_model_len", "tokens"))
-SGLANG_TERMS = (("weights", "weights", "report.weights_bytes", "bytes"),
+SGLANG_TERMS = (("free_before_load", "free memory before loading", "report.free_before_load_bytes", "bytes"),
+                ("weights", "weights", "report.weights_bytes", "bytes"),
                 ("kv_pool", "KV pool", "report.kv_pool_bytes", "bytes"),
                 ("kv_tokens", "KV tokens", "kv_cache_tokens", "tokens"),
                 ("max_running_requests", "max running requests", "report.max_running_requests", "requests"))
 # budget terms whose error moves the KV memory, per engine
 BUDGET_TERMS = {"vllm": ("weights", "weights_and_non_torch", "activation", "non_torch", "cuda_graphs"),
-                "sglang": ("weights",)}
+                "sglang": ("free_before_load", "weights")}
+# budget terms that add to the KV memory when they grow (the others take from it)
+GIVING_TERMS = ("free_before_load",)
 FILE_TYPES = {"q4_k - medium": "Q4_K_M", "q4_k - small": "Q4_K_S", "q5_k - medium": "Q5_K_M", "q5_k - small": "Q5_K_S",
               "q3_k - medium": "Q3_K_M", "q3_k - small": "Q3_K_S", "q3_k - large": "Q3_K_L", "q2_k - medium": "Q2_K",
               "mxfp4 moe": "MXFP4_MOE", "q6_k": "Q6_K", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q5_0": "Q5_0",
@@ -172,11 +175,21 @@ def explain(log: EngineLog, rows: list[dict]) -> str:
             return "the log prints no figure the planner estimates"
         return (f"{headline['label']} {headline['error_pct']:+.1f}%; the log does not break the budget down "
                 "(no 'Actual usage is ...' / 'mem usage' line), so no single term can be named")
-    worst = max(terms, key=lambda r: abs(r["estimated"] - r["logged"]))
-    gap = (worst["estimated"] - worst["logged"]) / GiB
+    def effect(r):                 # what the term's error does to the KV memory, in bytes
+        diff = r["estimated"] - r["logged"]
+        return diff if r["term"] in GIVING_TERMS else -diff
     where = f" ({headline['label']} {headline['error_pct']:+.1f}%)" if headline else ""
+    if headline is not None and headline["estimated"] != headline["logged"]:
+        sign = 1 if headline["estimated"] > headline["logged"] else -1
+        same = [r for r in terms if effect(r) * sign > 0]
+        if not same:
+            return (f"no term the log breaks out explains the gap{where}: each would move the KV memory the other "
+                    "way, so the GPU's total, the CUDA context or another term the log does not print is off")
+        terms = same
+    worst = max(terms, key=lambda r: abs(effect(r)))
+    gap = (worst["estimated"] - worst["logged"]) / GiB
     return (f"{worst['label']} explains most of the gap{where}: estimated {worst['estimated'] / GiB:.2f} GiB, logged "
-            f"{worst['logged'] / GiB:.2f} GiB ({gap:+.2f} GiB, which moves the KV memory by {-gap:+.2f} GiB)")
+            f"{worst['logged'] / GiB:.2f} GiB ({gap:+.2f} GiB, which moves the KV memory by {effect(worst) / GiB:+.2f} GiB)")
 
 
 def records(log: EngineLog, request: dict, rows: list[dict], case: str = "") -> list[dict]:

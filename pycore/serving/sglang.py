@@ -193,7 +193,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         "K size": f"{kv_pool / 2 / GiB:.2f} GB" if not is_mla(m) else None,
         "KV size": f"{kv_pool / GiB:.2f} GB" if is_mla(m) else None,
         "cell_bytes": st["cell"], "rest_bytes": int(st["rest"]), "weights_bytes": sum(st["weights"].values()),
-        "kv_pool_bytes": kv_pool, "swa_tokens": swa_tokens,
+        "kv_pool_bytes": kv_pool, "swa_tokens": swa_tokens, "free_before_load_bytes": int(pre),
         "max_mamba_cache_size": st["mamba_slots"] if st["mamba_per_req"] else None,
     }
     report = {k: val for k, val in report.items() if val is not None}
