@@ -87,3 +87,12 @@ def test_the_cli_reads_a_command_and_prints_the_launch_command(capsys):
 def test_the_cli_names_an_unknown_flag(capsys):
     assert main(["serve", "--from-command", "vllm serve Qwen/Qwen2.5-7B-Instruct --frobnicate 2"]) == 2
     assert "--frobnicate" in capsys.readouterr().err
+
+
+def test_sglang_settings_round_trip_including_small_values():
+    cmd = ("python -m sglang.launch_server --model-path Qwen/Qwen2.5-7B-Instruct --page-size 16 --cuda-graph-max-bs 1 "
+           "--kv-cache-dtype fp8_e4m3 --max-total-tokens 100000")
+    first = _answer(cmd)
+    assert "--cuda-graph-max-bs 1" in first["launch_command"] and "--page-size 16" in first["launch_command"]
+    again = _answer(first["launch_command"])
+    assert again["kv_cache_tokens"] == first["kv_cache_tokens"] == 100000

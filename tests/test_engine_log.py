@@ -223,3 +223,25 @@ def test_records_of_a_log_are_scored_by_the_golden_script_as_jsonl(tmp_path, cap
     golden.main([str(record)])
     fit, verify = capsys.readouterr().out.strip().splitlines()[-2:]
     assert fit.startswith("fit cases=7 ") and verify.startswith("verify cases=0 ")     # vLLM 0.10.2: fit part
+
+
+def test_random_text_gives_input_errors_only():
+    import random
+    from pycore.api import estimate_dict
+    from pycore.serving.commands import read_command
+    rng = random.Random(20)
+    words = ["vllm", "serve", "--max-model-len", "-c", "llama-server", "-m", "x.gguf", "python", "-m",
+             "sglang.launch_server", "--tp", "'", '"', "=", "--model-path", "Qwen/Qwen2.5-7B-Instruct", "8192", "-ngl",
+             "KV Cache is allocated. #tokens:", "GPU KV cache size:", "model buffer size =", "MiB", "GiB", "\n", "1,0"]
+    for _ in range(400):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 30)))
+        try:
+            cmd = read_command(text)
+            resp = estimate_dict({"model": cmd["model"], "workload": cmd["workload"]})
+            assert resp["status"] in ("ok", "error")
+        except InputError:
+            pass
+        try:
+            parse_engine_log(text)
+        except InputError:
+            pass

@@ -268,8 +268,9 @@ def launch_command(engine: str, model: str, settings: dict, workload: dict) -> s
                "context_length": settings.get("context_length"),
                "max_running_requests": settings.get("max_running_requests"),
                "chunked_prefill_size": settings.get("chunked_prefill_size")}
+        defaults = {"page_size": 1, "kv_cache_dtype": "auto", "dtype": "auto"}
         for key in ("max_total_tokens", "cuda_graph_max_bs", "page_size", "kv_cache_dtype", "dtype", "quantization"):
-            if key in given and given[key] not in ("auto", 1) or (key == "page_size" and given.get(key, 1) != 1):
+            if key in given and given[key] != defaults.get(key):
                 out[key] = given[key]
         parts = ["python", "-m", "sglang.launch_server", "--model-path", model] + \
             _write(SGLANG_FLAGS, out, {"tp_size": 1, "pp_size": 1})
