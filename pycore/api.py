@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from .errors import InputError
 from .jsontext import MAX_REQUEST_CHARS, parse_json
@@ -149,6 +149,9 @@ def serving_result(req) -> dict:
            "device_total_bytes": e.device_total_bytes, "fits": e.fits,
            "headroom_bytes": req.hardware.memory_bytes - e.device_total_bytes,
            "breakdown": device, "per_gpu": device, "warnings": list(e.warnings), **serving_dict(e)}
+    from .serving.commands import launch_command, version_note        # issue 20: the command both ways
+    out["launch_command"] = launch_command(e.engine, req.model_id or "MODEL", e.settings, asdict(req.serving))
+    out["version_note"] = version_note(req.serving)
     compute = sum(c.bytes for c in e.device.children if c.name == "compute buffer")
     out["error_band"] = serving_band(e.engine, e.device_total_bytes, compute)
     if not e.starts:

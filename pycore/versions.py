@@ -81,6 +81,14 @@ RULES = (
     Rule("vllm-nccl-in-budget", "vllm", None, (0, 11, 0),
          "the memory snapshot is taken before NCCL starts, so its buffers count in the budget",
          "vllm 0.10.2 v1/worker/gpu_worker.py:175-177"),
+    Rule("vllm-moe-workspace-manager", "vllm", (0, 13, 0), None,
+         "the fused-MoE workspaces come from the worker's WorkspaceManager and stay allocated, so the profile "
+         "peak is their sum with the sampler's dummy run", "vllm 0.13.0 v1/worker/workspace.py; 0.19.0 "
+         "fused_moe/modular_kernel.py:1063 (absent in 0.12.0)"),
+    Rule("vllm-triton-top-k-top-p", "vllm", (0, 17, 0), None,
+         "top-k/top-p of 8 or more rows runs a Triton kernel in place with a per-SM scratch instead of a sort "
+         "(the sampler's dummy run holds 14 bytes a logit, not 28)", "vllm PR #33538; 0.17.0 "
+         "v1/sample/ops/topk_topp_sampler.py:251-252, topk_topp_triton.py:1010-1021 (absent in 0.16.0)"),
     Rule("vllm-request-rounded-up", "vllm", (0, 14, 0), None,
          "requested memory is math.ceil(total x utilization)", "vllm 0.14 v1/worker/gpu_worker.py:234"),
     Rule("vllm-cuda-graphs-in-budget", "vllm", (0, 20, 0), None,

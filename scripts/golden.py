@@ -3,10 +3,14 @@
 answers it, the figure in bytes and its tolerance (tests/data/golden_*.json).
 
   python3 scripts/golden.py tests/data/golden_parallel.json [more files] [--markdown OUT.md]
+  python3 scripts/golden.py records.jsonl      # records written by `python -m pycore check --engine-log LOG --record`
 
 Prints one line per check and ends with
   golden cases=N within_tol=K median_abs_err=X.X% max_abs_err=X.X% unsupported=U
 and, for files whose checks carry a kind (tests/data/golden_serving.json), one such line per kind.
+Serving checks are split into a fit part and a verify part by the rule in split_of (engine version
+and model family, decided before any constant was fitted); the last two lines are then
+  fit cases=... and verify cases=...
 A check gives its figure as expected_bytes, or as expected with its unit (tokens, MiB, bpw, ...).
 """
 
@@ -23,6 +27,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pycore.api import estimate_dict  # noqa: E402
 
 
+# The fit/verify split of the serving references (issue 20). Constants may be fitted on the fit part
+# only; the verify part is the evidence. A check is in the verify part when its engine version is at or
+# after the engine's cutoff (newer engines than the ones fitted on), or when its model belongs to a
+# held-out family; checks without an engine version (HF generate, the quantize table) are in the fit
+# part unless their family is held out. The rule reads only the request, never the score.
+VERIFY_FROM = {"vllm": (0, 11, 0), "sglang": (0, 5, 0), "llamacpp": (6000,)}
+HELD_OUT_FAMILIES = ("gemma", "mistral", "phi")
+
+
+def _version(engine: str, text: str) -> tuple:
+    if engine == "llamacpp":
+        return (int(text.lstrip("b")),)
+    return tuple(int("".join(ch for ch in part if ch.isdigit()) or 0) for part in text.split(".")[:3])
+
+
+def _model_name(request: dict) -> str:
+    model = request.get("model", "")
+    if isinstance(model, dict):
+        model = json.dumps(model)
+    return str(model).lower()
+
+
+def split_of(check: dict) -> str:
+    """'fit' or 'verify' for a serving check (one carrying a workload engine), '' for other files."""
+    work = check.get("request", {}).get("workload", {})
+    engine, version = work.get("engine"), work.get("version")
+    if work.get("mode") != "serve" and check.get("kind") != "measured (transformers)":
+        return ""
+    if any(family in _model_name(check["request"]) for family in HELD_OUT_FAMILIES):
+        return "verify"
+    if engine in VERIFY_FROM and version and _version(engine, version) >= VERIFY_FROM[engine]:
+        return "verify"
+    return "fit"
+
+
 def measure(result: dict, path: str):
     node = result
     for key in path.split("."):
@@ -30,16 +69,25 @@ def measure(result: dict, path: str):
     return node
 
 
+def _checks(path: Path) -> list[dict]:
+    """A references file's checks; a .jsonl file holds one check a line (``check --engine-log --record``)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)["checks"]
+
+
 def run(paths: list[str]) -> tuple[list[dict], int]:
     rows, unsupported = [], 0
     for path in paths:
-        for c in json.loads(Path(path).read_text(encoding="utf-8"))["checks"]:
+        for c in _checks(Path(path)):
             if "unsupported" in c:
                 unsupported += 1
                 continue
             resp = estimate_dict(c["request"])
             expected = c["expected_bytes"] if "expected_bytes" in c else c["expected"]
-            row = {"id": c["id"], "expected": expected, "verbatim": c.get("verbatim", True), "kind": c.get("kind", "")}
+            row = {"id": c["id"], "expected": expected, "verbatim": c.get("verbatim", True), "kind": c.get("kind", ""),
+                   "split": split_of(c), "measure": c["measure"], "engine": c["request"].get("workload", {}).get("engine", "")}
             if resp["status"] != "ok":
                 row["error"] = f"{resp['errors'][0]['field']}: {resp['errors'][0]['message']}"
                 rows.append(row)
@@ -71,6 +119,27 @@ def kind_summaries(rows: list[dict]) -> list[str]:
     return [summary([r for r in rows if r.get("kind") == k], 0, f"  {k}:") for k in kinds]
 
 
+def split_summaries(rows: list[dict]) -> list[str]:
+    """One summary line per part (fit, verify) when the checks carry a split, else none."""
+    if not any(r.get("split") for r in rows):
+        return []
+    return [f"{summary([r for r in rows if r.get('split') == part], 0, part)} {_bar([r for r in rows if r.get('split') == part])}"
+            for part in ("fit", "verify")]
+
+
+def _bar(rows: list[dict]) -> str:
+    """Issue 20's bar: vLLM and SGLang KV tokens within 2% (all, and end-to-end predictions alone);
+    llama.cpp buffers (model, KV, compute) within 5%."""
+    def share(sel, pct):
+        sel = [r for r in sel if "err" in r]
+        return f"{sum(1 for r in sel if r['err'] <= pct)}/{len(sel)}"
+    kv = [r for r in rows if r["engine"] in ("vllm", "sglang") and r["id"] and r.get("measure") == "kv_cache_tokens"]
+    buffers = [r for r in rows if r["engine"] == "llamacpp" and ("buffer" in r.get("measure", "") or
+                                                                 r.get("measure") == "report.kv_bytes")]
+    return (f"kv_tokens_within_2%={share(kv, 2.0)} end_to_end={share([r for r in kv if r['kind'] == 'end-to-end'], 2.0)} "
+            f"llamacpp_buffers_within_5%={share(buffers, 5.0)}")
+
+
 def markdown(rows: list[dict], unsupported: int) -> str:
     out = ["| check | published (bytes) | estimated (bytes) | error | within tolerance |",
            "| --- | ---: | ---: | ---: | --- |"]
@@ -81,7 +150,8 @@ def markdown(rows: list[dict], unsupported: int) -> str:
             out.append(f"| {r['id']} | {r['expected']:.6g} | {r['got']:.6g} | {r['err']:.2f}% | "
                        f"{'yes' if r['ok'] else 'no'} |")
     kinds = "".join(f"`{line.strip()}`\n\n" for line in kind_summaries(rows))
-    return "\n".join(out) + f"\n\n{kinds}`{summary(rows, unsupported)}`\n"
+    parts = "".join(f"\n`{line}`\n" for line in split_summaries(rows))
+    return "\n".join(out) + f"\n\n{kinds}`{summary(rows, unsupported)}`\n{parts}"
 
 
 BEGIN, END = "<!-- BEGIN GENERATED by scripts/golden.py --markdown -->", "<!-- END GENERATED golden -->"
@@ -129,6 +199,8 @@ def main(argv=None) -> int:
     for line in kind_summaries(rows):
         print(line)
     print(summary(rows, unsupported))
+    for line in split_summaries(rows):
+        print(line)
     return 0
 
 

@@ -67,3 +67,30 @@ def test_every_case_quotes_its_source():
         assert c["source"], c["id"]
         if not c["id"].startswith("quantize-readme"):
             assert c["verbatim_log"], c["id"]
+
+
+def test_the_split_is_decided_by_engine_version_and_family_not_by_score():
+    checks = {c["id"]: c for c in json.loads(GOLDEN.read_text())["checks"] if "unsupported" not in c}
+    # vLLM 0.10.2 Qwen3 is fitted on; vLLM 0.11.0 and any Mistral are held out; SGLang 0.4 / 0.5 likewise
+    assert golden.split_of(checks["l40s-qwen3-235b-fp8-tp8-v0.10.2:kv_tokens"]) == "fit"
+    assert golden.split_of(checks["l40s-granite-4.0-micro-fp8-llmclass-v0.11.0:kv_tokens"]) == "verify"
+    assert golden.split_of(checks["h100-llava-v1.6-mistral-7b-llmclass-v0.10.2:kv_tokens"]) == "verify"
+    assert golden.split_of(checks["r1_distill_qwen7b_rtx3090_mfs088:kv_tokens"]) == "fit"
+    assert golden.split_of(checks["qwen25_05b_16gb_mfs015_ctx2048:kv_tokens"]) == "verify"
+    parts = {golden.split_of(c) for c in checks.values()}
+    assert parts == {"fit", "verify"}
+
+
+def test_the_last_two_lines_are_the_fit_and_verify_summaries(capsys):
+    golden.main([str(GOLDEN)])
+    fit, verify = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert fit.startswith("fit cases=") and verify.startswith("verify cases=")
+    assert "kv_tokens_within_2%=" in verify and "llamacpp_buffers_within_5%=" in verify
+
+
+def test_the_l4_total_is_what_its_driver_reports():
+    # issue 20: the catalog held 23.5 GiB for the L4; the SGLang log of qwq32b_l4x4_tp4_mfs085 was taken on a
+    # card whose nvidia-smi total is 23034 MiB, and the catalog must not promise more than the driver has
+    from pycore.catalog import catalog_gpu
+    case = next(c for c in json.loads(GOLDEN.read_text())["checks"] if c.get("case") == "qwq32b_l4x4_tp4_mfs085")
+    assert catalog_gpu("l4-24gb")["memory_bytes"] == case["request"]["gpu"]["memory_bytes"] == 23034 * 2 ** 20

@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--solve", action="store_true", help="also search: longest context, most requests, smallest "
                                                          "GPU, best GGUF preset")
     sv.add_argument("--json", action="store_true", help="print the result object as JSON")
+    sv.add_argument("--from-command", metavar="CMD", default=None,
+                    help="read the engine's own command line (vllm serve ..., python -m sglang.launch_server ..., "
+                         "llama-server ...); flags given here as well override it")
+    sv.add_argument("--print-command", action="store_true",
+                    help="also print the command that starts the engine with the settings assumed")
     sv.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
                     help="print the planner page's link for this configuration instead")
     ft = sub.add_parser("fit", help="the cheapest combinations of changes that make the run fit")
@@ -66,14 +71,89 @@ def _parser() -> argparse.ArgumentParser:
     add_workload_args(ck)
     add_layout_args(ck)
     add_gpu_args(ck)
-    ck.add_argument("--measured", metavar="FILE", required=True,
+    ck.add_argument("--measured", metavar="FILE", default=None,
                     help="text your run printed (- reads standard input)")
+    ck.add_argument("--engine-log", metavar="FILE", default=None,
+                    help="a vLLM, SGLang or llama.cpp start-up log instead: compared term by term with the serving "
+                         "estimate (the model and settings are read from the log where it names them)")
+    ck.add_argument("--engine-version", default=None, help="the engine's version, where the log does not print it")
+    ck.add_argument("--from-command", metavar="CMD", default=None,
+                    help="with --engine-log: the command that started the engine, for the settings the log omits")
     ck.add_argument("--record", metavar="FILE", default=None,
                     help="also write the case as a calibration record (one JSON line) to FILE")
     ck.add_argument("--json", action="store_true", help="print the result object as JSON")
     sub.add_parser("models", help="list the model catalog")
     sub.add_parser("gpus", help="list the GPU catalog")
     return p
+
+
+def _from_command(a) -> tuple[dict, str | None]:
+    """The serve request from the engine's command line, with this CLI's own flags laid over it."""
+    from ..errors import InputError
+    from ..serving.commands import read_command
+    try:
+        cmd = read_command(a.from_command, model_given=bool(a.hf_config))
+    except InputError as exc:
+        return {}, printable(f"--from-command: {exc.message}")
+    for note in cmd["notes"]:
+        print(printable(f"note: {note}"), file=sys.stderr)
+    req, problem = model_part(a) if (a.hf_config or a.params is not None) else ({"model": cmd["model"]}, None)
+    workload = {**cmd["workload"], **{k: v for k, v in serve_part(a).items() if k != "mode"}}
+    req.update({"schema": 1, "workload": workload, "solve": a.solve,
+                "gpu": {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu})
+    return req, problem
+
+
+def _engine_log(a) -> int:
+    """check --engine-log: the log against the serving estimate, term by term, and its records."""
+    from ..check.engine_compare import compare, explain, log_request, records
+    from ..check.engine_log import parse_engine_log
+    from ..errors import InputError
+    text, problem = read_text_file(a.engine_log, "--engine-log") if a.engine_log != "-" else \
+        (sys.stdin.read(4 * MAX_TEXT_CHARS + 4), None)
+    hf_config = None
+    if not problem and a.hf_config:
+        hf_config, problem = read_text_file(a.hf_config, "--hf-config")
+    if problem:
+        print(printable(f"error: {problem}"), file=sys.stderr)
+        return 2
+    gpu = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
+    try:
+        log = parse_engine_log(text)
+        cmd = None
+        if a.from_command:
+            from ..serving.commands import read_command
+            cmd = read_command(a.from_command, model_given=bool(a.model or hf_config))
+            if cmd["workload"]["engine"] != log.engine:
+                raise InputError("from_command", f"starts {cmd['workload']['engine']}, but the log is {log.engine}'s")
+        req = log_request(log, a.model or (cmd["model"] if cmd and not hf_config else None), hf_config, gpu,
+                          a.engine_version)
+        if cmd:
+            req["workload"] = {**cmd["workload"], **req["workload"]}
+    except InputError as exc:
+        print(printable(f"error: {exc.field}: {exc.message}"), file=sys.stderr)
+        return 2
+    res, code = _run(req)
+    if res is None:
+        return code
+    rows = compare(log, res)
+    out = {"engine": log.engine, "version": res.get("version"), "request": req, "rows": rows,
+           "explanation": explain(log, rows), "records": records(log, req, rows)}
+    if a.record:
+        with open(a.record, "a", encoding="utf-8") as fh:
+            for rec in out["records"]:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    if a.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(printable(f"{log.engine} {res.get('version')} log: {len(rows)} figures compared"))
+    for r in rows:
+        est = "-" if r["estimated"] is None else f"{r['estimated']:,.2f}" if isinstance(r["estimated"], float) \
+            else f"{r['estimated']:,}"
+        err = "" if r["error_pct"] is None else f"{r['error_pct']:+.2f}%"
+        print(printable(f"  {r['label']:32s} logged {r['logged']:>18,} {r['unit']:8s} estimated {est:>18s} {err}"))
+    print(printable(f"gap: {out['explanation']}"))
+    return 0
 
 
 def _run(req: dict) -> tuple[dict | None, int]:
@@ -99,7 +179,14 @@ def main(argv=None) -> int:
         for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
             print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
         return 0
-    if a.command == "serve":
+    if a.command == "check" and a.engine_log is not None:
+        return _engine_log(a)
+    if a.command == "check" and a.measured is None:
+        print("error: give --measured FILE (your run's output) or --engine-log FILE", file=sys.stderr)
+        return 2
+    if a.command == "serve" and a.from_command is not None:
+        req, problem = _from_command(a)
+    elif a.command == "serve":
         req, problem = model_part(a)
         if not problem:
             req.update({"schema": 1, "workload": serve_part(a), "solve": a.solve,
@@ -148,6 +235,10 @@ def main(argv=None) -> int:
         render_plan(res)
     elif a.command == "serve":
         render_serve(res)
+        if res.get("version_note"):
+            print(printable(f"version: {res['version_note']}"))
+        if a.print_command:
+            print(f"launch: {printable(res.get('launch_command', ''))}")
     elif a.command == "check":
         render_check(res)
     elif a.command == "fit":

@@ -139,6 +139,8 @@ def render_serve(res: dict, out=None) -> None:
     if sol:
         out.write(f"\nlongest context for {sol['target_requests']} request(s): {sol['longest_context_for_requests']:,}"
                   f"; most requests of {sol['context_len']:,} tokens: {sol['most_requests_at_context']:,}\n")
+        if sol.get("safety"):
+            out.write(f"({sol['safety']})\n")
         if sol.get("smallest_gpu"):
             out.write(f"smallest catalog GPU: {sol['smallest_gpu']['name']}\n")
         if sol.get("fewest_gpus"):

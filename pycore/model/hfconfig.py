@@ -136,7 +136,10 @@ def read_hf_config(cfg, name: str = "", prefix: str = PREFIX) -> ModelSpec:
     if not isinstance(cfg, dict):
         raise InputError(prefix.rstrip("."), "must be a JSON object (the contents of config.json)")
     extra_warnings = ()
+    vision = None
     if "text_config" in cfg and isinstance(cfg["text_config"], dict) and "hidden_size" not in cfg:
+        from .vision import vision_tower
+        vision = vision_tower(cfg, prefix.rstrip("."))
         if isinstance(cfg.get("vision_config"), dict):
             extra_warnings = ("only the language model (text_config) is counted, as a text-only load such as "
                               "AutoModelForCausalLM gives; the vision encoder in vision_config is not",)
@@ -157,6 +160,8 @@ def read_hf_config(cfg, name: str = "", prefix: str = PREFIX) -> ModelSpec:
     name = name[:100]
     try:
         spec = _read(r, name, model_type)
+        if vision is not None:
+            spec = replace(spec, vision=vision)
         return replace(spec, warnings=spec.warnings + extra_warnings) if extra_warnings else spec
     except InputError as exc:
         if exc.field.startswith("model.") and not exc.field.startswith(prefix):   # a ModelSpec rule the reader did not check

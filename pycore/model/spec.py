@@ -108,6 +108,9 @@ class ModelSpec:
     head: str = spec("", choice(("",) + HEADS))            # "" = the family's language-modelling head
     num_labels: int = spec(0, _OPTIONAL_DIM)
     warnings: tuple = field(default=(), compare=False)
+    # a multimodal checkpoint's vision encoder and projector (pycore/model/vision.py): loaded by the serving
+    # engines, not by a text-only transformers load (a VisionTower, or None)
+    vision: object = field(default=None)
 
     def __post_init__(self):
         validate_model(self)

@@ -33,15 +33,25 @@ def _length_field(engine: str) -> str:
     return {"vllm": "max_model_len", "sglang": "context_length", "llamacpp": "n_ctx"}[engine]
 
 
+def band_pct(e) -> float:
+    """The error band of an answer in percent (pycore.bands.serving_band), 0 where none is published."""
+    from ..bands import serving_band
+    compute = sum(c.bytes for c in e.device.children if c.name == "compute buffer")
+    return serving_band(e.engine, e.device_total_bytes, compute).get("pct") or 0.0
+
+
 def _serves(e, requests: int, length: int) -> bool:
-    """The deployment starts, fits its GPU and holds ``requests`` requests of ``length`` tokens."""
+    """The deployment starts, fits its GPU and holds ``requests`` requests of ``length`` tokens even at
+    the lower edge of the error band (issue 20: a recommendation must start on the real engine): the
+    KV tokens less the band for vLLM and SGLang, the device total plus the band for llama.cpp."""
     if e is None or not e.fits:
         return False
-    if e.engine == "llamacpp":
-        return True                       # the context is allocated up front: fitting is serving
+    low = 1 - band_pct(e) / 100
+    if e.engine == "llamacpp":            # the context is allocated up front: fitting is serving
+        return e.device_total_bytes * (2 - low) <= e.gpu_memory_bytes
     if e.engine == "sglang":
-        return e.kv_cache_tokens >= requests * length and e.report["max_running_requests"] >= requests
-    return e.max_concurrency >= requests
+        return e.kv_cache_tokens * low >= requests * length and e.report["max_running_requests"] >= requests
+    return e.max_concurrency * low >= requests
 
 
 def _with_length(s, length: int, requests: int):
@@ -134,7 +144,11 @@ def serving_solutions(req) -> dict:
     requests = s.target_requests
     e = _run(req, s)
     length = e.context_len if e is not None else req.model.max_positions
-    out = {"target_requests": requests, "context_len": length,
+    pct = band_pct(e) if e is not None else 0.0
+    out = {"target_requests": requests, "context_len": length, "band_pct": pct,
+           "safety": (f"recommendations use the lower edge of the ±{pct:g}% error band (KV tokens {pct:g}% below the "
+                      "estimate" if s.engine != "llamacpp" else f"recommendations use the upper edge of the ±{pct:g}% "
+                      "error band (device total {pct:g}% above the estimate") + "), so they start on the real engine",
            "longest_context_for_requests": longest_context(req, requests),
            "most_requests_at_context": most_requests(req, length)}
     if s.engine == "llamacpp":

@@ -63,6 +63,7 @@ class WeightFormat:
     double_quant: bool = True     # bitsandbytes 4-bit
     experts_only: bool = False    # only the MoE experts are quantised (MXFP4 in gpt-oss)
     source: str = ""              # where the format was read from
+    unconverted: tuple = ()       # modules kept in 16 bits by the config (pycore/serving/unconverted.py)
 
     @property
     def quantised(self) -> bool:
@@ -160,14 +161,17 @@ def read_quantization(cfg: dict | None, where: str = "hf_config") -> WeightForma
     method = require_choice(at + ".quant_method", method, known)
     src = f"config.json quantization_config ({method})"
     if method == "fp8":
+        from .unconverted import read_entries
+        key = "ignored_layers" if qc.get("ignored_layers") else "modules_to_not_convert"
+        kept = read_entries(qc.get(key), f"{at}.{key}")
         block = qc.get("weight_block_size")
         if block is None:
-            return WeightFormat("fp8", 8, source=src)
+            return WeightFormat("fp8", 8, source=src, unconverted=kept)
         if not (isinstance(block, list) and len(block) == 2):
             raise InputError(at + ".weight_block_size", f"must be a list of two integers, got {show(block)}")
         edge = require_int(at + ".weight_block_size[0]", block[0], minimum=1, maximum=65536)
         require_int(at + ".weight_block_size[1]", block[1], minimum=1, maximum=65536)
-        return WeightFormat("fp8-block", 8, block=edge, source=src)
+        return WeightFormat("fp8-block", 8, block=edge, source=src, unconverted=kept)
     if method in ("gptq", "awq"):
         bits = require_choice(at + ".bits", qc.get("bits", 4), (2, 3, 4, 8))
         group = qc.get("group_size", 128)
@@ -200,7 +204,9 @@ def _compressed_tensors(qc: dict, at: str, src: str) -> WeightFormat:
     bits = require_choice(wat + ".num_bits", w.get("num_bits"), (4, 8))
     kind = require_choice(wat + ".type", w.get("type", "int"), ("int", "float"))
     if kind == "float":
-        return WeightFormat("fp8" if bits == 8 else "nvfp4", bits, 0 if bits == 8 else NVFP4_GROUP, source=src)
+        from .unconverted import read_entries
+        return WeightFormat("fp8" if bits == 8 else "nvfp4", bits, 0 if bits == 8 else NVFP4_GROUP, source=src,
+                            unconverted=read_entries(qc.get("ignore"), at + ".ignore"))
     if bits == 8:
         return WeightFormat("int8", 8, source=src)
     group = w.get("group_size") or 0

@@ -222,12 +222,15 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
     host_compute = 4 * ub * (h + n_kv * masks)
     partial = any(d < 0 for d in devices[:n])
     # Op offload (ggml-backend scheduler, ggml-cuda.cu get_op_batch_size >= 32): with the output layer
-    # in host memory, its matmul still runs on the GPU that holds the last layer, on a copy of
-    # output.weight, so the logits land there. Without flash attention a CPU layer's K and V are
-    # copied to the GPU for the attention product.
+    # in host memory, its matmul still runs on a GPU, on a copy of output.weight, so the logits land
+    # there. The scheduler gives the op to the first backend, in priority order, that supports and
+    # offloads it (ggml/src/ggml-backend.cpp ggml_backend_sched_backend_id_from_cur, "1.off": for b in
+    # 0 .. the weight's backend), so the copy goes to the first device, not to the one holding the
+    # last layer. Without flash attention a CPU layer's K and V are copied to the GPU for the
+    # attention product.
     op_offload = on_gpu and ub >= 32
     output_weight = table.output_weight
-    last_gpu = max((x for x in devices[:n] if x >= 0), default=-1)
+    first_gpu = 0 if on_gpu else -1                  # op offload's device: the highest-priority backend
     cpu_kv = max((b for il, b in enumerate(kv) if devices[il] < 0), default=0)
     compute_dev = []
     for d in range(nd):
@@ -239,7 +242,7 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
             phases["MLP activations"] = ffn
         if devices[n] == d:
             phases["logits"] = logits
-        elif devices[n] < 0 and op_offload and d == last_gpu:
+        elif devices[n] < 0 and op_offload and d == first_gpu:
             phases["logits and a copy of the host's output.weight (op offload)"] = logits + output_weight
         which = max(phases, key=phases.get) if phases else ""
         compute_dev.append((phases.get(which, 0), 0, which))

@@ -30,8 +30,9 @@ from .config import Serving
 from .formats import WeightFormat
 from .kv import kv_layers, stage_split
 from .result import ServingEstimate, tree
-from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, NCCL_OUTSIDE_BYTES, profile_activation
-from .weights import Shard, rank_weight_parts
+from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, profile_activation
+from .vllm_profile import NCCL_OUTSIDE_BYTES
+from .weights import Shard, rank_weight_parts, vision_bytes
 
 SWA_RATIO_DEFAULT = 0.8          # server_args.py swa_full_tokens_ratio
 # The sampler on a decode batch: the logits, their fp32 copy and softmax's probabilities (2 + 4 + 4 bytes
@@ -122,6 +123,8 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         first = sum(split[:stage])
         shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage])
         weights = dict(rank_weight_parts(m, fmt, dt, shard))
+        if m.vision is not None:
+            weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
         if s.logged_weights_gib is not None:
             weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
         post = pre - sum(weights.values())
@@ -200,7 +203,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         "K size": f"{kv_pool / 2 / GiB:.2f} GB" if not is_mla(m) else None,
         "KV size": f"{kv_pool / GiB:.2f} GB" if is_mla(m) else None,
         "cell_bytes": st["cell"], "rest_bytes": int(st["rest"]), "weights_bytes": sum(st["weights"].values()),
-        "kv_pool_bytes": kv_pool, "swa_tokens": swa_tokens,
+        "kv_pool_bytes": kv_pool, "swa_tokens": swa_tokens, "free_before_load_bytes": int(pre),
         "max_mamba_cache_size": st["mamba_slots"] if st["mamba_per_req"] else None,
     }
     report = {k: val for k, val in report.items() if val is not None}

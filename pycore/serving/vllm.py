@@ -35,23 +35,12 @@ from .config import Serving
 from .formats import WeightFormat
 from .kv import KVLayer, kv_layers, stage_split
 from .result import ServingEstimate, tree
-from .weights import Shard, expert_ranks, rank_weight_parts
+from .weights import Shard, expert_ranks, rank_weight_parts, vision_bytes
+from .vllm_profile import (NCCL_OUTSIDE_BYTES, device_traits, encoder_cache_bytes, encoder_images, encoder_phase,
+                           moe_workspace_persists, non_torch_parts, sampler_parts)
 
 DEFAULT_BLOCK_SIZE = 16                  # vllm/config/cache.py DEFAULT_BLOCK_SIZE
 MLA_BLOCK_SIZE = 64                      # FlashMLA's block size (platforms/cuda.py 137-183, 0.10.2)
-# The sampler's dummy run on one row per request: bf16 logits, their fp32 copy, the sort's values and
-# int64 indices, two bool masks, top-p's softmax and the scatter back (v1/sample/sampler.py line 87;
-# v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p, forward_native) live together: 2 + 4 + 4 + 8 +
-# 1 + 1 + 4 + 4 bytes per vocabulary entry.
-SAMPLER_BYTES_PER_LOGIT = 28
-# Non-torch memory inside the budget: cuBLAS/cuBLASLt workspaces and attention-backend buffers at
-# tensor parallel 1, 0.02-0.07 GiB in the logs of tests/data/golden_serving.json; from 2 ranks NCCL
-# communicators and custom all-reduce buffers, 0.21 GiB at TP8 on L40S (vLLM 0.10.2). From 0.11 NCCL
-# starts before the memory snapshot, so only the custom all-reduce buffers (8 + 2 + 16 MiB) stay in it.
-NON_TORCH_BASE = int(0.05 * GiB)
-NON_TORCH_TP_NCCL = int(0.16 * GiB)
-NON_TORCH_TP_CUSTOM_AR = 26 * MiB
-NCCL_OUTSIDE_BYTES = int(0.16 * GiB)
 # CUDA graphs: piecewise capture records one graph per layer piece and batch size; the logs give 0.67
 # GiB (Mistral-7B, 67 sizes x 33 pieces), 0.72 GiB (Granite-4.0-micro, 67 x 41 + 35 full graphs) and
 # 3.45 GiB (Qwen3-235B TP8, 67 x 95): about 0.35 MiB per piece-graph, within a factor of 1.6 of each.
@@ -99,8 +88,9 @@ def capture_sizes(v, max_num_seqs: int, max_batched: int) -> list[int]:
 # ---- the profile run -----------------------------------------------------------------------------
 
 def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: int, dt: int, last: bool,
-                       sampler_bytes: int = SAMPLER_BYTES_PER_LOGIT) -> dict:
-    """The torch peak of the dummy forward and sampler, above the weights, on one rank."""
+                       v=(0, 10, 2), gpu_name: str = "", sampler_bytes: int | None = None) -> dict:
+    """The torch peak of the dummy forward and sampler, above the weights, on one rank: the larger of
+    the two, with the fused-MoE workspaces added to the sampler's side where they persist (0.13+)."""
     h = m.hidden_size
     T = tokens
     hidden = {"hidden states and residual": 2 * T * h * dt}
@@ -120,14 +110,28 @@ def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: in
         f = m.ffn_size // tp
         phases["MLP"] = {"gate_up output": 2 * T * f * dt, "activation output": T * f * dt, "down_proj output": T * h * dt}
     busiest = max(phases, key=lambda k: sum(phases[k].values()))
-    forward = {**hidden, **{f"{busiest}: {k}": v for k, v in phases[busiest].items()}}
+    forward = {**hidden, **{f"{busiest}: {k}": b for k, b in phases[busiest].items()}}
     if not last:
-        return forward
-    V = m.vocab_size
-    sampler = {"hidden states kept by the profile run": T * h * dt + requests * h * dt,
-               f"sampler on {requests} rows of logits (fp32 copy, sort, top-k/top-p masks)":
-                   requests * V * sampler_bytes}
-    return forward if sum(forward.values()) >= sum(sampler.values()) else sampler
+        return _largest(m, tokens, tp, dt, [forward], sampler_bytes is None)
+    if sampler_bytes is not None:       # another engine's sampler (SGLang) at a fixed cost per logit
+        logits = {f"sampler on {requests} rows of logits": requests * m.vocab_size * sampler_bytes}
+    else:
+        logits = sampler_parts(v, requests, m.vocab_size, dt, device_traits(gpu_name)[0])
+    sampler = {"hidden states kept by the profile run": T * h * dt + requests * h * dt, **logits}
+    if m.n_experts and sampler_bytes is None and moe_workspace_persists(v):
+        sampler["fused MoE workspaces (kept by the WorkspaceManager)"] = phases["MoE"]["fused MoE intermediate caches"]
+    return _largest(m, tokens, tp, dt, [forward, sampler], sampler_bytes is None)
+
+
+def _largest(m: ModelSpec, tokens: int, tp: int, dt: int, candidates: list, vllm: bool) -> dict:
+    """The profile peak: the largest phase; a multimodal model's encoder runs first, and its outputs stay
+    in the encoder cache through the language model's phases."""
+    if vllm and m.vision is not None and m.vision.tokens_per_image:
+        images = encoder_images(m.vision, tokens)
+        cache = encoder_cache_bytes(m.vision, images, m.hidden_size, dt)
+        candidates = [{**c, f"encoder cache ({images} images)": cache} for c in candidates]
+        candidates.append(encoder_phase(m.vision, images, tp, dt))
+    return max(candidates, key=lambda c: sum(c.values()))
 
 
 # ---- KV blocks -----------------------------------------------------------------------------------
@@ -215,24 +219,26 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         first = sum(split[:stage])
         shard = Shard(tp=tp, pp=pp, stage=stage, first_layer=first, layers=split[stage], expert_ranks=ep)
         weights = dict(rank_weight_parts(m, fmt, dt, shard, marlin))
+        if m.vision is not None:              # the multimodal model loads its encoder on every rank, 16-bit
+            weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
         if m.max_positions:
             weights["rotary cos/sin cache"] = m.max_positions * (m.qk_rope_head_dim if is_mla(m) else m.head_dim) * dt
         if s.logged_weights_gib is not None:
             weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
         requests = min(mnbt, seqs)
-        act = profile_activation(m, mnbt, requests, tp, ep, dt, last=stage == pp - 1)
+        act = profile_activation(m, mnbt, requests, tp, ep, dt, last=stage == pp - 1, v=v, gpu_name=hw.name)
         if s.logged_activation_gib is not None:
             act = {"peak activation (from the log)": int(s.logged_activation_gib * GiB)}
-        non_torch = NON_TORCH_BASE
-        if tp * pp > 1:
-            non_torch += NON_TORCH_TP_NCCL if holds("vllm-nccl-in-budget", v) else NON_TORCH_TP_CUSTOM_AR
+        non_torch_named = non_torch_parts(v, tp, pp, hw.name)
         if s.logged_non_torch_gib is not None:
-            non_torch = int(s.logged_non_torch_gib * GiB)
+            non_torch_named = {"non-torch memory (from the log)": int(s.logged_non_torch_gib * GiB)}
+        non_torch = sum(non_torch_named.values())
         n_pieces = split[stage] + 1
         sizes = [] if s.enforce_eager else capture_sizes(v, seqs, mnbt)
         graphs = len(sizes) * n_pieces * CUDAGRAPH_BYTES_PER_PIECE
         layers = kv_layers(m, tp, first, split[stage], "workload.tensor_parallel_size")
-        stages.append({"weights": weights, "act": act, "non_torch": non_torch, "graphs": graphs,
+        stages.append({"weights": weights, "act": act, "non_torch": non_torch, "non_torch_named": non_torch_named,
+                       "graphs": graphs,
                        "layers": layers, "n_graph_sizes": len(sizes)})
     linear_page, state_blocks = 0, 1
     if m.linear_attn_layers:
@@ -306,7 +312,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
               - pool - rr["graphs"] - nccl)
     device = tree("device total", [
         ("weights", rr["weights"]), ("activation peak (profiled; cached by the allocator)", rr["act"]),
-        ("non-torch memory", {"cuBLAS workspaces, NCCL and all-reduce buffers": rr["non_torch"]}),
+        ("non-torch memory", rr["non_torch_named"]),
         ("KV cache", {f"{blocks:,} blocks of {block} tokens": pool}),
         ("CUDA graphs", {f"{rr['n_graph_sizes']} batch sizes x {split[tight] + 1} pieces": rr["graphs"]}),
         ("NCCL communicators (outside the budget)", nccl),
@@ -322,6 +328,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         "estimated_max_model_len": longest, "page_bytes": r["page"], "kv_groups": r["n_groups"],
         "weights_bytes": sum(rr["weights"].values()), "activation_bytes": sum(rr["act"].values()),
         "non_torch_bytes": rr["non_torch"], "cuda_graph_bytes": rr["graphs"],
+        "weights_and_non_torch_bytes": sum(rr["weights"].values()) + rr["non_torch"],
     }
     warnings = []
     if max_len > m.max_positions:

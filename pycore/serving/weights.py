@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..model.params import linears, sink_params
 from ..model.spec import ModelSpec, dense_layers_in, is_mla, norm_params_per_unit
 from .formats import WeightFormat, linear_bytes, quantises
+from .unconverted import kept_layers
 
 VOCAB_PADDING = 64          # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
 _REPLICATED = frozenset({"q_a_proj", "kv_a_proj_with_mqa"})
@@ -98,8 +99,11 @@ def rank_weight_parts(m: ModelSpec, fmt: WeightFormat, dtype_bytes: int, shard: 
             continue
         k, n, copies = _local_shape(lin, m, t, ep)
         if quantises(fmt, lin.group):
-            nbytes = linear_bytes(fmt, k, n, lin.bias, dtype_bytes, marlin) * copies * n_layers
+            # modules the config keeps in 16 bits (modules_to_not_convert / ignored_layers)
+            kept = kept_layers(fmt.unconverted, lin.group, lin.name, first, n_layers)
+            nbytes = linear_bytes(fmt, k, n, lin.bias, dtype_bytes, marlin) * copies * (n_layers - kept)
             quant["experts" if lin.group == "experts" else "mlp" if lin.group in ("mlp", "shared") else "attention"] += nbytes
+            plain += linear_bytes(WeightFormat(), k, n, lin.bias, dtype_bytes) * copies * kept
         else:
             plain += linear_bytes(WeightFormat(), k, n, lin.bias, dtype_bytes) * copies * n_layers
     sinks = sink_params(m) // m.n_layers // t
@@ -130,3 +134,10 @@ def expert_ranks(m: ModelSpec, tp: int, dp: int, expert_parallel: bool, where: s
         raise InputError(where, f"expert parallelism over {ranks} ranks needs at least as many experts; the "
                                 f"model has {m.n_experts}")
     return ranks
+
+
+def vision_bytes(m: ModelSpec, tp: int, dtype_bytes: int) -> int:
+    """A multimodal model's vision encoder and projector on one rank, in the model dtype: the encoder's
+    linears split over tensor parallelism, embeddings, norms and projector replicated
+    (vLLM 0.19 models/siglip.py; pycore/model/vision.py)."""
+    return (m.vision.sharded // tp + m.vision.replicated) * dtype_bytes
