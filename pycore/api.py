@@ -174,6 +174,14 @@ def hf_generate_result(req) -> dict:
     out.update({"engine": "hf", "version": req.framework.transformers, "kv_cache_tokens": s.num_prompts *
                 (s.prompt_len + s.max_new_tokens), "max_concurrency": s.num_prompts,
                 "context_len": s.prompt_len + s.max_new_tokens, "starts": True, "refusal": ""})
+    if s.devices > 1 or s.max_memory is not None:       # from_pretrained(device_map=..., max_memory=...)
+        from .serving.hf_devices import device_map_answer
+        multi = device_map_answer(req, e)
+        out.update({**multi, "warnings": out["warnings"] + multi["warnings"]})
+        out["verdict"] = verdict(out["device_total_bytes"], req.hardware.memory_bytes, out["error_band"])
+    if req.solve:
+        from .serving.hf_devices import fewest_gpus
+        out["solutions"] = {"fewest_gpus": fewest_gpus(req, e)}
     return out
 
 

@@ -114,6 +114,16 @@ def size_to_bytes(text: str, where: str) -> int:
                             "or 800MiB (GiB = 2^30 bytes, GB = 10^9 bytes), or a whole number of bytes")
 
 
+def bit_sizes(text: str) -> list:
+    """The items of a max_memory string whose unit ends in a lower-case b (Gb, Mb, Kb): bits to accelerate."""
+    out = []
+    for item in text.split(","):
+        size = item.partition(":")[2].strip()
+        if size[-2:].upper() in ("GB", "MB", "KB") and size.endswith("b"):
+            out.append(item.strip())
+    return out
+
+
 def parse_max_memory(text: str, where: str = "workload.max_memory") -> dict:
     """``"0:20GiB,1:20GiB,cpu:120GiB"`` as accelerate's ``get_max_memory`` orders it: the GPUs by index,
     then "cpu", then "disk"."""

@@ -1,0 +1,42 @@
+"""What the command line prints for transformers' device_map: the map (layer ranges per device), each
+GPU's peak, the host's share, and the fewest GPUs when searched."""
+
+from __future__ import annotations
+
+from ..units import GiB
+
+
+def _ranges(ranges: list) -> str:
+    if not ranges:
+        return "no layers"
+    return ", ".join(f"layer {a}" if a == b else f"layers {a}-{b}" for a, b in ranges)
+
+
+def render_device_map(res: dict, out) -> None:
+    dm = res.get("device_map")
+    if dm:
+        budgets = ", ".join(f"{k}: {v / GiB:.2f} GiB" for k, v in dm["balanced_max_memory"].items())
+        out.write(f"\ndevice_map=\"{dm['strategy']}\" (transformers {dm['transformers']}); max_memory as placed: "
+                  f"{budgets}\n")
+        for entry in dm["map"]:
+            other = f" + {', '.join(entry['modules'])}" if entry["modules"] else ""
+            out.write(f"  {str(entry['device']):>4}: {_ranges(entry['layers'])}{other}  "
+                      f"({entry['bytes'] / GiB:.2f} GiB of weights)\n")
+        out.write("\nper GPU during generate:\n")
+        for d in res["per_device"]:
+            mark = "  <- most loaded" if d["device"] == res["most_loaded_device"] else ""
+            out.write(f"  GPU {d['device']}: {_ranges(d['layers'])}; weights {d['weights_bytes'] / GiB:.2f} GiB, "
+                      f"KV cache {d['kv_cache_bytes'] / GiB:.2f} GiB, peak {d['peak_bytes'] / GiB:.2f} GiB "
+                      f"(at {d['peak_phase']}){mark}\n")
+        out.write(f"host memory for offloaded weights: {res['host_bytes'] / GiB:.2f} GiB"
+                  + (f"; on disk: {res['disk_bytes'] / GiB:.2f} GiB" if res.get("disk_bytes") else "") + "\n")
+        out.write(f"verdict (most loaded GPU): {res['verdict']}\n")
+    sol = res.get("solutions")
+    if sol is not None:
+        few = sol.get("fewest_gpus")
+        if few:
+            split = ", ".join(f"{k}: {v / GiB:.2f} GiB" for k, v in few["max_memory"].items())
+            out.write(f"\nfewest GPUs of this kind with device_map and no offload: {few['gpus']} "
+                      f"(max_memory from_pretrained computes: {split})\n")
+        else:
+            out.write("\nno count of these GPUs up to 64 holds the model without offload\n")
