@@ -178,7 +178,8 @@ def hf_generate_result(req) -> dict:
         from .serving.hf_devices import device_map_answer
         multi = device_map_answer(req, e)
         out.update({**multi, "warnings": out["warnings"] + multi["warnings"]})
-        out["verdict"] = verdict(out["device_total_bytes"], req.hardware.memory_bytes, out["error_band"])
+        out["verdict"] = (verdict(out["device_total_bytes"], req.hardware.memory_bytes, out["error_band"])
+                          if out["starts"] else "does not start")
     if req.solve:
         from .serving.hf_devices import fewest_gpus
         out["solutions"] = {"fewest_gpus": fewest_gpus(req, e)}

@@ -19,8 +19,10 @@ def render_device_map(res: dict, out) -> None:
         out.write(f"\ndevice_map=\"{dm['strategy']}\" (transformers {dm['transformers']}); max_memory as placed: "
                   f"{budgets}\n")
         for entry in dm["map"]:
-            other = f" + {', '.join(entry['modules'])}" if entry["modules"] else ""
-            out.write(f"  {str(entry['device']):>4}: {_ranges(entry['layers'])}{other}  "
+            mods = ", ".join(entry["modules"])
+            what = (f"{_ranges(entry['layers'])} + {mods}" if entry["layers"] and mods
+                    else mods if mods else _ranges(entry["layers"]))
+            out.write(f"  {str(entry['device']):>4}: {what}  "
                       f"({entry['bytes'] / GiB:.2f} GiB of weights)\n")
         out.write("\nper GPU during generate:\n")
         for d in res["per_device"]:
@@ -30,6 +32,8 @@ def render_device_map(res: dict, out) -> None:
                       f"(at {d['peak_phase']}){mark}\n")
         out.write(f"host memory for offloaded weights: {res['host_bytes'] / GiB:.2f} GiB"
                   + (f"; on disk: {res['disk_bytes'] / GiB:.2f} GiB" if res.get("disk_bytes") else "") + "\n")
+        if res.get("refusal"):
+            out.write(f"from_pretrained refuses this map: {res['refusal']}\n")
         out.write(f"verdict (most loaded GPU): {res['verdict']}\n")
     sol = res.get("solutions")
     if sol is not None:

@@ -190,6 +190,18 @@ def map_listing(m, p: Placement) -> list:
     return out
 
 
+def bnb_refusal(fmt, p: Placement) -> str:
+    """bitsandbytes refuses a map with modules on the CPU or disk (unless everything is on the CPU) without
+    llm_int8_enable_fp32_cpu_offload=True (quantizer_bnb_4bit.py:70-80, quantizer_bnb_8bit.py @5.25.0)."""
+    values = set(p.device_map.values())
+    if not fmt.method.startswith("bnb") or values == {"cpu"} or not values & {"cpu", "disk"}:
+        return ""
+    return ("Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM to fit the "
+            "quantized model. If you want to dispatch the model on the CPU or the disk while keeping these modules "
+            "in 32-bit, you need to set `llm_int8_enable_fp32_cpu_offload=True` and pass a custom `device_map` "
+            "(transformers' bitsandbytes quantizer)")
+
+
 def placement_warnings(m, p: Placement) -> list:
     out = []
     host = host_parts(p)
@@ -227,8 +239,9 @@ def device_map_answer(req, e) -> dict:
     per = [device_answer(e.model, p, g, e, context) for g in range(p.gpus)]
     most = max(per, key=lambda d: d["peak_bytes"])
     host = host_parts(p)
-    show = lambda d: {str(k): v for k, v in d.items() if v != UNBOUNDED_HOST_BYTES}  # noqa: E731
-    return {"gpus": p.gpus, "per_device": per, "host_bytes": host["cpu"], "disk_bytes": host["disk"],
+    show = lambda d: {str(k): v for k, v in d.items() if v < UNBOUNDED_HOST_BYTES // 2}  # noqa: E731
+    refusal = bnb_refusal(fmt, p)
+    return {"gpus": p.gpus, "starts": not refusal, "refusal": refusal, "per_device": per, "host_bytes": host["cpu"], "disk_bytes": host["disk"],
             "device_map": {"strategy": s.device_map, "max_memory": show(budgets), "max_memory_given": user_set,
                            "balanced_max_memory": show(p.balanced), "main_device": p.main_device,
                            "transformers": req.framework.transformers, "map": map_listing(e.model, p)},
@@ -237,7 +250,7 @@ def device_map_answer(req, e) -> dict:
             "model_states_bytes": most["weights_bytes"],
             "peak_phase": most["peak_phase"], "peak_moment": most["peak_moment"], "phases": most["phases"],
             "breakdown": most["breakdown"], "per_gpu": most["breakdown"],
-            "fits": all(d["peak_bytes"] <= hw.memory_bytes for d in per),
+            "fits": not refusal and all(d["peak_bytes"] <= hw.memory_bytes for d in per),
             "headroom_bytes": hw.memory_bytes - most["peak_bytes"],
             "warnings": placement_warnings(e.model, p) + _bit_warnings(s.max_memory)}
 
@@ -262,7 +275,7 @@ def fewest_gpus(req, e) -> dict | None:
         sub = replace(req, serving=replace(req.serving, devices=n, max_memory=None))
         ans = device_map_answer(sub, e)
         offloaded = ans["host_bytes"] or ans["disk_bytes"]
-        if not offloaded and ans["fits"]:
+        if not offloaded and ans["fits"] and ans["starts"]:
             return {"gpus": n, "device_total_bytes": ans["device_total_bytes"],
                     "per_device_peak_bytes": [d["peak_bytes"] for d in ans["per_device"]],
                     "layers": [d["layers"] for d in ans["per_device"]],
