@@ -158,6 +158,10 @@ def test_two_a100s_split_llama_70b_in_half():
     # the final norm (8192 bf16) and rotary_emb's buffers (512 bytes) with the untied head
     assert g1["weights_bytes"] == 40 * LAYER_70B + 2 * 8192 + 512 + EMBED_70B
     assert res["host_bytes"] == 0 and res["gpus"] == 2
+    # balanced: total 141,107,413,504 (80 layers, embedding, head, norm 16,384, rotary 512) / 2
+    # + 1.25 x the first decoder layer (transformers 5.17: larger than the mean leaf module)
+    total = 80 * LAYER_70B + 2 * EMBED_70B + 2 * 8192 + 512
+    assert res["device_map"]["balanced_max_memory"]["0"] == total // 2 + int(1.25 * LAYER_70B) == 72_692_842_752
     assert res["device_total_bytes"] == max(g0["peak_bytes"], g1["peak_bytes"])
     for d in res["per_device"]:
         tree = d["breakdown"]
