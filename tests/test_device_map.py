@@ -117,7 +117,8 @@ def test_balanced_low_0_gives_gpu0_what_the_others_leave():
 
 
 def test_bitsandbytes_shrinks_every_budget_to_ninety_percent():
-    assert strategy_memory(_toy(), "sequential", {0: 1000, "cpu": 2001}, True, TF_NEW, bnb=True) == {0: 900, "cpu": 1800}
+    budgets = strategy_memory(_toy(), "sequential", {0: 1000, "cpu": 2001}, True, TF_NEW, bnb=True)
+    assert budgets == {0: 900, "cpu": 1800}
 
 
 def test_bitsandbytes_places_half_a_byte_per_4bit_weight():

@@ -241,7 +241,8 @@ def device_map_answer(req, e) -> dict:
     host = host_parts(p)
     show = lambda d: {str(k): v for k, v in d.items() if v < UNBOUNDED_HOST_BYTES // 2}  # noqa: E731
     refusal = bnb_refusal(fmt, p)
-    return {"gpus": p.gpus, "starts": not refusal, "refusal": refusal, "per_device": per, "host_bytes": host["cpu"], "disk_bytes": host["disk"],
+    return {"gpus": p.gpus, "starts": not refusal, "refusal": refusal, "per_device": per,
+            "host_bytes": host["cpu"], "disk_bytes": host["disk"],
             "device_map": {"strategy": s.device_map, "max_memory": show(budgets), "max_memory_given": user_set,
                            "balanced_max_memory": show(p.balanced), "main_device": p.main_device,
                            "transformers": req.framework.transformers, "map": map_listing(e.model, p)},

@@ -19,7 +19,8 @@ from functools import lru_cache
 
 from ..errors import InputError
 from ..model.params import linear_attention_other_params, linears, sink_params
-from ..model.spec import ModelSpec, attention_layers, is_classifier, is_mla, is_moe_layer, kv_dim, norm_params_per_unit, q_dim
+from ..model.spec import (ModelSpec, attention_layers, is_classifier, is_mla, is_moe_layer, kv_dim,
+                          norm_params_per_unit, q_dim)
 from .device_map import Module, Tensor
 from .formats import NONE, WeightFormat, linear_bytes, quantises
 
