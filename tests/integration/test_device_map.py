@@ -16,6 +16,10 @@ the same arithmetic a two-GPU machine runs, and no monkeypatching of torch.cuda 
 are fractions of the model's own size, so that the boundaries fall inside the layer stack and the CPU
 and disk are used.
 
+bitsandbytes checkpoints go through transformers' own Bnb4BitHfQuantizer / Bnb8BitHfQuantizer (their
+element sizes and their max_memory x 0.9); only which parameters they quantise is told to them, since
+bitsandbytes itself is not installed (see _bnb_quantizer).
+
 The planner side reads the same config.json through pycore's reader, so the sizes are pycore's own
 parameter counts, not the library's.
 """
@@ -131,3 +135,49 @@ def test_layer_boundaries_equal_accelerates_own_functions(arch, split):
     assert mem == {k: int(v) for k, v in balanced.items()}
     ours = infer_device_map(tree, mem, tied_groups(m), BEFORE_5)
     assert [device_of(ours, n) for n in _names(m)] == [device_of(real, n) for n in _names(m)]
+
+
+def _bnb_quantizer(bits: int):
+    """transformers' own bitsandbytes quantizer (its element size and its max_memory x 0.9), told which
+    parameters it quantises without importing bitsandbytes: the weights of the linear layers except the
+    head (replace_with_bnb_linear skips the output embedding), as Linear4bit / Linear8bitLt would be."""
+    from transformers import BitsAndBytesConfig
+    from transformers.pytorch_utils import Conv1D
+    from transformers.quantizers.quantizer_bnb_4bit import Bnb4BitHfQuantizer
+    from transformers.quantizers.quantizer_bnb_8bit import Bnb8BitHfQuantizer
+    base = Bnb4BitHfQuantizer if bits == 4 else Bnb8BitHfQuantizer
+
+    class Quantizer(base):
+        def param_needs_quantization(self, model, param_name, **kwargs):
+            module_name, _, tensor = param_name.rpartition(".")
+            module = model.get_submodule(module_name)
+            return (isinstance(module, (torch.nn.Linear, Conv1D)) and tensor == "weight"
+                    and module_name not in ("lm_head", "embed_out"))
+
+        def validate_environment(self, *args, **kwargs):      # bitsandbytes is not installed here
+            return None
+
+    config = BitsAndBytesConfig(load_in_4bit=True) if bits == 4 else BitsAndBytesConfig(load_in_8bit=True)
+    return Quantizer(config)
+
+
+# The 16-bit embedding and head weigh more in a 4-bit model: the offload case gives the GPUs more.
+BNB_SPLITS = {"roomy": (0.7, 0.7, None), "offload": (0.5, 0.4, 0.45)}
+
+
+@pytest.mark.parametrize("split", sorted(BNB_SPLITS))
+@pytest.mark.parametrize("fmt", ["bnb-nf4", "bnb-int8"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2"])
+def test_bitsandbytes_checkpoints_are_placed_at_the_quantizers_sizes(arch, fmt, split):
+    from pycore.serving.formats import named_format
+    model = _real_model(CONFIGS[arch])
+    m = read_hf_config(AutoConfig.for_model(**CONFIGS[arch]).to_dict(), arch)
+    tree = model_tree(m, named_format(fmt), 2)
+    # budgets as fractions of the size the quantizer counts (transformers' float sizes: 0.5 x numel)
+    budgets = _budgets(module_sizes(tree)[""], BNB_SPLITS[split])
+    real = _quiet(_get_device_map, model, "auto", dict(budgets), _bnb_quantizer(4 if fmt == "bnb-nf4" else 8))
+    mem = strategy_memory(tree, "auto", budgets, True, TF, bnb=True)
+    ours = infer_device_map(tree, mem, tied_groups(m), TF)
+    want = [device_of(real, n) for n in _names(m)]
+    assert [device_of(ours, n) for n in _names(m)] == want
+    assert len(set(want)) > 1
