@@ -229,3 +229,15 @@ def test_a_quantised_checkpoint_places_its_packed_size():
     # three cards hold it all
     three = _serve(gpu="rtx-4090-24gb", devices=3, quantization="bnb-nf4")["result"]
     assert three["host_bytes"] == 0 and three["starts"] is True
+
+
+def test_the_cli_prints_the_map_and_each_gpus_peak(capsys):
+    from pycore.cli import main
+    code = main(["serve", "--model", "llama-3.1-70b", "--engine", "hf", "--devices", "2", "--gpu", "a100-80gb",
+                 "--num-prompts", "1", "--prompt-len", "64", "--max-new-tokens", "64"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "0: layers 0-39 + model.embed_tokens" in text
+    assert "1: layers 40-79 + model.norm, model.rotary_emb, lm_head" in text
+    assert "GPU 0: layers 0-39; weights 65.71 GiB" in text and "GPU 1: layers 40-79" in text
+    assert "host memory for offloaded weights: 0.00 GiB" in text

@@ -12,10 +12,21 @@ def _ranges(ranges: list) -> str:
     return ", ".join(f"layer {a}" if a == b else f"layers {a}-{b}" for a, b in ranges)
 
 
+def _budgets(budgets: dict) -> str:
+    """ "0: 20.00 GiB, 1-7: 22.70 GiB each, cpu: ..." (runs of equal GPU budgets written once)."""
+    runs: list = []
+    for k, v in budgets.items():
+        if runs and runs[-1][2] == v and k.isdigit() and runs[-1][1].isdigit() and int(k) == int(runs[-1][1]) + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k, v])
+    return ", ".join(f"{a}: {v / GiB:.2f} GiB" if a == b else f"{a}-{b}: {v / GiB:.2f} GiB each" for a, b, v in runs)
+
+
 def render_device_map(res: dict, out) -> None:
     dm = res.get("device_map")
     if dm:
-        budgets = ", ".join(f"{k}: {v / GiB:.2f} GiB" for k, v in dm["balanced_max_memory"].items())
+        budgets = _budgets(dm["balanced_max_memory"])
         out.write(f"\ndevice_map=\"{dm['strategy']}\" (transformers {dm['transformers']}); max_memory as placed: "
                   f"{budgets}\n")
         for entry in dm["map"]:
@@ -39,7 +50,7 @@ def render_device_map(res: dict, out) -> None:
     if sol is not None:
         few = sol.get("fewest_gpus")
         if few:
-            split = ", ".join(f"{k}: {v / GiB:.2f} GiB" for k, v in few["max_memory"].items())
+            split = _budgets(few["max_memory"])
             out.write(f"\nfewest GPUs of this kind with device_map and no offload: {few['gpus']} "
                       f"(max_memory from_pretrained computes: {split})\n")
         else:
