@@ -246,6 +246,7 @@ def device_map_answer(req, e) -> dict:
             "device_map": {"strategy": s.device_map, "max_memory": show(budgets), "max_memory_given": user_set,
                            "balanced_max_memory": show(p.balanced), "main_device": p.main_device,
                            "transformers": req.framework.transformers, "map": map_listing(e.model, p)},
+            "layout": _layout(p, most),
             "most_loaded_device": most["device"], "device_total_bytes": most["peak_bytes"],
             "peak_allocated_bytes": most["peak_allocated_bytes"], "reserved_bytes": most["reserved_bytes"],
             "model_states_bytes": most["weights_bytes"],
@@ -254,6 +255,16 @@ def device_map_answer(req, e) -> dict:
             "fits": not refusal and all(d["peak_bytes"] <= hw.memory_bytes for d in per),
             "headroom_bytes": hw.memory_bytes - most["peak_bytes"],
             "warnings": placement_warnings(e.model, p) + _bit_warnings(s.max_memory)}
+
+
+def _layout(p: Placement, most: dict) -> dict:
+    """The layout line the CLI and the page show: device_map splits the layers over the GPUs, which run one
+    after another (a pipeline without micro-batches)."""
+    layers = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in most["layers"]) or "none"
+    return {"recipe": "device_map", "gpus": p.gpus, "zero_stage": 0,
+            "degrees": {"data": 1, "tensor": 1, "pipeline": p.gpus, "context": 1, "expert": 1},
+            "most_loaded": {"rank": most["device"],
+                            "description": f"GPU {most['device']} with layers {layers} (device_map, one GPU at a time)"}}
 
 
 def _bit_warnings(text) -> list:

@@ -24,5 +24,7 @@ test("an hf link over two GPUs shows the device fields and the most loaded GPU's
   for (const name of ["devices", "max_memory"]) assert.equal(await page.isVisible(`input[name="${name}"]`), true);
   assert.equal(await page.isVisible('select[name="device_map"]'), true);
   assert.equal(await page.isVisible('input[name="gpu_memory_utilization"]'), false);
+  // the layout line names the map and the most loaded GPU
+  assert.match(await page.textContent("#layout-line"), new RegExp(`GPU ${res.most_loaded_device} with layers \\d+-\\d+ \\(device_map`));
   await ctx.close();
 });
