@@ -180,7 +180,7 @@ def hf_generate_result(req) -> dict:
         out.update({**multi, "warnings": out["warnings"] + multi["warnings"]})
         out["verdict"] = (verdict(out["device_total_bytes"], req.hardware.memory_bytes, out["error_band"])
                           if out["starts"] else "does not start")
-    if req.solve:
+    if req.solve and e.model.family != "bert":           # device_map is modelled for decoders
         from .serving.hf_devices import fewest_gpus
         out["solutions"] = {"fewest_gpus": fewest_gpus(req, e)}
     return out

@@ -241,3 +241,11 @@ def test_the_cli_prints_the_map_and_each_gpus_peak(capsys):
     assert "1: layers 40-79 + model.norm, model.rotary_emb, lm_head" in text
     assert "GPU 0: layers 0-39; weights 65.71 GiB" in text and "GPU 1: layers 40-79" in text
     assert "host memory for offloaded weights: 0.00 GiB" in text
+
+
+def test_an_encoder_is_refused_for_device_map_but_solves_without_it():
+    req = {"model": "bert-base", "gpu": "a100-80gb", "workload": {"mode": "serve", "engine": "hf", "devices": 2}}
+    resp = json.loads(estimate(json.dumps(req)))
+    assert resp["errors"][0]["field"] == "model" and "decoder" in resp["errors"][0]["message"]
+    req = {"model": "bert-base", "gpu": "a100-80gb", "solve": True, "workload": {"mode": "serve", "engine": "hf"}}
+    assert json.loads(estimate(json.dumps(req)))["status"] == "ok"
