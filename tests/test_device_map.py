@@ -249,3 +249,11 @@ def test_an_encoder_is_refused_for_device_map_but_solves_without_it():
     assert resp["errors"][0]["field"] == "model" and "decoder" in resp["errors"][0]["message"]
     req = {"model": "bert-base", "gpu": "a100-80gb", "solve": True, "workload": {"mode": "serve", "engine": "hf"}}
     assert json.loads(estimate(json.dumps(req)))["status"] == "ok"
+
+
+def test_the_hf_engines_version_selects_the_balance_rule():
+    # transformers 5.18+: the buffer is the largest leaf module, here the embedding (2,101,346,304 bytes)
+    res = _serve(devices=2, version="5.25")["result"]
+    total = 80 * LAYER_70B + 2 * EMBED_70B + 2 * 8192 + 512
+    assert res["version"] == "5.25" and res["device_map"]["transformers"] == "5.25"
+    assert res["device_map"]["balanced_max_memory"]["0"] == total // 2 + int(1.25 * EMBED_70B)

@@ -217,11 +217,16 @@ def placement_warnings(m, p: Placement) -> list:
     return out
 
 
+def transformers_version(req) -> str:
+    """The hf engine's version (workload.version) is transformers'; else framework.transformers."""
+    return req.serving.version or req.framework.transformers
+
+
 def _inputs(req, e):
     from .engines import weight_format
     from .kernels import default_kernel
     from ..versions import version_tuple
-    tf = version_tuple(req.framework.transformers, "framework.transformers", "a transformers version", "5.17")
+    tf = version_tuple(transformers_version(req), "framework.transformers", "a transformers version", "5.17")
     fmt = weight_format(req.serving, req.checkpoint)
     p = e.precision
     kernel = "none" if not fmt.quantised else (p.quant_kernel if p.quant_kernel != "auto" else default_kernel(fmt, tf))
@@ -245,7 +250,7 @@ def device_map_answer(req, e) -> dict:
             "host_bytes": host["cpu"], "disk_bytes": host["disk"],
             "device_map": {"strategy": s.device_map, "max_memory": show(budgets), "max_memory_given": user_set,
                            "balanced_max_memory": show(p.balanced), "main_device": p.main_device,
-                           "transformers": req.framework.transformers, "map": map_listing(e.model, p)},
+                           "transformers": transformers_version(req), "map": map_listing(e.model, p)},
             "layout": _layout(p, most),
             "most_loaded_device": most["device"], "device_total_bytes": most["peak_bytes"],
             "peak_allocated_bytes": most["peak_allocated_bytes"], "reserved_bytes": most["reserved_bytes"],
