@@ -257,3 +257,21 @@ def test_the_hf_engines_version_selects_the_balance_rule():
     total = 80 * LAYER_70B + 2 * EMBED_70B + 2 * 8192 + 512
     assert res["version"] == "5.25" and res["device_map"]["transformers"] == "5.25"
     assert res["device_map"]["balanced_max_memory"]["0"] == total // 2 + int(1.25 * EMBED_70B)
+
+
+def test_the_tree_of_every_catalog_decoder_adds_up_to_its_parameter_count():
+    """The per-layer tree (layer types, MoE and dense layers, linear attention) against params.py's
+    per-component count: bf16 parameters plus the rotary buffers, for the model types without fp32
+    routers or extra buffers."""
+    from pycore.catalog import model_entries
+    from pycore.model.params import total_params
+    from pycore.serving.module_tree import FP32_ROUTER_TYPES
+    checked = 0
+    for mid in sorted(model_entries()):
+        m = catalog_model(mid)
+        if m.family == "bert" or m.model_type in FP32_ROUTER_TYPES or m.model_type.startswith("gemma"):
+            continue
+        rotary = 0 if m.learned_positions else 2 * (m.head_dim // 2) * 4
+        assert module_sizes(model_tree(m, named_format("none"), 2))[""] == 2 * total_params(m) + rotary, mid
+        checked += 1
+    assert checked > 100

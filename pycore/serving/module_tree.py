@@ -25,6 +25,11 @@ from .device_map import Module, Tensor
 from .formats import NONE, WeightFormat, linear_bytes, quantises
 
 FP32 = 4
+# MoE routers created in fp32 and kept there (_keep_in_fp32_modules_strict "gate.weight"), and the fp32
+# e_score_correction_bias buffer of the noaux_tc routers (modeling_deepseek_v3.py:125-130, 535;
+# modeling_glm4_moe.py:275-280, 460; modeling_deepseek_v2.py:91, 467 @5.25.0).
+FP32_ROUTER_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "kimi_k2", "glm4_moe"})
+SCORE_BIAS_TYPES = frozenset({"deepseek_v3", "kimi_k2", "glm4_moe"})
 _LINEAR_ATTN = frozenset({"in_proj_qkvz", "in_proj_ba", "out_proj"})
 # (model attribute, embedding, layers, final norm, head) per family, as transformers names them
 _NAMES = {"gpt2": ("transformer", "wte", "h", "ln_f", "lm_head"),
@@ -75,7 +80,12 @@ def _layer(m: ModelSpec, i: int, fmt: WeightFormat, cb: int, placement: bool, ma
                 continue
             target = mlp
         k, n = lin.in_features, lin.out_features
-        if lin.copies > 1:                      # stacked experts: one 3-D tensor per projection
+        if lin.group == "router" and lin.name == "gate" and m.model_type in FP32_ROUTER_TYPES:
+            tensors = (Tensor("weight", k * n * FP32),)
+            if m.model_type in SCORE_BIAS_TYPES:
+                tensors += (Tensor("e_score_correction_bias", n * FP32, True),)
+            target.append(Module(lin.name, tensors))
+        elif lin.copies > 1:                    # stacked experts: one 3-D tensor per projection
             one = _linear_tensors(fmt, k, n, lin.bias, cb, placement, marlin, quantises(fmt, lin.group))
             target.append(Module(lin.name, tuple(Tensor(t.name, t.bytes * lin.copies) for t in one)))
         else:
@@ -117,7 +127,7 @@ def model_tree(m: ModelSpec, fmt: WeightFormat, cb: int, placement: bool = True,
     parts.append(Module(layers, (), tuple(_layer(m, i, fmt, cb, placement, marlin) for i in range(m.n_layers))))
     parts.append(_norm(final, m, h, cb))
     if not m.learned_positions:
-        half = m.head_dim // 2 * FP32
+        half = (m.qk_rope_head_dim if is_mla(m) else m.head_dim) // 2 * FP32
         parts.append(Module("rotary_emb", (Tensor("inv_freq", half, True), Tensor("original_inv_freq", half, True))))
     if is_classifier(m):
         top = Module("score", (Tensor("weight", h * m.num_labels * cb),))
