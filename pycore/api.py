@@ -174,9 +174,18 @@ def hf_generate_result(req) -> dict:
     e = _estimate(sized.model, sized.workload, sized.precision, sized.hardware, sized.framework, sized.parallelism)
     out = result_dict(sized, e)
     s = req.serving
-    out.update({"engine": "hf", "version": req.framework.transformers, "kv_cache_tokens": s.num_prompts *
+    out.update({"engine": "hf", "version": sized.framework.transformers, "kv_cache_tokens": s.num_prompts *
                 (s.prompt_len + s.max_new_tokens), "max_concurrency": s.num_prompts,
                 "context_len": s.prompt_len + s.max_new_tokens, "starts": True, "refusal": ""})
+    if s.devices > 1 or s.max_memory is not None:       # from_pretrained(device_map=..., max_memory=...)
+        from .serving.hf_devices import device_map_answer
+        multi = device_map_answer(req, e)
+        out.update({**multi, "warnings": out["warnings"] + multi["warnings"]})
+        out["verdict"] = (verdict(out["device_total_bytes"], req.hardware.memory_bytes, out["error_band"])
+                          if out["starts"] else "does not start")
+    if req.solve and e.model.family != "bert":           # device_map is modelled for decoders
+        from .serving.hf_devices import fewest_gpus
+        out["solutions"] = {"fewest_gpus": fewest_gpus(req, e)}
     return out
 
 

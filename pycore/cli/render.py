@@ -105,6 +105,9 @@ def render_serve(res: dict, out=None) -> None:
     out = Printable(out or sys.stdout)
     if res.get("engine") == "hf":
         render(res, out.stream)
+        if "per_device" in res or "solutions" in res:
+            from .render_devices import render_device_map
+            render_device_map(res, out)
         return
     m, g = res["model"], res["gpu"]
     out.write(f"{m['name']} on {res['gpus']} x {g['name']} ({g['memory_bytes'] / GiB:.2f} GiB), "

@@ -104,7 +104,8 @@ class Serving:
     swa_full: bool = spec(False, flag(engines=_L, modes=_MODES))
     n_cpu_moe: int = spec(0, integer(0, 100000, engines=_L, modes=_MODES,
                                      doc="--n-cpu-moe: keep the experts of the first N layers in host memory"))
-    devices: int = spec(1, integer(1, 64, engines=_L, modes=_MODES, doc="GPUs the layers are split over"))
+    devices: int = spec(1, integer(1, 64, engines=_L + _H, modes=_MODES, doc="GPUs the layers are split over "
+                                                                            "(hf: device_map over this many GPUs)"))
     # --- Hugging Face generate ---
     num_prompts: int = spec(1, integer(1, MAX_TOKENS, engines=_H, modes=_MODES, doc="prompts in the batch"))
     prompt_len: int = spec(2048, integer(1, MAX_TOKENS, engines=_H, modes=_MODES, unit="tokens"))
@@ -112,6 +113,12 @@ class Serving:
     cache_implementation: str = spec("dynamic", choice(("dynamic", "static"), engines=_H, modes=_MODES,
                                                        doc="generate's KV cache: grown per step, or allocated "
                                                            "for the whole length at the first step"))
+    max_memory: str | None = spec(None, text(200, nullable=True, engines=_H, modes=_MODES,
+                                             doc="from_pretrained's max_memory, such as 0:20GiB,1:20GiB,cpu:120GiB "
+                                                 "(default: each GPU's free memory)"))
+    device_map: str = spec("auto", choice(("auto", "balanced", "balanced_low_0", "sequential"), engines=_H,
+                                          modes=_MODES, doc="from_pretrained's device_map strategy, used with "
+                                                            "devices > 1 or max_memory"))
     # --- the serving searches (solve) ---
     target_requests: int = spec(1, integer(1, 1 << 16, modes=_MODES,
                                            doc="for the searches: requests to serve at once"))

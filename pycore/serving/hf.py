@@ -209,4 +209,9 @@ def generate_request(req):
     kv = {"fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8"}.get(s.kv_cache_dtype)
     if kv:
         p = replace(p, kv_cache=kv)
-    return replace(req, workload=w, precision=p, serving=None, solve=False)
+    f = req.framework
+    if s.version is not None:               # the hf engine's version is transformers'
+        from ..versions import version_tuple
+        version_tuple(s.version, "workload.version", "a transformers version", "5.17")
+        f = replace(f, transformers=s.version)
+    return replace(req, workload=w, precision=p, framework=f, serving=None, solve=False)
