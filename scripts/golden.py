@@ -5,8 +5,17 @@ answers it, the figure in bytes and its tolerance (tests/data/golden_*.json).
   python3 scripts/golden.py tests/data/golden_parallel.json [more files] [--markdown OUT.md]
 
 Prints one line per check and ends with
-  golden cases=N within_tol=K median_abs_err=X.X% max_abs_err=X.X% unsupported=U
-and, for files whose checks carry a kind (tests/data/golden_serving.json), one such line per kind.
+  golden cases=N within_tol=K median_abs_err=X.X% max_abs_err=X.X% unsupported=U [fit=K/N verify=K/N]
+and, for files whose checks carry a kind (tests/data/golden_serving.json), one such line per kind, and
+for the multi-GPU references one line each for their fit part and their verify part.
+
+Fit and verify (the rule, fixed before any formula was changed for issue 21): a check may name its
+part ("part": "fit" or "verify"); otherwise a multi-GPU reference (its request has a parallelism) is
+in the fit part when it is a torchtitan measurement (recipe fsdp2) on the Llama-3.1-8B model family
+member llama-3.1-8b: the only cases a recipe's allowance may be tuned on (CP, loss and allocator
+terms). Every other multi-GPU reference is in the verify part: the published formulas of DeepSpeed,
+the ZeRO paper, Megatron and the Playbook (other frameworks), and torchtitan's 70B and 405B runs
+(other models of the family, other layouts). A split by framework and model, not by outcome.
 A check gives its figure as expected_bytes, or as expected with its unit (tokens, MiB, bpw, ...).
 """
 
@@ -21,6 +30,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycore.api import estimate_dict  # noqa: E402
+
+
+FIT_RECIPES_AND_MODELS = {("fsdp2", "llama-3.1-8b")}
+PART_LABELS = {"fit": "fit part (torchtitan runs on llama-3.1-8b)",
+               "verify": "verify part (other frameworks' formulas; torchtitan 70B, 405B)"}
+
+
+def part_of(check: dict) -> str:
+    """'fit', 'verify', or '' for a reference outside the split (no parallelism in its request)."""
+    if check.get("part"):
+        return check["part"]
+    req = check.get("request") or {}
+    if "parallelism" not in req:
+        return ""
+    model = req.get("model")
+    key = (req["parallelism"].get("recipe", "hf"), model if isinstance(model, str) else "")
+    return "fit" if key in FIT_RECIPES_AND_MODELS else "verify"
 
 
 def measure(result: dict, path: str):
@@ -39,7 +65,8 @@ def run(paths: list[str]) -> tuple[list[dict], int]:
                 continue
             resp = estimate_dict(c["request"])
             expected = c["expected_bytes"] if "expected_bytes" in c else c["expected"]
-            row = {"id": c["id"], "expected": expected, "verbatim": c.get("verbatim", True), "kind": c.get("kind", "")}
+            row = {"id": c["id"], "expected": expected, "verbatim": c.get("verbatim", True), "kind": c.get("kind", ""),
+                   "part": part_of(c)}
             if resp["status"] != "ok":
                 row["error"] = f"{resp['errors'][0]['field']}: {resp['errors'][0]['message']}"
                 rows.append(row)
@@ -64,6 +91,22 @@ def summary(rows: list[dict], unsupported: int, label: str = "golden") -> str:
     ok = sum(1 for r in rows if r.get("ok"))
     return (f"{label} cases={len(rows)} within_tol={ok} median_abs_err={statistics.median(errs) if errs else 0:.1f}% "
             f"max_abs_err={max(errs) if errs else 0:.1f}% unsupported={unsupported}")
+
+
+def part_summaries(rows: list[dict]) -> list[str]:
+    """One summary line for each part of the fit/verify split, fit first."""
+    return [summary([r for r in rows if r.get("part") == k], 0, f"  {PART_LABELS[k]}:")
+            for k in ("fit", "verify") if any(r.get("part") == k for r in rows)]
+
+
+def closing_line(rows: list[dict], unsupported: int) -> str:
+    """The overall summary with each part's score appended (a hook prints this last line)."""
+    line = summary(rows, unsupported)
+    for k in ("fit", "verify"):
+        part = [r for r in rows if r.get("part") == k]
+        if part:
+            line += f" {k}={sum(1 for r in part if r.get('ok'))}/{len(part)}"
+    return line
 
 
 def kind_summaries(rows: list[dict]) -> list[str]:
@@ -126,9 +169,9 @@ def main(argv=None) -> int:
             print(text)
         else:
             write_markdown(Path(a.markdown), text, a.section)
-    for line in kind_summaries(rows):
+    for line in kind_summaries(rows) + part_summaries(rows):
         print(line)
-    print(summary(rows, unsupported))
+    print(closing_line(rows, unsupported))
     return 0
 
 
