@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..model.spec import ModelSpec
-from .layout import Parallelism, micro_batches, stage_layers
+from ..model.spec import ModelSpec, dense_layers_in
+from .layout import Parallelism, balanced_split, micro_batches, stage_layers  # noqa: F401 (re-exported)
 
 
 def in_flight(par: Parallelism, stage: int) -> int:
@@ -27,24 +27,50 @@ def in_flight(par: Parallelism, stage: int) -> int:
     return -(-chunks // v)
 
 
+def megatron_split_flags(split: tuple[int, ...]) -> dict:
+    """Megatron's arguments for a split: the first and last counts when the middle chunks are even,
+    else the layout string (E embedding, t a transformer layer, L the loss, | between chunks)."""
+    middle = set(split[1:-1])
+    if len(middle) <= 1:
+        return {"--decoder-first-pipeline-num-layers": split[0], "--decoder-last-pipeline-num-layers": split[-1]}
+    chunks = ["t" * n for n in split]
+    return {"--pipeline-model-parallel-layout": "E" + "|".join(chunks) + "L"}
+
+
 def candidate_stages(par: Parallelism) -> list[int]:
-    """Stages that can be the most loaded: with an even split the first (embedding, most in flight)
-    and the last (output layer and loss); with an uneven split, every stage."""
+    """Stages that can be the most loaded: every stage (most_loaded keeps, of stages with the same
+    layers, the earliest; with an even split that leaves the first and the last)."""
     p = par.pipeline_parallel
     if p == 1:
         return [0]
-    if par.pipeline_layers is not None:
-        return list(range(p))
-    return sorted({0, p - 1})
+    return list(range(p))
 
 
 def most_loaded(par: Parallelism, m: ModelSpec, evaluate, stages=None, split=None):
     """Evaluate ``evaluate(stage)`` for the candidate stages and return the most loaded one's
-    estimate, with the layout summary attached."""
-    stages = stages if stages is not None else candidate_stages(par)
+    estimate, with the layout summary attached. Of the middle stages of an uneven split only the
+    earliest of each layer count (and dense/MoE mix) is evaluated: it has the most micro-batches in
+    flight and the same parameters as the later ones (the work stays bounded for p up to L)."""
+    if stages is None:
+        stages = candidate_stages(par)
+        stages = _distinct_stages(par, m, stages)
     results = {s: evaluate(s) for s in stages}
     worst = max(results, key=lambda s: results[s].device_total_bytes)
     return replace(results[worst], layout=layout_summary(par, worst, results, split, m))
+
+
+def _distinct_stages(par: Parallelism, m: ModelSpec, stages: list[int]) -> list[int]:
+    split = stage_layers(par, m.n_layers)
+    seen, keep = set(), []
+    for s in stages:
+        start = sum(split[:s])
+        key = (split[s], dense_layers_in(m, start, split[s]), s == 0, s == len(split) - 1)
+        if s not in (0, len(split) - 1) and len(set(split)) == 1:
+            continue                       # even split: a middle stage holds less than the first
+        if key not in seen:
+            seen.add(key)
+            keep.append(s)
+    return keep
 
 
 def layout_summary(par: Parallelism, worst: int, results: dict, split, m: ModelSpec) -> dict:

@@ -1,18 +1,11 @@
 """Layouts: every valid way to split a training run over N GPUs, ranked; and the fewest GPUs that fit.
 
 A layout is dp x tp x pp x cp x ep = N with the constraints the recipe's framework enforces
-(parallel/layout.py), a ZeRO stage the recipe supports and a recomputation mode. Each gets the
-most loaded GPU's device total and a simple throughput proxy:
-
-- pipeline bubble: (p - 1) / (v m + p - 1) of the step is idle (Narayanan et al. 2021, section 2.2);
-- tensor-parallel traffic: 4 all-reduces of the layer's b s h activations a layer (2 forward, 2
-  backward; Shoeybi et al. 2019, section 3), each moving 2 (t - 1)/t of its bytes, per micro-batch;
-- whether the tensor x context parallel group crosses the node boundary (both exchange activations
-  every layer: NVLink inside a node, the network outside);
-- recomputation: full recomputes each forward (about 1/3 more compute), selective 2.7% (Korthikanti
-  et al. 2022, section 5: 2.7% for GPT-3 175B).
-relative_step_time = (1 + recompute) / (1 - bubble) x (2 if TP crosses nodes else 1): a ranking aid,
-not a prediction of speed.
+(parallel/layout.py; a pipeline degree that does not divide the layers gets Megatron's first/last
+split), a ZeRO stage the recipe supports, and the fastest recomputation that fits it: one row per
+distinct layout. Rows are ranked by the step-time model of plan/steptime.py (recompute cost,
+pipeline bubble, communication inside and across nodes), fitting layouts first; the first row is
+the recommended layout. Each row also gives the framework's own arguments (plan/launch.py).
 """
 
 from __future__ import annotations
@@ -23,10 +16,8 @@ from ..errors import InputError
 from ..estimate import estimate
 from ..parallel.layout import Parallelism
 from ..schema import integer, spec
-from ..units import dtype_bytes
+from .steptime import RECOMPUTE_OVERHEAD, step_time  # noqa: F401 (RECOMPUTE_OVERHEAD re-exported)
 
-RECOMPUTE_OVERHEAD = {"none": 0.0, "selective": 0.027, "full": 1 / 3}
-CROSS_NODE_PENALTY = 2.0
 ZERO_STAGES = {"hf": (0, 1, 2, 3), "deepspeed": (0, 1, 2, 3), "zero-paper": (0, 1, 2, 3), "fsdp2": (3,),
                "megatron": (0, 1), "playbook": (0,), "deepspeed-estimator": (2, 3)}
 RECOMPUTES = ("none", "selective", "full")
@@ -73,7 +64,9 @@ def degree_sets(req, gpus: int):
         tps = [1]
     for t in tps:
         for p in _divisors(gpus // t):
-            if m.n_layers % p or (recipe == "hf" and p > 1 and w.mode == "inference"):
+            # Any p up to the layers: where p does not divide them, Megatron's first/last split
+            # (parallel/layout.py balanced_split) is what the recipes evaluate.
+            if p > m.n_layers or (recipe == "hf" and p > 1 and w.mode == "inference"):
                 continue
             for c in _divisors(gpus // (t * p)):
                 if c > 1 and (w.seq_len % (2 * c) or w.attention == "eager" or recipe in ("hf", "deepspeed")):
@@ -82,21 +75,6 @@ def degree_sets(req, gpus: int):
                     if e > 1 and (not m.n_experts or m.n_experts % e or recipe == "hf"):
                         continue
                     yield gpus // (t * p * c * e), t, p, c, e
-
-
-def _throughput(req, par: Parallelism, micro: int, accumulation: int) -> dict:
-    m, w = req.model, req.workload
-    p, v, t = par.pipeline_parallel, par.virtual_stages, par.tensor_parallel
-    steps = max(1, par.micro_batches or accumulation)
-    bubble = (p - 1) / (v * steps + p - 1) if p > 1 else 0.0
-    act_bytes = micro * w.seq_len // par.context_parallel * m.hidden_size * dtype_bytes(req.precision.compute())
-    tp_bytes = int(4 * 2 * (t - 1) / t * act_bytes * (m.n_layers // p) * steps) if t > 1 else 0
-    # Tensor and context parallelism exchange activations every layer: across nodes that is slow.
-    crosses = t * par.context_parallel > par.gpus_per_node
-    recompute = RECOMPUTE_OVERHEAD[par.recompute or "none"]
-    return {"bubble_fraction": round(bubble, 4), "tp_comm_bytes_per_step": tp_bytes, "tp_crosses_node": crosses,
-            "recompute_overhead": round(recompute, 4),
-            "relative_step_time": round((1 + recompute) / (1 - bubble) * (CROSS_NODE_PENALTY if crosses else 1), 4)}
 
 
 def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None = None) -> list[dict]:
@@ -122,18 +100,51 @@ def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None =
         for stage in stages:
             if p > 1 and stage > 1 and base.recipe == "deepspeed":
                 continue
-            for recompute in RECOMPUTES:
-                par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
-                              expert_parallel=e, zero_stage=stage, recompute=recompute, sequence_parallel=t > 1,
-                              gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
-                try:
-                    est = estimate(req.model, replace(w, batch_size=micro), req.precision, req.hardware,
-                                   req.framework, par)
-                except InputError:
-                    continue
-                rows.append(_row(req, par, est, micro, accumulation))
-    rows.sort(key=lambda r: (not r["fits"], -r["headroom_bytes"]))
+            row = _fastest_fitting(req, base, (dp, t, p, c, e), stage, micro, accumulation)
+            if row is not None:
+                rows.append(row)
+    rows = _distinct(rows)
+    rows.sort(key=rank_key)
     return rows[:limit] if limit else rows
+
+
+def rank_key(r: dict) -> tuple:
+    """Fitting layouts first, then by the step-time model (plan/steptime.py), then by headroom."""
+    return (not r["fits"], r["throughput"]["relative_step_time"], -r["headroom_bytes"])
+
+
+def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: int, accumulation: int):
+    """One row for a layout: the fastest recomputation that fits (none, then selective, then full;
+    the step-time model orders them so), or, where none fits, the one that needs the least memory."""
+    dp, t, p, c, e = degrees
+    smallest = None
+    for recompute in RECOMPUTES:
+        par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
+                      expert_parallel=e, zero_stage=stage, recompute=recompute, sequence_parallel=t > 1,
+                      gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+        try:
+            est = estimate(req.model, replace(req.workload, batch_size=micro), req.precision, req.hardware,
+                           req.framework, par)
+        except InputError:
+            return None
+        row = _row(req, par, est, micro, accumulation)
+        if row["fits"]:
+            return row
+        if smallest is None or row["device_total_bytes"] < smallest["device_total_bytes"]:
+            smallest = row
+    return smallest
+
+
+def _distinct(rows: list[dict]) -> list[dict]:
+    """Drop a row whose degrees, recomputation and bytes repeat an earlier one (a ZeRO stage that
+    shards nothing more): one row per distinct layout."""
+    seen, out = set(), []
+    for r in rows:
+        key = (tuple(r["degrees"].values()), r["recompute"], r["device_total_bytes"], r["host_bytes"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
@@ -145,7 +156,8 @@ def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
             "device_total_bytes": est.device_total_bytes, "headroom_bytes": req.hardware.memory_bytes - est.device_total_bytes,
             "fits": est.fits, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
             "most_loaded": (est.layout.get("most_loaded") or {}).get("description", ""),
-            "throughput": _throughput(req, par, micro, accumulation),
+            "throughput": step_time(req, par, micro, accumulation),
+            "pipeline_schedule": pipeline_schedule(par),
             "parallelism": {"recipe": par.recipe, "data_parallel": par.data_parallel,
                             "tensor_parallel": par.tensor_parallel, "pipeline_parallel": par.pipeline_parallel,
                             "context_parallel": par.context_parallel, "expert_parallel": par.expert_parallel,
@@ -153,12 +165,21 @@ def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
                             "recompute": par.recompute, "gradient_accumulation": accumulation}}
 
 
+def pipeline_schedule(par: Parallelism) -> str:
+    """What runs the stages: a pipeline schedule, or accelerate's device_map (not a pipeline)."""
+    if par.pipeline_parallel == 1:
+        return "none"
+    if par.recipe == "hf":
+        return "device_map: the GPUs run one after another, (p - 1)/p of the time idle (not pipeline parallelism)"
+    return "interleaved 1F1B" if par.virtual_stages > 1 else "1F1B"
+
+
 def best(rows: list[dict]) -> dict | None:
-    """The fitting layout with the best throughput proxy (then the most headroom)."""
+    """The fitting layout the step-time model ranks first (then the most headroom)."""
     fitting = [r for r in rows if r["fits"]]
     if not fitting:
         return None
-    return min(fitting, key=lambda r: (r["throughput"]["relative_step_time"], -r["headroom_bytes"]))
+    return min(fitting, key=rank_key)
 
 
 def fewest_gpus(req, global_batch: int | None = None, max_gpus: int = MAX_GPUS) -> dict:
