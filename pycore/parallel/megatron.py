@@ -150,8 +150,10 @@ def stage_activations(m: ModelSpec, w: Workload, par: Parallelism, version: str,
     layers a block) a stage keeps each block's input, 2sbh bytes (Korthikanti et al. 2022, Table 2;
     / t with sequence parallelism) per micro-batch in flight, and recomputes one block at a time in
     backward. The last stage adds the output layer's logits and the final norm's output for its one
-    micro-batch, as the script does for p = 1."""
-    s, b, h, t, p = w.seq_len, w.batch_size, m.hidden_size, par.tensor_parallel, par.pipeline_parallel
+    micro-batch, as the script does for p = 1. Context parallelism gives each rank s / c of the
+    sequence (the script counts the whole sequence)."""
+    s, b, h, t, p = (w.seq_len // par.context_parallel, w.batch_size, m.hidden_size, par.tensor_parallel,
+                     par.pipeline_parallel)
     with_sp = par.sequence_parallel and recompute == "selective"
     if not with_sp and version == "2024":
         return None
@@ -242,8 +244,9 @@ def estimate_megatron(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: 
 
 
 def _korthikanti_stage(m, w, par, recompute, o: MegatronOptions, vocab: int, stage: int, layers: int) -> float:
-    per_layer = korthikanti_per_layer(m, w, par, recompute, o.attention_scores_saved)
-    s, b, h, t, p = w.seq_len, w.batch_size, m.hidden_size, par.tensor_parallel, par.pipeline_parallel
+    per_layer = korthikanti_per_layer(m, w, par, recompute, o.attention_scores_saved) / par.context_parallel
+    s, b, h, t, p = (w.seq_len // par.context_parallel, w.batch_size, m.hidden_size, par.tensor_parallel,
+                     par.pipeline_parallel)
     act = per_layer * layers * inflight_fraction(par, stage)
     if stage == 0:
         act += s * b * h * p / t

@@ -51,16 +51,14 @@ def most_loaded(par: Parallelism, m: ModelSpec, evaluate, stages=None, split=Non
     estimate, with the layout summary attached. Of the middle stages of an uneven split only the
     earliest of each layer count (and dense/MoE mix) is evaluated: it has the most micro-batches in
     flight and the same parameters as the later ones (the work stays bounded for p up to L)."""
-    if stages is None:
-        stages = candidate_stages(par)
-        stages = _distinct_stages(par, m, stages)
+    stages = _distinct_stages(par, m, stages if stages is not None else candidate_stages(par), split)
     results = {s: evaluate(s) for s in stages}
     worst = max(results, key=lambda s: results[s].device_total_bytes)
     return replace(results[worst], layout=layout_summary(par, worst, results, split, m))
 
 
-def _distinct_stages(par: Parallelism, m: ModelSpec, stages: list[int]) -> list[int]:
-    split = stage_layers(par, m.n_layers)
+def _distinct_stages(par: Parallelism, m: ModelSpec, stages: list[int], split=None) -> list[int]:
+    split = split or stage_layers(par, m.n_layers)
     seen, keep = set(), []
     for s in stages:
         start = sum(split[:s])

@@ -14,13 +14,17 @@ from dataclasses import dataclass, replace
 
 from ..errors import InputError
 from ..estimate import estimate
-from ..parallel.layout import Parallelism
+from ..parallel.hf_tp_plans import TP_PLAN_MODEL_TYPES
+from ..parallel.layout import Parallelism, chunk_layers
 from ..schema import integer, spec
+from .launch import launch
 from .steptime import RECOMPUTE_OVERHEAD, step_time  # noqa: F401 (RECOMPUTE_OVERHEAD re-exported)
 
 ZERO_STAGES = {"hf": (0, 1, 2, 3), "deepspeed": (0, 1, 2, 3), "zero-paper": (0, 1, 2, 3), "fsdp2": (3,),
                "megatron": (0, 1), "playbook": (0,), "deepspeed-estimator": (2, 3)}
 RECOMPUTES = ("none", "selective", "full")
+# Recipes whose framework splits the norms' activations by the TP degree (sequence parallelism).
+SEQUENCE_PARALLEL_RECIPES = ("megatron", "fsdp2", "deepspeed", "playbook", "zero-paper")
 MAX_GPUS = 1024
 # GPU counts tried for "fewest GPUs": every count up to 8, then whole nodes of 8.
 FEWEST_CANDIDATES = tuple(range(1, 9)) + tuple(range(16, MAX_GPUS + 1, 8))
@@ -60,7 +64,7 @@ def degree_sets(req, gpus: int):
     recipe = req.parallelism.recipe
     tps = [t for t in _divisors(gpus) if m.n_heads % t == 0 and m.n_kv_heads % t == 0 and m.ffn_size % t == 0
            and (not m.n_shared_experts or m.shared_expert_ffn_size % t == 0)]
-    if recipe == "hf" and w.mode != "full":
+    if recipe == "hf" and (w.mode != "full" or m.model_type not in TP_PLAN_MODEL_TYPES):
         tps = [1]
     for t in tps:
         for p in _divisors(gpus // t):
@@ -108,9 +112,21 @@ def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None =
     return rows[:limit] if limit else rows
 
 
+# A fitting layout with less headroom than this share of the GPU is ranked after those with more:
+# the estimate's own error on measured multi-GPU peaks is of this order (the fit part of
+# tests/data/golden_parallel.json, torchtitan on Llama-3.1-8B: median 6.9%, largest 14.2%).
+SAFE_HEADROOM_FRACTION = 0.10
+
+
+def tight(r: dict) -> bool:
+    """Whether a row's headroom is within the estimate's error of the GPU's memory."""
+    return r["headroom_bytes"] < SAFE_HEADROOM_FRACTION * (r["device_total_bytes"] + r["headroom_bytes"])
+
+
 def rank_key(r: dict) -> tuple:
-    """Fitting layouts first, then by the step-time model (plan/steptime.py), then by headroom."""
-    return (not r["fits"], r["throughput"]["relative_step_time"], -r["headroom_bytes"])
+    """Fitting layouts first, those with a safe headroom before tight ones, then by the step-time
+    model (plan/steptime.py), then by headroom."""
+    return (not r["fits"], tight(r), r["throughput"]["relative_step_time"], -r["headroom_bytes"])
 
 
 def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: int, accumulation: int):
@@ -120,14 +136,16 @@ def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: 
     smallest = None
     for recompute in RECOMPUTES:
         par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
-                      expert_parallel=e, zero_stage=stage, recompute=recompute, sequence_parallel=t > 1,
+                      expert_parallel=e, zero_stage=stage, recompute=recompute,
+                      sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
                       gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
         try:
             est = estimate(req.model, replace(req.workload, batch_size=micro), req.precision, req.hardware,
                            req.framework, par)
         except InputError:
-            return None
+            continue                      # a recomputation the recipe refuses; the layout may take another
         row = _row(req, par, est, micro, accumulation)
+        row["tight"] = tight(row)
         if row["fits"]:
             return row
         if smallest is None or row["device_total_bytes"] < smallest["device_total_bytes"]:
@@ -158,6 +176,9 @@ def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
             "most_loaded": (est.layout.get("most_loaded") or {}).get("description", ""),
             "throughput": step_time(req, par, micro, accumulation),
             "pipeline_schedule": pipeline_schedule(par),
+            "pipeline_layers": list(chunk_layers(par, req.model.n_layers)) if par.pipeline_parallel > 1 else None,
+            "tight": False,
+            "launch": launch(req, par, micro, accumulation),
             "parallelism": {"recipe": par.recipe, "data_parallel": par.data_parallel,
                             "tensor_parallel": par.tensor_parallel, "pipeline_parallel": par.pipeline_parallel,
                             "context_parallel": par.context_parallel, "expert_parallel": par.expert_parallel,

@@ -13,10 +13,14 @@ reference GPU's bf16 rate), and the layout's costs are added to it:
   their gradients backward (Liu et al. 2023, ring attention);
 - data parallelism: gradients reduced once a step, 2 (d - 1)/d of the GPU's gradient bytes (ring
   all-reduce), 3 (d - 1)/d with ZeRO-3 / FSDP (two all-gathers of the weights and a reduce-scatter;
-  Rajbhandari et al. 2020, section 7);
+  Rajbhandari et al. 2020, section 7) for every micro-batch. This traffic overlaps with the
+  backward and forward compute (bucketed all-reduce, Li et al. 2020 "PyTorch Distributed", section
+  3.2.3; FSDP's prefetch, Zhao et al. 2023, section 4.2): only what exceeds the compute counts;
 - expert parallelism: two all-to-alls of the routed tokens a MoE layer, forward and backward.
-Traffic inside a node moves at NVLink's rate, traffic whose group spans nodes at the network's.
-Nothing is taken to overlap with compute: the model ranks layouts by what they cost, worst case.
+Traffic inside a node moves at NVLink's rate, traffic whose group spans nodes at the network's,
+and every message also costs a fixed latency (an alpha-beta model: a ring of n ranks sends n - 1
+messages a collective). ZeRO-3 / FSDP gather the weights again for every micro-batch. Nothing is
+taken to overlap with compute but data-parallel traffic.
 """
 
 from __future__ import annotations
@@ -31,10 +35,16 @@ RECOMPUTE_OVERHEAD = {"none": 0.0, "selective": 0.027, "full": 1 / 3}
 REFERENCE_FLOPS = 989e12 * 0.40
 NVLINK_BYTES_PER_S = 450e9
 NETWORK_BYTES_PER_S = 50e9
+# Per-message latency, an assumption of the order NCCL's small-message all-reduce shows (about 10 us
+# across 8 GPUs in a node, tens of us across nodes; nccl-tests all_reduce_perf at 8 bytes).
+NVLINK_LATENCY_S = 5e-6
+NETWORK_LATENCY_S = 20e-6
 
 
-def _seconds(nbytes: float, crosses: bool) -> float:
-    return nbytes / (NETWORK_BYTES_PER_S if crosses else NVLINK_BYTES_PER_S)
+def _seconds(nbytes: float, crosses: bool, messages: float = 0.0) -> float:
+    if crosses:
+        return nbytes / NETWORK_BYTES_PER_S + messages * NETWORK_LATENCY_S
+    return nbytes / NVLINK_BYTES_PER_S + messages * NVLINK_LATENCY_S
 
 
 def step_time(req, par, micro: int, accumulation: int) -> dict:
@@ -55,19 +65,25 @@ def step_time(req, par, micro: int, accumulation: int) -> dict:
     layers = m.n_layers / p
     act = micro * w.seq_len / c * m.hidden_size * cb
     crosses_tp = t * c > node
-    tp = _seconds(4 * 2 * (t - 1) / t * act * layers * steps, crosses_tp) if t > 1 else 0.0
+    rounds = layers * steps
+    tp = _seconds(4 * 2 * (t - 1) / t * act * rounds, crosses_tp, 4 * 2 * (t - 1) * rounds) if t > 1 else 0.0
     kv = micro * w.seq_len / c * 2 * m.n_kv_heads * m.head_dim * cb / t
-    cp = _seconds(2 * (c - 1) * kv * layers * steps, crosses_tp) if c > 1 else 0.0
+    cp = _seconds(2 * (c - 1) * kv * rounds, crosses_tp, 2 * (c - 1) * rounds) if c > 1 else 0.0
     grad_bytes = params / (t * p) * cb
     sharded = par.zero_stage >= 3 or par.recipe == "fsdp2"
     group = d * c * e
-    dp = _seconds((3 if sharded else 2) * (group - 1) / group * grad_bytes, par.gpus > node) if group > 1 else 0.0
+    dp = 0.0
+    if group > 1:
+        # a ring all-reduce a step; ZeRO-3 / FSDP: two all-gathers and a reduce-scatter a micro-batch
+        times = 3 * steps if sharded else 2
+        dp = _seconds(times * (group - 1) / group * grad_bytes, par.gpus > node, times * (group - 1) * m.n_layers / p)
     ep = 0.0
     if e > 1 and m.n_experts:
-        ep = _seconds(4 * (e - 1) / e * act * m.experts_per_token * layers * steps, t * c * e > node)
+        ep = _seconds(4 * (e - 1) / e * act * m.experts_per_token * rounds, t * c * e > node, 4 * (e - 1) * rounds)
     recompute = RECOMPUTE_OVERHEAD[par.recompute or "none"]
     busy = compute * (1 + recompute)
-    total = busy / (1 - bubble) + tp + cp + dp + ep
+    exposed_dp = max(0.0, dp - busy)
+    total = busy / (1 - bubble) + tp + cp + exposed_dp + ep
     return {"bubble_fraction": round(bubble, 4), "recompute_overhead": round(recompute, 4),
             "tp_crosses_node": crosses_tp,
             "tp_comm_bytes_per_step": int(4 * 2 * (t - 1) / t * act * layers * steps) if t > 1 else 0,
