@@ -113,9 +113,10 @@ def _stage_estimate(m, w, p, hw, f, par, rank: RankParams, in_flight: int) -> Es
 
 
 def estimate_hf(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
-    if par.context_parallel > 1 or par.expert_parallel > 1:
-        raise InputError("parallelism.recipe", "context and expert parallelism are not part of the Hugging Face "
-                                               "stack; choose recipe fsdp2 or megatron")
+    for name in ("context_parallel", "expert_parallel"):
+        if getattr(par, name) > 1:
+            raise InputError(f"parallelism.{name}", "context and expert parallelism are not part of the Hugging "
+                                                    "Face stack; choose recipe fsdp2 or megatron")
     if par.tensor_parallel > 1 and m.model_type not in TP_PLAN_MODEL_TYPES:
         raise InputError("parallelism.tensor_parallel", f"transformers {TRANSFORMERS_VERSION} has no tensor-parallel "
                                                         f"plan (base_model_tp_plan) for model type "
