@@ -23,10 +23,11 @@ golden = _load("golden")
 
 # Measured peaks that are still outside 10%, with the reason; they must not get worse.
 KNOWN_MISSES = {
-    "tt_llama31_8b_fsdp8_cp1_seq32k:peak_reserved":
-        "32k tokens a GPU: the allocator allowance (27% of what changes under full recomputation) counts the "
-        "loss's 15 GiB fp32 tensors as churn; allocated alone is within 7%",
-    "tt_llama31_8b_fsdp1_cp8_seq256k:peak_reserved": "the same configuration per GPU as the case above, with cp 8",
+    "tt_llama31_8b_fsdp8_lbs2_sac:peak_reserved":
+        "eager selective checkpointing at 16k tokens a GPU: with the bf16 logits freed before the loss backward "
+        "(rule torchtitan-frees-logits, as train.py does since PR #391) the estimate is 12% under; the same "
+        "layout with the blocks compiled measures 5.4 GiB less and is within 6%: what eager holds beyond it is "
+        "not modelled",
 }
 KNOWN_MISS_BOUND = 20.0
 
