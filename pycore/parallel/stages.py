@@ -58,16 +58,24 @@ def most_loaded(par: Parallelism, m: ModelSpec, evaluate, stages=None, split=Non
 
 
 def _distinct_stages(par: Parallelism, m: ModelSpec, stages: list[int], split=None) -> list[int]:
+    """The first and last stages, and each middle stage that no earlier middle stage dominates: an
+    earlier stage holds at least as many micro-batches (1F1B's min(p - r, m) falls with r; a
+    device_map holds one everywhere), so it is at least as loaded when it also has at least as many
+    layers and as many MoE layers."""
     split = split or stage_layers(par, m.n_layers)
-    seen, keep = set(), []
+    last = len(split) - 1
+    keep, kept_middle, start = [], [], 0
+    starts = [sum(split[:s]) for s in range(len(split))]
     for s in stages:
-        start = sum(split[:s])
-        key = (split[s], dense_layers_in(m, start, split[s]), s == 0, s == len(split) - 1)
-        if s not in (0, len(split) - 1) and len(set(split)) == 1:
-            continue                       # even split: a middle stage holds less than the first
-        if key not in seen:
-            seen.add(key)
+        start = starts[s]
+        if s in (0, last):
             keep.append(s)
+            continue
+        moe = split[s] - dense_layers_in(m, start, split[s])
+        if any(layers >= split[s] and k_moe >= moe for layers, k_moe in kept_middle):
+            continue
+        kept_middle.append((split[s], moe))
+        keep.append(s)
     return keep
 
 
