@@ -110,3 +110,11 @@ def test_every_row_carries_the_frameworks_arguments(recipe, fmt):
         assert cfg["zero_optimization"]["stage"] == rec["zero_stage"]
         assert cfg["train_micro_batch_size_per_gpu"] * cfg["gradient_accumulation_steps"] * \
             rec["degrees"]["data"] == 64
+
+
+def test_an_interleaved_uneven_split_is_given_as_megatrons_layout_string():
+    from pycore.parallel.stages import megatron_split_flags
+    # the first/last flags count a rank's layers over all its chunks, so interleaving needs the layout
+    assert megatron_split_flags((7,) + (8,) * 14 + (7,)) == {"--decoder-first-pipeline-num-layers": 7,
+                                                             "--decoder-last-pipeline-num-layers": 7}
+    assert megatron_split_flags((1, 2, 2, 1), virtual=2) == {"--pipeline-model-parallel-layout": "Et|tt|tt|tL"}

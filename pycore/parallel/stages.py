@@ -27,11 +27,14 @@ def in_flight(par: Parallelism, stage: int) -> int:
     return -(-chunks // v)
 
 
-def megatron_split_flags(split: tuple[int, ...]) -> dict:
-    """Megatron's arguments for a split: the first and last counts when the middle chunks are even,
-    else the layout string (E embedding, t a transformer layer, L the loss, | between chunks)."""
+def megatron_split_flags(split: tuple[int, ...], virtual: int = 1) -> dict:
+    """Megatron's arguments for a split of p x v chunks in model order: the first and last counts
+    when the middle chunks are even and nothing is interleaved (the flags count a pipeline rank's
+    layers over all its chunks, transformer_block.py get_num_layers_to_build @d98e8a64), else the
+    layout string (E embedding, t a transformer layer, L the loss, | between chunks; chunk i runs on
+    rank i % p), which sets the interleaving itself."""
     middle = set(split[1:-1])
-    if len(middle) <= 1:
+    if len(middle) <= 1 and virtual == 1:
         return {"--decoder-first-pipeline-num-layers": split[0], "--decoder-last-pipeline-num-layers": split[-1]}
     chunks = ["t" * n for n in split]
     return {"--pipeline-model-parallel-layout": "E" + "|".join(chunks) + "L"}

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from ..parallel.layout import Parallelism, chunk_layers
 from ..parallel.stages import megatron_split_flags
@@ -36,11 +37,11 @@ def _megatron(req, par: Parallelism, micro: int, accumulation: int) -> dict:
                   "--tensor-model-parallel-size": par.tensor_parallel,
                   "--pipeline-model-parallel-size": par.pipeline_parallel,
                   "--context-parallel-size": par.context_parallel, "--expert-model-parallel-size": par.expert_parallel}
-    if par.virtual_stages > 1:
-        args["--num-virtual-stages-per-pipeline-rank"] = par.virtual_stages
     chunks = chunk_layers(par, m.n_layers)
-    if len(set(chunks)) > 1:
-        args.update(megatron_split_flags(chunks))
+    split = megatron_split_flags(chunks, par.virtual_stages) if len(set(chunks)) > 1 else {}
+    if par.virtual_stages > 1 and "--pipeline-model-parallel-layout" not in split:
+        args["--num-virtual-stages-per-pipeline-rank"] = par.virtual_stages
+    args.update(split)
     if par.sequence_parallel:
         args["--sequence-parallel"] = True
     if par.zero_stage >= 1:
@@ -53,7 +54,7 @@ def _megatron(req, par: Parallelism, micro: int, accumulation: int) -> dict:
         args["--recompute-num-layers"] = par.recompute_layers
     if req.precision.compute() in ("bf16", "fp16"):
         args["--" + req.precision.compute()] = True
-    text = " ".join(k if v is True else f"{k} {v}" for k, v in args.items())
+    text = " ".join(k if v is True else f"{k} {shlex.quote(str(v))}" for k, v in args.items())
     return {"framework": "Megatron-LM (pretrain_gpt.py)", "format": "flags", "text": text, "arguments": args}
 
 

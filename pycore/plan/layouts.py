@@ -70,7 +70,8 @@ def degree_sets(req, gpus: int):
         for p in _divisors(gpus // t):
             # Any p up to the layers: where p does not divide them, Megatron's first/last split
             # (parallel/layout.py balanced_split) is what the recipes evaluate.
-            if p > m.n_layers or (recipe == "hf" and p > 1 and w.mode == "inference"):
+            v = req.parallelism.virtual_stages          # the user's interleaving: p x v chunks
+            if p * v > m.n_layers or (v > 1 and p == 1) or (recipe == "hf" and p > 1 and w.mode == "inference"):
                 continue
             for c in _divisors(gpus // (t * p)):
                 if c > 1 and (w.seq_len % (2 * c) or w.attention == "eager" or recipe in ("hf", "deepspeed")):
