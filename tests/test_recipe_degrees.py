@@ -107,7 +107,10 @@ def test_playbook_divides_states_by_pp_and_tp_and_activations_as_its_formula():
     assert ratio(activations(tp), activations(one)) == pytest.approx((10 + 24 / 2) / (10 + 24), rel=1e-6)
     assert ratio(activations(sp), activations(tp)) == pytest.approx((34 / 2) / (10 + 24 / 2), rel=1e-6)
     assert ratio(activations(cp), activations(one)) == pytest.approx(1 / 2, rel=1e-6)
-    assert ratio(activations(full), activations(one)) == pytest.approx(2 / 34, rel=1e-6)
+    # 16 layers keep a 2 s b h input each, and one layer is recomputed: (2 x 16 + 34) / (34 x 16)
+    assert ratio(activations(full), activations(one)) == pytest.approx((2 * 16 + 34) / (34 * 16), rel=1e-6)
+    blocks4 = run({"recipe": "playbook", "recompute": "full", "recompute_layers": 4})
+    assert ratio(activations(blocks4), activations(one)) == pytest.approx((2 * 4 + 34 * 4) / (34 * 16), rel=1e-6)
 
 
 # ---- zero-paper: 2 + 2 + 12 bytes ------------------------------------------------------------------
@@ -124,6 +127,7 @@ def test_zero_paper_degrees_by_hand():
     assert ckpt({}) == 1 * 2048 * 2048 * 16 * 2                  # b s h L x 2 bytes
     assert ckpt({"context_parallel": 2}) == ckpt({}) // 2
     assert ckpt({"tensor_parallel": 2, "sequence_parallel": True}) == ckpt({}) // 2
+    assert ckpt({"recompute_layers": 4}) == ckpt({}) // 4              # a checkpoint per block of 4 layers
     assert "activations" in run({"recipe": "zero-paper", "recompute": "none"})["not_estimated"]
 
 

@@ -87,8 +87,10 @@ def estimate_zero_paper(m, w: Workload, p: Precision, hw: Hardware, f: Framework
         # across the model-parallel ranks unless Pa partitions them. The layers are the stage's
         # (1F1B keeps p micro-batches of L/p layers on the first stage: L in all); context
         # parallelism splits the sequence, sequence parallelism splits a checkpoint by t.
+        # With recompute_layers k a checkpoint is kept per block of k layers.
         split = mp if opt.partition_activations else (par.tensor_parallel if par.sequence_parallel else 1)
-        ckpt = w.batch_size * (w.seq_len // par.context_parallel) * h * L * 2 // split
+        blocks = -(-L // max(1, par.recompute_layers))
+        ckpt = w.batch_size * (w.seq_len // par.context_parallel) * h * blocks * 2 // split
         parts.append(("activations", {"activation checkpoints (one per layer)": ckpt}))
         report["activation_checkpoint_bytes"] = ckpt
         not_estimated = ("temporaries", "recomputed layer activations")
@@ -164,7 +166,8 @@ def estimate_playbook(m, w: Workload, p: Precision, hw: Hardware, f: Framework, 
     section "ZeRO") divides the optimizer states (stage 1), the gradients too (2) and the
     parameters too (3) by the data-parallel ranks (dp x cp). Activations per GPU: 34·s·b·h·L/t with
     sequence parallelism, else s·b·h·L·(10 + 24/t), the sequence split by c; under full
-    recomputation only each layer's input, 2·s·b·h (/ t with SP). With 1F1B the first stage holds p
+    recomputation each block of recompute_layers layers keeps its input, 2·s·b·h (/ t with SP), and
+    one block is recomputed at a time. With 1F1B the first stage holds p
     micro-batches of L/p layers: L layers' worth, so PP leaves the activations as they are. The
     Playbook's text says 16 bytes a parameter; its figures use these."""
     o: PlaybookOptions = par.options or PlaybookOptions()
@@ -183,10 +186,13 @@ def estimate_playbook(m, w: Workload, p: Precision, hw: Hardware, f: Framework, 
     not_estimated = ("temporaries", "logits and loss")
     if h and L:
         s, b = w.seq_len / c, w.batch_size
+        per_layer = 34 * s * b * h / t if par.sequence_parallel else s * b * h * (10 + 24 / t)
         if recompute_mode(par, w.gradient_checkpointing) == "full":
-            act = 2 * s * b * h * L / (t if par.sequence_parallel else 1)
+            # each block of k layers keeps its input; one block is recomputed at a time in backward
+            k = max(1, min(par.recompute_layers, L))
+            act = 2 * s * b * h * -(-L // k) / (t if par.sequence_parallel else 1) + per_layer * k
         else:
-            act = 34 * s * b * h * L / t if par.sequence_parallel else s * b * h * L * (10 + 24 / t)
+            act = per_layer * L
         parts.append(("activations", {"activations (Playbook formula)": int(act)}))
         report["activations_bytes"] = int(act)
     else:
