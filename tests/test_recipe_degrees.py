@@ -258,3 +258,31 @@ def test_full_recompute_keeps_fewer_activations_than_none(recipe, model):
     sel = activations(run({**par, "recompute": "selective"}, model))
     full = activations(run({**par, "recompute": "full"}, model))
     assert full < none and sel <= none
+
+
+# ---- mixed-precision variants, as the recipes express them -----------------------------------------
+
+def test_sixteen_bit_parameters_with_fp32_gradients_are_eighteen_bytes_a_parameter():
+    # Megatron's docs/user-guide/features/dist_optimizer.md: bf16 parameters, fp32 gradients: 18 bytes
+    # (2 + 4 + 4 master + 8 Adam); fp16 parameters and gradients: 20 (2 + 2 + 16)
+    assert states(run({"recipe": "megatron"})) == pytest.approx(18 * P, rel=2e-3)
+    fp16 = {**BASE, "precision": {"weights": "fp32", "autocast": "fp16"}}
+    assert states(run({"recipe": "megatron"}, fp16)) == pytest.approx(20 * P, rel=2e-3)
+    # DeepSpeed's bf16 engine with data_types.grad_accum_dtype fp32 under ZeRO-1 on one rank: the same 18
+    ds = run({"recipe": "deepspeed", "zero_stage": 1, "options": {"grad_accum_dtype": "fp32"}})
+    assert states(ds) == pytest.approx(18 * P, rel=1e-6)
+
+
+def test_fsdp2_keeps_fp32_shards_and_gathers_bf16_compute_copies():
+    res = run({"recipe": "fsdp2", "data_parallel": 4})
+    assert states(res) == pytest.approx(16 * P / 4, rel=1e-6)         # fp32 parameters, gradients, AdamW
+    from pycore.estimate import estimate as typed
+    from pycore.request import parse_request
+    req = parse_request({**BASE, "parallelism": {"recipe": "fsdp2", "data_parallel": 4}})
+    e = typed(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
+    fwd = dict(next(s for s in e.snapshots if s.phase == "forward").parts)
+    gathered = sum(v for k, v in fwd.get("buffers", {}).items() if "gathered blocks" in k) or sum(
+        v for part in fwd.values() for k, v in part.items() if "gathered blocks" in k)
+    h = 2048
+    layer = 2 * h * h + 2 * h * (8 * 64) + 3 * h * 8192 + 2 * h        # q and o, k and v (8 KV heads), MLP, norms
+    assert gathered == 3 * 2 * layer                                    # three bf16 blocks (current, buffer, next)
