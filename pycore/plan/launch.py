@@ -132,26 +132,30 @@ def _deepspeed(req, par: Parallelism, micro: int, accumulation: int) -> dict:
 
 
 def _accelerate(req, par: Parallelism, micro: int, accumulation: int) -> dict:
+    """accelerate launch flags (accelerate/commands/launch.py @1.16.0: --use_deepspeed --zero_stage,
+    --parallelism_config_* sizes) and the from_pretrained arguments (tp_plan, device_map)."""
     procs = par.data_parallel * par.tensor_parallel
-    cfg: dict = {"num_processes": procs, "gradient_accumulation_steps": accumulation,
-                 "mixed_precision": req.precision.compute() if req.precision.compute() != "fp32" else "no"}
+    flags: dict = {"--num_processes": procs, "--gradient_accumulation_steps": accumulation,
+                   "--mixed_precision": req.precision.compute() if req.precision.compute() != "fp32" else "no"}
     pretrained: dict = {}
     if par.zero_stage:
-        cfg["distributed_type"] = "DEEPSPEED"
-        cfg["deepspeed_config"] = {"zero_stage": par.zero_stage, "gradient_accumulation_steps": accumulation}
+        flags["--use_deepspeed"] = True
+        flags["--zero_stage"] = par.zero_stage
     elif procs > 1:
-        cfg["distributed_type"] = "MULTI_GPU"
+        flags["--multi_gpu"] = True
     if par.tensor_parallel > 1:
+        flags["--parallelism_config_dp_replicate_size"] = par.data_parallel
+        flags["--parallelism_config_tp_size"] = par.tensor_parallel
         pretrained["tp_plan"] = "auto"
     if par.pipeline_parallel > 1:
         # device_map runs the layers on the GPUs one after another: not pipeline parallelism
         pretrained["device_map"] = "auto"
-        pretrained["max_memory"] = f"one entry per GPU of the {par.pipeline_parallel} each process uses"
+        pretrained["max_memory"] = f"one entry for each of the {par.pipeline_parallel} GPUs a process uses"
     if par.recompute == "full":
         pretrained["gradient_checkpointing"] = "model.gradient_checkpointing_enable()"
-    text = "accelerate launch " + " ".join(f"--{k} {v}" for k, v in cfg.items() if not isinstance(v, dict))
+    text = "accelerate launch " + " ".join(k if v is True else f"{k} {v}" for k, v in flags.items())
     if pretrained:
         text += "\nfrom_pretrained(" + ", ".join(f"{k}={v!r}" for k, v in pretrained.items()) + ")"
     return {"framework": "accelerate / transformers", "format": "accelerate", "text": text,
-            "arguments": {"accelerate": cfg, "from_pretrained": pretrained,
+            "arguments": {"accelerate": flags, "from_pretrained": pretrained,
                           "per_device_train_batch_size": micro}}
