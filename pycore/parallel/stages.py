@@ -94,6 +94,8 @@ def layout_summary(par: Parallelism, worst: int, results: dict, split, m: ModelS
         what += ", output layer and loss" if worst == p - 1 else ""
         what += f", {in_flight(par, worst)} micro-batch{'es' if in_flight(par, worst) > 1 else ''} in flight" \
             if par.recipe != "hf" else ""
+        what += "; a device_map: the GPUs run one after another, each idle (p - 1)/p of the step" \
+            if par.recipe == "hf" else ""
         what += ")"
     if par.tensor_parallel > 1:
         what += f", tensor rank 0 of {par.tensor_parallel} (all hold the same)"
