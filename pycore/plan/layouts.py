@@ -146,7 +146,7 @@ def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: 
         except InputError:
             continue                      # a recomputation the recipe refuses; the layout may take another
         row = _row(req, par, est, micro, accumulation)
-        row["tight"] = tight(row)
+        row["tight"] = row["fits"] and tight(row)
         if row["fits"]:
             return row
         if smallest is None or row["device_total_bytes"] < smallest["device_total_bytes"]:
