@@ -130,28 +130,46 @@ def rank_key(r: dict) -> tuple:
     return (not r["fits"], tight(r), r["throughput"]["relative_step_time"], -r["headroom_bytes"])
 
 
+# Full recomputation keeps the fewest activations; where it misses the GPU by more than this share,
+# the other choices (which keep more) are not evaluated. The margin covers the few MiB by which a
+# recomputed layer's working memory can put full above none at a backward moment.
+CLEAR_MISS_FRACTION = 0.01
+
+
 def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: int, accumulation: int):
     """One row for a layout: the fastest recomputation that fits (none, then selective, then full;
-    the step-time model orders them so), or, where none fits, the one that needs the least memory."""
+    the step-time model orders them so), or, where none fits, the one that needs the least memory.
+    After none, full recomputation is tried: a clear miss settles the layout without selective."""
     dp, t, p, c, e = degrees
-    smallest = None
-    for recompute in RECOMPUTES:
-        par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
-                      expert_parallel=e, zero_stage=stage, recompute=recompute,
-                      sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
-                      gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
-        try:
-            est = estimate(req.model, replace(req.workload, batch_size=micro), req.precision, req.hardware,
-                           req.framework, par)
-        except InputError:
-            continue                      # a recomputation the recipe refuses; the layout may take another
-        row = _row(req, par, est, micro, accumulation)
-        row["tight"] = row["fits"] and tight(row)
-        if row["fits"]:
-            return row
-        if smallest is None or row["device_total_bytes"] < smallest["device_total_bytes"]:
-            smallest = row
-    return smallest
+    tried = {}
+
+    def row_for(recompute: str):
+        if recompute not in tried:
+            par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
+                          expert_parallel=e, zero_stage=stage, recompute=recompute,
+                          sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
+                          gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+            try:
+                est = estimate(req.model, replace(req.workload, batch_size=micro), req.precision, req.hardware,
+                               req.framework, par)
+                row = _row(req, par, est, micro, accumulation)
+                row["tight"] = row["fits"] and tight(row)
+            except InputError:
+                row = None                # a recomputation the recipe refuses; the layout may take another
+            tried[recompute] = row
+        return tried[recompute]
+
+    none = row_for("none")
+    if none is not None and none["fits"]:
+        return none
+    full = row_for("full")
+    if full is not None and -full["headroom_bytes"] > CLEAR_MISS_FRACTION * req.hardware.memory_bytes:
+        return full
+    rows = [r for r in (row_for(rc) for rc in RECOMPUTES) if r is not None]
+    fitting = [r for r in rows if r["fits"]]
+    if fitting:
+        return fitting[0]
+    return min(rows, key=lambda r: r["device_total_bytes"]) if rows else None
 
 
 def _distinct(rows: list[dict]) -> list[dict]:
