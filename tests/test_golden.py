@@ -96,3 +96,20 @@ def test_the_committed_translation_matches_the_shared_references(tmp_path):
     _load("translate_golden").main(["translate_golden.py", str(SHARED), str(out)])
     assert json.loads(out.read_text()) == json.loads(GOLDEN.read_text()), \
         "tests/data/golden_parallel.json is stale: run scripts/translate_golden.py"
+
+
+EXTRA = ROOT / "tests" / "data" / "golden_parallel_torchtitan.json"
+# The term that grows with the CP degree at fixed tokens a GPU (405B, CP 8: 7.8 GiB more than CP 4) is not modelled.
+EXTRA_MISSES = {"tt_llama31_405b_fsdp1_cp8_tp8_pp8_seq256k:peak_reserved": 12.0}
+
+
+def test_torchtitans_untranslated_tables_verify_within_ten_percent_or_a_known_miss():
+    rows, unsupported = golden.run([str(EXTRA)])
+    assert unsupported == 0 and len(rows) == 8 and not [r for r in rows if "error" in r]
+    for r in rows:
+        if r["id"] in EXTRA_MISSES:
+            assert r["err"] <= EXTRA_MISSES[r["id"]], r
+        else:
+            assert r["ok"], r
+    assert {r["id"]: r["part"] for r in rows if r["part"] == "verify"} == {
+        r["id"]: "verify" for r in rows if "405b" in r["id"]}
