@@ -77,6 +77,8 @@ def _torchtitan(req, par: Parallelism, micro: int, accumulation: int) -> dict:
     if par.recompute == "selective":
         ac["selective_ac_option"] = "op"
     sections = {"parallelism": parallelism, "training": training, "activation_checkpoint": ac}
+    if getattr(o, "compile", False):
+        sections["compile"] = {"enable": True, "components": ["model", "loss"]}
     text = "\n".join(f"[{name}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in body.items()) + "\n"
                      for name, body in sections.items())
     return {"framework": "torchtitan", "format": "toml", "text": text, "arguments": sections}
