@@ -286,3 +286,15 @@ def test_fsdp2_keeps_fp32_shards_and_gathers_bf16_compute_copies():
     h = 2048
     layer = 2 * h * h + 2 * h * (8 * 64) + 3 * h * 8192 + 2 * h        # q and o, k and v (8 KV heads), MLP, norms
     assert gathered == 3 * 2 * layer                                    # three bf16 blocks (current, buffer, next)
+
+
+def test_megatrons_precision_aware_optimizer_dtypes_set_the_bytes_a_parameter():
+    # bf16 parameters 2, bf16 main gradients 2, fp32 main parameters 4, bf16 moments 2 + 2: 12 bytes
+    opts = {"main_grads_dtype": "bf16", "exp_avg_dtype": "bf16", "exp_avg_sq_dtype": "bf16"}
+    twelve = run({"recipe": "megatron", "options": opts})
+    assert ratio(states(twelve), states(run({"recipe": "megatron"}))) == pytest.approx(12 / 18, rel=1e-6)
+    # with the distributed optimizer over 8 ranks: 2 + 2 + 8/8
+    dist = run({"recipe": "megatron", "data_parallel": 8, "zero_stage": 1, "options": opts})
+    assert ratio(states(dist), states(twelve)) == pytest.approx((2 + 2 + 8 / 8) / 12, rel=1e-6)
+    fp16 = {**BASE, "precision": {"weights": "fp32", "autocast": "fp16"}}
+    assert refused({"recipe": "megatron", "options": opts}, fp16) == "parallelism.options.main_grads_dtype"

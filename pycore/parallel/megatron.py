@@ -44,6 +44,26 @@ def bytes_per_parameter(p: Precision, distributed: bool, d: int) -> float:
     return weight + grad + (state / d if distributed else state)
 
 
+# --use-precision-aware-optimizer (megatron/training/arguments.py @d98e8a64, lines 3667-3686): the
+# main gradients, main parameters and Adam moments may be kept in other dtypes than fp32.
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+
+
+def planning_bytes(p: Precision, o: MegatronOptions) -> tuple[int, int, int]:
+    """(parameter, main-gradient, optimizer-state) bytes a parameter for the recipe's parts: the
+    dist_optimizer.md row, or with bf16 the precision-aware optimizer's dtypes (18 bytes by default:
+    2 + 4 + (4 + 4 + 4); with bf16 main gradients and bf16 moments 2 + 2 + (4 + 2 + 2) = 12)."""
+    row = dtype_row(p)
+    custom = (o.main_grads_dtype, o.main_params_dtype, o.exp_avg_dtype, o.exp_avg_sq_dtype) != ("fp32",) * 4
+    if not custom:
+        return BYTES_PER_PARAMETER[row]
+    if row != "bf16":
+        raise InputError("parallelism.options.main_grads_dtype", "the precision-aware optimizer's dtypes apply to "
+                                                                 "bf16 training (precision.autocast bf16)")
+    state = DTYPE_BYTES[o.main_params_dtype] + DTYPE_BYTES[o.exp_avg_dtype] + DTYPE_BYTES[o.exp_avg_sq_dtype]
+    return 2, DTYPE_BYTES[o.main_grads_dtype], state
+
+
 def _norm_size(m: ModelSpec, version: str) -> int:
     if version in ("2024", "2025-08"):
         return 2                    # every norm counted with a bias
@@ -219,17 +239,16 @@ def estimate_megatron(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: 
     blocks = block_parameters(m, o.formula_version, vocab)
     split = stage_layers(par, m.n_layers)
     row = dtype_row(p)
-    weight_b, grad_b, _ = BYTES_PER_PARAMETER[row]
+    weight_b, grad_b, state_b = planning_bytes(p, o)
 
     def evaluate(stage: int) -> Estimate:
         sp = stage_parameters(m, par, blocks, split[stage], stage == 0, stage == par.pipeline_parallel - 1)
-        w_and_o = sp["dense"] * bytes_per_parameter(p, distributed, d) + sp["expert"] * bytes_per_parameter(
-            p, distributed, d_expert)
         n = sp["dense"] + sp["expert"]
+        states = state_b * (sp["dense"] / (d if distributed else 1) + sp["expert"] / (d_expert if distributed else 1))
         parts = [("weights", {f"model parameters ({row})": int(weight_b * n)}),
-                 ("gradients", {f"main gradients ({'fp32' if grad_b == 4 else row})": int(grad_b * n)}),
+                 ("gradients", {f"main gradients ({'fp32' if grad_b == 4 else 'bf16'})": int(grad_b * n)}),
                  ("optimizer states", {"main parameters and Adam states" + (" (distributed optimizer)" if distributed
-                                       else ""): int(w_and_o - (weight_b + grad_b) * n)})]
+                                       else ""): int(states)})]
         if o.activation_formula == "theoretical":
             act = stage_activations(m, w, par, o.formula_version, vocab, recompute, stage, split[stage])
         else:

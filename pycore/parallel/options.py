@@ -86,6 +86,11 @@ class MegatronOptions:
     make_vocab_size_divisible_by: int = spec(128, integer(1, 65536))
     attention_scores_saved: bool = spec(True, flag(doc="Korthikanti: the 5as/h attention-score term (off with "
                                                        "flash attention)"))
+    # --use-precision-aware-optimizer's dtypes (megatron/training/arguments.py @d98e8a64, 3667-3686)
+    main_grads_dtype: str = spec("fp32", choice(("fp32", "bf16"), doc="--main-grads-dtype"))
+    main_params_dtype: str = spec("fp32", choice(("fp32", "fp16"), doc="--main-params-dtype"))
+    exp_avg_dtype: str = spec("fp32", choice(("fp32", "fp16", "bf16", "fp8"), doc="--exp-avg-dtype"))
+    exp_avg_sq_dtype: str = spec("fp32", choice(("fp32", "fp16", "bf16", "fp8"), doc="--exp-avg-sq-dtype"))
 
 
 RECIPE_OPTIONS = {"hf": HfOptions, "zero-paper": ZeroPaperOptions, "deepspeed-estimator": DeepSpeedEstimatorOptions,

@@ -54,6 +54,12 @@ def _megatron(req, par: Parallelism, micro: int, accumulation: int) -> dict:
         args["--recompute-num-layers"] = par.recompute_layers
     if req.precision.compute() in ("bf16", "fp16"):
         args["--" + req.precision.compute()] = True
+    o = par.options
+    dtypes = {f"--{k.replace('_', '-')}": getattr(o, k) for k in
+              ("main_grads_dtype", "main_params_dtype", "exp_avg_dtype", "exp_avg_sq_dtype") if o is not None}
+    if any(v != "fp32" for v in dtypes.values()):
+        args["--use-precision-aware-optimizer"] = True
+        args.update({k: v for k, v in dtypes.items() if v != "fp32"})
     text = " ".join(k if v is True else f"{k} {shlex.quote(str(v))}" for k, v in args.items())
     return {"framework": "Megatron-LM (pretrain_gpt.py)", "format": "flags", "text": text, "arguments": args}
 
