@@ -150,6 +150,14 @@ RULES = (
          "logs of 2026 builds (tests/data/golden_serving.json)"),
     Rule("llamacpp-mla-no-v", "llama.cpp", (7600,), None,
          "MLA caches no separate V: V is a view of K (about Jan 2026)", "logs of 2026 builds"),
+    # ---- torchtitan (assets/version.txt: 0.0.2 until 2025-06, 0.1.0, 0.2.0 from 2025-10) ----
+    Rule("torchtitan-frees-logits", "torchtitan", (0, 0, 2), None,
+         "forward_backward_step deletes the model's bf16 logits before loss.backward(): only the loss's fp32 "
+         "log-softmax is held through the loss backward", "torchtitan PR #391 (e29b6b4d); train.py:541 @4a950ea"),
+    Rule("torchtitan-compiles-loss", "torchtitan", (0, 1, 0), None,
+         "with compile enabled the loss is compiled too (compile.components includes loss, PR #1608): the fp32 "
+         "upcast and log-softmax are fused, the graph saves the bf16 logits and a log-sum-exp per token",
+         "torchtitan PR #1033 (bbb1b616); components/loss.py:31-36 @4a950ea"),
 )
 _BY_NAME = {r.name: r for r in RULES}
 

@@ -17,7 +17,7 @@ while time.perf_counter() - t0 < 3.0:
     n += len(REQUESTS)
 RATE = n / (time.perf_counter() - t0)
 from bench import time_plans
-PLANS = "\\n".join(f"layout search, 1024 GPUs, {label}: {count} layouts in {s:.3f} s" for label, count, s in time_plans())
+PLANS = "\\n".join(f"layout search, {label}: {count} layouts in {s:.3f} s" for label, count, s in time_plans())
 from bench import time_fits
 PLANS += "\\n" + "\\n".join(f"fit search, {label}: {count} combinations in {1000 * s:.0f} ms" for label, count, s in time_fits())
 `);

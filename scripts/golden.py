@@ -6,10 +6,19 @@ answers it, the figure in bytes and its tolerance (tests/data/golden_*.json).
   python3 scripts/golden.py records.jsonl      # records written by `python -m pycore check --engine-log LOG --record`
 
 Prints one line per check and ends with
-  golden cases=N within_tol=K median_abs_err=X.X% max_abs_err=X.X% unsupported=U
-and, for files whose checks carry a kind (tests/data/golden_serving.json), one such line per kind.
-Serving checks are split into a fit part and a verify part by the rule in split_of (engine version
-and model family, decided before any constant was fitted); the last two lines are then
+  golden cases=N within_tol=K median_abs_err=X.X% max_abs_err=X.X% unsupported=U [fit=K/N verify=K/N]
+and, for files whose checks carry a kind (tests/data/golden_serving.json), one such line per kind, and
+for the multi-GPU references one line each for their fit part and their verify part.
+
+Fit and verify (the rule, fixed before any formula was changed for issue 21): a check may name its
+part ("part": "fit" or "verify"); otherwise a multi-GPU reference (its request has a parallelism) is
+in the fit part when it is a torchtitan measurement (recipe fsdp2) on the Llama-3.1-8B model family
+member llama-3.1-8b: the only cases a recipe's allowance may be tuned on (CP, loss and allocator
+terms). Every other multi-GPU reference is in the verify part: the published formulas of DeepSpeed,
+the ZeRO paper, Megatron and the Playbook (other frameworks), and torchtitan's 70B and 405B runs
+(other models of the family, other layouts). A split by framework and model, not by outcome.
+Serving checks are split into a fit part and a verify part by the rule in serving_part (engine version
+and model family, decided before any constant was fitted); for them the last two lines are
   fit cases=... and verify cases=...
 A check gives its figure as expected_bytes, or as expected with its unit (tokens, MiB, bpw, ...).
 """
@@ -49,7 +58,7 @@ def _model_name(request: dict) -> str:
     return str(model).lower()
 
 
-def split_of(check: dict) -> str:
+def serving_part(check: dict) -> str:
     """'fit' or 'verify' for a serving check (one carrying a workload engine), '' for other files."""
     work = check.get("request", {}).get("workload", {})
     engine, version = work.get("engine"), work.get("version")
@@ -60,6 +69,25 @@ def split_of(check: dict) -> str:
     if engine in VERIFY_FROM and version and _version(engine, version) >= VERIFY_FROM[engine]:
         return "verify"
     return "fit"
+
+
+FIT_RECIPES_AND_MODELS = {("fsdp2", "llama-3.1-8b")}
+PART_LABELS = {"fit": "fit part (torchtitan runs on llama-3.1-8b)",
+               "verify": "verify part (other frameworks' formulas; torchtitan 70B, 405B)"}
+
+
+def part_of(check: dict) -> str:
+    """'fit', 'verify', or '' for a reference outside the split (no parallelism in its request)."""
+    if check.get("part"):
+        return check["part"]
+    if serving_part(check):
+        return serving_part(check)
+    req = check.get("request") or {}
+    if "parallelism" not in req:
+        return ""
+    model = req.get("model")
+    key = (req["parallelism"].get("recipe", "hf"), model if isinstance(model, str) else "")
+    return "fit" if key in FIT_RECIPES_AND_MODELS else "verify"
 
 
 def measure(result: dict, path: str):
@@ -87,7 +115,8 @@ def run(paths: list[str]) -> tuple[list[dict], int]:
             resp = estimate_dict(c["request"])
             expected = c["expected_bytes"] if "expected_bytes" in c else c["expected"]
             row = {"id": c["id"], "expected": expected, "verbatim": c.get("verbatim", True), "kind": c.get("kind", ""),
-                   "split": split_of(c), "measure": c["measure"], "engine": c["request"].get("workload", {}).get("engine", "")}
+                   "part": part_of(c), "serving": bool(serving_part(c)), "measure": c["measure"],
+                   "engine": c["request"].get("workload", {}).get("engine", "")}
             if resp["status"] != "ok":
                 row["error"] = f"{resp['errors'][0]['field']}: {resp['errors'][0]['message']}"
                 rows.append(row)
@@ -114,16 +143,34 @@ def summary(rows: list[dict], unsupported: int, label: str = "golden") -> str:
             f"max_abs_err={max(errs) if errs else 0:.1f}% unsupported={unsupported}")
 
 
+def part_summaries(rows: list[dict]) -> list[str]:
+    """One summary line for each part of the multi-GPU references' fit/verify split, fit first."""
+    rows = [r for r in rows if not r.get("serving")]
+    return [summary([r for r in rows if r.get("part") == k], 0, f"  {PART_LABELS[k]}:")
+            for k in ("fit", "verify") if any(r.get("part") == k for r in rows)]
+
+
+def closing_line(rows: list[dict], unsupported: int) -> str:
+    """The overall summary with each part's score appended (a hook prints this last line)."""
+    line = summary(rows, unsupported)
+    for k in ("fit", "verify"):
+        part = [r for r in rows if r.get("part") == k and not r.get("serving")]
+        if part:
+            line += f" {k}={sum(1 for r in part if r.get('ok'))}/{len(part)}"
+    return line
+
+
 def kind_summaries(rows: list[dict]) -> list[str]:
     kinds = sorted({r["kind"] for r in rows if r.get("kind")})
     return [summary([r for r in rows if r.get("kind") == k], 0, f"  {k}:") for k in kinds]
 
 
 def split_summaries(rows: list[dict]) -> list[str]:
-    """One summary line per part (fit, verify) when the checks carry a split, else none."""
-    if not any(r.get("split") for r in rows):
+    """One summary line per part (fit, verify) of the serving checks, else none."""
+    rows = [r for r in rows if r.get("serving")]
+    if not rows:
         return []
-    return [f"{summary([r for r in rows if r.get('split') == part], 0, part)} {_bar([r for r in rows if r.get('split') == part])}"
+    return [f"{summary([r for r in rows if r.get('part') == part], 0, part)} {_bar([r for r in rows if r.get('part') == part])}"
             for part in ("fit", "verify")]
 
 
@@ -196,9 +243,9 @@ def main(argv=None) -> int:
             print(text)
         else:
             write_markdown(Path(a.markdown), text, a.section)
-    for line in kind_summaries(rows):
+    for line in kind_summaries(rows) + part_summaries(rows):
         print(line)
-    print(summary(rows, unsupported))
+    print(closing_line(rows, unsupported))
     for line in split_summaries(rows):
         print(line)
     return 0

@@ -72,12 +72,12 @@ def test_every_case_quotes_its_source():
 def test_the_split_is_decided_by_engine_version_and_family_not_by_score():
     checks = {c["id"]: c for c in json.loads(GOLDEN.read_text())["checks"] if "unsupported" not in c}
     # vLLM 0.10.2 Qwen3 is fitted on; vLLM 0.11.0 and any Mistral are held out; SGLang 0.4 / 0.5 likewise
-    assert golden.split_of(checks["l40s-qwen3-235b-fp8-tp8-v0.10.2:kv_tokens"]) == "fit"
-    assert golden.split_of(checks["l40s-granite-4.0-micro-fp8-llmclass-v0.11.0:kv_tokens"]) == "verify"
-    assert golden.split_of(checks["h100-llava-v1.6-mistral-7b-llmclass-v0.10.2:kv_tokens"]) == "verify"
-    assert golden.split_of(checks["r1_distill_qwen7b_rtx3090_mfs088:kv_tokens"]) == "fit"
-    assert golden.split_of(checks["qwen25_05b_16gb_mfs015_ctx2048:kv_tokens"]) == "verify"
-    parts = {golden.split_of(c) for c in checks.values()}
+    assert golden.serving_part(checks["l40s-qwen3-235b-fp8-tp8-v0.10.2:kv_tokens"]) == "fit"
+    assert golden.serving_part(checks["l40s-granite-4.0-micro-fp8-llmclass-v0.11.0:kv_tokens"]) == "verify"
+    assert golden.serving_part(checks["h100-llava-v1.6-mistral-7b-llmclass-v0.10.2:kv_tokens"]) == "verify"
+    assert golden.serving_part(checks["r1_distill_qwen7b_rtx3090_mfs088:kv_tokens"]) == "fit"
+    assert golden.serving_part(checks["qwen25_05b_16gb_mfs015_ctx2048:kv_tokens"]) == "verify"
+    parts = {golden.serving_part(c) for c in checks.values()}
     assert parts == {"fit", "verify"}
 
 

@@ -211,8 +211,11 @@ def test_deepspeed_estimator_before_and_after_pr5099():
 def test_the_layout_names_the_most_loaded_rank():
     res = call({"model": "llama-3.1-8b", "workload": {"seq_len": 4096}, "parallelism": {
         "recipe": "fsdp2", "pipeline_parallel": 4, "micro_batches": 8, "recompute": "full"}})
-    assert res["layout"]["gpus"] == 4 and res["layout"]["most_loaded"]["stage"] in (0, 3)
-    assert {s["stage"] for s in res["layout"]["stages"]} == {0, 3}
+    assert res["layout"]["gpus"] == 4 and res["layout"]["most_loaded"]["stage"] in (0, 1, 3)
+    # torchtitan's split: 32 + 2 effective layers over 4 stages is 9, 9, 8, 8; the embedding takes one
+    # of the first stage's and the output layer one of the last's; stage 2 (8 layers, 2 micro-batches in
+    # flight) is dominated by stage 1 (9 layers, 3 in flight) and not evaluated
+    assert [(s["stage"], s["layers"]) for s in res["layout"]["stages"]] == [(0, 8), (1, 9), (3, 7)]
     assert res["per_gpu"] == res["breakdown"]
 
 
@@ -220,7 +223,7 @@ def test_the_layout_names_the_most_loaded_rank():
 
 @pytest.mark.parametrize("par,field", [
     ({"tensor_parallel": 3}, "parallelism.tensor_parallel"),                 # 32 heads
-    ({"recipe": "fsdp2", "pipeline_parallel": 5}, "parallelism.pipeline_parallel"),   # 16 layers
+    ({"recipe": "fsdp2", "pipeline_parallel": 17}, "parallelism.pipeline_parallel"),  # 16 layers: one a stage at most
     ({"recipe": "fsdp2", "expert_parallel": 2}, "parallelism.expert_parallel"),       # a dense model
     ({"recipe": "fsdp2", "context_parallel": 3}, "parallelism.context_parallel"),     # 2048 not divisible by 6
     ({"offload_optimizer": "cpu"}, "parallelism.offload_optimizer"),         # the hf recipe does not offload

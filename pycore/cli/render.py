@@ -97,7 +97,11 @@ def render_plan(res: dict, out=None) -> None:
                   f"{r['zero_stage']:>4} {r['recompute']:>9} {str(r['micro_batch']) + 'x' + str(r['gradient_accumulation']):>9} "
                   f"{r['device_total_bytes'] / GiB:>12.2f} {r['headroom_bytes'] / GiB:>9.2f} "
                   f"{t['bubble_fraction']:>7.3f} {t['relative_step_time']:>6.2f}  {'yes' if r['fits'] else 'no'}"
-                  f"{'  TP/CP across nodes' if t['tp_crosses_node'] else ''}\n")
+                  f"{'  TP/CP across nodes' if t['tp_crosses_node'] else ''}"
+                  f"{'  device_map: GPUs in turn' if r.get('pipeline_schedule', '').startswith('device_map') else ''}"
+                  f"{'  tight' if r.get('tight') else ''}\n")
+    if rec and rec.get("launch"):
+        out.write(f"\nlaunch the recommended layout ({rec['launch']['framework']}):\n{rec['launch']['text']}\n")
 
 
 def render_serve(res: dict, out=None) -> None:

@@ -120,6 +120,9 @@ def estimate_deepspeed(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f:
     o: DeepSpeedOptions = par.options or DeepSpeedOptions()
     if w.mode == "qlora":
         raise InputError("workload.mode", "QLoRA under DeepSpeed is not modelled; use recipe hf")
+    if par.virtual_stages > 1:
+        raise InputError("parallelism.virtual_stages", "DeepSpeed's pipeline engine (TrainSchedule) does not "
+                                                       "interleave stages")
     if par.pipeline_parallel > 1 and par.zero_stage > 1:
         raise InputError("parallelism.zero_stage", "DeepSpeed's pipeline engine supports ZeRO stage 0 or 1")
     pe = engine_precision(p)

@@ -46,6 +46,18 @@ def formula_estimate(m, w: Workload, p: Precision, hw: Hardware, f: Framework, p
                     layout=_layout(par, "every rank holds the same"))
 
 
+_DEGREE_FIELDS = (("tensor_parallel", "tensor"), ("pipeline_parallel", "pipeline"), ("virtual_stages", "virtual"),
+                  ("context_parallel", "context"), ("expert_parallel", "expert"))
+
+
+def refuse_degrees(par: Parallelism, names: tuple, why: str) -> None:
+    """An InputError naming the first of ``names`` (Parallelism fields) set above 1 (or on)."""
+    for field_name in names:
+        value = getattr(par, field_name)
+        if value is True or (not isinstance(value, bool) and value > 1):
+            raise InputError(f"parallelism.{field_name}", f"recipe {par.recipe}: {why}")
+
+
 def _layout(par: Parallelism, description: str) -> dict:
     return {"recipe": par.recipe, "gpus": par.gpus, "zero_stage": par.zero_stage,
             "degrees": {"data": par.data_parallel, "tensor": par.tensor_parallel, "pipeline": par.pipeline_parallel,
@@ -57,6 +69,8 @@ def estimate_zero_paper(m, w: Workload, p: Precision, hw: Hardware, f: Framework
     """Rajbhandari et al. 2020, section 5 and Figure 1: per device, P_os = 4Ψ + KΨ/N_d, P_os+g =
     2Ψ + (2 + K)Ψ/N_d, P_os+g+p = (4 + K)Ψ/N_d; model parallelism divides Ψ first (Table 2)."""
     opt: ZeroPaperOptions = par.options or ZeroPaperOptions()
+    refuse_degrees(par, ("virtual_stages", "expert_parallel"), "the ZeRO paper models neither interleaved "
+                                                               "pipelines nor experts")
     P, h, L = _size(m)
     mp = par.tensor_parallel * par.pipeline_parallel
     psi = -(-P // mp)
@@ -70,8 +84,13 @@ def estimate_zero_paper(m, w: Workload, p: Precision, hw: Hardware, f: Framework
     report = {"psi": psi, "model_states_bytes": weights + grads + states}
     if recompute_mode(par, w.gradient_checkpointing) == "full" and h and L:
         # Section 6.1: activation checkpoints are batch x seq x hidden x layers x 2 bytes, replicated
-        # across the model-parallel ranks unless Pa partitions them.
-        ckpt = w.batch_size * w.seq_len * h * L * 2 // (mp if opt.partition_activations else 1)
+        # across the model-parallel ranks unless Pa partitions them. The layers are the stage's
+        # (1F1B keeps p micro-batches of L/p layers on the first stage: L in all); context
+        # parallelism splits the sequence, sequence parallelism splits a checkpoint by t.
+        # With recompute_layers k a checkpoint is kept per block of k layers.
+        split = mp if opt.partition_activations else (par.tensor_parallel if par.sequence_parallel else 1)
+        blocks = -(-L // max(1, par.recompute_layers))
+        ckpt = w.batch_size * (w.seq_len // par.context_parallel) * h * blocks * 2 // split
         parts.append(("activations", {"activation checkpoints (one per layer)": ckpt}))
         report["activation_checkpoint_bytes"] = ckpt
         not_estimated = ("temporaries", "recomputed layer activations")
@@ -98,6 +117,9 @@ def estimate_deepspeed_estimator(m, w: Workload, p: Precision, hw: Hardware, f: 
     o: DeepSpeedEstimatorOptions = par.options or DeepSpeedEstimatorOptions()
     if par.zero_stage not in (2, 3):
         raise InputError("parallelism.zero_stage", "DeepSpeed's estimators exist for ZeRO stages 2 and 3")
+    refuse_degrees(par, ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel",
+                         "expert_parallel", "sequence_parallel"),
+                   "estimate_zero2/3_model_states_mem_needs take data-parallel GPUs only")
     P = m.parameters if isinstance(m, ModelSize) else total_params(m)
     largest = m.largest_layer_parameters if isinstance(m, ModelSize) else largest_module_params(m)
     total_gpus = par.gpus
@@ -140,24 +162,39 @@ def estimate_deepspeed_estimator(m, w: Workload, p: Precision, hw: Hardware, f: 
 def estimate_playbook(m, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
     """The Ultra-Scale Playbook's memory figures (nanotron/ultrascale-playbook assets/data/benchmarks,
     tp_sp_memoryusage and cp_8Bmemoryusage): parameters and gradients 2 bytes each and optimizer
-    states 8 bytes per parameter (1:1:4), split by the TP degree; activations 34·s·b·h·L/t with
-    sequence parallelism, else (s/c)·b·h·L·(10 + 24/t). The Playbook's text says 16 bytes a
-    parameter; its figures use these."""
+    states 8 bytes per parameter (1:1:4), split by the TP and PP degrees; ZeRO (the Playbook's
+    section "ZeRO") divides the optimizer states (stage 1), the gradients too (2) and the
+    parameters too (3) by the data-parallel ranks (dp x cp). Activations per GPU: 34·s·b·h·L/t with
+    sequence parallelism, else s·b·h·L·(10 + 24/t), the sequence split by c; under full
+    recomputation each block of recompute_layers layers keeps its input, 2·s·b·h (/ t with SP), and
+    one block is recomputed at a time. With 1F1B the first stage holds p
+    micro-batches of L/p layers: L layers' worth, so PP leaves the activations as they are. The
+    Playbook's text says 16 bytes a parameter; its figures use these."""
     o: PlaybookOptions = par.options or PlaybookOptions()
+    refuse_degrees(par, ("virtual_stages", "expert_parallel"), "the Playbook's figures cover neither "
+                                                               "interleaved stages nor experts")
     P, h, L = _size(m)
-    t, c = par.tensor_parallel, par.context_parallel
-    psi = P / t
-    parts = [("weights", {"parameters (bf16)": int(2 * psi)}), ("gradients", {"gradients (bf16)": int(2 * psi)}),
-             ("optimizer states", {"optimizer states": int(o.optimizer_bytes * psi)})]
-    report = {"params_bytes": int(2 * psi), "grads_bytes": int(2 * psi), "optimizer_bytes": int(o.optimizer_bytes * psi)}
+    t, c, pp = par.tensor_parallel, par.context_parallel, par.pipeline_parallel
+    psi = P / (t * pp)
+    n = par.data_parallel * c
+    z = par.zero_stage
+    params, grads, opt = (2 * psi / (n if z >= 3 else 1), 2 * psi / (n if z >= 2 else 1),
+                          o.optimizer_bytes * psi / (n if z >= 1 else 1))
+    parts = [("weights", {"parameters (bf16)": int(params)}), ("gradients", {"gradients (bf16)": int(grads)}),
+             ("optimizer states", {"optimizer states": int(opt)})]
+    report = {"params_bytes": int(params), "grads_bytes": int(grads), "optimizer_bytes": int(opt)}
     not_estimated = ("temporaries", "logits and loss")
     if h and L:
-        s, b = w.seq_len, w.batch_size
-        act = 34 * s * b * h * L / t if par.sequence_parallel else (s / c) * b * h * L * (10 + 24 / t)
+        s, b = w.seq_len / c, w.batch_size
+        per_layer = 34 * s * b * h / t if par.sequence_parallel else s * b * h * (10 + 24 / t)
+        if recompute_mode(par, w.gradient_checkpointing) == "full":
+            # each block of k layers keeps its input; one block is recomputed at a time in backward
+            k = max(1, min(par.recompute_layers, L))
+            act = 2 * s * b * h * -(-L // k) / (t if par.sequence_parallel else 1) + per_layer * k
+        else:
+            act = per_layer * L
         parts.append(("activations", {"activations (Playbook formula)": int(act)}))
         report["activations_bytes"] = int(act)
     else:
         not_estimated = ("activations",) + not_estimated
     return formula_estimate(m, w, p, hw, f, par, tuple(parts), report, not_estimated)
-
-

@@ -37,6 +37,7 @@ from .layout import Parallelism, recompute_mode
 from .options import Fsdp2Options
 from .shard import RankParams, rank_params_for
 from .stages import in_flight, most_loaded
+from .torchtitan_loss import torchtitan_loss
 
 # While block i computes in forward, its unsharded parameters, the all-gather buffer they were
 # copied out of (held until block i+1's copy-out) and block i+1's prefetched all-gather exist
@@ -133,5 +134,8 @@ def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fra
             ctx = step_context(m, w, pe, f, view)
             transform = lambda layers: torchtitan_op_layers(ctx, local_model(m, par.tensor_parallel), layers)  # noqa: E731
         snaps, ctx = training_step(m, w, pe, f, st, rank, view, transform)
+        if rank.last:
+            snaps = torchtitan_loss(snaps, ctx, local_model(m, par.tensor_parallel).vocab_size,
+                                    o.torchtitan_version, o.compile, loss_parallel=par.tensor_parallel > 1)
         return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings, host_bytes=host)
     return most_loaded(par, m, evaluate)

@@ -2,6 +2,12 @@
 with data parallelism (DDP, or ZeRO sharding of its states), transformers' tensor-parallel plan,
 and accelerate's ``device_map`` layer split (``pipeline_parallel`` GPUs, one micro-batch at a time).
 
+A device_map is not pipeline parallelism: the layers run on the GPUs one after another, so each GPU
+holds one micro-batch and idles (p - 1)/p of the step (accelerate big_modeling.md, "the GPUs run
+sequentially"); no schedule keeps several micro-batches in flight. Tensor parallelism is
+transformers' own ``tp_plan="auto"``, which exists only for model types whose configuration declares
+a base_model_tp_plan (parallel/hf_tp_plans.py).
+
 Rajbhandari et al. 2020 (ZeRO, section 5 and Figure 1): stage 1 partitions the optimizer states
 over the N data-parallel ranks, stage 2 also the gradients, stage 3 also the parameters, which are
 gathered one layer at a time. Activations are not sharded: each rank runs its own micro-batch.
@@ -20,6 +26,7 @@ from ..training.timeline import Static
 from ..units import dtype_bytes
 from ..workload import Framework, Hardware, Precision, Workload
 from .layout import Parallelism, recompute_mode
+from .hf_tp_plans import TP_PLAN_MODEL_TYPES, TRANSFORMERS_VERSION
 from .shard import RankParams, rank_params
 from .stages import most_loaded
 
@@ -106,9 +113,21 @@ def _stage_estimate(m, w, p, hw, f, par, rank: RankParams, in_flight: int) -> Es
 
 
 def estimate_hf(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
-    if par.context_parallel > 1 or par.expert_parallel > 1:
-        raise InputError("parallelism.recipe", "context and expert parallelism are not part of the Hugging Face "
-                                               "stack; choose recipe fsdp2 or megatron")
+    for name in ("context_parallel", "expert_parallel"):
+        if getattr(par, name) > 1:
+            raise InputError(f"parallelism.{name}", "context and expert parallelism are not part of the Hugging "
+                                                    "Face stack; choose recipe fsdp2 or megatron")
+    if par.tensor_parallel > 1 and m.model_type not in TP_PLAN_MODEL_TYPES:
+        raise InputError("parallelism.tensor_parallel", f"transformers {TRANSFORMERS_VERSION} has no tensor-parallel "
+                                                        f"plan (base_model_tp_plan) for model type "
+                                                        f"'{m.model_type or 'unknown'}'; choose recipe fsdp2 or "
+                                                        "megatron, or data parallelism")
+    if par.virtual_stages > 1:
+        raise InputError("parallelism.virtual_stages", "a device_map split has no pipeline schedule to interleave")
+    if par.sequence_parallel:
+        raise InputError("parallelism.sequence_parallel", "transformers' tensor-parallel plans keep the norms' "
+                                                          "activations whole; sequence parallelism is Megatron's "
+                                                          "and torchtitan's (recipes megatron, fsdp2)")
     if par.tensor_parallel > 1 and w.mode != "full":
         raise InputError("parallelism.tensor_parallel", "LoRA and QLoRA with tensor parallelism are not modelled; "
                                                         "use data parallelism or a device_map split")

@@ -92,14 +92,68 @@ def micro_batches(par: Parallelism) -> int:
     return max(par.gradient_accumulation, par.pipeline_parallel if par.pipeline_parallel > 1 else 1)
 
 
-def stage_layers(par: Parallelism, n_layers: int) -> tuple[int, ...]:
-    """Layers on each pipeline stage, first to last. An uneven split lists p x v chunks in model
-    order; interleaved chunk j runs on stage j % p (Narayanan et al. 2021, section 2.2)."""
-    p = par.pipeline_parallel
+def balanced_split(n_layers: int, chunks: int) -> tuple[int, ...] | None:
+    """Layers per pipeline chunk (p x v chunks, first to last) when ``chunks`` does not divide the
+    layers; None when it does (the even split). Megatron's --decoder-first-pipeline-num-layers and
+    --decoder-last-pipeline-num-layers (megatron/training/arguments.py @d98e8a64): the middle chunks
+    hold the same count and the first and last the rest, at most as many, as the Llama 3 paper's
+    405B run does (Dubey et al. 2024, section 3.3.2: 126 layers on 16 stages, one layer fewer on
+    the first and the last, which hold the embedding and the output layer). Where no such split
+    exists the extra layers go to the middle chunks one each (Megatron's
+    --pipeline-model-parallel-layout expresses it)."""
+    if chunks <= 1 or n_layers % chunks == 0 or chunks > n_layers:
+        return None
+    if chunks == 2:
+        return (n_layers // 2, n_layers - n_layers // 2)
+    middle = -(-n_layers // chunks)
+    rest = n_layers - middle * (chunks - 2)
+    if 2 <= rest <= 2 * middle:
+        first = rest // 2
+        return (first,) + (middle,) * (chunks - 2) + (rest - first,)
+    base, extra = divmod(n_layers, chunks)
+    return tuple(base + (1 if 0 < i <= extra else 0) for i in range(chunks))
+
+
+# torchtitan counts the embedding and the norm + output layer as one layer each when it splits a
+# model (pipeline_parallel_first_stage_less_layers = pipeline_parallel_last_stage_less_layers = 1,
+# torchtitan/config/job_config.py @4a950ea, lines 377-389).
+TORCHTITAN_STAGE_LESS_LAYERS = 1
+
+
+def torchtitan_split(n_layers: int, chunks: int) -> tuple[int, ...]:
+    """torchtitan's generate_llm_fqn_per_model_part (distributed/pipeline_parallel.py @4a950ea,
+    lines 236-330): L + 2 effective layers over the stages, the remainder one each to the first
+    stages, the embedding taking one of the first stage's and the output one of the last's. For
+    Llama 3.1 405B on 8 stages: 15, 16 x 6, 15."""
+    if chunks == 1:
+        return (n_layers,)
+    effective = n_layers + 2 * TORCHTITAN_STAGE_LESS_LAYERS
+    base, extra = divmod(effective, chunks)
+    counts = [base + (1 if i < extra else 0) for i in range(chunks)]
+    counts[0] -= TORCHTITAN_STAGE_LESS_LAYERS
+    counts[-1] -= TORCHTITAN_STAGE_LESS_LAYERS
+    return tuple(counts)
+
+
+def chunk_layers(par: Parallelism, n_layers: int) -> tuple[int, ...]:
+    """Layers on each of the p x v model chunks in model order: the given split; torchtitan's own
+    for recipe fsdp2; else the even one, or Megatron's first/last split (balanced_split) where
+    p x v does not divide the layers (DeepSpeed's PipelineModule balances by parameters instead:
+    taken to be the same here)."""
+    chunks = par.pipeline_parallel * par.virtual_stages
     if par.pipeline_layers is not None:
-        chunks = par.pipeline_layers
-        return tuple(sum(chunks[j] for j in range(s, len(chunks), p)) for s in range(p))
-    return tuple(n_layers // p + (1 if i < n_layers % p else 0) for i in range(p))
+        return tuple(par.pipeline_layers)
+    if par.recipe == "fsdp2" and chunks > 1 and n_layers + 2 * TORCHTITAN_STAGE_LESS_LAYERS >= 2 * chunks:
+        return torchtitan_split(n_layers, chunks)
+    return balanced_split(n_layers, chunks) or (n_layers // chunks,) * chunks
+
+
+def stage_layers(par: Parallelism, n_layers: int) -> tuple[int, ...]:
+    """Layers on each pipeline stage, first to last. A split lists p x v chunks in model order;
+    interleaved chunk j runs on stage j % p (Narayanan et al. 2021, section 2.2)."""
+    p = par.pipeline_parallel
+    chunks = chunk_layers(par, n_layers)
+    return tuple(sum(chunks[j] for j in range(s, len(chunks), p)) for s in range(p))
 
 
 def validate_layout(par: Parallelism, m, w) -> None:
@@ -146,9 +200,9 @@ def _check_model_splits(par: Parallelism, m, w) -> None:
         if len(split) != p * v or sum(split) != m.n_layers:
             raise InputError(f + "pipeline_layers", f"must list {p * v} positive layer counts (one per stage"
                                                     f"{' chunk' if v > 1 else ''}) that add up to {m.n_layers}")
-    elif m.n_layers % (p * v):
-        raise InputError(f + "pipeline_parallel", f"pipeline_parallel x virtual_stages ({p * v}) must divide the "
-                                                  f"{m.n_layers} layers (or give pipeline_layers)")
+    elif p * v > m.n_layers:
+        raise InputError(f + "pipeline_parallel", f"pipeline_parallel x virtual_stages ({p * v}) must be at most "
+                                                  f"the {m.n_layers} layers (a layer per model chunk)")
     if e > 1:
         if not m.n_experts:
             raise InputError(f + "expert_parallel", "needs a mixture-of-experts model")

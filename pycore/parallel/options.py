@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..schema import choice, flag, integer, number, spec
+from ..schema import choice, flag, integer, number, spec, text
 
 # DeepSpeed's ZeRO defaults, deepspeed/runtime/zero/config.py @38327e07 (lines 109-237).
 DS_REDUCE_BUCKET = 500_000_000
@@ -68,6 +68,10 @@ class Fsdp2Options:
                                                        "(hf), or torchtitan's per-op policy (every other matmul and "
                                                        "SDPA outputs)"))
     last_block_resharded: bool = spec(False, flag(doc="torchtitan keeps the last block unsharded after forward"))
+    torchtitan_version: str = spec("0.2.2", text(16, doc="torchtitan's version (assets/version.txt): its loss "
+                                                         "rules (torchtitan-frees-logits, torchtitan-compiles-loss)"))
+    compile: bool = spec(False, flag(doc="[compile] enable with the default components (model, loss): from "
+                                         "torchtitan 0.1.0 the loss is compiled"))
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,11 @@ class MegatronOptions:
     make_vocab_size_divisible_by: int = spec(128, integer(1, 65536))
     attention_scores_saved: bool = spec(True, flag(doc="Korthikanti: the 5as/h attention-score term (off with "
                                                        "flash attention)"))
+    # --use-precision-aware-optimizer's dtypes (megatron/training/arguments.py @d98e8a64, 3667-3686)
+    main_grads_dtype: str = spec("fp32", choice(("fp32", "bf16"), doc="--main-grads-dtype"))
+    main_params_dtype: str = spec("fp32", choice(("fp32", "fp16"), doc="--main-params-dtype"))
+    exp_avg_dtype: str = spec("fp32", choice(("fp32", "fp16", "bf16", "fp8"), doc="--exp-avg-dtype"))
+    exp_avg_sq_dtype: str = spec("fp32", choice(("fp32", "fp16", "bf16", "fp8"), doc="--exp-avg-sq-dtype"))
 
 
 RECIPE_OPTIONS = {"hf": HfOptions, "zero-paper": ZeroPaperOptions, "deepspeed-estimator": DeepSpeedEstimatorOptions,

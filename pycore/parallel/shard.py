@@ -178,7 +178,7 @@ def rank_params(m: ModelSpec, t: int = 1, p: int = 1, e: int = 1, stage: int = 0
 
 
 def rank_params_for(m: ModelSpec, par: Parallelism, stage: int, vocab_multiple: int = 1) -> RankParams:
-    split = stage_layers(par, m.n_layers) if par.pipeline_layers is not None else None
+    split = stage_layers(par, m.n_layers)
     return rank_params(m, par.tensor_parallel, par.pipeline_parallel, par.expert_parallel, stage, split, vocab_multiple)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..model.spec import ModelSpec
-from .layout import Parallelism, micro_batches, stage_layers
+from ..model.spec import ModelSpec, dense_layers_in
+from .layout import Parallelism, balanced_split, micro_batches, stage_layers  # noqa: F401 (re-exported)
 
 
 def in_flight(par: Parallelism, stage: int) -> int:
@@ -27,24 +27,59 @@ def in_flight(par: Parallelism, stage: int) -> int:
     return -(-chunks // v)
 
 
+def megatron_split_flags(split: tuple[int, ...], virtual: int = 1) -> dict:
+    """Megatron's arguments for a split of p x v chunks in model order: the first and last counts
+    when the middle chunks are even and nothing is interleaved (the flags count a pipeline rank's
+    layers over all its chunks, transformer_block.py get_num_layers_to_build @d98e8a64), else the
+    layout string (E embedding, t a transformer layer, L the loss, | between chunks; chunk i runs on
+    rank i % p), which sets the interleaving itself."""
+    middle = set(split[1:-1])
+    if len(middle) <= 1 and virtual == 1:
+        return {"--decoder-first-pipeline-num-layers": split[0], "--decoder-last-pipeline-num-layers": split[-1]}
+    chunks = ["t" * n for n in split]
+    return {"--pipeline-model-parallel-layout": "E" + "|".join(chunks) + "L"}
+
+
 def candidate_stages(par: Parallelism) -> list[int]:
-    """Stages that can be the most loaded: with an even split the first (embedding, most in flight)
-    and the last (output layer and loss); with an uneven split, every stage."""
+    """Stages that can be the most loaded: every stage (most_loaded keeps, of stages with the same
+    layers, the earliest; with an even split that leaves the first and the last)."""
     p = par.pipeline_parallel
     if p == 1:
         return [0]
-    if par.pipeline_layers is not None:
-        return list(range(p))
-    return sorted({0, p - 1})
+    return list(range(p))
 
 
 def most_loaded(par: Parallelism, m: ModelSpec, evaluate, stages=None, split=None):
     """Evaluate ``evaluate(stage)`` for the candidate stages and return the most loaded one's
-    estimate, with the layout summary attached."""
-    stages = stages if stages is not None else candidate_stages(par)
+    estimate, with the layout summary attached. Of the middle stages of an uneven split only the
+    earliest of each layer count (and dense/MoE mix) is evaluated: it has the most micro-batches in
+    flight and the same parameters as the later ones (the work stays bounded for p up to L)."""
+    stages = _distinct_stages(par, m, stages if stages is not None else candidate_stages(par), split)
     results = {s: evaluate(s) for s in stages}
     worst = max(results, key=lambda s: results[s].device_total_bytes)
     return replace(results[worst], layout=layout_summary(par, worst, results, split, m))
+
+
+def _distinct_stages(par: Parallelism, m: ModelSpec, stages: list[int], split=None) -> list[int]:
+    """The first and last stages, and each middle stage that no earlier middle stage dominates: an
+    earlier stage holds at least as many micro-batches (1F1B's min(p - r, m) falls with r; a
+    device_map holds one everywhere), so it is at least as loaded when it also has at least as many
+    layers and as many MoE layers."""
+    split = split or stage_layers(par, m.n_layers)
+    last = len(split) - 1
+    keep, kept_middle, start = [], [], 0
+    starts = [sum(split[:s]) for s in range(len(split))]
+    for s in stages:
+        start = starts[s]
+        if s in (0, last):
+            keep.append(s)
+            continue
+        moe = split[s] - dense_layers_in(m, start, split[s])
+        if any(layers >= split[s] and k_moe >= moe for layers, k_moe in kept_middle):
+            continue
+        kept_middle.append((split[s], moe))
+        keep.append(s)
+    return keep
 
 
 def layout_summary(par: Parallelism, worst: int, results: dict, split, m: ModelSpec) -> dict:
@@ -59,6 +94,8 @@ def layout_summary(par: Parallelism, worst: int, results: dict, split, m: ModelS
         what += ", output layer and loss" if worst == p - 1 else ""
         what += f", {in_flight(par, worst)} micro-batch{'es' if in_flight(par, worst) > 1 else ''} in flight" \
             if par.recipe != "hf" else ""
+        what += "; a device_map: the GPUs run one after another, each idle (p - 1)/p of the step" \
+            if par.recipe == "hf" else ""
         what += ")"
     if par.tensor_parallel > 1:
         what += f", tensor rank 0 of {par.tensor_parallel} (all hold the same)"

@@ -1,18 +1,11 @@
 """Layouts: every valid way to split a training run over N GPUs, ranked; and the fewest GPUs that fit.
 
 A layout is dp x tp x pp x cp x ep = N with the constraints the recipe's framework enforces
-(parallel/layout.py), a ZeRO stage the recipe supports and a recomputation mode. Each gets the
-most loaded GPU's device total and a simple throughput proxy:
-
-- pipeline bubble: (p - 1) / (v m + p - 1) of the step is idle (Narayanan et al. 2021, section 2.2);
-- tensor-parallel traffic: 4 all-reduces of the layer's b s h activations a layer (2 forward, 2
-  backward; Shoeybi et al. 2019, section 3), each moving 2 (t - 1)/t of its bytes, per micro-batch;
-- whether the tensor x context parallel group crosses the node boundary (both exchange activations
-  every layer: NVLink inside a node, the network outside);
-- recomputation: full recomputes each forward (about 1/3 more compute), selective 2.7% (Korthikanti
-  et al. 2022, section 5: 2.7% for GPT-3 175B).
-relative_step_time = (1 + recompute) / (1 - bubble) x (2 if TP crosses nodes else 1): a ranking aid,
-not a prediction of speed.
+(parallel/layout.py; a pipeline degree that does not divide the layers gets Megatron's first/last
+split), a ZeRO stage the recipe supports, and the fastest recomputation that fits it: one row per
+distinct layout. Rows are ranked by the step-time model of plan/steptime.py (recompute cost,
+pipeline bubble, communication inside and across nodes), fitting layouts first; the first row is
+the recommended layout. Each row also gives the framework's own arguments (plan/launch.py).
 """
 
 from __future__ import annotations
@@ -21,15 +14,17 @@ from dataclasses import dataclass, replace
 
 from ..errors import InputError
 from ..estimate import estimate
-from ..parallel.layout import Parallelism
+from ..parallel.hf_tp_plans import TP_PLAN_MODEL_TYPES
+from ..parallel.layout import Parallelism, chunk_layers
 from ..schema import integer, spec
-from ..units import dtype_bytes
+from .launch import launch
+from .steptime import RECOMPUTE_OVERHEAD, step_time  # noqa: F401 (RECOMPUTE_OVERHEAD re-exported)
 
-RECOMPUTE_OVERHEAD = {"none": 0.0, "selective": 0.027, "full": 1 / 3}
-CROSS_NODE_PENALTY = 2.0
 ZERO_STAGES = {"hf": (0, 1, 2, 3), "deepspeed": (0, 1, 2, 3), "zero-paper": (0, 1, 2, 3), "fsdp2": (3,),
                "megatron": (0, 1), "playbook": (0,), "deepspeed-estimator": (2, 3)}
 RECOMPUTES = ("none", "selective", "full")
+# Recipes whose framework splits the norms' activations by the TP degree (sequence parallelism).
+SEQUENCE_PARALLEL_RECIPES = ("megatron", "fsdp2", "deepspeed", "playbook", "zero-paper")
 MAX_GPUS = 1024
 # GPU counts tried for "fewest GPUs": every count up to 8, then whole nodes of 8.
 FEWEST_CANDIDATES = tuple(range(1, 9)) + tuple(range(16, MAX_GPUS + 1, 8))
@@ -47,6 +42,31 @@ class PlanQuery:
     limit: int = spec(50, integer(1, 100_000, doc="layouts returned, best first"))
 
 
+# The most pipeline-stage evaluations one plan request makes (a layout's estimate evaluates its distinct
+# stages, or every GPU of a device_map split; each about a third of a millisecond natively): a bound on
+# the search's work whatever the model, the GPU count or the sequence, so that any plan answers in well
+# under a second of CPU. A search that reaches it says so.
+MAX_PLAN_ESTIMATES = 1500
+
+
+class Budget:
+    """The stage evaluations a plan request may still make."""
+
+    def __init__(self, n: int = MAX_PLAN_ESTIMATES):
+        self.left = n
+
+    def spend(self, par: Parallelism) -> None:
+        p = par.pipeline_parallel
+        stages = min(p, 3)          # about the work of its estimate: the distinct stages it evaluates
+        if self.left < stages:
+            raise BudgetSpent
+        self.left -= stages
+
+
+class BudgetSpent(Exception):
+    """The plan request made MAX_PLAN_ESTIMATES stage evaluations."""
+
+
 def run_plan(req, q: PlanQuery) -> dict:
     """The plan answer: the recommended layout and the ranked layouts (for q.gpus, or for the fewest GPUs)."""
     if q.gpus is not None:
@@ -54,8 +74,8 @@ def run_plan(req, q: PlanQuery) -> dict:
             rows = layouts(req, q.gpus, q.global_batch)
         except BudgetSpent:
             raise InputError("plan.gpus", f"{q.gpus} GPUs have more layouts than the search evaluates "
-                                          f"({MAX_PLAN_ESTIMATES:,} stage evaluations); fix some degrees (tensor, pipeline, context "
-                                          "parallel) or ask for the fewest GPUs") from None
+                                          f"({MAX_PLAN_ESTIMATES:,} stage evaluations); fix some degrees (tensor, "
+                                          "pipeline, context parallel) or ask for the fewest GPUs") from None
         out = {"question": "layouts", "gpus": q.gpus, "recommended": best(rows), "layouts": rows}
     else:
         out = {"question": "fewest", **fewest_gpus(req, q.global_batch, q.max_gpus)}
@@ -74,11 +94,14 @@ def degree_sets(req, gpus: int):
     recipe = req.parallelism.recipe
     tps = [t for t in _divisors(gpus) if m.n_heads % t == 0 and m.n_kv_heads % t == 0 and m.ffn_size % t == 0
            and (not m.n_shared_experts or m.shared_expert_ffn_size % t == 0)]
-    if recipe == "hf" and w.mode != "full":
+    if recipe == "hf" and (w.mode != "full" or m.model_type not in TP_PLAN_MODEL_TYPES):
         tps = [1]
     for t in tps:
         for p in _divisors(gpus // t):
-            if m.n_layers % p or (recipe == "hf" and p > 1 and w.mode == "inference"):
+            # Any p up to the layers: where p does not divide them, Megatron's first/last split
+            # (parallel/layout.py balanced_split) is what the recipes evaluate.
+            v = req.parallelism.virtual_stages          # the user's interleaving: p x v chunks
+            if p * v > m.n_layers or (v > 1 and p == 1) or (recipe == "hf" and p > 1 and w.mode == "inference"):
                 continue
             for c in _divisors(gpus // (t * p)):
                 if c > 1 and (w.seq_len % (2 * c) or w.attention == "eager" or recipe in ("hf", "deepspeed")):
@@ -89,48 +112,10 @@ def degree_sets(req, gpus: int):
                     yield gpus // (t * p * c * e), t, p, c, e
 
 
-def _throughput(req, par: Parallelism, micro: int, accumulation: int) -> dict:
-    m, w = req.model, req.workload
-    p, v, t = par.pipeline_parallel, par.virtual_stages, par.tensor_parallel
-    steps = max(1, par.micro_batches or accumulation)
-    bubble = (p - 1) / (v * steps + p - 1) if p > 1 else 0.0
-    act_bytes = micro * w.seq_len // par.context_parallel * m.hidden_size * dtype_bytes(req.precision.compute())
-    tp_bytes = int(4 * 2 * (t - 1) / t * act_bytes * (m.n_layers // p) * steps) if t > 1 else 0
-    # Tensor and context parallelism exchange activations every layer: across nodes that is slow.
-    crosses = t * par.context_parallel > par.gpus_per_node
-    recompute = RECOMPUTE_OVERHEAD[par.recompute or "none"]
-    return {"bubble_fraction": round(bubble, 4), "tp_comm_bytes_per_step": tp_bytes, "tp_crosses_node": crosses,
-            "recompute_overhead": round(recompute, 4),
-            "relative_step_time": round((1 + recompute) / (1 - bubble) * (CROSS_NODE_PENALTY if crosses else 1), 4)}
-
-
-# The most pipeline-stage evaluations one plan request makes (a layout's estimate evaluates its first and
-# last stage, or every GPU of a device_map split; each about a third of a millisecond natively): a bound
-# on the search's work whatever the model, the GPU count or the sequence, so that any plan answers in
-# well under a second of CPU. A search that reaches it says so.
-MAX_PLAN_ESTIMATES = 1500
-
-
-class Budget:
-    """The stage evaluations a plan request may still make."""
-
-    def __init__(self, n: int = MAX_PLAN_ESTIMATES):
-        self.left = n
-
-    def spend(self, stages: int) -> None:
-        if self.left < stages:
-            raise BudgetSpent
-        self.left -= stages
-
-
-class BudgetSpent(Exception):
-    """The plan request evaluated MAX_PLAN_ESTIMATES layouts."""
-
-
 def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None = None,
             budget: Budget | None = None) -> list[dict]:
-    """Every valid layout of ``gpus`` GPUs, the fitting ones first, each group by headroom; degrees whose
-    least memory-hungry variant does not fit are one row. Raises BudgetSpent past ``budget``."""
+    """Every valid layout of ``gpus`` GPUs, one row each, ranked by rank_key (the recommended first).
+    Raises BudgetSpent past ``budget``."""
     budget = budget or Budget()
     base = req.parallelism
     w = req.workload
@@ -150,25 +135,94 @@ def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None =
         stages = ZERO_STAGES[base.recipe]
         if dp * c * e == 1 and len(stages) > 1:
             stages = stages[:1]           # nothing to shard across: every stage is the same layout
-        # The variant that needs the least memory (the highest ZeRO stage, full recomputation) first: when
-        # it does not fit, no other variant of these degrees does, and only its row is kept.
-        variants = [(stage, recompute) for stage in sorted(stages, reverse=True) for recompute in reversed(RECOMPUTES)
-                    if not (p > 1 and stage > 1 and base.recipe == "deepspeed")]
-        for i, (stage, recompute) in enumerate(variants):
-            par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
-                          expert_parallel=e, zero_stage=stage, recompute=recompute, sequence_parallel=t > 1,
-                          gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
-            budget.spend(p if base.recipe == "hf" else min(p, 2))   # the stages its estimate evaluates
-            try:
-                est = estimate(req.model, replace(w, batch_size=micro), req.precision, req.hardware,
-                               req.framework, par)
-            except InputError:
+        # The highest ZeRO stage (the least memory) first: where its least memory-hungry choice does not
+        # fit, no lower stage does, and the layout is that one row.
+        for stage in sorted(stages, reverse=True):
+            if p > 1 and stage > 1 and base.recipe == "deepspeed":
                 continue
-            rows.append(_row(req, par, est, micro, accumulation))
-            if i == 0 and not est.fits:
-                break
-    rows.sort(key=lambda r: (not r["fits"], -r["headroom_bytes"]))
+            row = _fastest_fitting(req, base, (dp, t, p, c, e), stage, micro, accumulation, budget)
+            if row is not None:
+                rows.append(row)
+                if not row["fits"]:
+                    break
+    rows = _distinct(rows)
+    rows.sort(key=rank_key)
     return rows[:limit] if limit else rows
+
+
+# A fitting layout with less headroom than this share of the GPU is ranked after those with more:
+# the estimate's own error on measured multi-GPU peaks is of this order (the fit part of
+# tests/data/golden_parallel.json, torchtitan on Llama-3.1-8B: median 2.4%, largest 11.9%).
+SAFE_HEADROOM_FRACTION = 0.10
+
+
+def tight(r: dict) -> bool:
+    """Whether a row's headroom is within the estimate's error of the GPU's memory."""
+    return r["headroom_bytes"] < SAFE_HEADROOM_FRACTION * (r["device_total_bytes"] + r["headroom_bytes"])
+
+
+def rank_key(r: dict) -> tuple:
+    """Fitting layouts first, those with a safe headroom before tight ones, then by the step-time
+    model (plan/steptime.py), then by headroom."""
+    return (not r["fits"], tight(r), r["throughput"]["relative_step_time"], -r["headroom_bytes"])
+
+
+# Full recomputation keeps the fewest activations; where it misses the GPU by more than this share,
+# the other choices (which keep more) are not evaluated. The margin covers the few MiB by which a
+# recomputed layer's working memory can put full above none at a backward moment.
+CLEAR_MISS_FRACTION = 0.01
+
+
+def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: int, accumulation: int,
+                     budget: Budget):
+    """One row for a layout: the fastest recomputation that fits (none, then selective, then full;
+    the step-time model orders them so), or, where none fits, the one that needs the least memory.
+    Full recomputation is tried first: a clear miss settles the layout without the others."""
+    dp, t, p, c, e = degrees
+    tried = {}
+
+    def row_for(recompute: str):
+        if recompute not in tried:
+            par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
+                          expert_parallel=e, zero_stage=stage, recompute=recompute,
+                          sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
+                          gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+            budget.spend(par)
+            try:
+                est = estimate(req.model, replace(req.workload, batch_size=micro), req.precision, req.hardware,
+                               req.framework, par)
+                row = _row(req, par, est, micro, accumulation)
+                row["tight"] = row["fits"] and tight(row)
+            except InputError:
+                row = None                # a recomputation the recipe refuses; the layout may take another
+            tried[recompute] = row
+        return tried[recompute]
+
+    # Full recomputation first: where it misses clearly, nothing else is evaluated (most layouts of a
+    # GPU count too small for the model settle in one estimate).
+    full = row_for("full")
+    if full is not None and -full["headroom_bytes"] > CLEAR_MISS_FRACTION * req.hardware.memory_bytes:
+        return full
+    none = row_for("none")
+    if none is not None and none["fits"]:
+        return none
+    rows = [r for r in (row_for(rc) for rc in RECOMPUTES) if r is not None]
+    fitting = [r for r in rows if r["fits"]]
+    if fitting:
+        return fitting[0]
+    return min(rows, key=lambda r: r["device_total_bytes"]) if rows else None
+
+
+def _distinct(rows: list[dict]) -> list[dict]:
+    """Drop a row whose degrees, recomputation and bytes repeat an earlier one (a ZeRO stage that
+    shards nothing more): one row per distinct layout."""
+    seen, out = set(), []
+    for r in rows:
+        key = (tuple(r["degrees"].values()), r["recompute"], r["device_total_bytes"], r["host_bytes"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
@@ -180,7 +234,11 @@ def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
             "device_total_bytes": est.device_total_bytes, "headroom_bytes": req.hardware.memory_bytes - est.device_total_bytes,
             "fits": est.fits, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
             "most_loaded": (est.layout.get("most_loaded") or {}).get("description", ""),
-            "throughput": _throughput(req, par, micro, accumulation),
+            "throughput": step_time(req, par, micro, accumulation),
+            "pipeline_schedule": pipeline_schedule(par),
+            "pipeline_layers": list(chunk_layers(par, req.model.n_layers)) if par.pipeline_parallel > 1 else None,
+            "tight": False,
+            "launch": launch(req, par, micro, accumulation),
             "parallelism": {"recipe": par.recipe, "data_parallel": par.data_parallel,
                             "tensor_parallel": par.tensor_parallel, "pipeline_parallel": par.pipeline_parallel,
                             "context_parallel": par.context_parallel, "expert_parallel": par.expert_parallel,
@@ -188,12 +246,21 @@ def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
                             "recompute": par.recompute, "gradient_accumulation": accumulation}}
 
 
+def pipeline_schedule(par: Parallelism) -> str:
+    """What runs the stages: a pipeline schedule, or accelerate's device_map (not a pipeline)."""
+    if par.pipeline_parallel == 1:
+        return "none"
+    if par.recipe == "hf":
+        return "device_map: the GPUs run one after another, (p - 1)/p of the time idle (not pipeline parallelism)"
+    return "interleaved 1F1B" if par.virtual_stages > 1 else "1F1B"
+
+
 def best(rows: list[dict]) -> dict | None:
-    """The fitting layout with the best throughput proxy (then the most headroom)."""
+    """The fitting layout the step-time model ranks first (then the most headroom)."""
     fitting = [r for r in rows if r["fits"]]
     if not fitting:
         return None
-    return min(fitting, key=lambda r: (r["throughput"]["relative_step_time"], -r["headroom_bytes"]))
+    return min(fitting, key=rank_key)
 
 
 def fewest_possible(req) -> int:
@@ -212,7 +279,8 @@ def fewest_possible(req) -> int:
 
 
 def fewest_gpus(req, global_batch: int | None = None, max_gpus: int = MAX_GPUS) -> dict:
-    """The smallest GPU count with a fitting layout, that layout, and every layout of that count."""
+    """The smallest GPU count with a fitting layout, that layout, and every layout of that count; the
+    search starts at fewest_possible and stops at its budget, saying so."""
     budget = Budget()
     floor = fewest_possible(req)
     tried = 0
@@ -226,8 +294,8 @@ def fewest_gpus(req, global_batch: int | None = None, max_gpus: int = MAX_GPUS) 
         except BudgetSpent:
             return {"gpus": None, "recommended": None, "layouts": [],
                     "message": f"no layout of up to {tried} GPUs fits; the search stopped there, after "
-                               f"{MAX_PLAN_ESTIMATES:,} stage evaluations (its bound on work); consider LoRA, offload, a "
-                               "shorter sequence or a larger GPU, or ask for the layouts of one GPU count"}
+                               f"{MAX_PLAN_ESTIMATES:,} stage evaluations (its bound on work); consider LoRA, "
+                               "offload, a shorter sequence or a larger GPU, or ask for the layouts of one GPU count"}
         tried = n
         choice = best(rows)
         if choice is not None:
