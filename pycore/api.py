@@ -61,6 +61,10 @@ def result_dict(req, e: Estimate) -> dict:
         out["host_bytes"] = e.host_bytes
     if e.not_estimated:
         out["not_estimated"] = list(e.not_estimated)
+    if req.workload.mode != "inference":       # the arguments that run it (pycore/commands)
+        from .commands import run_arguments
+        if (run := run_arguments(req)) is not None:
+            out["run_arguments"] = run
     if req.solve:
         from .plan.solve import largest, largest_parameters, search_largest, suggestions
         from .training.explain import explanations
@@ -133,6 +137,9 @@ def fit_result(req, e: Estimate) -> dict:
         band = estimate_band(replace(req, workload=pe.workload, precision=pe.precision), pe)
         plan["verdict"] = verdict(plan["device_total_bytes"], req.hardware.memory_bytes, band)
         plan["error_band"] = band.get("basis", "")
+        from .commands import plan_run_arguments
+        if (run := plan_run_arguments(req, plan.get("set", {}), pe.workload, pe.precision)) is not None:
+            plan["run_arguments"] = run
     return out
 
 
