@@ -286,4 +286,10 @@ def refusal(result: dict, plan: dict | None) -> str:
     changed = {k: v for k, v in then.items() if now.get(k) != v}
     if changed:
         lines.append("    TrainingArguments: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
+    for key, name in (("lora_config", "LoraConfig"), ("bnb_config", "BitsAndBytesConfig")):
+        value = (plan.get("run_arguments") or {}).get(key)
+        if value and value != (result.get("run_arguments") or {}).get(key):
+            lines.append(f"    {name}: " + ", ".join(f"{k}={v!r}" for k, v in value.items()))
+    if "deepspeed_config" in (plan.get("run_arguments") or {}):
+        lines.append("    ds_config.json: see PreflightError.result['fit']['plans'] (run_arguments)")
     return "\n".join(lines)
