@@ -165,6 +165,8 @@ class _Reader:
         return None
 
     def key(self, text: str, line: _Line):
+        if not text:
+            raise self.error(line.number, "a key is missing before ':'")
         if text[0] in "'\"":
             value, end = _quoted(text, 0, self.error, line.number)
             if text[end:].strip():

@@ -134,3 +134,10 @@ def test_cli_from_without_a_model_says_what_to_give(capsys):
                  "--print-command"]) == 0
     out = capsys.readouterr()
     assert "fsdp_version: 2" in out.out and "num_processes: 2" in out.out and "used" in out.err
+
+
+def test_axolotl_without_bf16_or_fp16_loads_fp32():
+    r = read_run_config("base_model: meta-llama/Llama-3.1-8B\nmicro_batch_size: 1\nfp16: false\n")
+    assert r["request"]["precision"] == {"weights": "fp32"} and r["read_only"] == ["fp16"]
+    r = read_run_config("base_model: meta-llama/Llama-3.1-8B\nfloat16: true\n")
+    assert r["request"]["precision"] == {"weights": "fp16"}

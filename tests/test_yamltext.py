@@ -101,3 +101,22 @@ def test_an_empty_document_is_none_and_non_text_is_refused():
     assert parse_yaml("# only a comment\n", "f") is None
     with pytest.raises(InputError):
         parse_yaml(b"a: 1", "f")
+
+
+def test_any_text_is_read_or_refused_never_a_crash():
+    from hypothesis import given, settings, strategies as st
+    from pycore.runconfig import read_run_config
+    alphabet = st.sampled_from(list("ab: -#'\"[]{},|>&*!?\\\n\t0.e+~") + ["  ", "- ", ": ", "\n  ", "---"])
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.lists(alphabet, max_size=60).map("".join))
+    def check(text):
+        try:
+            parse_yaml(text, "from")
+        except InputError:
+            pass
+        try:
+            read_run_config(text)
+        except InputError:
+            pass
+    check()

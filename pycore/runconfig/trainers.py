@@ -37,7 +37,7 @@ def read_axolotl(r: Reading) -> None:
     for key in ("load_in_8bit", "load_in_4bit"):
         if r.get(key) is False:
             r.consumed(key)
-    _dtype_flags(r, ("bf16", "fp16", "float32"))
+    _dtype_flags(r, ("bf16", "bfloat16", "fp16", "float16", "float32"))
     r.flag("gradient_checkpointing", "workload.gradient_checkpointing")
     for key, kernel in _ATTENTION.items():
         if r.get(key) is True:
@@ -86,14 +86,14 @@ def read_llamafactory(r: Reading) -> None:
         if kind == "freeze":
             r.note("finetuning_type freeze: estimated as full training (an upper bound: frozen layers keep "
                    "no gradients or optimizer states)")
-    # ModelArguments.cutoff_len (DataArguments) defaults to 2048
+    # DataArguments.cutoff_len defaults to 2048 (src/llamafactory/hparams/data_args.py @072bfe29)
     r.integer("cutoff_len", "workload.seq_len") if r.has("cutoff_len") else \
         r.request.setdefault("workload", {}).setdefault("seq_len", 2048)
     r.integer("per_device_train_batch_size", "workload.batch_size")
     r.integer("gradient_accumulation_steps", "parallelism.gradient_accumulation")
     _llamafactory_precision(r, kind)
     # LLaMA-Factory turns gradient checkpointing on unless disable_gradient_checkpointing
-    # (src/llamafactory/model/model_utils/checkpointing.py prepare_model_for_training)
+    # (src/llamafactory/model/model_utils/checkpointing.py @908cd68e, prepare_model_for_training)
     if r.has("disable_gradient_checkpointing"):
         r.flag("disable_gradient_checkpointing", "workload.gradient_checkpointing", invert=True)
     else:
@@ -110,8 +110,8 @@ def read_llamafactory(r: Reading) -> None:
 
 def _llamafactory_precision(r: Reading, kind: str) -> None:
     """bf16/fp16 load the model in that dtype; full tuning then casts the trained parameters to fp32 under
-    autocast unless pure_bf16 (src/llamafactory/model/adapter.py _setup_full_tuning,
-    cast_trainable_params_to_fp32)."""
+    autocast unless pure_bf16 (src/llamafactory/model/adapter.py @99e0c3e4, init_adapter's
+    cast_trainable_params_to_fp32 and _setup_full_tuning; under ZeRO-3/FSDP they stay fp32 as loaded)."""
     for dtype in ("bf16", "fp16"):
         if r.get(dtype) is True:
             if kind in ("full", "freeze") and r.get("pure_bf16") is not True:
@@ -221,14 +221,21 @@ def _lora_alpha(r: Reading, source: str) -> None:
 
 
 def _dtype_flags(r: Reading, keys) -> None:
-    """axolotl's bf16 (true or auto) / fp16 / float32 load the model in that dtype (utils/models.py)."""
-    for key in keys:
+    """axolotl loads the model in bf16 when bf16 (true or auto) or bfloat16, in fp16 when fp16 or float16,
+    else in fp32 (src/axolotl/utils/config/__init__.py normalize_config: cfg.torch_dtype)."""
+    for key, dtype in (("bf16", "bf16"), ("bfloat16", "bf16"), ("fp16", "fp16"), ("float16", "fp16")):
         value = r.get(key)
         if value is True or (key == "bf16" and value == "auto"):
-            r.use(key, "precision.weights", {"bf16": "bf16", "fp16": "fp16", "float32": "fp32"}[key])
+            r.use(key, "precision.weights", dtype)
+            for other in keys:
+                if r.has(other) and other != key:
+                    r.consumed(other)
             return
+    for key in keys:
         if r.has(key):
             r.consumed(key)
+    r.request.setdefault("precision", {})["weights"] = "fp32"
+    r.note("no bf16 or fp16: axolotl loads the model in fp32")
 
 
 def _hf_fsdp(r: Reading, fsdp: str, config: str) -> None:
