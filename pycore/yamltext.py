@@ -202,10 +202,12 @@ class _Reader:
     def flow_value(self, text: str, line: _Line, depth: int):
         """A flow list or mapping, joined over the following lines until its brackets close."""
         parts = [text]
-        while _open_brackets("\n".join(parts)) > 0:
+        depth = _open_brackets(text)                # counted line by line: quoted values stay on one line
+        while depth > 0:
             if self.i >= len(self.lines):
                 raise self.error(line.number, "a [ or { is not closed")
             parts.append(self.lines[self.i].text)
+            depth += _open_brackets(self.lines[self.i].text)
             self.i += 1
         joined = " ".join(parts)
         value, end = _Flow(joined, self, line.number).value(0, depth)

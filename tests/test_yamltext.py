@@ -120,3 +120,14 @@ def test_any_text_is_read_or_refused_never_a_crash():
         except InputError:
             pass
     check()
+
+
+def test_the_largest_texts_are_read_in_linear_time():
+    import time
+    flow = "a: [\n" + "  1234,\n" * (MAX_YAML_CHARS // 8 - 2) + "  0]\n"          # 124,998 lines of one list
+    block = "".join(f"k{i}: {i}\n" for i in range(70_000))                          # 70,000 keys
+    for text in (flow, block):
+        assert len(text) <= MAX_YAML_CHARS
+        start = time.perf_counter()
+        parse_yaml(text, "f")
+        assert time.perf_counter() - start < 10
