@@ -253,6 +253,12 @@ def links(request_json: str) -> str:
                            "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}"}]})
 
 
+def from_config(request_json: str) -> str:
+    """The page's training-config box (pycore/runconfig/page.py): a config's text in, the page's link out."""
+    from .runconfig.page import from_config_json
+    return from_config_json(request_json)
+
+
 def schema() -> str:
     """Every request field's type, range, choices, default and modes, as JSON (the page reads it)."""
     return json.dumps(request_schema())

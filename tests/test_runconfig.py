@@ -141,3 +141,27 @@ def test_axolotl_without_bf16_or_fp16_loads_fp32():
     assert r["request"]["precision"] == {"weights": "fp32"} and r["read_only"] == ["fp16"]
     r = read_run_config("base_model: meta-llama/Llama-3.1-8B\nfloat16: true\n")
     assert r["request"]["precision"] == {"weights": "fp16"}
+
+
+def test_the_page_box_turns_a_config_into_the_pages_link():
+    from pycore.api import from_config
+    base = {"schema": 1, "model": "qwen3-8b", "gpu": "rtx-4090-24gb", "workload": {"mode": "full", "seq_len": 512},
+            "solve": True}
+    out = json.loads(from_config(json.dumps({"text": (CONFIGS / "deepspeed-ds_z3_config.json").read_text(),
+                                             "base": base})))
+    assert out["status"] == "ok"
+    # the page's model, GPU and length stay; the DeepSpeed file sets the recipe and ZeRO stage
+    query = dict(part.split("=") for part in out["result"]["query"].split("&"))
+    assert query == {"model": "qwen3-8b", "seq": "512", "recipe": "deepspeed", "zero": "3", "gpu": "rtx-4090-24gb"}
+    assert out["result"]["not_on_page"] == ["parallelism.options.max_live_parameters",
+                                            "parallelism.options.sub_group_size", "parallelism.options.overlap_comm"]
+    axolotl = json.loads(from_config(json.dumps({"text": (CONFIGS / "axolotl-lora-8b.yml").read_text(), "base": base})))
+    assert "model=meta-llama-3-8b" in axolotl["result"]["query"]
+
+
+def test_the_page_box_refuses_with_the_field_never_raises():
+    from pycore.api import from_config
+    for body, field in (("{}", "from"), ("[1]", "from"), ('{"text": "a: &x 1"}', "from"), ("not json", "request"),
+                        ('{"text": "base_model: gpt2\\nmicro_batch_size: 0\\n"}', "workload.batch_size")):
+        out = json.loads(from_config(body))
+        assert out["status"] == "error" and out["errors"][0]["field"] == field, (body, out)
