@@ -161,3 +161,28 @@ def test_the_callback_stops_a_run_that_does_not_fit_before_step_one(tmp_path):
         trainer.train()
     assert trainer.state.global_step == 0
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
+def test_a_4bit_base_with_lora_is_read_as_qlora(tmp_path):
+    model = llama_8b_on_meta()
+    # what from_pretrained(quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...)) records on the config
+    # (bitsandbytes itself does not run on this CPU-only lane)
+    model.config.quantization_config = {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                        "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
+    model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    res = preflight(args(tmp_path, per_device_train_batch_size=2, gradient_checkpointing=True), model,
+                    seq_len=2048, gpu="rtx-4090-24gb")
+    assert res["request"]["workload"]["mode"] == "qlora" and res["request"]["workload"]["qlora_double_quant"]
+    same = cli("--model", "llama-3.1-8b", "--mode", "qlora", "--batch", "2", "--seq", "2048", "--checkpointing",
+               "--lora-rank", "8", "--lora-alpha", "16", "--lora-targets", "q_proj,v_proj", "--optimizer", "adamw_fused",
+               "--gpu", "rtx-4090-24gb", *VERSIONS)
+    assert res["peak_allocated_bytes"] == same["peak_allocated_bytes"]
+
+
+def test_a_deepspeed_config_given_as_a_path_is_read(tmp_path):
+    path = ROOT / "tests" / "data" / "configs" / "deepspeed-ds_z2_offload_config.json"
+    a = args(tmp_path, per_device_train_batch_size=1)
+    a.deepspeed = str(path)
+    res = preflight(a, llama_8b_on_meta(), seq_len=1024, gpu="h100-sxm-80gb", on_risk="warn")
+    par = res["request"]["parallelism"]
+    assert (par["zero_stage"], par["offload_optimizer"], par["options"]["reduce_bucket_size"]) == (2, "cpu", 500_000_000)
