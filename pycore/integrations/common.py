@@ -203,15 +203,16 @@ def gpu_part(gpu):
 
 
 def framework_part() -> dict:
-    """The installed versions, so that the version rules (docs/method.md#versions) follow this run."""
+    """The installed versions (from the packages' metadata: nothing is imported), so that the version rules
+    (docs/method.md#versions) follow this run."""
+    from importlib.metadata import PackageNotFoundError, version
     out = {}
     for name in ("torch", "transformers", "peft"):
         try:
-            module = __import__(name)
-        except ImportError:
+            out[name] = version(name).split("+")[0]
+        except PackageNotFoundError:
             continue
-        out[name] = str(getattr(module, "__version__", "")).split("+")[0] or None
-    return {k: v for k, v in out.items() if v}
+    return out
 
 
 def build_request(model_info: dict, workload: dict, precision: dict, parallelism: dict, gpu) -> dict:

@@ -103,17 +103,20 @@ def first_batch_length(loader, batch_size: int) -> int:
     collate function, with torch's random state restored afterwards (a masking collator draws from it), so
     that the training's own batches are unchanged."""
     import itertools
+    import random
 
     import torch
     if loader is None:
         raise ValueError("pre-flight: no train dataloader to read the sequence length from; give seq_len=N")
     dataset = loader.dataset
+    python_state = random.getstate()            # whole-word masking collators draw from Python's random too
     with torch.random.fork_rng(devices=[]):
         if isinstance(dataset, torch.utils.data.IterableDataset):
             examples = list(itertools.islice(iter(dataset), batch_size))
         else:
             examples = [dataset[i] for i in range(min(batch_size, len(dataset)))]
         batch = loader.collate_fn(examples) if loader.collate_fn is not None else examples
+    random.setstate(python_state)
     ids = batch.get("input_ids", batch.get("inputs_embeds")) if isinstance(batch, dict) else batch
     if not hasattr(ids, "shape") or len(ids.shape) < 2:
         raise ValueError("pre-flight: the first batch has no input_ids tensor to read the length from; "

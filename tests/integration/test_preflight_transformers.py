@@ -186,3 +186,18 @@ def test_a_deepspeed_config_given_as_a_path_is_read(tmp_path):
     res = preflight(a, llama_8b_on_meta(), seq_len=1024, gpu="h100-sxm-80gb", on_risk="warn")
     par = res["request"]["parallelism"]
     assert (par["zero_stage"], par["offload_optimizer"], par["options"]["reduce_bucket_size"]) == (2, "cpu", 500_000_000)
+
+
+def test_reading_the_first_batch_leaves_the_random_state_as_it_was(tmp_path):
+    import random
+    from pycore.integrations.transformers import first_batch_length
+    loader = torch.utils.data.DataLoader(Tokens(), batch_size=2, shuffle=True,
+                                         collate_fn=lambda xs: {"input_ids": torch.stack([x["input_ids"] for x in xs])
+                                                                + torch.randint(0, 2, (1,)) * random.randint(0, 0)})
+    torch.manual_seed(1)
+    random.seed(1)
+    expected = (torch.rand(3), random.random())
+    torch.manual_seed(1)
+    random.seed(1)
+    assert first_batch_length(loader, 2) == 24
+    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
