@@ -61,6 +61,10 @@ def result_dict(req, e: Estimate) -> dict:
         out["host_bytes"] = e.host_bytes
     if e.not_estimated:
         out["not_estimated"] = list(e.not_estimated)
+    if req.workload.mode != "inference":       # the arguments that run it (pycore/commands)
+        from .commands import run_arguments
+        if (run := run_arguments(req)) is not None:
+            out["run_arguments"] = run
     if req.solve:
         from .plan.solve import largest, largest_parameters, search_largest, suggestions
         from .training.explain import explanations
@@ -133,6 +137,9 @@ def fit_result(req, e: Estimate) -> dict:
         band = estimate_band(replace(req, workload=pe.workload, precision=pe.precision), pe)
         plan["verdict"] = verdict(plan["device_total_bytes"], req.hardware.memory_bytes, band)
         plan["error_band"] = band.get("basis", "")
+        from .commands import plan_run_arguments
+        if (run := plan_run_arguments(req, plan.get("set", {}), pe.workload, pe.precision)) is not None:
+            plan["run_arguments"] = run
     return out
 
 
@@ -256,6 +263,12 @@ def links(request_json: str) -> str:
     except Exception as exc:  # noqa: BLE001 - the contract is that nothing escapes this function
         return json.dumps({"schema": SCHEMA, "status": "error",
                            "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}"}]})
+
+
+def from_config(request_json: str) -> str:
+    """The page's training-config box (pycore/runconfig/page.py): a config's text in, the page's link out."""
+    from .runconfig.page import from_config_json
+    return from_config_json(request_json)
 
 
 def schema() -> str:

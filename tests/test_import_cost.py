@@ -32,3 +32,25 @@ def test_a_search_loads_its_module_on_first_use():
     _, after = _loaded({"model": "llama-3.1-8b", "workload": {"mode": "lora"}, "gpu": "rtx-4090-24gb",
                         "solve": True, "fit": {"limit": 2}})
     assert {"pycore.plan.fit", "pycore.plan.solve", "pycore.training.explain"} <= set(after)
+
+
+def test_the_core_never_loads_the_integrations_or_their_libraries():
+    """Issue 23: the pre-flight integrations import their libraries inside their own modules; an estimate
+    (and the commands and config readers it uses) loads none of them."""
+    probe = ("import json, sys, pycore.api, pycore.runconfig, pycore.cli\n"
+             "pycore.api.estimate(json.dumps({'model': 'llama-3.1-8b', 'fit': {'limit': 1}, "
+             "'gpu': 'rtx-4090-24gb'}))\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft', "
+             "'accelerate', 'lightning', 'yaml') or m.startswith('pycore.integrations'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_the_page_bundle_leaves_the_integrations_out(tmp_path):
+    import zipfile
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, str(root / "scripts" / "bundle_core.py"), str(tmp_path)], check=True)
+    names = zipfile.ZipFile(tmp_path / "pycore.zip").namelist()
+    assert "pycore/api.py" in names and "pycore/yamltext.py" in names and "pycore/commands/hf.py" in names
+    assert not [n for n in names if n.startswith("pycore/integrations")]

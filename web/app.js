@@ -886,6 +886,37 @@ $("#config-text").addEventListener("drop", async (e) => {
   const file = e.dataTransfer.files[0];
   if (file) { $("#config-text").value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); state.source = "config"; readControl($("#config-text")); stateToForm(); update(); }
 });
+// A training config the user already has (issue 23): the core reads it into the page's link, listing the
+// fields it used, read and ignored; the page then loads that link as it loads any other.
+async function readTrainingConfig() {
+  const body = $("#train-config-text").value;
+  if (!body.trim()) return;
+  const limit = catalog.request.limits.max_json_chars;
+  if (body.length > limit) { text($("#train-config-status"), `The text is longer than ${limit.toLocaleString()} characters.`); return; }
+  text($("#train-config-status"), "Reading…");
+  const { response } = await ask(JSON.stringify({ text: body, base: toRequest(state, catalog, false) }), REQUEST_TIMEOUT_MS, "from_config");
+  if (response.status !== "ok") { text($("#train-config-status"), errorText(response, "The config could not be read.")); return; }
+  const r = response.result;
+  history.pushState(null, "", `?${r.query}`);
+  await loadFromURL();
+  fromURL = false;
+  await update({ push: false });
+  text($("#train-config-status"), `Read as a ${r.kind} config: ${r.used.length} fields used.`);
+  const line = (label, items) => (items.length ? [make("p", {}, make("strong", { text: `${label}: ` }), items.join(", "))] : []);
+  $("#train-config-fields").replaceChildren(
+    ...line("Used", r.used.map((u) => `${u.field} → ${u.sets} = ${JSON.stringify(u.value)}`)),
+    ...line("Read (nothing to set)", r.read_only),
+    ...line("Not on this page (the command line reads them)", r.not_on_page),
+    ...line("Ignored", r.ignored),
+    ...r.notes.map((n) => make("p", { class: "note", text: n })));
+}
+$("#train-config-read").addEventListener("click", readTrainingConfig);
+$("#train-config-text").addEventListener("dragover", (e) => e.preventDefault());
+$("#train-config-text").addEventListener("drop", async (e) => {
+  e.preventDefault();
+  const file = e.dataTransfer.files[0];
+  if (file) { $("#train-config-text").value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); readTrainingConfig(); }
+});
 for (const b of document.querySelectorAll(".unit-toggle button")) {
   b.addEventListener("click", () => { state.unit = b.dataset.unit; stateToForm(); update(); });
 }

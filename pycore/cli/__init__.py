@@ -15,6 +15,7 @@ from ..check.parse import MAX_TEXT_CHARS
 from ..units import GiB
 from .args import (add_gpu_args, add_layout_args, add_model_args, add_serve_args, add_workload_args, build_request,
                    model_part, printable, read_text_file, serve_part)
+from .fromfile import add_from_args
 from .render import render, render_check, render_fit, render_plan, render_serve
 
 
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the result object as JSON")
     e.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
                    help=f"print the planner page's link for this configuration instead (base {PAGE_URL})")
+    add_from_args(e)
     pl = sub.add_parser("plan", help="the fewest GPUs that fit a training run, and its layouts ranked")
     add_model_args(pl)
     add_workload_args(pl)
@@ -64,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     add_layout_args(ft)
     add_gpu_args(ft)
     ft.add_argument("--limit", type=int, default=5, help="plans to show")
+    add_from_args(ft)
     ft.add_argument("--json", action="store_true", help="print the result object as JSON")
     ck = sub.add_parser("check", help="compare the estimate with what your own run printed (memory_summary, "
                                       "max_memory_allocated/reserved, nvidia-smi)")
@@ -165,6 +168,14 @@ def _run(req: dict) -> tuple[dict | None, int]:
     return resp["result"], 0
 
 
+def _from_file(a, argv) -> tuple[dict | None, str | None]:
+    """``--from FILE``: the config fills the flags not given (pycore/cli/fromfile.py)."""
+    if not getattr(a, "from_file", None):
+        return None, None
+    from .fromfile import apply_from, explicit_dests
+    return apply_from(a, explicit_dests(_parser(), sys.argv[1:] if argv is None else argv))
+
+
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     if a.command == "models":
@@ -192,7 +203,9 @@ def main(argv=None) -> int:
             req.update({"schema": 1, "workload": serve_part(a), "solve": a.solve,
                         "gpu": {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu})
     else:
-        req, problem = build_request(a)
+        reading, problem = _from_file(a, argv)
+        if not problem:
+            req, problem = build_request(a)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -229,6 +242,15 @@ def main(argv=None) -> int:
             return 2
         with open(a.record, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
+    if getattr(a, "from_file", None):
+        from .fromfile import print_reading
+        if a.json:
+            res["from"] = {"file": a.from_file, **{k: v for k, v in reading.items() if k != "request"}}
+        else:
+            print_reading(reading, a.from_file, sys.stderr if a.print_command else sys.stdout)
+    if getattr(a, "print_command", False):
+        from .fromfile import print_command
+        return print_command(res)
     if a.json:
         print(json.dumps(res, indent=1))
     elif a.command == "plan":
