@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def run(paths: list[str]) -> tuple[list[dict], dict]:
                 row = {"id": rec.get("id", "?"), "status": meas["status"], "measured": meas.get("peak_allocated_bytes"),
                        "estimated": res["peak_allocated_bytes"], "phase": res["peak_phase"], "fits": res["fits"],
                        "device_total": res["device_total_bytes"], "mode": rec["workload"]["mode"],
-                       "band_class": res.get("error_band", {}).get("class", "")}
+                       "band_class": res.get("error_band", {}).get("class", ""), "verdict": res["verdict"],
+                       "family": cv_family(rec), "bands": res["bands"], "quantities": measured_quantities(meas)}
                 est_base = res["params"]["total"]
                 # measure_hf.py counts parameters before get_peft_model: n_params is the base model's,
                 # and the adapters are n_trainable.
@@ -90,6 +92,11 @@ def run(paths: list[str]) -> tuple[list[dict], dict]:
         "under_5pct": sum(1 for r in ok if r["estimated"] < 0.95 * r["measured"]),
         "param_mismatch": sum(1 for r in rows if "error" not in r and not r["param_ok"]),
         "oom_missed": sum(1 for r in rows if r.get("status") == "oom" and r["fits"]),
+        "oom_not_does_not_fit": sum(1 for r in rows if r.get("status") == "oom" and r["verdict"] != "does not fit"),
+        "oom_runs": sum(1 for r in rows if r.get("status") == "oom"),
+        "at_risk_ok": sum(1 for r in ok if r["verdict"] == "at risk"),
+        "does_not_fit_ok": sum(1 for r in ok if r["verdict"] == "does not fit"),
+        "fits_verdict_disagree": sum(1 for r in rows if "error" not in r and r["fits"] != (r["verdict"] == "fits")),
         "errors": sum(1 for r in rows if "error" in r),
         "device_median": statistics.median(dev) if dev else 0.0,
         "device_within_10pct": sum(1 for d in dev if d <= 10.0), "device_cases": len(dev),
@@ -98,6 +105,24 @@ def run(paths: list[str]) -> tuple[list[dict], dict]:
         e = [abs(r[rule] - r["measured"]) / r["measured"] * 100 for r in ok]
         summary[rule] = statistics.median(e) if e else 0.0
     return rows, summary
+
+
+def cv_family(rec: dict) -> str:
+    """The family a run is held out with: model family x mode x attention kernel."""
+    w = rec["workload"]
+    return f"{rec['hf_config'].get('model_type', '?')} x {w['mode']} x {w.get('attention', 'sdpa')}"
+
+
+def measured_quantities(meas: dict) -> dict:
+    """The measured value of each banded quantity the record has."""
+    out = {}
+    if meas.get("peak_allocated_bytes"):
+        out["peak_allocated"] = meas["peak_allocated_bytes"]
+    if meas.get("peak_reserved_bytes"):
+        out["reserved"] = meas["peak_reserved_bytes"]
+        if meas.get("cuda_context_bytes"):
+            out["device_total"] = meas["peak_reserved_bytes"] + meas["cuda_context_bytes"]
+    return out
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -173,7 +198,75 @@ def bands(rows: list[dict], golden_paths: list[str]) -> dict:
             out["references"][kind] = {"checks": len(errs), "p90_pct": round(_quantile(errs, 0.9), 2),
                                        "median_pct": round(statistics.median(errs), 2)}
     out["levels"] = list(CLASS_LEVELS)
+    out["quantities"] = fit_quantity_bands(rows)
     return out
+
+
+def _fractions(rows: list[dict], q: str) -> list[float]:
+    out = []
+    for r in rows:
+        band, meas = r["bands"][q], r["quantities"].get(q)
+        if meas is not None and band.get("scale_bytes"):
+            out.append((meas - band["estimate_bytes"]) / band["scale_bytes"])
+    return out
+
+
+def fit_quantity_bands(rows: list[dict]) -> dict:
+    """For each quantity and class level (pycore/verdicts.py): the largest error of that quantity, either
+    way, as a fraction of what it grows with, over the measured runs of that level. The band is
+    symmetric: a family the band has not seen may err either way (held-out coverage of the device
+    total: 33/44 inside asymmetric bands of the other families' lowest and highest errors, 39/44 inside
+    symmetric ones)."""
+    from pycore.verdicts import QUANTITIES, levels
+    out: dict = {}
+    for q in QUANTITIES:
+        groups: dict = {}
+        for r in rows:
+            if r.get("status") == "ok" and "bands" in r and q in r["quantities"]:
+                for level in levels(r["bands"][q]["class"]):
+                    groups.setdefault(level, []).append(r)
+        out[q] = {}
+        for level, members in sorted(groups.items()):
+            f = _fractions(members, q)
+            m = math.ceil(max([0.0, *(abs(x) for x in f)]) * 1e4) / 1e4
+            out[q][level] = {"runs": len(members), "low": -m, "high": m}
+    return out
+
+
+def _coverage(rows: list[dict], table_for, q: str) -> dict:
+    """Whether each run's measured quantity lies in the band the table gives it; the median half-width."""
+    from pycore.verdicts import UNFITTED_FRACTIONS, edges, level_entry
+    inside, widths = 0, []
+    runs = [r for r in rows if r.get("status") == "ok" and q in r["quantities"]]
+    for r in runs:
+        band = r["bands"][q]
+        _, entry = level_entry(q, band["class"], table_for(r))
+        fr = (entry["low"], entry["high"]) if entry else UNFITTED_FRACTIONS
+        low, high = edges(band["estimate_bytes"], band.get("scale_bytes", 0), band.get("exact_bytes", 0), fr)
+        inside += low <= r["quantities"][q] <= high
+        widths.append((high - low) / 2 / band["estimate_bytes"] * 100)
+    return {"runs": len(runs), "covered": inside, "coverage_pct": 100 * inside / len(runs) if runs else 0.0,
+            "median_half_width_pct": statistics.median(widths) if widths else 0.0}
+
+
+def cross_validate(rows: list[dict]) -> dict:
+    """Coverage of the bands on the runs they were fitted on, and on each family left out in turn
+    (model family x mode x kernel): the bands of a held-out family are fitted without it."""
+    from pycore.verdicts import QUANTITIES
+    ok = [r for r in rows if r.get("status") == "ok" and "bands" in r]
+    full = fit_quantity_bands(ok)
+    held = {fam: fit_quantity_bands([r for r in ok if r["family"] != fam]) for fam in {r["family"] for r in ok}}
+    return {q: {"fit": _coverage(ok, lambda r: full, q), "held_out": _coverage(ok, lambda r: held[r["family"]], q)}
+            for q in QUANTITIES}
+
+
+def print_cross_validation(cv: dict) -> None:
+    families = "model family x mode x kernel"
+    for q, parts in cv.items():
+        f, h = parts["fit"], parts["held_out"]
+        print(f"band {q:15s} fit: {f['covered']}/{f['runs']} = {f['coverage_pct']:.0f}% inside, median half-width "
+              f"{f['median_half_width_pct']:.1f}% | held out ({families}): {h['covered']}/{h['runs']} = "
+              f"{h['coverage_pct']:.0f}% inside, median half-width {h['median_half_width_pct']:.1f}%")
 
 
 def main(argv=None) -> int:
@@ -202,6 +295,10 @@ def main(argv=None) -> int:
     print(f"device_total: median_abs_err={s['device_median']:.1f}% within_10pct={s['device_within_10pct']}/{s['device_cases']} "
           f"(vs peak_reserved + cuda_context); rules of thumb median_abs_err: 4x/1.2x={s['rule_4x_or_1.2x']:.1f}% "
           f"textbook={s['textbook']:.1f}%")
+    print_cross_validation(cross_validate(rows))
+    print(f"verdicts: oom_runs={s['oom_runs']} oom_not_does_not_fit={s['oom_not_does_not_fit']} at_risk_ok="
+          f"{s['at_risk_ok']}/{s['cases']} does_not_fit_ok={s['does_not_fit_ok']} fits_verdict_disagree="
+          f"{s['fits_verdict_disagree']}")
     print(f"cases={s['cases']} median_abs_err={s['median']:.1f}% p90_abs_err={s['p90']:.1f}% max_abs_err={s['max']:.1f}% "
           f"under_5pct={s['under_5pct']} param_mismatch={s['param_mismatch']} oom_missed={s['oom_missed']}")
     return 0
