@@ -175,19 +175,3 @@ def test_held_out_coverage_is_reported_per_quantity():
         assert parts["held_out"]["runs"] == parts["fit"]["runs"]
         assert parts["held_out"]["coverage_pct"] >= 80.0, (q, parts)   # 86-89% when this was written
 
-
-def test_bert_masked_lm_under_autocast_holds_the_16bit_log_softmax_and_the_fp32_copy_nll_loss_saves():
-    # A configuration not in shared/calibration: BERT-large, fp16 autocast, batch 8 x 256.
-    # cross_entropy_loss runs log_softmax in the logits' dtype and nll_loss (autocast fp32 list) saves an fp32
-    # copy of it: with N = 8 * 256 * 30522 = 62,509,056 logits, the loss keeps 2N (16-bit logits, held by the
-    # output) + 2N (log-softmax output) + 4N (fp32 copy) = 8N, and its backward adds nll_loss's fp32 gradient, 4N.
-    from pycore.estimate import estimate
-    from pycore.request import parse_request
-    req = parse_request({"model": "bert-large", "workload": {"mode": "full", "batch_size": 8, "seq_len": 256},
-                         "precision": {"weights": "fp32", "autocast": "fp16"}})
-    e = estimate(req.model, req.workload, req.precision, req.hardware, req.framework, req.parallelism)
-    n = 8 * 256 * 30522
-    loss_bwd = next(s for s in e.snapshots if s.moment.startswith("loss backward"))
-    parts = dict(loss_bwd.parts)
-    assert sum(parts["logits and loss"].values()) == 8 * n
-    assert parts["temporaries"] == {"loss gradients": 4 * n}
