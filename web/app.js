@@ -751,7 +751,7 @@ async function runCheck() {
     make("thead", {}, make("tr", {}, ...["", "measured", "estimated", "gap", "read from"].map((h) => make("th", { scope: "col", text: h })))),
     make("tbody", {}, ...rows));
   const parts = [make("p", { "data-testid": "check-verdict", class: `verdict ${ck.verdict === "agrees" || ck.verdict.startsWith("agrees") ? "fits" : "at-risk"}`,
-    text: ck.verdict }), make("p", { text: `Read: ${ck.formats.join(", ")}. Within ±${(100 * ck.tolerance_fraction).toFixed(0)}% counts as agreement (the estimate's band).` }), table];
+    text: ck.verdict }), make("p", { text: `Read: ${ck.formats.join(", ")}. ${ck.agreement || `Within ±${(100 * ck.tolerance_fraction).toFixed(0)}% counts as agreement`}.` }), table];
   if (ck.explanations.length) {
     parts.push(make("p", { text: "What most likely explains the gap:" }),
       make("ul", { id: "check-explanations" }, ...ck.explanations.map((e) => make("li", { text: `${e.assumption}: ${e.text}` }))));

@@ -94,6 +94,17 @@ def _tolerance(rows: list[dict]) -> float:
     return round(max(est - band["low_bytes"], band["high_bytes"] - est) / est, 4)
 
 
+def agreement_text(rows: list[dict]) -> str:
+    """What counts as agreement for the main row, in words."""
+    if not rows:
+        return ""
+    band = rows[0].get("band")
+    if band is None:
+        return f"within ±{100 * AGREE_FRACTION:.0f}% counts as agreement"
+    return (f"agreement is inside the estimate's band for {rows[0]['quantity']}: {band['low_bytes'] / 2 ** 30:.2f} to "
+            f"{band['high_bytes'] / 2 ** 30:.2f} GiB")
+
+
 def _variants(data: dict, schema_fields: dict) -> list[tuple[str, str, dict]]:
     """(assumption, what it changes, request) for each unstated assumption worth recomputing."""
     w = data.get("workload") or {}
@@ -212,6 +223,6 @@ def check(data: dict, result: dict, meas: Measurement, estimate_fn, schema_field
     rows = rows_for(result, meas)
     record, why = calibration_record(data, result, meas)
     return {"formats": list(meas.formats), "rows": rows, "verdict": overall(result, rows),
-            "tolerance_fraction": _tolerance(rows),
+            "tolerance_fraction": _tolerance(rows), "agreement": agreement_text(rows),
             "explanations": explain(data, result, rows, meas, estimate_fn, schema_fields),
             "notes": list(meas.notes), "record": record, "record_note": why}

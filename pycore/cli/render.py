@@ -162,8 +162,8 @@ def render_check(res: dict, out=None) -> None:
         bound = " (lower bound)" if r["measured_is_lower_bound"] else ""
         out.write(f"{r['quantity'][:58]:58s} {_gib(r['measured_bytes'])} {_gib(r['estimated_bytes'])} "
                   f"{100 * (r['gap_fraction'] or 0):+7.1f}%{bound}\n")
-    out.write(f"\n{ck['verdict']} (within ±{100 * ck['tolerance_fraction']:.0f}% counts as agreement: "
-              f"{res.get('error_band', {}).get('basis', '')})\n")
+    agreement = ck.get("agreement") or f"within ±{100 * ck['tolerance_fraction']:.0f}% counts as agreement"
+    out.write(f"\n{ck['verdict']} ({agreement})\n")
     for e in ck["explanations"]:
         out.write(f"  - {e['assumption']}: {e['text']}\n")
     for n in ck["notes"]:
