@@ -55,8 +55,10 @@ def exact_bytes(e) -> int:
 
 
 def modelled_bytes(e) -> int:
-    """The modelled terms at the peak: what the allocated peak's error grows with."""
-    return max(0, e.peak_allocated_bytes - _sum(e.peak, EXACT_CATEGORIES, True))
+    """The most modelled terms any moment holds: what the allocated peak's error grows with (the peak is
+    the largest moment, and a moment the estimate puts below it may be the measured peak: the optimizer
+    step of a model whose modelled terms are there zero, measured higher in backward)."""
+    return max((max(0, s.total() - _sum(s, EXACT_CATEGORIES, True)) for s in e.snapshots), default=0)
 
 
 def churn_bytes(e) -> int:
