@@ -13,6 +13,7 @@ from .request import SCHEMA, parse_parallelism, parse_request, request_schema
 from .model.spec import ModelSize
 from .model.params import total_params
 from .bands import reference_band, run_class, serving_band, single_gpu_band, verdict
+from .verdicts import device_band_summary, quantity_bands, serving_bands
 
 
 def _phase_list(e: Estimate) -> list:
@@ -50,8 +51,9 @@ def result_dict(req, e: Estimate) -> dict:
                         "cuda_context_bytes": req.framework.context_bytes(),
                         "zero_grad_set_to_none": not req.framework.keeps_gradients()},
     }
-    out["error_band"] = estimate_band(req, e)
-    out["verdict"] = verdict(e.device_total_bytes, req.hardware.memory_bytes, out["error_band"])
+    out["bands"] = quantity_bands(e)
+    out["error_band"] = device_band_summary(estimate_band(req, e), out["bands"], e.device_total_bytes)
+    out["verdict"] = e.verdict                  # from out["bands"]; e.fits is verdict == "fits"
     out["term_basis"] = term_basis(e, out["error_band"])
     if e.layout:
         out["layout"] = e.layout
@@ -135,8 +137,9 @@ def fit_result(req, e: Estimate) -> dict:
         # but be at risk
         pe = plan.pop("_estimate")
         band = estimate_band(replace(req, workload=pe.workload, precision=pe.precision), pe)
-        plan["verdict"] = verdict(plan["device_total_bytes"], req.hardware.memory_bytes, band)
-        plan["error_band"] = band.get("basis", "")
+        plan["verdict"] = pe.verdict                  # kept because it fits: "fits", as plan["fits"]
+        plan["fits"] = pe.fits
+        plan["error_band"] = device_band_summary(band, quantity_bands(pe), pe.device_total_bytes).get("basis", "")
         from .commands import plan_run_arguments
         if (run := plan_run_arguments(req, plan.get("set", {}), pe.workload, pe.precision)) is not None:
             plan["run_arguments"] = run
@@ -169,6 +172,8 @@ def serving_result(req) -> dict:
         out["error_band"]["applies_to"] = "kv_cache_tokens"
     else:
         out["verdict"] = verdict(e.device_total_bytes, req.hardware.memory_bytes, out["error_band"])
+    out["fits"] = out["verdict"] == "fits"                # fits and verdict never disagree (issue 22)
+    out["bands"] = serving_bands(out["error_band"], e.device_total_bytes)
     if req.solve:
         out["solutions"] = serving_solutions(req)
     return out

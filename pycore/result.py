@@ -38,7 +38,14 @@ class Estimate:
 
     @property
     def fits(self) -> bool:
-        return self.device_total_bytes <= self.hardware.memory_bytes
+        """Whether the device total's band fits the card (its upper edge): ``verdict == "fits"``."""
+        return self.verdict == "fits"
+
+    @property
+    def verdict(self) -> str:
+        """fits, at risk or does not fit, from the bands of the device total (pycore/verdicts.py)."""
+        from .verdicts import estimate_verdict
+        return estimate_verdict(self)
 
     @property
     def model_states_bytes(self) -> int:

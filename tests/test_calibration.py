@@ -25,8 +25,8 @@ def test_calibration_file_within_targets(path):
     assert s["median"] <= 1.0
     assert s["p90"] <= 3.0
     assert s["under_5pct"] == 0
-    # The max target (6%) is missed by one case: BERT under autocast, 6.5% high (docs/accuracy.md).
-    assert s["max"] <= 7.0
+    assert s["max"] <= 6.0          # BERT under autocast was 6.5% high until issue 22
+    assert s["oom_not_does_not_fit"] == 0 and s["fits_verdict_disagree"] == 0
 
 
 def test_summary_line_format(capsys):

@@ -201,11 +201,20 @@ def test_memory_can_fall_as_the_sequence_grows_and_the_solver_knows():
         r = call({**GEMMA_FP32, "workload": {**GEMMA_FP32["workload"], "seq_len": s}})["result"]
         return r["device_total_bytes"]
     assert total(4097) < total(4096)            # past the 4,096-token window: the efficient kernel, not math
-    res = _solved({**GEMMA_FP32, "gpu": {"memory_gib": 62}})
-    assert res["max_seq_len"] > 4096            # 3,388 before: the search stopped at the first failure
-    assert total(res["max_seq_len"]) <= 62 * GiB < total(res["max_seq_len"] + 1)
+    def high(s):                                # a length fits when its band's upper edge does (issue 22)
+        r = call({**GEMMA_FP32, "workload": {**GEMMA_FP32["workload"], "seq_len": s}})["result"]
+        return r["bands"]["device_total"]["high_bytes"]
+    assert high(4097) < high(4096)
+    cap = (high(4096) + high(4097)) // 2        # 4,096 tokens do not fit, 4,097 do
+    res = _solved({**GEMMA_FP32, "gpu": {"memory_bytes": cap}})
+    assert res["max_seq_len"] > 4096            # before: the search stopped at the first failure
+
+    def fits(s):
+        return call({**GEMMA_FP32, "workload": {**GEMMA_FP32["workload"], "seq_len": s},
+                     "gpu": {"memory_bytes": cap}})["result"]["fits"]
+    assert fits(res["max_seq_len"]) and not fits(res["max_seq_len"] + 1)
     lo, hi = res["max_seq_len_gaps"][0]
-    assert total(lo - 1) <= 62 * GiB < total(lo) and total(hi) > 62 * GiB and hi == 4096
+    assert fits(lo - 1) and not fits(lo) and not fits(hi) and hi == 4096
 
 
 def test_the_solver_matches_a_linear_scan_where_memory_is_not_monotonic():
@@ -215,17 +224,15 @@ def test_the_solver_matches_a_linear_scan_where_memory_is_not_monotonic():
            "sliding_window": 256}
     base = {"hf_config": cfg, "workload": {"mode": "full", "optimizer": "sgd", "batch_size": 1},
             "precision": {"weights": "fp32"}, "framework": {"cuda_context_bytes": 0}}
-    totals = {s: call({**base, "workload": {**base["workload"], "seq_len": s}})["result"]["device_total_bytes"]
-              for s in range(1, 601)}
+    # a length fits when its device total's band fits, upper edge and all (issue 22)
+    totals = {s: call({**base, "workload": {**base["workload"], "seq_len": s}})["result"]["bands"]["device_total"]
+              ["high_bytes"] for s in range(1, 601)}
     assert totals[257] < totals[256]
     cap = (totals[256] + totals[257]) // 2      # 256 does not fit, 257 does
     fitting = [s for s, t in totals.items() if t <= cap]
     res = _solved({**base, "workload": {**base["workload"], "seq_len": 8}, "gpu": {"memory_bytes": cap}})
     assert res["max_seq_len"] >= max(fitting)
-
-    def total(s):
-        return call({**base, "workload": {**base["workload"], "seq_len": s}})["result"]["device_total_bytes"]
-    assert total(res["max_seq_len"]) <= cap < total(res["max_seq_len"] + 1)
+    assert totals[res["max_seq_len"]] <= cap < totals[res["max_seq_len"] + 1]
     gap = res["max_seq_len_gaps"][0]
     assert gap[0] == min(s for s in totals if totals[s] > cap) and gap[1] == 256
 

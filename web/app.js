@@ -52,6 +52,11 @@ function showVerdict(res) {
   text($("#band"), res.error_band ? res.error_band.basis : "");
   return key;
 }
+// At risk with room at the estimate: the band's upper edge is over the card (issue 22).
+function atRiskNote(res) {
+  const band = res.bands && res.bands.device_total;
+  return res.verdict === "at risk" && band ? ` at the estimate, but the band reaches ${fmt(band.high_bytes)}` : "";
+}
 // The core's first error as "field: message", or what to say when there is none (a timed-out request).
 function errorText(response, otherwise) {
   return response.errors ? `${response.errors[0].field}: ${response.errors[0].message}` : otherwise;
@@ -328,7 +333,7 @@ function renderServe(res) {
   text($("#peak"), (res.device_total_bytes / div).toFixed(2));
   showVerdict(res);
   const head = Math.abs(res.headroom_bytes);
-  text($("#verdict-text"), res.fits ? `on ${res.gpus > 1 ? `each of ${res.gpus} × ` : ""}${res.gpu.name}, with ${fmt(head)} to spare`
+  text($("#verdict-text"), res.headroom_bytes >= 0 && res.starts ? `on ${res.gpus > 1 ? `each of ${res.gpus} × ` : ""}${res.gpu.name}, with ${fmt(head)} to spare${atRiskNote(res)}`
     : res.starts ? `on ${res.gpu.name}: ${fmt(head)} too much` : `${res.engine} would not start (below)`);
   text($("#phase"), `${res.engine} ${res.version}: the most loaded GPU once the engine has started and captured its graphs.`);
   text($("#layout-line"), res.host ? `Host memory: ${fmt(res.host.bytes)} (mapped weights, CPU layers' KV and compute).` : "");
@@ -386,7 +391,7 @@ function renderMain(res) {
   text($("#peak"), (res.device_total_bytes / div).toFixed(2));
   showVerdict(res);
   const head = Math.abs(res.headroom_bytes);
-  text($("#verdict-text"), res.fits ? `on ${res.gpu.name}, with ${fmt(head)} to spare`
+  text($("#verdict-text"), res.headroom_bytes >= 0 ? `on ${res.gpu.name}, with ${fmt(head)} to spare${atRiskNote(res)}`
     : `on ${res.gpu.name}: ${fmt(head)} too much (the card has ${fmt(res.gpu.memory_bytes)})`);
   text($("#phase"), `Peak during ${res.peak_phase}: ${res.peak_moment}. torch.cuda.max_memory_allocated ≈ ${fmt(res.peak_allocated_bytes)}.`);
   renderLayoutLine(res);
@@ -765,7 +770,7 @@ async function runCheck() {
     make("thead", {}, make("tr", {}, ...["", "measured", "estimated", "gap", "read from"].map((h) => make("th", { scope: "col", text: h })))),
     make("tbody", {}, ...rows));
   const parts = [make("p", { "data-testid": "check-verdict", class: `verdict ${ck.verdict === "agrees" || ck.verdict.startsWith("agrees") ? "fits" : "at-risk"}`,
-    text: ck.verdict }), make("p", { text: `Read: ${ck.formats.join(", ")}. Within ±${(100 * ck.tolerance_fraction).toFixed(0)}% counts as agreement (the estimate's band).` }), table];
+    text: ck.verdict }), make("p", { text: `Read: ${ck.formats.join(", ")}. ${ck.agreement || `Within ±${(100 * ck.tolerance_fraction).toFixed(0)}% counts as agreement`}.` }), table];
   if (ck.explanations.length) {
     parts.push(make("p", { text: "What most likely explains the gap:" }),
       make("ul", { id: "check-explanations" }, ...ck.explanations.map((e) => make("li", { text: `${e.assumption}: ${e.text}` }))));

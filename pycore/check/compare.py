@@ -19,8 +19,13 @@ import copy
 from ..units import MiB
 from .parse import Measurement, Reading
 
-# A gap smaller than this (or the estimate's band, if wider) is agreement.
+# Where the answer has no band for a quantity (the allocator-reserve and outside-the-allocator rows,
+# an answer from before bands per quantity): a gap smaller than this is agreement.
 AGREE_FRACTION = 0.02
+# Which band (the answer's "bands", pycore/verdicts.py) each compared quantity is judged by.
+ROW_BANDS = {"peak allocated (live tensors)": "peak_allocated",
+             "peak reserved (the caching allocator's segments)": "reserved",
+             "device total (nvidia-smi)": "device_total"}
 # An alternative is named when it closes at least this share of the gap on the peak allocation.
 CLOSES_AT_LEAST = 0.5
 MAX_EXPLANATIONS = 3
@@ -28,25 +33,39 @@ MAX_EXPLANATIONS = 3
 CONTEXT_SLACK_BYTES = 128 * MiB
 
 
-def _row(quantity: str, measured, estimated: int, note: str = "", lower_bound: bool = False) -> dict:
+def _row(quantity: str, measured, estimated: int, note: str = "", lower_bound: bool = False, band=None) -> dict:
     gap = measured.bytes - estimated
-    return {"quantity": quantity, "measured_bytes": measured.bytes, "estimated_bytes": estimated, "gap_bytes": gap,
-            "gap_fraction": round(gap / measured.bytes, 4) if measured.bytes else None,
-            "source": measured.source, "resolution_bytes": measured.resolution_bytes,
-            "measured_is_lower_bound": lower_bound, "note": note}
+    row = {"quantity": quantity, "measured_bytes": measured.bytes, "estimated_bytes": estimated, "gap_bytes": gap,
+           "gap_fraction": round(gap / measured.bytes, 4) if measured.bytes else None,
+           "source": measured.source, "resolution_bytes": measured.resolution_bytes,
+           "measured_is_lower_bound": lower_bound, "note": note}
+    if band and "low_bytes" in band:
+        row["band"] = {"low_bytes": band["low_bytes"], "high_bytes": band["high_bytes"]}
+    return row
+
+
+def inside(row: dict, tol: float = AGREE_FRACTION) -> bool:
+    """Whether the measurement lies in the estimate's band for its quantity (widened by the reading's
+    resolution: nvidia-smi counts MiB); without a band, whether the gap is under ``tol``."""
+    band = row.get("band")
+    if band is None:
+        return abs(row["gap_fraction"] or 0) <= tol
+    slack = row.get("resolution_bytes") or 0
+    return band["low_bytes"] - slack <= row["measured_bytes"] <= band["high_bytes"] + slack
 
 
 def rows_for(result: dict, meas: Measurement) -> list[dict]:
+    bands = result.get("bands") or {}
     rows = []
     alloc = meas.peak_allocated or meas.current_allocated
     reserved = meas.peak_reserved or meas.current_reserved
     used = max(meas.device_used, key=lambda r: r.bytes) if meas.device_used else None
     if alloc and "peak_allocated_bytes" in result:
         rows.append(_row("peak allocated (live tensors)", alloc, result["peak_allocated_bytes"],
-                         lower_bound=meas.peak_allocated is None))
+                         lower_bound=meas.peak_allocated is None, band=bands.get("peak_allocated")))
     if reserved and "reserved_bytes" in result:
         rows.append(_row("peak reserved (the caching allocator's segments)", reserved, result["reserved_bytes"],
-                         lower_bound=meas.peak_reserved is None))
+                         lower_bound=meas.peak_reserved is None, band=bands.get("reserved")))
     if alloc and reserved and "reserved_bytes" in result and "peak_allocated_bytes" in result:
         slack = Reading(max(0, reserved.bytes - alloc.bytes), "reserved − allocated, as measured",
                         max(alloc.resolution_bytes, reserved.resolution_bytes))
@@ -55,7 +74,8 @@ def rows_for(result: dict, meas: Measurement) -> list[dict]:
                              result["reserved_bytes"] - result["peak_allocated_bytes"]))
     if used:
         rows.append(_row("device total (nvidia-smi)", used, result["device_total_bytes"],
-                         note="nvidia-smi shows use when it ran; at the peak it includes the CUDA context"))
+                         note="nvidia-smi shows use when it ran; at the peak it includes the CUDA context",
+                         band=bands.get("device_total")))
         context = result.get("assumptions", {}).get("cuda_context_bytes")
         if reserved and context is not None and used.bytes > reserved.bytes:
             outside = Reading(used.bytes - reserved.bytes, "nvidia-smi − reserved, as measured",
@@ -64,9 +84,25 @@ def rows_for(result: dict, meas: Measurement) -> list[dict]:
     return rows
 
 
-def _tolerance(result: dict) -> float:
-    pct = (result.get("error_band") or {}).get("pct")
-    return max(AGREE_FRACTION, (pct or 0) / 100)
+def _tolerance(rows: list[dict]) -> float:
+    """The main row's band as a fraction of its estimate (its wider side), for the page's sentence."""
+    if not rows:
+        return AGREE_FRACTION
+    band, est = rows[0].get("band"), rows[0]["estimated_bytes"]
+    if band is None or not est:
+        return AGREE_FRACTION
+    return round(max(est - band["low_bytes"], band["high_bytes"] - est) / est, 4)
+
+
+def agreement_text(rows: list[dict]) -> str:
+    """What counts as agreement for the main row, in words."""
+    if not rows:
+        return ""
+    band = rows[0].get("band")
+    if band is None:
+        return f"within ±{100 * AGREE_FRACTION:.0f}% counts as agreement"
+    return (f"agreement is inside the estimate's band for {rows[0]['quantity']}: {band['low_bytes'] / 2 ** 30:.2f} to "
+            f"{band['high_bytes'] / 2 ** 30:.2f} GiB")
 
 
 def _variants(data: dict, schema_fields: dict) -> list[tuple[str, str, dict]]:
@@ -112,9 +148,8 @@ def _variants(data: dict, schema_fields: dict) -> list[tuple[str, str, dict]]:
 def explain(data: dict, result: dict, rows: list[dict], meas: Measurement, estimate_fn, schema_fields: dict) -> list[dict]:
     """The assumptions that most likely explain the gaps, most likely first."""
     out = []
-    tol = _tolerance(result)
     alloc = next((r for r in rows if r["quantity"].startswith("peak allocated")), None)
-    if alloc and abs(alloc["gap_fraction"] or 0) > tol and not alloc["measured_is_lower_bound"]:
+    if alloc and not inside(alloc) and not alloc["measured_is_lower_bound"]:
         gap = abs(alloc["gap_bytes"])
         tried = []
         for name, text, request in _variants(data, schema_fields):
@@ -151,8 +186,8 @@ def explain(data: dict, result: dict, rows: list[dict], meas: Measurement, estim
                             "cuDNN workspaces and other processes on the GPU count here too)"})
     slack = next((r for r in rows if r["quantity"].startswith("allocator reserve")), None)
     # The estimated reserve follows the estimated peak: it says something only where the peak agrees.
-    peak_agrees = alloc is not None and abs(alloc["gap_fraction"] or 0) <= tol
-    if slack and peak_agrees and abs(slack["gap_bytes"]) > max(512 * MiB, tol * slack["measured_bytes"]):
+    peak_agrees = alloc is not None and inside(alloc)
+    if slack and peak_agrees and abs(slack["gap_bytes"]) > max(512 * MiB, AGREE_FRACTION * slack["measured_bytes"]):
         more = slack["gap_bytes"] > 0
         out.append({"assumption": "allocator settings", "change": "",
                     "text": ("the caching allocator held more beyond live tensors than estimated: fragmentation "
@@ -175,11 +210,10 @@ def overall(result: dict, rows: list[dict]) -> str:
     if not rows:
         return "nothing to compare"
     main = rows[0]
-    tol = _tolerance(result)
     frac = main["gap_fraction"] or 0
     if main["measured_is_lower_bound"] and frac < 0:
         return "agrees (the measurement is a lower bound)"
-    if abs(frac) <= tol:
+    if inside(main):                     # inside the band of the quantity it compares (issue 22)
         return "agrees"
     return "measured higher" if frac > 0 else "measured lower"
 
@@ -189,6 +223,6 @@ def check(data: dict, result: dict, meas: Measurement, estimate_fn, schema_field
     rows = rows_for(result, meas)
     record, why = calibration_record(data, result, meas)
     return {"formats": list(meas.formats), "rows": rows, "verdict": overall(result, rows),
-            "tolerance_fraction": _tolerance(result),
+            "tolerance_fraction": _tolerance(rows), "agreement": agreement_text(rows),
             "explanations": explain(data, result, rows, meas, estimate_fn, schema_fields),
             "notes": list(meas.notes), "record": record, "record_note": why}

@@ -248,7 +248,7 @@ def main(argv=None) -> int:
             res["from"] = {"file": a.from_file, **{k: v for k, v in reading.items() if k != "request"}}
         else:
             print_reading(reading, a.from_file, sys.stderr if a.print_command else sys.stdout)
-    if getattr(a, "print_command", False):
+    if getattr(a, "print_command", False) and a.command != "serve":     # serve prints its engine's launch command
         from .fromfile import print_command
         return print_command(res)
     if a.json:

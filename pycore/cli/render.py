@@ -42,7 +42,7 @@ def render(res: dict, out=None) -> None:
                   f"per GPU: {layout['most_loaded']['description']}\n")
     out.write("\n")
     _tree(res["breakdown"], 0, out)
-    verdict = "FITS" if res["fits"] else "DOES NOT FIT"
+    verdict = res.get("verdict", "fits" if res["fits"] else "does not fit").upper()
     head = res["headroom_bytes"]
     out.write(f"\npeak allocated (torch.cuda.max_memory_allocated): {_gib(res['peak_allocated_bytes'])}"
               f"  at {res['peak_phase']}: {res['peak_moment']}\n")
@@ -52,6 +52,10 @@ def render(res: dict, out=None) -> None:
     if res.get("host_bytes"):
         out.write(f"host memory per node (offload):                   {_gib(res['host_bytes'])}\n")
     out.write(f"{verdict}: {'headroom' if head >= 0 else 'short by'} {abs(head) / GiB:.2f} GiB\n")
+    band = (res.get("bands") or {}).get("device_total")
+    if band and band["low_bytes"] != band["high_bytes"]:
+        out.write(f"device total band: {band['low_bytes'] / GiB:.2f} to {band['high_bytes'] / GiB:.2f} GiB "
+                  f"({band['status']})\n")
     if res.get("not_estimated"):
         out.write(f"not estimated by this recipe: {', '.join(res['not_estimated'])}\n")
     for w in res["warnings"]:
@@ -137,7 +141,7 @@ def render_serve(res: dict, out=None) -> None:
               f"{res['context_len']:,} tokens; longest context {res['max_context_len']:,}\n")
     if res["refusal"]:
         out.write(f"the engine refuses to start: {res['refusal']}\n")
-    verdict = "FITS" if res["fits"] else "DOES NOT FIT"
+    verdict = res.get("verdict", "fits" if res["fits"] else "does not fit").upper()
     head = res["headroom_bytes"]
     out.write(f"{verdict}: {'headroom' if head >= 0 else 'short by'} {abs(head) / GiB:.2f} GiB\n")
     for w in res["warnings"]:
@@ -167,8 +171,8 @@ def render_check(res: dict, out=None) -> None:
         bound = " (lower bound)" if r["measured_is_lower_bound"] else ""
         out.write(f"{r['quantity'][:58]:58s} {_gib(r['measured_bytes'])} {_gib(r['estimated_bytes'])} "
                   f"{100 * (r['gap_fraction'] or 0):+7.1f}%{bound}\n")
-    out.write(f"\n{ck['verdict']} (within ±{100 * ck['tolerance_fraction']:.0f}% counts as agreement: "
-              f"{res.get('error_band', {}).get('basis', '')})\n")
+    agreement = ck.get("agreement") or f"within ±{100 * ck['tolerance_fraction']:.0f}% counts as agreement"
+    out.write(f"\n{ck['verdict']} ({agreement})\n")
     for e in ck["explanations"]:
         out.write(f"  - {e['assumption']}: {e['text']}\n")
     for n in ck["notes"]:

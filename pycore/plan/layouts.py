@@ -232,7 +232,7 @@ def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
             "zero_stage": par.zero_stage, "recompute": par.recompute, "sequence_parallel": par.sequence_parallel,
             "micro_batch": micro, "gradient_accumulation": accumulation,
             "device_total_bytes": est.device_total_bytes, "headroom_bytes": req.hardware.memory_bytes - est.device_total_bytes,
-            "fits": est.fits, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
+            "fits": est.fits, "verdict": est.verdict, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
             "most_loaded": (est.layout.get("most_loaded") or {}).get("description", ""),
             "throughput": step_time(req, par, micro, accumulation),
             "pipeline_schedule": pipeline_schedule(par),

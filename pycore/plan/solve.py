@@ -114,6 +114,6 @@ def suggestions(req, current_total: int) -> list[dict]:
                 continue                    # a change that does not reduce memory is not advice
             out.append({"change": rung.text, "cost": rung.cost_text, "set": nested_patch([rung]),
                         "device_total_bytes": e.device_total_bytes, "saves_bytes": current_total - e.device_total_bytes,
-                        "fits": e.fits})
+                        "fits": e.fits, "verdict": e.verdict})
     out.sort(key=lambda d: d["device_total_bytes"])
     return out

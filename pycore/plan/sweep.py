@@ -75,7 +75,7 @@ def run_sweep(req, q: SweepQuery) -> dict:
         terms = _terms(e)
         assert sum(t["bytes"] for t in terms) == e.device_total_bytes      # the stack adds up to the total
         points.append({"value": v, "device_total_bytes": e.device_total_bytes,
-                       "peak_allocated_bytes": e.peak_allocated_bytes, "fits": e.fits, "terms": terms})
+                       "peak_allocated_bytes": e.peak_allocated_bytes, "fits": e.fits, "verdict": e.verdict, "terms": terms})
         if not e.fits and oom_at is None:
             oom_at = v
         if e.fits and fits_from is None:

@@ -45,6 +45,24 @@ def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int, la
     return batch * (per * (full * length + sliding * window_len) + linear)
 
 
+def sdpa_window_mask(ctx: StepContext, m: ModelSpec, keys: int) -> bool:
+    """SDPA past a sliding window: transformers materialises the window's mask (masking_utils.py sdpa_mask:
+    the causal skip holds only while the keys fit the window), so the flash kernel is ruled out."""
+    return ctx.kernel in ("efficient", "flash") and bool(m.sliding_window) and m.sliding_layers > 0 \
+        and keys > m.sliding_window
+
+
+def sdpa_window_mask_working(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) -> dict:
+    """A sliding layer's attention with that mask (issue 22, Gemma 2 prefill past the window): SDPA turns
+    the boolean mask into an additive one in the query's dtype for the call (attention.cpp
+    convert_boolean_attn_mask), and with a mask transformers repeats K/V to every head (sdpa_attention.py:
+    use_gqa_in_sdpa needs no mask)."""
+    out = {"SDPA's additive copy of the window mask (one layer)": ctx.compute_bytes * tokens * keys}
+    if m.n_kv_heads < m.n_heads:
+        out["K/V repeated to all heads (repeat_kv)"] = ctx.compute_bytes * tokens * 2 * (m.n_heads * m.head_dim - kv_dim(m))
+    return out
+
+
 def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) -> dict:
     """Peak temporaries of one layer without autograd, for ``tokens`` query rows over ``keys``."""
     cb, rb, h = ctx.compute_bytes, ctx.residual_bytes, m.hidden_size
@@ -67,6 +85,8 @@ def layer_working_bytes(ctx: StepContext, m: ModelSpec, tokens: int, keys: int) 
         elif cb != FP32:
             attn["softmax output cast to the compute dtype"] = cb * n
         attn["K/V repeated to all heads (repeat_kv)"] = cb * tokens * 2 * (m.n_heads * m.head_dim - kd)
+    elif sdpa_window_mask(ctx, m, keys):
+        attn.update(sdpa_window_mask_working(ctx, m, tokens, keys))
     # Gated: act(gate), up and their product coexist. gelu_new, six Python ops evaluated left to
     # right, holds its input, 0.5 * x and two intermediates; one-op activations their input and output.
     ffn_factor = 3 if m.gated_mlp else (4 if m.activation == "gelu_new" else 2)
@@ -131,6 +151,9 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
             # whole forward (modeling_gemma2.py:439-440, masking_utils.py:600-604 @5.17: torch.where(mask,
             # 0.0, min_dtype) materialised as b x 1 x q x kv in the compute dtype).
             mask["sliding-window attention mask (b x s x s)"] = cb * b * s * s
+    elif sdpa_window_mask(ctx, m, s):
+        # the boolean b x 1 x s x s window mask, built once and kept for the whole forward
+        mask = {"sliding-window attention mask (bool, b x s x s)": b * s * s}
     if new_tokens == 0:
         work = layer_working_bytes(ctx, m, b * s, s)
         snaps.append(Snapshot("forward", "last layer", (*w, ("temporaries", {**work, **mask, **prefill_k}))))

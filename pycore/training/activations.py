@@ -138,7 +138,15 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
     if is_mla(m):
         return _mla(ctx, acc, m)
     qd, kd, vd, od = q_dim(m), kv_dim(m), v_dim(m), attn_out_dim(m)
-    if m.fused_qkv:
+    if m.fused_qkv and m.family == "decoder":
+        # Phi-3 (modeling_phi3.py Phi3Attention): q, k, v are last-dim slices of qkv_proj's output, viewed
+        # per head and transposed. Rotary makes new q and k; v reaches the kernel as a strided view, and what
+        # backward keeps is a contiguous v (eager: matmul reshapes the view for bmm, a copy; SDPA likewise),
+        # so the fused output is freed once the layer's forward ends (issue 22: the model kept all of it,
+        # +8% on Phi-3 LoRA without checkpointing).
+        acc.add("attention q, k after rotary", cb * T * (qd + kd))
+        acc.add("attention v (contiguous copy of the fused projection's slice)", cb * T * vd)
+    elif m.fused_qkv:
         # q, k, v are views of one projection; the kernel keeps v (a view), so all of it stays.
         acc.add("attention fused q, k, v projection", cb * T * (qd + kd + vd))
         if m.family != "gpt2":

@@ -250,16 +250,17 @@ def head_cost(ctx: StepContext, m: ModelSpec, upcast: bool) -> HeadCost:
         acc.add("logit soft-capping tanh output", cb * T * V)      # Gemma 2: tanh(logits / cap) * cap
     causal = m.family != "bert"
     if not causal and ctx.amp:
-        # BERT's masked-LM loss is a plain CrossEntropyLoss, but autocast runs its log_softmax in fp32
-        # (ATen autocast_mode.h: log_softmax in AT_FORALL_FP32_SET_OPT_DTYPE, nll_loss in AT_FORALL_FP32).
-        # softmax(input, dtype=float) has a fused half-to-float path for fp16 only (SoftMax.cpp): bf16
-        # first makes an fp32 copy. Backward: nll_loss's fp32 gradient and log_softmax's gradient in the
-        # input's dtype, fp32 for the bf16 copy (then cast back), fp16 for fp16.
+        # BERT's masked-LM loss is a plain CrossEntropyLoss (modeling_bert.py BertForMaskedLM). ATen's
+        # cross_entropy_loss (LossNLL.cpp) calls log_softmax(self, dim, self.scalar_type()): the dtype is
+        # given, so autocast's fp32_set_opt_dtype policy keeps it (autocast_mode.h set_opt_dtype) and the
+        # log-softmax runs in the 16-bit dtype, its output saved. nll_loss is in autocast's fp32 list: its
+        # input is cast to fp32, and that copy is saved for backward (derivatives.yaml nll_loss_forward:
+        # self). Backward: nll_loss's fp32 gradient beside both; the copy and that gradient go before the
+        # log-softmax's 16-bit gradient (issue 22: the model had one 16-bit logits-sized tensor too many,
+        # +6.5% on BERT under bf16 autocast).
         N = T * V
-        bf16 = not ctx.fp16
-        return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=FP32 * N,
-                        loss_forward_extra=FP32 * N if bf16 else 0,
-                        loss_backward_extra=(2 * FP32 if bf16 else FP32 + cb) * N)
+        return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=(cb + FP32) * N,
+                        loss_forward_extra=0, loss_backward_extra=FP32 * N)
     loss_bytes = FP32 if (causal and upcast) else cb
     copy = FP32 * T * V if (loss_bytes == FP32 and cb != FP32) else 0
     return HeadCost(saved=dict(acc.items), logits_bytes=logits, loss_saved_bytes=loss_bytes * T * V,

@@ -1,0 +1,57 @@
+"""The named misses of issue 22, each from its mechanism, tested on a configuration of the same kind that
+shared/calibration does not hold. Expected values are arithmetic done by hand from the tensors the
+libraries keep (the mechanism), shown in each test."""
+
+from pycore.estimate import estimate
+from pycore.request import parse_request
+
+
+def _estimate(req: dict):
+    r = parse_request(req)
+    return estimate(r.model, r.workload, r.precision, r.hardware, r.framework, r.parallelism)
+
+
+def test_bert_masked_lm_under_autocast_holds_the_16bit_log_softmax_and_the_fp32_copy_nll_loss_saves():
+    # A configuration not in shared/calibration: BERT-large, fp16 autocast, batch 8 x 256.
+    # cross_entropy_loss runs log_softmax in the logits' dtype and nll_loss (autocast fp32 list) saves an fp32
+    # copy of it: with N = 8 * 256 * 30522 = 62,509,056 logits, the loss keeps 2N (16-bit logits, held by the
+    # output) + 2N (log-softmax output) + 4N (fp32 copy) = 8N, and its backward adds nll_loss's fp32 gradient, 4N.
+    e = _estimate({"model": "bert-large", "workload": {"mode": "full", "batch_size": 8, "seq_len": 256},
+                   "precision": {"weights": "fp32", "autocast": "fp16"}})
+    n = 8 * 256 * 30522
+    loss_bwd = next(s for s in e.snapshots if s.moment.startswith("loss backward"))
+    parts = dict(loss_bwd.parts)
+    assert sum(parts["logits and loss"].values()) == 8 * n
+    assert parts["temporaries"] == {"loss gradients": 4 * n}
+
+
+def test_phi3_fused_qkv_keeps_rotary_q_k_and_a_contiguous_v_not_the_fused_projection():
+    # Phi-3 medium (40 layers, 40 query heads, 10 KV heads of 128): LoRA, batch 2 x 1024, no checkpointing.
+    # Kept per layer: rotary q (40 x 128) and k (10 x 128) and a contiguous v (10 x 128), in bf16, over
+    # 2,048 tokens; qkv_proj's fused output (q + k + v wide) is not kept.
+    e = _estimate({"model": "phi-3-medium-4k", "workload": {"mode": "lora", "batch_size": 2, "seq_len": 1024}})
+    acts = dict(e.peak.parts)["activations"]
+    tokens, layers = 2 * 1024, 40
+    assert acts["attention q, k after rotary"] == layers * tokens * (40 * 128 + 10 * 128) * 2
+    assert acts["attention v (contiguous copy of the fused projection's slice)"] == layers * tokens * 10 * 128 * 2
+    assert not any("fused q, k, v" in k for k in acts)
+
+
+def test_gemma2_sdpa_prefill_past_the_window_keeps_the_boolean_mask_and_converts_it_per_layer():
+    # Gemma 2 9B (16 query heads, 8 KV heads of 256), generate at batch 4 x 6,000 > the 4,096 window, SDPA.
+    # The boolean window mask b x 1 x s x s: 4 x 6000 x 6000 x 1 B = 144,000,000 B, kept for the whole
+    # forward; in a sliding layer SDPA's additive bf16 copy, 24,000 x 6,000 x 2 B = 288,000,000 B, and K/V
+    # repeated to 16 heads, K and V x 24,000 tokens x (16 - 8) x 256 extra elements x 2 B = 196,608,000 B.
+    from pycore.serving.hf import sdpa_window_mask_working
+    e = _estimate({"model": "gemma-2-9b", "workload": {"mode": "inference", "batch_size": 4, "seq_len": 6000,
+                                                       "new_tokens": 8}})
+    assert e.context.kernel == "efficient"
+    prefill = dict(e.snapshots[0].parts)["temporaries"]
+    assert prefill["sliding-window attention mask (bool, b x s x s)"] == 144_000_000
+    work = sdpa_window_mask_working(e.context, e.model, 4 * 6000, 6000)
+    assert work == {"SDPA's additive copy of the window mask (one layer)": 288_000_000,
+                    "K/V repeated to all heads (repeat_kv)": 196_608_000}
+    # within the window the causal mask is skipped: no mask at all
+    short = _estimate({"model": "gemma-2-9b", "workload": {"mode": "inference", "batch_size": 4, "seq_len": 4000,
+                                                           "new_tokens": 8}})
+    assert not any("mask" in k for k in dict(short.snapshots[0].parts)["temporaries"])
