@@ -89,6 +89,10 @@ RULES = (
          "top-k/top-p of 8 or more rows runs a Triton kernel in place with a per-SM scratch instead of a sort "
          "(the sampler's dummy run holds 14 bytes a logit, not 28)", "vllm PR #33538; 0.17.0 "
          "v1/sample/ops/topk_topp_sampler.py:251-252, topk_topp_triton.py:1010-1021 (absent in 0.16.0)"),
+    Rule("vllm-triton-top-k-top-p-any-rows", "vllm", (0, 30, 0), None,
+         "top-k/top-p runs the Triton kernel for any number of rows (the sort path no longer serves batches of "
+         "fewer than 8); the kernel's per-SM scratch is unchanged (0.28-0.29 not read)",
+         "vllm 0.30.0 v1/sample/ops/topk_topp_sampler.py:374-375 vs 0.27.0 :360; topk_topp_triton.py:1680-1693"),
     Rule("vllm-request-rounded-up", "vllm", (0, 14, 0), None,
          "requested memory is math.ceil(total x utilization)", "vllm 0.14 v1/worker/gpu_worker.py:234"),
     Rule("vllm-cuda-graphs-in-budget", "vllm", (0, 20, 0), None,

@@ -62,3 +62,11 @@ def test_launch_command_round_trips_the_switch():
     assert work["enable_extensible_kv_cache"] is False
     line = launch_command("vllm", "Qwen/Qwen2.5-7B", {}, {"enable_extensible_kv_cache": False})
     assert line.endswith("--no-enable-extensible-kv-cache")
+
+
+def test_from_0_30_the_sampler_of_fewer_than_8_rows_takes_the_triton_path():
+    from pycore.serving.vllm_profile import sampler_parts
+    # 4 rows of a 1,000-token vocabulary, bf16 logits, 132 SMs. Sort path (0.29): 28 bytes a logit.
+    assert sum(sampler_parts((0, 29, 0), 4, 1000, 2, 132).values()) == 4 * 1000 * 28
+    # Triton path (0.30): 14 bytes a logit, plus min(next_pow2(4), 132) = 4 fp32 rows of scratch
+    assert sum(sampler_parts((0, 30, 0), 4, 1000, 2, 132).values()) == 4 * 1000 * 14 + 4 * 1000 * 4
