@@ -89,13 +89,25 @@ RULES = (
          "top-k/top-p of 8 or more rows runs a Triton kernel in place with a per-SM scratch instead of a sort "
          "(the sampler's dummy run holds 14 bytes a logit, not 28)", "vllm PR #33538; 0.17.0 "
          "v1/sample/ops/topk_topp_sampler.py:251-252, topk_topp_triton.py:1010-1021 (absent in 0.16.0)"),
+    Rule("vllm-triton-top-k-top-p-any-rows", "vllm", (0, 30, 0), None,
+         "top-k/top-p runs the Triton kernel for any number of rows (the sort path no longer serves batches of "
+         "fewer than 8); the kernel's per-SM scratch is unchanged (0.28-0.29 not read)",
+         "vllm 0.30.0 v1/sample/ops/topk_topp_sampler.py:374-375 vs 0.27.0 :360; topk_topp_triton.py:1680-1693"),
     Rule("vllm-request-rounded-up", "vllm", (0, 14, 0), None,
          "requested memory is math.ceil(total x utilization)", "vllm 0.14 v1/worker/gpu_worker.py:234"),
     Rule("vllm-cuda-graphs-in-budget", "vllm", (0, 20, 0), None,
-         "the CUDA-graph estimate is deducted from the KV budget (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)",
-         "vllm 0.20 v1/worker/gpu_worker.py:385-424"),
+         "the CUDA-graph estimate is deducted from the KV budget (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1); "
+         "the 0.20-0.34 logs say \"default since v0.21.0\", but the released 0.20.0 already defaults it on",
+         "vllm 0.20.0 envs.py:1724-1725 default \"1\" (0.19.0 envs.py:1654-1655 \"0\"), v1/worker/gpu_worker.py:"
+         "401, 449-462"),
     Rule("vllm-utilization-0.92", "vllm", (0, 20, 0), None,
          "the default gpu_memory_utilization is 0.92 (0.90 before)", "vllm config/cache.py"),
+    Rule("vllm-extensible-kv-cache", "vllm", (0, 34, 0), None,
+         "the KV cache is sized from the memory free after warmup and CUDA-graph capture, less a margin of "
+         "max(1 GiB, 0.75 x the transient peak) and the transient peak itself; gpu_memory_utilization defaults "
+         "to 1.0 (on unless --kv-cache-memory or --no-enable-extensible-kv-cache)",
+         "vllm 0.34.0 v1/worker/extensible_kv_cache.py:64-65, 592-618; config/cache.py:216-234, 495-501 "
+         "(absent in 0.33.0)"),
     Rule("vllm-tokens-from-concurrency", "vllm", (0, 21, 0), None,
          "'GPU KV cache size' is int(concurrency x max_model_len), not blocks x block_size",
          "vllm 0.33 v1/core/kv_cache_utils.py:1120-1128"),

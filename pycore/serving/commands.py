@@ -33,6 +33,8 @@ VLLM_FLAGS = {
     "--enable-prefix-caching": ("enable_prefix_caching", "bool"),
     "--no-enable-prefix-caching": ("enable_prefix_caching", "nobool"),
     "--disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "bool"),
+    "--enable-extensible-kv-cache": ("enable_extensible_kv_cache", "bool"),
+    "--no-enable-extensible-kv-cache": ("enable_extensible_kv_cache", "nobool"),
 }
 # vLLM flags that do not change the memory budget (value-taking, then switches).
 VLLM_OTHER = {"--host", "--port", "--served-model-name", "--api-key", "--tokenizer", "--revision", "--download-dir",
@@ -262,6 +264,9 @@ def launch_command(engine: str, model: str, settings: dict, workload: dict) -> s
                                                                      "pipeline_parallel_size": 1, "data_parallel_size": 1})
         if workload.get("enable_prefix_caching") is not None:
             parts.append("--enable-prefix-caching" if workload["enable_prefix_caching"] else "--no-enable-prefix-caching")
+        if workload.get("enable_extensible_kv_cache") is not None:
+            parts.append("--enable-extensible-kv-cache" if workload["enable_extensible_kv_cache"]
+                         else "--no-enable-extensible-kv-cache")
     elif engine == "sglang":
         out = {"tp_size": given.get("tp_size", 1), "pp_size": given.get("pp_size", 1),
                "mem_fraction_static": settings.get("mem_fraction_static"),

@@ -18,7 +18,7 @@ ENGINES = ("vllm", "sglang", "llamacpp", "hf")
 ENGINE_LABELS = (("vllm", "vLLM (V1 engine)"), ("sglang", "SGLang"), ("llamacpp", "llama.cpp / Ollama (GGUF)"),
                  ("hf", "Hugging Face generate"))
 # The newest versions whose source the rules were read from (docs/serving.md lists the ranges).
-DEFAULT_VERSIONS = {"vllm": "0.33.0", "sglang": "0.5.23", "llamacpp": "b7400", "hf": "5.17"}
+DEFAULT_VERSIONS = {"vllm": "0.34.0", "sglang": "0.5.23", "llamacpp": "b7400", "hf": "5.17"}
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")
 _V, _S, _L, _H = ("vllm",), ("sglang",), ("llamacpp",), ("hf",)
@@ -29,7 +29,7 @@ _MODES = ("serve",)
 class Serving:
     engine: str = spec("vllm", choice(ENGINES, modes=_MODES, labels=ENGINE_LABELS, doc="serving engine"))
     version: str | None = spec(None, text(32, nullable=True, modes=_MODES,
-                                          doc="engine version (default: vLLM 0.33.0, SGLang 0.5.23, llama.cpp "
+                                          doc="engine version (default: vLLM 0.34.0, SGLang 0.5.23, llama.cpp "
                                               "build b7400)"))
     # --- weights (vLLM, SGLang, HF) ---
     dtype: str = spec("auto", choice(MODEL_DTYPES, engines=_VS, modes=_MODES,
@@ -45,7 +45,7 @@ class Serving:
     # --- vLLM ---
     gpu_memory_utilization: float | None = spec(None, number(0.01, 1.0, nullable=True, engines=_V, modes=_MODES,
                                                              doc="share of the GPU vLLM may use (default 0.9; 0.92 "
-                                                                 "from 0.20)"))
+                                                                 "from 0.20; 1.0 with 0.34's extensible KV cache)"))
     max_model_len: int | None = spec(None, integer(1, MAX_TOKENS, nullable=True, engines=_V, modes=_MODES,
                                                    unit="tokens", doc="context length (default: the model's)"))
     max_num_batched_tokens: int | None = spec(None, integer(1, MAX_TOKENS, nullable=True, engines=_V, modes=_MODES,
@@ -66,6 +66,9 @@ class Serving:
                                            labels=(("serve", "vllm serve (API server)"), ("llm", "LLM() in Python")),
                                            doc="which front end sets the scheduler defaults"))
     disable_hybrid_kv_cache_manager: bool = spec(False, flag(engines=_V, modes=_MODES))
+    enable_extensible_kv_cache: bool | None = spec(None, flag(nullable=True, engines=_V, modes=_MODES,
+                                                              doc="size the KV cache after warmup (default: on "
+                                                                  "from 0.34, unless kv_cache_memory_bytes)"))
     enable_prefix_caching: bool | None = spec(None, flag(nullable=True, engines=_V, modes=_MODES,
                                                          doc="default: the version's (for hybrid linear-attention "
                                                              "models on from 0.26)"))

@@ -40,6 +40,18 @@ SWA_RATIO_DEFAULT = 0.8          # server_args.py swa_full_tokens_ratio
 SAMPLER_BYTES_PER_LOGIT = 10
 
 
+# On CUDA the rotary embedding keeps its cos/sin cache in float32 ("cache needs to be in FP32 for numerical
+# stability"; layers/rotary_embedding/base.py:70-98 @0.5.10), built on the GPU while the model is created, so
+# "Load weight end ... mem usage" counts it; get_rope shares one cache between the layers. vLLM casts it to
+# the model dtype (vllm.py).
+ROTARY_CACHE_BYTES_PER_ELEMENT = 4
+
+
+def rotary_cache_bytes(m: ModelSpec) -> int:
+    """max_position_embeddings x rotary dimension of the one shared cos/sin cache."""
+    return m.max_positions * (m.qk_rope_head_dim if is_mla(m) else m.head_dim) * ROTARY_CACHE_BYTES_PER_ELEMENT
+
+
 def parse_version(text: str) -> tuple[int, int, int]:
     return version_tuple(text, "workload.version", "an SGLang version", "0.5.3")
 
@@ -125,6 +137,8 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         weights = dict(rank_weight_parts(m, fmt, dt, shard))
         if m.vision is not None:
             weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
+        if m.max_positions:
+            weights["rotary cos/sin cache (fp32)"] = rotary_cache_bytes(m)
         if s.logged_weights_gib is not None:
             weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
         post = pre - sum(weights.values())

@@ -36,6 +36,7 @@ from .formats import WeightFormat
 from .kv import KVLayer, kv_layers, stage_split
 from .result import ServingEstimate, tree
 from .weights import Shard, expert_ranks, rank_weight_parts, vision_bytes
+from .vllm_extensible import EXTENSIBLE_UTILIZATION, extensible, extensible_budget
 from .vllm_profile import (NCCL_OUTSIDE_BYTES, device_traits, encoder_cache_bytes, encoder_images, encoder_phase,
                            moe_workspace_persists, non_torch_parts, sampler_parts)
 
@@ -202,7 +203,9 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     ep = expert_ranks(m, tp, dp, s.enable_expert_parallel, "workload.enable_expert_parallel")
     dt = 4 if s.dtype == "float32" else 2
     kv_b = 1 if s.kv_cache_dtype in FP8_DTYPES else (4 if s.kv_cache_dtype == "auto" and dt == 4 else 2)
-    util = s.gpu_memory_utilization if s.gpu_memory_utilization is not None else default_utilization(v)
+    grows = extensible(v, s)          # 0.34: the KV cache is sized after warmup (vllm_extensible.py)
+    util = s.gpu_memory_utilization if s.gpu_memory_utilization is not None else (
+        EXTENSIBLE_UTILIZATION if grows else default_utilization(v))
     mnbt_d, seqs_d = scheduler_defaults(v, s.entrypoint, hw.memory_bytes, hw.name)
     max_len = s.max_model_len or m.max_positions
     mnbt = s.max_num_batched_tokens or mnbt_d
@@ -251,8 +254,13 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     results = []
     for st in stages:
         w, a, nt, g = sum(st["weights"].values()), sum(st["act"].values()), st["non_torch"], st["graphs"]
+        held = {}
         if s.kv_cache_memory_bytes is not None:
             avail = s.kv_cache_memory_bytes
+        elif grows:
+            free_init = total - cuda_context - (NCCL_OUTSIDE_BYTES if tp * pp > 1 else 0)
+            held = {**extensible_budget(requested, free_init, w + nt + g, a + g), "profiled": requested - w - a - nt - g}
+            avail = held["available"]
         elif holds("vllm-peak-includes-non-torch", v):
             avail = requested - (w + a) - (nt + cuda_context)
         else:
@@ -268,7 +276,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         blocks = max(0, avail) // per_block if per_block else 0
         results.append({**st, "avail": avail, "blocks": blocks, "size": size, "n_groups": n_groups,
                         "groups": groups, "page": page, "per_block": per_block, "pages_equal": pages_equal,
-                        "state_blocks": state_blocks})
+                        "state_blocks": state_blocks, "held": held})
     tight = min(range(pp), key=lambda i: (results[i]["blocks"], results[i]["avail"]))
     r = results[tight]
     blocks = min(x["blocks"] for x in results)
@@ -301,7 +309,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     free_at_init = total - cuda_context - (NCCL_OUTSIDE_BYTES if nccl_outside else 0)
 
     if not refusal and not holds("vllm-peak-includes-non-torch", v) and s.kv_cache_memory_bytes is None \
-            and free_at_init < requested:
+            and not grows and free_at_init < requested:
         refusal = (f"Free memory on device ({free_at_init / GiB:.2f}/{total / GiB:.2f} GiB) on startup is less "
                    f"than desired GPU memory utilization ({util}, {requested / GiB:.2f} GiB). Decrease GPU memory "
                    f"utilization or reduce GPU memory used by other processes.")
@@ -315,12 +323,15 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         ("non-torch memory", rr["non_torch_named"]),
         ("KV cache", {f"{blocks:,} blocks of {block} tokens": pool}),
         ("CUDA graphs", {f"{rr['n_graph_sizes']} batch sizes x {split[tight] + 1} pieces": rr["graphs"]}),
+        ("kept free by the extensible KV cache's sizing", {
+            "margin: max(1 GiB, 0.75 x transient peak)": rr["held"].get("margin", 0),
+            "CUDA-graph estimate, kept with the transient peak": rr["graphs"] if rr["held"] else 0}),
         ("NCCL communicators (outside the budget)", nccl),
         ("CUDA context", cuda_context),
     ], "device-total")
     report = {
         "Model loading took": f"{sum(rr['weights'].values()) / GiB:.4f} GiB",
-        "Available KV cache memory": f"{avail_min / GiB:.2f} GiB",
+        "Available KV cache memory": f"{(rr['held'] or {}).get('profiled', avail_min) / GiB:.2f} GiB",
         "GPU KV cache size": f"{tokens:,} tokens",
         f"Maximum concurrency for {max_len:,} tokens per request": f"{concurrency:.2f}x",
         "requested_bytes": requested, "available_kv_bytes": avail_min, "num_gpu_blocks": blocks,

@@ -43,7 +43,7 @@ SAMPLER_SORT_BYTES_PER_LOGIT = 28
 # the mask is applied in place, then softmax probabilities (fp32) and the exponential noise q of
 # random_sample (empty_like(probs), divided in place) are live with both logits: 2 + 4 + 4 + 4 bytes.
 SAMPLER_TRITON_BYTES_PER_LOGIT = 14
-TRITON_MIN_ROWS = 8
+TRITON_MIN_ROWS = 8              # until 0.30, which takes the Triton path for any row count (rule below)
 # The kernel's scratch: one fp32 row of the vocabulary per program, min(next_pow2(programs), SMs) rows,
 # programs = min(SMs, rows); cached per device in _TRITON_BUFFER_CACHE (topk_topp_triton.py:1010-1021).
 TRITON_SCRATCH_BYTES = 4
@@ -55,7 +55,8 @@ def _next_pow2(n: int) -> int:
 
 def sampler_parts(v, rows: int, vocab: int, logit_bytes: int, sms: int) -> dict:
     """The sampler's dummy run on ``rows`` rows of ``vocab`` logits (the profile's last rank)."""
-    if holds("vllm-triton-top-k-top-p", v) and rows >= TRITON_MIN_ROWS:
+    triton_rows = rows >= TRITON_MIN_ROWS or holds("vllm-triton-top-k-top-p-any-rows", v)
+    if holds("vllm-triton-top-k-top-p", v) and triton_rows:
         programs = min(sms, rows)
         scratch = min(_next_pow2(programs), sms) * vocab * TRITON_SCRATCH_BYTES
         per = SAMPLER_TRITON_BYTES_PER_LOGIT - 2 + logit_bytes
