@@ -276,6 +276,21 @@ def from_config(request_json: str) -> str:
     return from_config_json(request_json)
 
 
+def engine_log(request_json: str) -> str:
+    """An engine's start-up log against the estimate of the request it stands for: JSON in
+    ``{"text": log, "model"?, "hf_config"?, "gpu"?, "version"?, "command"?}``, JSON out (the rows term by
+    term, the term that explains the gap, the records in the golden format). Never raises."""
+    from .check.engine_compare import check_engine_log
+    try:
+        out = check_engine_log(parse_json(request_json, "engine_log", MAX_REQUEST_CHARS), estimate_dict)
+        return json.dumps({"schema": SCHEMA, "status": "ok", "result": out})
+    except InputError as exc:
+        return json.dumps({"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]})
+    except Exception as exc:  # noqa: BLE001 - the contract is that nothing escapes this function
+        return json.dumps({"schema": SCHEMA, "status": "error",
+                           "errors": [{"field": "engine_log", "message": f"internal error: {type(exc).__name__}"}]})
+
+
 def schema() -> str:
     """Every request field's type, range, choices, default and modes, as JSON (the page reads it)."""
     return json.dumps(request_schema())

@@ -245,3 +245,20 @@ def test_random_text_gives_input_errors_only():
             parse_engine_log(text)
         except InputError:
             pass
+
+
+def test_the_json_api_reads_a_log_as_the_cli_does():
+    # the page's engine-log box calls pycore.api.engine_log; it must give the same rows as the CLI
+    from pycore.api import engine_log
+    text = _log("l40s-qwen3-235b-fp8-tp8-v0.10.2")
+    resp = json.loads(engine_log(json.dumps({"text": text, "gpu": "l40s-48gb"})))
+    assert resp["status"] == "ok", resp
+    out = resp["result"]
+    kv = next(r for r in out["rows"] if r["term"] == "kv_tokens")
+    assert kv["logged"] == 238208                          # printed in the log, transcribed by hand
+    assert out["explanation"].startswith("profile peak (activation) explains most of the gap")
+    for bad, field in (({"text": ""}, "engine_log.text"), ({"text": text, "colour": 1}, "engine_log.colour"),
+                       ({"text": text, "command": "llama-server -m x.gguf"}, "engine_log.command")):
+        err = json.loads(engine_log(json.dumps(bad)))["errors"][0]
+        assert err["field"] == field, err
+    assert json.loads(engine_log("[1, 2"))["errors"][0]["field"] == "engine_log"

@@ -207,3 +207,48 @@ def records(log: EngineLog, request: dict, rows: list[dict], case: str = "") -> 
                     "source": "a user's start-up log (python -m pycore check --engine-log)",
                     "verbatim_log": list(log.lines[:40])})
     return out
+
+
+ENGINE_LOG_KEYS = ("text", "model", "hf_config", "gpu", "version", "command")
+
+
+def check_engine_log(raw, estimate_fn) -> dict:
+    """The request's engine-log object, {"text": log, "model"?, "hf_config"?, "gpu"?, "version"?,
+    "command"?}, against the estimate of the request it stands for (``estimate_fn`` is the API's
+    estimate_dict): the rows, the term that explains the gap, and the records. Raises InputError naming
+    the field (``engine_log.<key>``); the page and the CLI share it."""
+    from .engine_log import parse_engine_log
+    from ..serving.commands import read_command
+    if not isinstance(raw, dict):
+        raise InputError("engine_log", "must be an object with text (the log) and optionally model, hf_config, "
+                                       "gpu, version and command")
+    for key in raw:
+        if key not in ENGINE_LOG_KEYS:
+            raise InputError(f"engine_log.{str(key)[:40]}", "is not a known field; known: " + ", ".join(ENGINE_LOG_KEYS))
+    for key in ("model", "hf_config", "version", "command"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise InputError(f"engine_log.{key}", "must be text")
+    try:
+        log = parse_engine_log(raw.get("text"))
+    except InputError as exc:
+        raise InputError("engine_log.text", exc.message) from None
+    model, hf_config, cmd = raw.get("model") or None, raw.get("hf_config") or None, None
+    if raw.get("command"):
+        try:
+            cmd = read_command(raw["command"], model_given=bool(model or hf_config))
+        except InputError as exc:
+            raise InputError("engine_log.command", exc.message) from None
+        if cmd["workload"]["engine"] != log.engine:
+            raise InputError("engine_log.command", f"starts {cmd['workload']['engine']}, but the log is {log.engine}'s")
+    req = log_request(log, model or (cmd["model"] if cmd and not hf_config else None), hf_config, raw.get("gpu"),
+                      raw.get("version") or None)
+    if cmd:
+        req["workload"] = {**cmd["workload"], **req["workload"]}
+    resp = estimate_fn(req)
+    if resp["status"] != "ok":
+        err = resp["errors"][0]
+        raise InputError(err["field"], err["message"])
+    res = resp["result"]
+    rows = compare(log, res)
+    return {"engine": log.engine, "version": res.get("version"), "request": req, "rows": rows,
+            "explanation": explain(log, rows), "records": records(log, req, rows)}

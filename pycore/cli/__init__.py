@@ -108,9 +108,9 @@ def _from_command(a) -> tuple[dict, str | None]:
 
 
 def _engine_log(a) -> int:
-    """check --engine-log: the log against the serving estimate, term by term, and its records."""
-    from ..check.engine_compare import compare, explain, log_request, records
-    from ..check.engine_log import parse_engine_log
+    """check --engine-log: the log against the serving estimate, term by term, and its records (the
+    core's check_engine_log, as the page's engine-log box calls it)."""
+    from ..check.engine_compare import check_engine_log
     from ..errors import InputError
     text, problem = read_text_file(a.engine_log, "--engine-log") if a.engine_log != "-" else \
         (sys.stdin.read(4 * MAX_TEXT_CHARS + 4), None)
@@ -121,27 +121,15 @@ def _engine_log(a) -> int:
         print(printable(f"error: {problem}"), file=sys.stderr)
         return 2
     gpu = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
+    raw = {"text": text, "model": a.model, "hf_config": hf_config, "gpu": gpu, "version": a.engine_version,
+           "command": a.from_command}
     try:
-        log = parse_engine_log(text)
-        cmd = None
-        if a.from_command:
-            from ..serving.commands import read_command
-            cmd = read_command(a.from_command, model_given=bool(a.model or hf_config))
-            if cmd["workload"]["engine"] != log.engine:
-                raise InputError("from_command", f"starts {cmd['workload']['engine']}, but the log is {log.engine}'s")
-        req = log_request(log, a.model or (cmd["model"] if cmd and not hf_config else None), hf_config, gpu,
-                          a.engine_version)
-        if cmd:
-            req["workload"] = {**cmd["workload"], **req["workload"]}
+        out = check_engine_log({k: v for k, v in raw.items() if v is not None}, estimate_dict)
     except InputError as exc:
-        print(printable(f"error: {exc.field}: {exc.message}"), file=sys.stderr)
+        field = {"engine_log.command": "from_command", "engine_log.text": "engine_log"}.get(exc.field, exc.field)
+        print(printable(f"error: {field}: {exc.message}"), file=sys.stderr)
         return 2
-    res, code = _run(req)
-    if res is None:
-        return code
-    rows = compare(log, res)
-    out = {"engine": log.engine, "version": res.get("version"), "request": req, "rows": rows,
-           "explanation": explain(log, rows), "records": records(log, req, rows)}
+    rows = out["rows"]
     if a.record:
         with open(a.record, "a", encoding="utf-8") as fh:
             for rec in out["records"]:
@@ -149,7 +137,7 @@ def _engine_log(a) -> int:
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
-    print(printable(f"{log.engine} {res.get('version')} log: {len(rows)} figures compared"))
+    print(printable(f"{out['engine']} {out['version']} log: {len(rows)} figures compared"))
     for r in rows:
         est = "-" if r["estimated"] is None else f"{r['estimated']:,.2f}" if isinstance(r["estimated"], float) \
             else f"{r['estimated']:,}"
