@@ -39,6 +39,16 @@ def _recipe(name: str):
     return getattr(import_module(f".parallel.{module}", __package__), function)
 
 
+def _check_peft(m: ModelSpec, w: Workload, par: Parallelism) -> None:
+    """Mode peft: the adapter must apply to this model (InputError naming the config's field)."""
+    if w.mode != "peft":
+        return
+    if par.recipe != "hf":
+        raise InputError("parallelism.recipe", "mode peft is modelled for recipe hf (one GPU, or DDP)")
+    from .training.adapters import adapter_plan
+    adapter_plan(m, w.peft_config)
+
+
 def _check_lora_targets(m: ModelSpec, w: Workload) -> None:
     if w.mode in ("lora", "qlora") and not lora_targets(m, w.lora_targets):
         if w.lora_targets is None:
@@ -67,6 +77,7 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
     m = with_head(m, w, par)
     validate_layout(par, m, w)
     _check_lora_targets(m, w)
+    _check_peft(m, w, par)
     warnings = list(m.warnings)
     total_len = w.seq_len + (w.new_tokens if w.mode == "inference" else 0)
     if total_len > m.max_positions:

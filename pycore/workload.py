@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InputError, MAX_TOKENS
-from .schema import choice, flag, integer, names, number, spec, text, validate
+from .schema import choice, flag, integer, names, number, obj, spec, text, validate
+from .training.peft_config import parse_peft_config
 from .serving.formats import FORMATS
 from .serving.kernels import KERNELS
 from .units import GiB
 from .versions import holds, version_tuple
 
-MODES = ("full", "lora", "qlora", "inference")
-TRAINING_MODES = ("full", "lora", "qlora")
+MODES = ("full", "lora", "qlora", "inference", "peft")
+TRAINING_MODES = ("full", "lora", "qlora", "peft")
 MODE_LABELS = (("full", "Full training"), ("lora", "LoRA"), ("qlora", "QLoRA (4-bit base)"),
+               ("peft", "PEFT adapter (any adapter_config.json)"),
                ("inference", "Inference (transformers)"), ("serve", "Serving (vLLM, SGLang, llama.cpp)"))
 # "serve" selects the serving workload (pycore/serving/config.py); the request parser builds a
 # Serving object instead of a Workload for it.
@@ -88,6 +90,10 @@ class Workload:
     lora_targets: tuple | str | None = spec(None, names(("all-linear",), path="lora.targets", nullable=True,
                                                         modes=("lora", "qlora"),
                                                         doc="module names, or all-linear (default: attention projections)"))
+    # mode "peft": any PEFT adapter config (adapter_config.json), read by its peft_type
+    # (pycore/training/peft_config.py, adapters.py)
+    peft_config: object = spec(None, obj(parse_peft_config, nullable=True, modes=("peft",),
+                                         doc="a PEFT adapter_config.json (any peft_type of peft 0.21)"))
     qlora_double_quant: bool = spec(True, flag(modes=("qlora",), doc="QLoRA: quantise the NF4 constants too"))
     head: str = spec("auto", choice(("auto", "causal-lm", "masked-lm", "sequence-classification", "token-classification",
                                       "reward"), modes=MODES,
@@ -167,6 +173,9 @@ def validate_workload(w: Workload, p: Precision) -> None:
     if w.mode not in MODES:
         raise InputError("workload.mode", "serve is a serving workload; estimate it with the serving engines")
     validate(p, "precision")
+    if (w.mode == "peft") != (w.peft_config is not None):
+        raise InputError("workload.peft_config", "is required for mode peft" if w.mode == "peft" else
+                         "applies to mode peft only (it describes the adapter)")
     if w.batch_size * w.seq_len > MAX_TOKENS:
         raise InputError("workload.seq_len", f"batch_size x seq_len must be at most {MAX_TOKENS}")
     allowed = weight_dtypes(w.mode)

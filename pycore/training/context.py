@@ -87,6 +87,9 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: i
     adapted = frozenset()
     if w.mode in ("lora", "qlora"):
         adapted = frozenset(lin.name for lin in lora_targets(m, w.lora_targets))
+    elif w.mode == "peft":
+        from .adapters import plan_for
+        adapted = plan_for(m, w.peft_config).adapted_names
     masked = is_masked(m, w.seq_len)
     return StepContext(
         batch=w.batch_size, seq=w.seq_len, tokens=w.batch_size * w.seq_len, weight_bytes=weight_bytes,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from ..model.spec import ModelSpec
 from ..parallel.shard import RankParams, local_model, rank_params
 from ..workload import Framework, Precision, Workload
+from .adapter_step import with_peft_terms
+from .adapters import plan_for
 from .context import StepContext, make_context
 from .layers import head_cost, layer_costs
 from .static import largest_linear
@@ -32,6 +34,9 @@ def step_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, view: St
     """The facts of the step for the rank's local model: its heads and widths, and its share of the sequence."""
     local = local_model(m, view.tensor_parallel)
     wl = replace(w, seq_len=w.seq_len // view.context_parallel, gradient_checkpointing=view.recompute == "full")
+    if w.mode == "peft" and plan_for(m, w.peft_config).virtual_tokens:
+        # prompt tuning joins its virtual tokens to every sequence (peft_model.py PeftModelForCausalLM.forward)
+        wl = replace(wl, seq_len=wl.seq_len + plan_for(m, w.peft_config).virtual_tokens)
     sp = view.tensor_parallel if view.sequence_parallel else 1
     return make_context(local, wl, p, f, sp=sp, selective=view.recompute == "selective", cp=view.context_parallel,
                         ep=view.expert_parallel)
@@ -51,6 +56,8 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
         extra = largest_linear(local) * ctx.compute_bytes
         layers = [replace(lc, forward_extra=lc.forward_extra + extra, backward_extra=lc.backward_extra + extra)
                   for lc in layers]
+    if w.mode == "peft":
+        layers = with_peft_terms(layers, plan_for(m, w.peft_config), ctx, local)
     if transform is not None:
         layers = transform(layers)
     head = head_cost(ctx, local, f.loss_upcast_fp32) if rank.last else None
