@@ -26,7 +26,9 @@ def add_model_args(p) -> None:
 
 def add_workload_args(p, serving: bool = False) -> None:
     g = p.add_argument_group("workload")
-    g.add_argument("--mode", default="full", help="full, lora, qlora or inference")
+    g.add_argument("--mode", default="full", help="full, lora, qlora, peft or inference")
+    g.add_argument("--peft-config", metavar="FILE", default=None,
+                   help="mode peft: a PEFT adapter_config.json (any peft_type; see docs/methods.md)")
     g.add_argument("--batch", type=int, default=1, help="micro-batch (sequences per step per GPU)")
     g.add_argument("--seq", type=int, default=2048, help="tokens per sequence (the prompt, for inference)")
     g.add_argument("--new-tokens", type=int, default=0, help="inference: tokens generated (0 = one forward pass)")
@@ -193,6 +195,19 @@ def layout_part(a) -> tuple[dict, str | None]:
     return par, None
 
 
+def read_json_file(path: str, option: str) -> tuple[object, str | None]:
+    """A JSON file such as adapter_config.json, bounded like --hf-config; the core checks its fields."""
+    text, problem = read_text_file(path, option)
+    if problem:
+        return None, problem
+    from ..errors import InputError
+    from ..jsontext import parse_json
+    try:
+        return parse_json(text, option), None
+    except InputError as exc:
+        return None, printable(f"{option}: {exc.message}")
+
+
 def build_request(a) -> tuple[dict, str | None]:
     req: dict = {"schema": 1}
     model, problem = model_part(a)
@@ -213,6 +228,11 @@ def build_request(a) -> tuple[dict, str | None]:
         req["workload"]["head"] = a.head
     if getattr(a, "num_labels", None) is not None:
         req["workload"]["num_labels"] = a.num_labels
+    if getattr(a, "peft_config", None):
+        adapter, problem = read_json_file(a.peft_config, "--peft-config")
+        if problem:
+            return {}, problem
+        req["workload"]["peft_config"] = adapter
     framework = {k: v for k, v in (("torch", getattr(a, "torch_version", None)),
                                    ("transformers", getattr(a, "transformers_version", None)),
                                    ("peft", getattr(a, "peft_version", None))) if v}
