@@ -94,6 +94,22 @@ class Workload:
     # (pycore/training/peft_config.py, adapters.py)
     peft_config: object = spec(None, obj(parse_peft_config, nullable=True, modes=("peft",),
                                          doc="a PEFT adapter_config.json (any peft_type of peft 0.21)"))
+    # Memory levers of training (pycore/training/kernels.py, offload.py; docs/methods.md)
+    loss_kernel: str = spec("default", choice(("default", "liger-flce", "cut-cross-entropy", "torchtune-chunked",
+                                                "flash-attn-ce"), modes=TRAINING_MODES,
+                                               doc="the loss: transformers' (fp32 logits), Liger's fused linear "
+                                                   "cross-entropy, Cut Cross-Entropy, torchtune's chunked "
+                                                   "cross-entropy or flash-attention's Triton cross-entropy"))
+    liger_kernels: bool = spec(False, flag(modes=TRAINING_MODES, doc="Liger RMSNorm, SwiGLU and RoPE"))
+    torch_compile: bool = spec(False, flag(modes=TRAINING_MODES, doc="torch.compile (Inductor) of the model; "
+                                                                     "unverified on a GPU"))
+    activation_offload: str = spec("none", choice(("none", "torchtune", "unsloth", "deepspeed-cpu"),
+                                                  modes=TRAINING_MODES,
+                                                  doc="saved activations to pinned host memory (torchtune), or the "
+                                                      "checkpointed layer inputs (Unsloth, DeepSpeed cpu_checkpointing)"))
+    packing: str = spec("none", choice(("none", "flash-varlen", "sdpa-mask"), modes=TRAINING_MODES,
+                                       doc="packed sequences: flash-attention varlen (no mask) or SDPA with a "
+                                           "block-diagonal b x s x s mask"))
     qlora_double_quant: bool = spec(True, flag(modes=("qlora",), doc="QLoRA: quantise the NF4 constants too"))
     head: str = spec("auto", choice(("auto", "causal-lm", "masked-lm", "sequence-classification", "token-classification",
                                       "reward"), modes=MODES,
@@ -176,6 +192,12 @@ def validate_workload(w: Workload, p: Precision) -> None:
     if (w.mode == "peft") != (w.peft_config is not None):
         raise InputError("workload.peft_config", "is required for mode peft" if w.mode == "peft" else
                          "applies to mode peft only (it describes the adapter)")
+    if w.activation_offload in ("unsloth", "deepspeed-cpu") and not w.gradient_checkpointing:
+        raise InputError("workload.activation_offload", f"{w.activation_offload} offloads the checkpointed layer "
+                                                        "inputs: set workload.gradient_checkpointing")
+    if w.packing == "flash-varlen" and w.attention != "flash":
+        raise InputError("workload.packing", "flash-varlen packing needs workload.attention flash (position_ids "
+                                             "select flash_attn_varlen_func); with SDPA choose sdpa-mask")
     if w.batch_size * w.seq_len > MAX_TOKENS:
         raise InputError("workload.seq_len", f"batch_size x seq_len must be at most {MAX_TOKENS}")
     allowed = weight_dtypes(w.mode)

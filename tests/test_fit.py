@@ -68,7 +68,9 @@ def _lever_of(plan, path):
     """Which change of the plan sets ``path`` (by the request field each lever owns)."""
     owners = {"workload.batch_size": "batch", "parallelism.gradient_accumulation": "batch",
               "workload.gradient_checkpointing": "checkpointing", "workload.attention": "attention",
-              "workload.optimizer": "optimizer", "workload.seq_len": "sequence length", "precision.kv_cache": "KV cache"}
+              "workload.optimizer": "optimizer", "workload.seq_len": "sequence length", "precision.kv_cache": "KV cache",
+              "workload.loss_kernel": "loss", "workload.activation_offload": "activation offload",
+              "workload.peft_config": "adapter size"}
     if path in owners:
         return owners[path]
     levers = {c["lever"] for c in plan["changes"]}

@@ -32,6 +32,7 @@ class StepContext:
     selective: bool = False  # selective recomputation of the attention core
     cp: int = 1              # context parallelism: tokens are this rank's share of the sequence
     ep: int = 1              # expert parallelism: routed tokens go through an all-to-all
+    packed_mask: bool = False  # packed sequences with SDPA: a block-diagonal mask is passed to every layer
 
 
 def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, masked: bool) -> str:
@@ -90,12 +91,12 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: i
     elif w.mode == "peft":
         from .adapters import plan_for
         adapted = plan_for(m, w.peft_config).adapted_names
-    masked = is_masked(m, w.seq_len)
+    masked = is_masked(m, w.seq_len) or w.packing == "sdpa-mask"      # packed rows need a block mask
     return StepContext(
         batch=w.batch_size, seq=w.seq_len, tokens=w.batch_size * w.seq_len, weight_bytes=weight_bytes,
         compute_bytes=compute, residual_bytes=weight_bytes, amp=p.autocast is not None,
         fp16=p.compute() == "fp16", training=training, base_trainable=w.mode == "full",
         adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute),
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
-        sp=sp, selective=selective, cp=cp, ep=ep,
+        sp=sp, selective=selective, cp=cp, ep=ep, packed_mask=w.packing == "sdpa-mask",
     )

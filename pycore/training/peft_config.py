@@ -124,8 +124,31 @@ class AdapterConfig:
                 return default if v is None else v
         return default
 
+    def to_json(self) -> dict:
+        """The config as adapter_config.json keys (what the page and a plan's patch show)."""
+        out = {"peft_type": self.peft_type}
+        for key, value in self.knobs:
+            if value is not None and value != ():
+                out[key] = _plain(value)
+        for key, value in (("target_modules", self.targets), ("exclude_modules", self.exclude),
+                           ("layers_to_transform", self.layers_to_transform), ("layers_pattern", self.layers_pattern),
+                           ("modules_to_save", self.modules_to_save)):
+            if value:
+                out[key] = _plain(value)
+        return out
+
     def is_prompt(self) -> bool:
         return self.peft_type in PROMPT_TYPES or self.peft_type == "ADAPTION_PROMPT"
+
+
+def _plain(value):
+    """Tuples back to JSON lists, tuples of pairs back to objects."""
+    if isinstance(value, tuple) and value and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)
+                                                  for v in value):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def parse_peft_config(where: str, raw) -> AdapterConfig:

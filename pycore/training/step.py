@@ -8,7 +8,11 @@ from dataclasses import dataclass, replace
 from ..model.spec import ModelSpec
 from ..parallel.shard import RankParams, local_model, rank_params
 from ..workload import Framework, Precision, Workload
+from ..model.spec import is_classifier
+from ..versions import holds, version_tuple
 from .adapter_step import with_peft_terms
+from .kernels import fused_layer, loss_head
+from .offload import offload_layers
 from .adapters import plan_for
 from .context import StepContext, make_context
 from .layers import head_cost, layer_costs
@@ -51,6 +55,9 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
     ctx = step_context(m, w, p, f, view)
     local = local_model(m, view.tensor_parallel)
     layers = layer_costs(ctx, local, rank.dense_layers, rank.moe_layers)
+    if w.liger_kernels or (w.torch_compile and holds("compile-recomputes-pointwise", version_tuple(
+            f.torch, "framework.torch", "a torch version", "2.11"))):
+        layers = [fused_layer(lc, ctx, local) for lc in layers]
     if w.mode == "qlora":
         # bitsandbytes MatMul4Bit dequantises the whole weight to the compute dtype for each call.
         extra = largest_linear(local) * ctx.compute_bytes
@@ -60,7 +67,14 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
         layers = with_peft_terms(layers, plan_for(m, w.peft_config), ctx, local)
     if transform is not None:
         layers = transform(layers)
+    layers = offload_layers(layers, w.activation_offload, ctx.checkpointing)
     head = head_cost(ctx, local, f.loss_upcast_fp32) if rank.last else None
+    if head is not None and not is_classifier(local):
+        head = loss_head(head, w.loss_kernel, ctx, local, head_trains=w.mode == "full")
+    if head is not None and w.packing == "sdpa-mask":
+        # transformers' masking_utils builds a bool b x 1 x s x s block-diagonal mask for packed rows; every
+        # layer's SDPA call keeps the same tensor
+        head = replace(head, saved={**head.saved, "packed-sequence attention mask": ctx.batch * ctx.seq * ctx.seq})
     shape = StepShape(checkpointing=view.recompute == "full", block=view.recompute_layers, in_flight=view.in_flight,
                       grads_in_forward=view.grads_in_forward, head=rank.last)
     return training_snapshots(st, layers, head, shape), ctx
