@@ -39,6 +39,12 @@ def add_workload_args(p, serving: bool = False) -> None:
     g.add_argument("--optimizer", default="adamw")
     g.add_argument("--attention", default="sdpa", help="sdpa, flash or eager")
     g.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on every layer")
+    g.add_argument("--loss-kernel", default=None, help="liger-flce, cut-cross-entropy, torchtune-chunked or "
+                                                       "flash-attn-ce (default: transformers' loss)")
+    g.add_argument("--liger-kernels", action="store_true", help="Liger RMSNorm, SwiGLU and RoPE")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (unverified rule)")
+    g.add_argument("--activation-offload", default=None, help="torchtune, unsloth or deepspeed-cpu")
+    g.add_argument("--packing", default=None, help="packed sequences: flash-varlen or sdpa-mask")
     g.add_argument("--lora-rank", type=int, default=16)
     g.add_argument("--lora-alpha", type=float, default=32)
     g.add_argument("--lora-targets", default=None,
@@ -228,6 +234,11 @@ def build_request(a) -> tuple[dict, str | None]:
         req["workload"]["head"] = a.head
     if getattr(a, "num_labels", None) is not None:
         req["workload"]["num_labels"] = a.num_labels
+    for key, value in (("loss_kernel", getattr(a, "loss_kernel", None)), ("activation_offload",
+                       getattr(a, "activation_offload", None)), ("packing", getattr(a, "packing", None)),
+                       ("liger_kernels", getattr(a, "liger_kernels", False)), ("torch_compile", getattr(a, "compile", False))):
+        if value:
+            req["workload"][key] = value
     if getattr(a, "peft_config", None):
         adapter, problem = read_json_file(a.peft_config, "--peft-config")
         if problem:
