@@ -44,6 +44,9 @@ FLAGS = {
     "precision.quant_kernel": "--quant-kernel", "framework.torch": "--torch-version",
     "framework.transformers": "--transformers-version", "framework.peft": "--peft-version",
     "parallelism.sequence_parallel": "--sp",
+    "workload.loss_kernel": "--loss-kernel", "workload.liger_kernels": "--liger-kernels",
+    "workload.torch_compile": "--compile", "workload.activation_offload": "--activation-offload",
+    "workload.packing": "--packing",
 }
 _LAYOUT = ("recipe", "--recipe"), ("data_parallel", "--dp"), ("tensor_parallel", "--tp"), \
     ("pipeline_parallel", "--pp"), ("virtual_stages", "--vpp"), ("context_parallel", "--cp"), \
@@ -180,6 +183,8 @@ def to_command(req: dict) -> str:
                 continue
             else:
                 args += [flag, _text(value)]
+        if _get(req, "workload.peft_config") is not None:
+            args += ["--peft-config", "adapter_config.json"]      # the config itself travels as that file
         ctx = _get(req, "framework.cuda_context_bytes")
         if ctx is not None:
             args += ["--cuda-context-mib", _text(ctx / 2 ** 20)]

@@ -106,10 +106,14 @@ def test_lokr_factorises_as_peft_does():
     assert factorization(127) == (1, 127) and factorization(128, 4) == (4, 32)
 
 
-def test_peft_lora_gives_exactly_the_lora_modes_numbers():
-    lora = _estimate({**BASE, "mode": "lora", "lora": {"rank": 16, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}})
-    peft = _estimate({**BASE, "mode": "peft", "peft_config": {"peft_type": "LORA", "r": 16,
-                                                              "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}})
+@pytest.mark.parametrize("optimizer", ["adamw", "adafactor", "adamw_8bit", "sgd"])
+def test_peft_lora_gives_exactly_the_lora_modes_numbers(optimizer):
+    # the LoRA mode is the calibrated one (shared/calibration); a PEFT LoRA config must not differ from it
+    lora = _estimate({**BASE, "mode": "lora", "optimizer": optimizer,
+                      "lora": {"rank": 16, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}})
+    peft = _estimate({**BASE, "mode": "peft", "optimizer": optimizer,
+                      "peft_config": {"peft_type": "LORA", "r": 16,
+                                      "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}})
     assert lora["result"]["peak_allocated_bytes"] == peft["result"]["peak_allocated_bytes"]
     assert lora["result"]["params"]["trainable"] == peft["result"]["params"]["trainable"]
 

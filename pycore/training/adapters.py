@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..model.spec import ModelSpec, kv_dim
 from .adapter_params import PER_MODULE, oft_blocks, shared_params
 from .peft_config import AdapterConfig, PROMPT_TYPES
-from .peft_targets import Module, adapted_modules, model_modules, saved_modules
+from .peft_targets import Module, adapted_modules, model_modules, pattern_value, saved_modules
 
 FP32 = 4
 MASK_BYTES = 1
@@ -49,6 +49,8 @@ FACTS = {
     "GLORA": (True, 1, 2), "IA3": (False, 0, 0), "BEFT": (False, 0, 0), "ROAD": (False, 0, 0),
     "LN_TUNING": (False, 0, 0), "UNILORA": (True, 0, 0), "VBLORA": (True, 0, 0), "TRAINABLE_TOKENS": (False, 0, 0),
 }
+# Types whose per-module parameters are an r x in and an out x r matrix (plus vectors).
+MATRIX_PAIRS = ("LORA", "HIRA", "DELORA")
 DROPOUT_KEY = {"LORA": "lora_dropout", "ADALORA": "lora_dropout", "VERA": "vera_dropout", "PVERA": "pvera_dropout",
                "HIRA": "hira_dropout", "GRALORA": "gralora_dropout", "MISS": "miss_dropout",
                "RANDLORA": "randlora_dropout", "VBLORA": "vblora_dropout", "DEFT": "deft_dropout"}
@@ -138,7 +140,7 @@ def adapter_plan(m: ModelSpec, cfg: AdapterConfig, where: str = "workload.peft_c
     dropout = _dropout(cfg)
     dora = bool(cfg.get("use_dora"))
     return AdapterPlan(
-        peft_type=t, trainable=trainable, shapes=_shapes(mods, counts),
+        peft_type=t, trainable=trainable, shapes=_shapes(cfg, mods, counts) + _extra_shapes(trainable, mods, counts),
         adapted_names=frozenset(md.path.rsplit(".", 1)[-1] for md in lin) if keep_input else frozenset(),
         input_elements_per_token=sum(md.in_features for md in lin) if keep_input else 0,
         delta_elements=deltas * sum(md.in_features * md.out_features for md in lin),
@@ -155,13 +157,30 @@ def _dropout(cfg: AdapterConfig) -> bool:
     return bool(key and cfg.get(key))
 
 
-def _shapes(mods, counts) -> tuple:
-    """One (1, n) tensor per adapted module: what Adafactor-like optimizers see is approximated as vectors."""
+def _shapes(cfg: AdapterConfig, mods, counts) -> tuple:
+    """(shape, how many) of the trainable tensors, for shape-aware optimizers (Adafactor factors matrices):
+    the A and B matrices of the LoRA-like types (lora/layer.py: lora_A r x in, lora_B out x r; DoRA's
+    magnitude a vector), and one vector of the module's count for the other types."""
     out: dict = {}
-    for c in counts:
-        if c:
-            out[(1, c)] = out.get((1, c), 0) + 1
+
+    def add(shape, n=1):
+        out[shape] = out.get(shape, 0) + n
+    for md, c in zip(mods, counts):
+        if cfg.peft_type in MATRIX_PAIRS and c:
+            r = pattern_value(cfg.get("rank_pattern"), md.path, cfg.get("r"))
+            add((r, md.in_features))
+            add((md.out_features, r))
+            if c > r * (md.in_features + md.out_features):
+                add((c - r * (md.in_features + md.out_features),))
+        elif c:
+            add((c,))
     return tuple(out.items())
+
+
+def _extra_shapes(trainable: int, mods, counts) -> tuple:
+    """Shared parameters, modules_to_save copies and token rows, as one vector."""
+    rest = trainable - sum(counts)
+    return (((rest,), 1),) if rest > 0 else ()
 
 
 def _buffers(cfg: AdapterConfig, lin) -> int:
