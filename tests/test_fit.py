@@ -38,6 +38,8 @@ CASES = [
     {"model": "mistral-7b", "workload": {"mode": "inference", "batch_size": 32, "seq_len": 4096, "new_tokens": 512},
      "gpu": "l4-24gb"},
     {"model": "qwen2.5-7b", "workload": {"mode": "full", "batch_size": 4, "seq_len": 2048}, "gpu": "h100-sxm-80gb"},
+    {"model": "llama-3.1-8b", "workload": {"mode": "peft", "batch_size": 4, "seq_len": 2048, "peft_config": {
+        "peft_type": "LOHA", "r": 32, "target_modules": "all-linear"}}, "gpu": "a100-40gb"},
 ]
 
 
