@@ -30,6 +30,10 @@ def peft_layer_terms(plan: AdapterPlan, ctx: StepContext, m: ModelSpec) -> tuple
         # lora/dora.py lines 153-165: (mag_norm_scale - 1) * base_result keeps base_result (compute dtype) and
         # mag_norm_scale * lora_result keeps lora_result (adapters' dtype)
         saved["DoRA base and LoRA outputs (magnitude scaling)"] = (cb + ab) * T * plan.dora_elements_per_token // L
+    if plan.output_elements_per_token:
+        # IA3 / RoAd scale or rotate the base output: the multiply keeps it (compute dtype; RoAd: adapters')
+        width = ab if plan.peft_type == "ROAD" else cb
+        saved["PEFT scaled base outputs (IA3, RoAd)"] = width * T * plan.output_elements_per_token // L
     if plan.prefix_tokens:
         # prefix keys and values joined to each layer's own: torch.cat makes (seq + n) copies the kernel keeps
         saved["prefix keys and values"] = 2 * ctx.batch * plan.prefix_tokens * kv_dim(m) * cb

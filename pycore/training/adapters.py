@@ -93,6 +93,7 @@ class AdapterPlan:
     delta_transient: int = 0       # out x in temporaries of the largest adapted module
     dropout_elements_per_token: int = 0
     dora_elements_per_token: int = 0          # DoRA: base and LoRA outputs kept by the magnitude scaling
+    output_elements_per_token: int = 0        # base outputs kept by an output scaling (IA3, RoAd)
     virtual_tokens: int = 0        # prompt tokens joined to every sequence
     prefix_tokens: int = 0         # key/value prefix tokens in every layer
     adaption_layers: int = 0       # adaption prompt: layers with a gated prompt attention
@@ -139,10 +140,23 @@ def adapter_plan(m: ModelSpec, cfg: AdapterConfig, where: str = "workload.peft_c
     largest = max((md.in_features * md.out_features for md in lin), default=0)
     dropout = _dropout(cfg)
     dora = bool(cfg.get("use_dora"))
+    outputs = 0
+    if t == "IA3":
+        # ia3/layer.py lines 188-197: feed-forward modules keep x.to(ia3 dtype) for x * ia3_l; the others keep
+        # the base output for result * ia3_l
+        ff = [md for md in lin if _is_ff(cfg, md)]
+        outputs = sum(md.out_features for md in lin if md not in ff)
+        lin_in, keep_input = ff, True
+    elif t == "ROAD":
+        # road/layer.py lines 175-188: the base output, cast to the adapters' dtype, is rotated
+        outputs, lin_in = sum(md.out_features for md in lin), lin
+    else:
+        lin_in = lin
     return AdapterPlan(
         peft_type=t, trainable=trainable, shapes=_shapes(cfg, mods, counts) + _extra_shapes(trainable, mods, counts),
-        adapted_names=frozenset(md.path.rsplit(".", 1)[-1] for md in lin) if keep_input else frozenset(),
-        input_elements_per_token=sum(md.in_features for md in lin) if keep_input else 0,
+        adapted_names=frozenset(md.path.rsplit(".", 1)[-1] for md in lin_in) if keep_input else frozenset(),
+        input_elements_per_token=sum(md.in_features for md in lin_in) if keep_input else 0,
+        output_elements_per_token=outputs,
         delta_elements=deltas * sum(md.in_features * md.out_features for md in lin),
         delta_transient=(3 if dora else transients) * largest,
         dropout_elements_per_token=sum(md.in_features for md in lin) if dropout else 0,
@@ -150,6 +164,14 @@ def adapter_plan(m: ModelSpec, cfg: AdapterConfig, where: str = "workload.peft_c
         frozen_buffers=_buffers(cfg, lin), saved_copies=sum(md.params() for md in copies),
         score_copies=ADALORA_SCORE_COPIES if t == "ADALORA" else 0, fp32_params=t == "C3A",
     )
+
+
+def _is_ff(cfg: AdapterConfig, md: Module) -> bool:
+    ff = cfg.get("feedforward_modules") or ()
+    if isinstance(ff, str):
+        import re
+        return re.fullmatch(ff, md.path) is not None
+    return any(md.path.endswith(k) for k in ff)
 
 
 def _dropout(cfg: AdapterConfig) -> bool:
