@@ -99,6 +99,7 @@ class AdapterPlan:
     adaption_layers: int = 0       # adaption prompt: layers with a gated prompt attention
     adaption_len: int = 0
     frozen_buffers: int = 0        # elements of non-trainable adapter buffers (VeRA's projections, BOFT's permutations)
+    index_elements: int = 0        # int64 index buffers (UniLoRA's indices, OFT's triangle indices)
     saved_copies: int = 0          # modules_to_save: elements of the trainable copies
     score_copies: int = 0          # AdaLoRA: importance-score tensors the size of the adapter
     fp32_params: bool = False      # kept in fp32 whatever the model's dtype (C3A's kernel, prompt encoders)
@@ -161,7 +162,7 @@ def adapter_plan(m: ModelSpec, cfg: AdapterConfig, where: str = "workload.peft_c
         delta_transient=(3 if dora else transients) * largest,
         dropout_elements_per_token=sum(md.in_features for md in lin) if dropout else 0,
         dora_elements_per_token=sum(md.out_features for md in lin) if dora else 0,
-        frozen_buffers=_buffers(cfg, lin), saved_copies=sum(md.params() for md in copies),
+        frozen_buffers=_buffers(cfg, lin), index_elements=_indices(cfg, lin), saved_copies=sum(md.params() for md in copies),
         score_copies=ADALORA_SCORE_COPIES if t == "ADALORA" else 0, fp32_params=t == "C3A",
     )
 
@@ -209,15 +210,32 @@ def _buffers(cfg: AdapterConfig, lin) -> int:
     """Frozen tensors the adapter stores beside its parameters."""
     t = cfg.peft_type
     if t in ("VERA", "PVERA") and lin:
-        # vera/model.py _init_vera_A_vera_B: one A (r x largest in) and B (largest out x r), shared (pvera: 2r)
-        r = cfg.get("r") * (2 if t == "PVERA" else 1)
-        return r * max(md.in_features for md in lin) + max(md.out_features for md in lin) * r
+        # vera/model.py _init_vera_A_vera_B: one A (r x largest in) and B (largest out x r), shared;
+        # pvera/model.py lines 116-117: A is 2r x largest in
+        r = cfg.get("r")
+        return r * (2 if t == "PVERA" else 1) * max(md.in_features for md in lin) + max(md.out_features for md in lin) * r
     if t == "BOFT":
         # boft/layer.py line 354: boft_P, (factor) permutation matrices of in x in per module
         return sum(cfg.get("boft_n_butterfly_factor") * md.in_features ** 2 for md in lin)
     if t == "RANDLORA" and lin:
-        # randlora/model.py: shared random bases A (r x bases x largest in) and B (largest out x bases x r)
-        return 0
+        # randlora/model.py lines 100-204: from the elementwise largest (out, in) of the targets, A is
+        # r x 1 x min_dim and B max_dim x bases x r with bases = ceil(min_dim / r)
+        out, inp = max(md.out_features for md in lin), max(md.in_features for md in lin)
+        r, low, high = cfg.get("r"), min(out, inp), max(out, inp)
+        return r * low + high * -(-low // r) * r
+    if t == "UNILORA":
+        # unilora/layer.py lines 101-119: per module the scales of A (r x in) and B (out x r)
+        return sum(cfg.get("r") * (md.in_features + md.out_features) for md in lin)
+    return 0
+
+
+def _indices(cfg: AdapterConfig, lin) -> int:
+    """int64 index buffers: UniLoRA's indices into theta_d (r x in and out x r per module, unilora/layer.py
+    lines 101-102) and OFT's upper-triangle rows and cols (oft/layer.py lines 100-102)."""
+    if cfg.peft_type == "UNILORA":
+        return sum(cfg.get("r") * (md.in_features + md.out_features) for md in lin)
+    if cfg.peft_type == "OFT":
+        return sum(2 * (bs * (bs - 1) // 2) for bs in (oft_blocks(cfg, md)[1] for md in lin))
     return 0
 
 

@@ -136,8 +136,9 @@ def peft_weight_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework, ran
     pb = peft_param_bytes(plan, w, f, compute)
     name = plan.peft_type.lower().replace("_", " ")
     out = {f"PEFT adapter ({name})": _stage_share(plan.trainable - plan.saved_copies, m, rank) * pb}
-    if plan.frozen_buffers:
-        out[f"PEFT frozen buffers ({name})"] = _stage_share(plan.frozen_buffers, m, rank) * 4
+    if plan.frozen_buffers or plan.index_elements:
+        # projections and bases are fp32 (torch's default dtype when PEFT creates them); indices int64
+        out[f"PEFT frozen buffers ({name})"] = _stage_share(4 * plan.frozen_buffers + 8 * plan.index_elements, m, rank)
     if plan.saved_copies:
         out["modules_to_save copies"] = plan.saved_copies * dtype_bytes(p.weights)
     return out

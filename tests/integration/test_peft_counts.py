@@ -142,3 +142,32 @@ def test_every_peft_type_is_read_and_at_least_thirty_are_modelled():
     assert len(modelled) >= 30
     tested = {c[2] for c in CASES}
     assert modelled == tested, sorted(modelled ^ tested)
+
+
+BUFFER_CASES = [c for c in CASES if c[0] in ("vera", "pvera", "boft", "randlora", "cpt", "cartridge", "unilora", "oft",
+                                              "lora", "loha", "c3a", "vblora")]
+
+
+def _frozen(model) -> int:
+    seen, n = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen and not t.requires_grad:
+            seen.add(id(t))
+            n += t.numel()
+    return n
+
+
+@pytest.mark.parametrize("case, kind, peft_type, kw", BUFFER_CASES, ids=[c[0] for c in BUFFER_CASES])
+def test_frozen_adapter_tensors_match_peft(core_models, case, kind, peft_type, kw):
+    """What PEFT adds that does not train (projections, permutations, frozen prompt rows, index tensors),
+    in elements: everything frozen after get_peft_model less the base model's own parameters and buffers."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    model, _ = _build(kind)
+    base = sum(p.numel() for p in model.parameters()) + _frozen(model)
+    config = PEFT_TYPE_TO_CONFIG_MAPPING[peft.PeftType[peft_type]](task_type="CAUSAL_LM", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = peft.get_peft_model(model, config)
+    as_dict = {k: sorted(v) if isinstance(v, set) else v for k, v in config.to_dict().items()}
+    plan = adapter_plan(core_models[kind], parse_peft_config("peft_config", json.loads(json.dumps(as_dict, default=str))))
+    assert _frozen(peft_model) - base == plan.frozen_buffers + plan.index_elements
