@@ -22,18 +22,19 @@ def peft_layer_terms(plan: AdapterPlan, ctx: StepContext, m: ModelSpec) -> tuple
     L, T, ab, cb = m.n_layers, ctx.tokens, ctx.adapter_bytes, ctx.compute_bytes
     saved = {}
     if plan.delta_elements:
-        # LoHa/LoKr/HiRA/FourierFT/...: the out x in weight F.linear saves, one per adapted module
+        # LoHa/LoKr/HiRA/FourierFT/BOFT/HRA/...: the weights F.linear (and the rotations) keep, per adapted module
         saved["PEFT weight deltas (out x in, kept for backward)"] = plan.delta_elements * ab // L
     if plan.dropout_elements_per_token:
         saved["PEFT adapter dropout masks"] = MASK_BYTES * T * plan.dropout_elements_per_token // L
-    if plan.dora_elements_per_token:
-        # lora/dora.py lines 153-165: (mag_norm_scale - 1) * base_result keeps base_result (compute dtype) and
-        # mag_norm_scale * lora_result keeps lora_result (adapters' dtype)
-        saved["DoRA base and LoRA outputs (magnitude scaling)"] = (cb + ab) * T * plan.dora_elements_per_token // L
-    if plan.output_elements_per_token:
-        # IA3 / RoAd scale or rotate the base output: the multiply keeps it (compute dtype; RoAd: adapters')
-        width = ab if plan.peft_type == "ROAD" else cb
-        saved["PEFT scaled base outputs (IA3, RoAd)"] = width * T * plan.output_elements_per_token // L
+    if plan.extra_input_elements_per_token or plan.own_input_elements_per_token:
+        # OFT's blocked copy of x in the adapters' dtype; VeRA's x in its own dtype
+        saved["PEFT adapter inputs (further copies)"] = T * (ab * plan.extra_input_elements_per_token +
+                                                             cb * plan.own_input_elements_per_token) // L
+    if plan.output_ab_elements_per_token or plan.output_cb_elements_per_token:
+        # DoRA's base and LoRA outputs (lora/dora.py lines 153-165), IA3's and RoAd's scaled base outputs,
+        # RandLoRA's, DEFT's and VeRA's adapter outputs
+        saved["PEFT adapter and base outputs kept for backward"] = T * (ab * plan.output_ab_elements_per_token +
+                                                                        cb * plan.output_cb_elements_per_token) // L
     if plan.prefix_tokens:
         # prefix keys and values joined to each layer's own: torch.cat makes (seq + n) copies the kernel keeps
         saved["prefix keys and values"] = 2 * ctx.batch * plan.prefix_tokens * kv_dim(m) * cb

@@ -27,28 +27,79 @@ from .peft_targets import Module, adapted_modules, model_modules, pattern_value,
 FP32 = 4
 MASK_BYTES = 1
 
-# What each type keeps, per adapted module: (input copy in the adapters' dtype, full out x in weights saved
-# for backward, out x in temporaries at the module's busiest moment). Read from each forward at 0.21.2:
-#  LoRA/AdaLoRA/DeLoRA/GraLoRA/RandLoRA/VeRA/PVeRA/Poly/Lily/Peanut/DEFT/HiRA/MiSS: _cast_input_dtype(x, A.dtype)
-#   before the first adapter matmul, which saves it (lora/layer.py Linear.forward);
-#  LoHa/LoKr (lycoris_utils.py LycorisLayer._get_delta_activations): get_delta_weight() then
-#   F.linear(x.to(delta.dtype), delta) saves the out x in delta; HadaWeight (loha/layer.py) saves only factors;
-#  HiRA (hira/layer.py line 266): F.linear(x, W0 * (B @ A)) saves the out x in product;
-#  FourierFT/WaveFT: a dense out x in spectrum, its inverse transform is the delta F.linear saves;
-#  SHiRA: a dense delta from the sparse values; C3A: FFT of the input blocks, no out x in weight;
-#  OFT (oft/layer.py lines 241-279): rotates the input, x.to(weight.dtype) kept by the einsum;
-#  BOFT (boft/layer.py lines 594-640): builds in x in rotations and the rotated out x in weight;
-#  HRA: the in x in reflection product and the rotated out x in weight; GLoRA: W0 + W0*A + B, out x in;
-#  IA3/BEFT/RoAd: an element-wise scale or bias of the base output (IA3 feed-forward: of the input).
+# What each type keeps for backward, per adapted module, read from its forward at 0.21.2 and checked by
+# tests/integration/test_peft_saved.py, which records what autograd keeps of a one-linear model's forward:
+#   (input copies in the adapters' dtype, base outputs kept in the adapters' dtype, out x in weights,
+#    in x in matrices, out x in temporaries at the busiest moment)
+#  LoRA family: _cast_input_dtype(x, lora_A.dtype) kept by lora_A (lora/layer.py Linear.forward);
+#  LoHa/LoKr (lycoris_utils.py _get_delta_activations): F.linear(x.to(delta.dtype), delta) keeps both;
+#   HadaWeight (loha/layer.py) keeps only the factors, its three products are temporaries;
+#  HiRA (hira/layer.py line 266): F.linear(x, W0 * (B @ A)) keeps the out x in product;
+#  FourierFT: the inverse FFT of the dense spectrum is the delta; WaveFT also keeps the dense spectrum;
+#  SHiRA: a sparse delta (nnz = r(in + out)), nothing dense; C3A: FFT of the input blocks;
+#  OFT (oft/layer.py lines 241-279): x.to(weight.dtype) and its blocked copy, both kept by the einsum;
+#  BOFT (boft/layer.py lines 594-640): the in x in butterfly rotation and the rotated out x in weight;
+#  HRA (hra/layer.py lines 239-272): one in x in product per reflection plus the identity, the fp32 copy of
+#   W0 and the rotated weight; PEANuT: the fp32 copy of W0 and its tweaked delta;
+#  RandLoRA/DEFT/AdaLoRA: the adapter's output (out wide); VeRA/PVeRA: lambda_b's input (out wide) only;
+#  IA3: x.to(ia3 dtype) for feed-forward modules, the base output (compute dtype) for the others;
+#  RoAd (road/layer.py lines 175-188): the base output cast to the adapters' dtype and its rotated copy;
+#  MiSS: sums of input blocks only (r wide); GLoRA: x.to(fp32) only; BEFT: a bias add keeps nothing.
 FACTS = {
-    "LORA": (True, 0, 0), "ADALORA": (True, 0, 0), "DELORA": (True, 0, 0), "GRALORA": (True, 0, 0),
-    "RANDLORA": (True, 1, 1), "VERA": (True, 0, 0), "PVERA": (True, 0, 0), "POLY": (True, 0, 0),
-    "LILY": (True, 0, 0), "PEANUT": (False, 0, 0), "DEFT": (True, 0, 0), "HIRA": (True, 1, 1), "MISS": (True, 0, 0),
-    "LOHA": (True, 1, 3), "LOKR": (True, 1, 1), "FOURIERFT": (True, 1, 2), "WAVEFT": (True, 1, 2),
-    "SHIRA": (True, 1, 1), "C3A": (True, 0, 0), "OFT": (True, 0, 0), "BOFT": (True, 1, 2), "HRA": (True, 1, 1),
-    "GLORA": (True, 1, 2), "IA3": (False, 0, 0), "BEFT": (False, 0, 0), "ROAD": (False, 0, 0),
-    "LN_TUNING": (False, 0, 0), "UNILORA": (True, 0, 0), "VBLORA": (True, 0, 0), "TRAINABLE_TOKENS": (False, 0, 0),
+    "LORA": (1, 0, 0, 0, 0), "ADALORA": (1, 1, 0, 0, 0), "DELORA": (1, 0, 0, 0, 0), "GRALORA": (1, 0, 0, 0, 0),
+    "RANDLORA": (1, 1, 0, 0, 0), "VERA": (0, 1, 0, 0, 0), "PVERA": (0, 1, 0, 0, 0), "POLY": (1, 0, 0, 0, 0),
+    "LILY": (1, 0, 0, 0, 0), "PEANUT": (1, 0, 2, 0, 1), "DEFT": (1, 1, 0, 0, 0), "HIRA": (1, 0, 1, 0, 1),
+    "MISS": (0, 0, 0, 0, 0), "LOHA": (1, 0, 1, 0, 3), "LOKR": (1, 0, 1, 0, 1), "FOURIERFT": (1, 0, 1, 0, 2),
+    "WAVEFT": (1, 0, 2, 0, 2), "SHIRA": (1, 0, 0, 0, 0), "C3A": (1, 0, 0, 0, 0), "OFT": (2, 0, 0, 0, 0),
+    "BOFT": (1, 0, 1, 1, 2), "HRA": (1, 0, 2, None, 1), "GLORA": (1, 0, 0, 0, 1), "IA3": (0, 0, 0, 0, 0),
+    "BEFT": (0, 0, 0, 0, 0), "ROAD": (0, 2, 0, 0, 0), "LN_TUNING": (0, 0, 0, 0, 0), "UNILORA": (1, 0, 0, 0, 0),
+    "VBLORA": (1, 0, 0, 0, 0), "TRAINABLE_TOKENS": (0, 0, 0, 0, 0),
 }
+# Types that keep x itself in its own dtype (none in 0.21.2: VeRA's F.linear(x, vera_A) multiplies by a frozen
+# buffer, so x is not kept).
+OWN_DTYPE_INPUT = ()
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What one adapted module keeps for backward, in elements (see FACTS)."""
+
+    input_copies: int = 0       # x cast to the adapters' dtype (in wide, per token)
+    own_inputs: int = 0         # x in its own dtype (in wide, per token)
+    outputs_ab: int = 0         # out-wide tensors per token in the adapters' dtype
+    outputs_cb: int = 0         # out-wide tensors per token in the compute dtype
+    deltas: int = 0             # out x in matrices (adapters' dtype)
+    squares: int = 0            # in x in matrices (adapters' dtype)
+    transient: int = 0          # out x in temporaries at the busiest moment
+    masks: int = 0              # in-wide bool dropout masks per token
+
+
+def module_kept(cfg: AdapterConfig, md: Module) -> Kept:
+    t = cfg.peft_type
+    copies, outs, deltas, squares, transient = FACTS[t]
+    own, outs_cb = (1 if t in OWN_DTYPE_INPUT else 0), 0
+    if t == "HRA":
+        squares = cfg.get("r") + 1
+    if t == "IA3":
+        ff = _is_ff(cfg, md)
+        copies, outs_cb = (1, 0) if ff else (0, 1)
+    if cfg.get("use_dora"):
+        # lora/dora.py lines 153-165: (m/|W| - 1) * base_result keeps the base output, m/|W| * lora_result the
+        # LoRA output; the norm of W + dW is taken on detached fp32 out x in temporaries
+        outs, outs_cb, transient = outs + 1, outs_cb + 1, 3
+    return Kept(copies, own, outs, outs_cb, deltas, squares, transient, 1 if _dropout(cfg) else 0)
+
+
+def module_saved_bytes(cfg: AdapterConfig, md: Module, tokens: int, compute_bytes: int, adapter_bytes: int,
+                       mask_bytes: int = MASK_BYTES) -> int:
+    """Bytes one adapted module keeps for backward with ``tokens`` tokens (the input copy included)."""
+    k = module_kept(cfg, md)
+    i, o = md.in_features, md.out_features
+    per_token = (k.input_copies * i + k.outputs_ab * o) * adapter_bytes + (k.own_inputs * i + k.outputs_cb * o) * \
+        compute_bytes + k.masks * i * mask_bytes
+    return tokens * per_token + (k.deltas * o * i + k.squares * i * i) * adapter_bytes
+
+
 # Types whose per-module parameters are an r x in and an out x r matrix (plus vectors).
 MATRIX_PAIRS = ("LORA", "HIRA", "DELORA")
 DROPOUT_KEY = {"LORA": "lora_dropout", "ADALORA": "lora_dropout", "VERA": "vera_dropout", "PVERA": "pvera_dropout",
@@ -88,12 +139,14 @@ class AdapterPlan:
     trainable: int                 # parameters with requires_grad (peft's print_trainable_parameters)
     shapes: tuple = ()             # ((rows, cols), how many) of the trainable tensors, for shape-aware optimizers
     adapted_names: frozenset = frozenset()    # linear names whose adapter keeps an input copy
-    input_elements_per_token: int = 0         # sum of in_features over adapted modules (all layers)
-    delta_elements: int = 0        # out x in weights saved for backward, all adapted modules
+    input_elements_per_token: int = 0         # in_features of the modules whose first input copy the layer model counts
+    extra_input_elements_per_token: int = 0   # further input copies in the adapters' dtype (OFT's blocked copy)
+    own_input_elements_per_token: int = 0     # inputs kept in their own dtype (VeRA)
+    output_ab_elements_per_token: int = 0     # out-wide tensors in the adapters' dtype (DoRA, RoAd, RandLoRA, ...)
+    output_cb_elements_per_token: int = 0     # out-wide tensors in the compute dtype (DoRA's base output, IA3)
+    delta_elements: int = 0        # out x in and in x in matrices saved for backward, all adapted modules
     delta_transient: int = 0       # out x in temporaries of the largest adapted module
     dropout_elements_per_token: int = 0
-    dora_elements_per_token: int = 0          # DoRA: base and LoRA outputs kept by the magnitude scaling
-    output_elements_per_token: int = 0        # base outputs kept by an output scaling (IA3, RoAd)
     virtual_tokens: int = 0        # prompt tokens joined to every sequence
     prefix_tokens: int = 0         # key/value prefix tokens in every layer
     adaption_layers: int = 0       # adaption prompt: layers with a gated prompt attention
@@ -136,32 +189,22 @@ def adapter_plan(m: ModelSpec, cfg: AdapterConfig, where: str = "workload.peft_c
     trainable = sum(counts) + shared_params(cfg, mods)
     copies = saved_modules(m, cfg, where)
     trainable += sum(md.params() for md in copies) + _bias_params(m, cfg, mods) + _token_params(m, cfg, where)
-    keep_input, deltas, transients = FACTS[t]
     lin = [md for md in mods if md.kind in ("linear", "head")]
-    largest = max((md.in_features * md.out_features for md in lin), default=0)
-    dropout = _dropout(cfg)
-    dora = bool(cfg.get("use_dora"))
-    outputs = 0
-    if t == "IA3":
-        # ia3/layer.py lines 188-197: feed-forward modules keep x.to(ia3 dtype) for x * ia3_l; the others keep
-        # the base output for result * ia3_l
-        ff = [md for md in lin if _is_ff(cfg, md)]
-        outputs = sum(md.out_features for md in lin if md not in ff)
-        lin_in, keep_input = ff, True
-    elif t == "ROAD":
-        # road/layer.py lines 175-188: the base output, cast to the adapters' dtype, is rotated
-        outputs, lin_in = sum(md.out_features for md in lin), lin
-    else:
-        lin_in = lin
+    kept = [(md, module_kept(cfg, md)) for md in lin]
+    first = [md for md, k in kept if k.input_copies]
+    largest = max((k.transient * md.in_features * md.out_features for md, k in kept), default=0)
     return AdapterPlan(
         peft_type=t, trainable=trainable, shapes=_shapes(cfg, mods, counts) + _extra_shapes(trainable, mods, counts),
-        adapted_names=frozenset(md.path.rsplit(".", 1)[-1] for md in lin_in) if keep_input else frozenset(),
-        input_elements_per_token=sum(md.in_features for md in lin_in) if keep_input else 0,
-        output_elements_per_token=outputs,
-        delta_elements=deltas * sum(md.in_features * md.out_features for md in lin),
-        delta_transient=(3 if dora else transients) * largest,
-        dropout_elements_per_token=sum(md.in_features for md in lin) if dropout else 0,
-        dora_elements_per_token=sum(md.out_features for md in lin) if dora else 0,
+        adapted_names=frozenset(md.path.rsplit(".", 1)[-1] for md in first),
+        input_elements_per_token=sum(md.in_features for md in first),
+        extra_input_elements_per_token=sum(max(0, k.input_copies - 1) * md.in_features for md, k in kept),
+        own_input_elements_per_token=sum(k.own_inputs * md.in_features for md, k in kept),
+        output_ab_elements_per_token=sum(k.outputs_ab * md.out_features for md, k in kept),
+        output_cb_elements_per_token=sum(k.outputs_cb * md.out_features for md, k in kept),
+        delta_elements=sum(k.deltas * md.out_features * md.in_features + k.squares * md.in_features ** 2
+                           for md, k in kept),
+        delta_transient=largest,
+        dropout_elements_per_token=sum(k.masks * md.in_features for md, k in kept),
         frozen_buffers=_buffers(cfg, lin), index_elements=_indices(cfg, lin), saved_copies=sum(md.params() for md in copies),
         score_copies=ADALORA_SCORE_COPIES if t == "ADALORA" else 0, fp32_params=t == "C3A",
     )
