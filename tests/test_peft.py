@@ -147,3 +147,22 @@ def test_adalora_keeps_importance_scores_beside_the_optimizer():
     assert out["result"]["params"]["trainable"] == 786_624
     text = json.dumps(out["result"])
     assert "AdaLoRA importance scores" in text and str(3 * 786_624 * 4) in text
+
+
+@pytest.mark.parametrize("field, value", [
+    ("target_modules", "(a+)+x"), ("target_modules", "((q+))*_proj"), ("target_modules", ".*.*.*.*x"),
+    ("exclude_modules", "(o|v)+_proj"), ("rank_pattern", {"(.*)*down_proj": 4}), ("modules_to_save", ["(.+)+head"]),
+])
+def test_regexes_that_could_backtrack_for_ever_are_refused_at_once(field, value):
+    import time
+    cfg = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], field: value}
+    start = time.perf_counter()
+    got, message = _error_field({**BASE, "mode": "peft", "peft_config": cfg})
+    assert time.perf_counter() - start < 2
+    assert got.startswith("workload.peft_config." + field) and ("repeat" in message)
+
+
+def test_peft_s_own_regex_defaults_are_accepted():
+    # peft/utils/constants.py line 101 (gemma4): r".*language_model\..*\.(q_proj|v_proj)"
+    cfg = {"peft_type": "LORA", "r": 8, "target_modules": r".*model\..*\.(q_proj|v_proj)"}
+    assert _plan(cfg).trainable == 3_407_872

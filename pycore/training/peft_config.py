@@ -104,6 +104,59 @@ _UNMODELLED_LORA = ("layer_replication", "target_parameters", "eva_config", "use
                     "alora_invocation_tokens")
 MAX_PATTERN_LEN = 512          # a regex target_modules / exclude_modules string, at most this long
 
+# Unbounded repeats in one regex: a failing match backtracks over C(len + k, k) splits of the name (about
+# 40,000 for a 60-character module name and k = 3), for every module of the model.
+MAX_REGEX_REPEATS = 3
+
+
+def _safe_regex(where: str, text: str, budget: int) -> None:
+    """A regex PEFT will match against module names: valid, and quick to fail on any of them."""
+    import re
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise InputError(where, f"is not a valid regular expression: {e}") from None
+    if _unbounded_repeats(text) > budget:
+        raise InputError(where, f"has more than {budget} unbounded repeats (*, +, {{n,}}): matching it against "
+                                "every module name could take very long; merge them (.* covers .*.*)")
+    if _nested_repeat(text):
+        raise InputError(where, "repeats a group that itself repeats or alternates, such as (a+)+ or (a|b)*: such a "
+                                "pattern can take exponential time to match; write it without the outer repeat")
+
+
+def _unbounded_repeats(pattern: str) -> int:
+    import re
+    plain = re.sub(r"\\.|\[(?:\\.|[^\]])*\]", "x", pattern)       # escapes and classes stand for one character
+    return len(re.findall(r"[*+]|\{\d*,\}", plain))
+
+
+def _nested_repeat(pattern: str) -> bool:
+    """Whether a repeated group's body repeats or alternates ((a+)+, ((a+))*, (a|b)*): Python's re
+    backtracks exponentially on such patterns, and the page must never hang (PEFT's own regexes never
+    need them)."""
+    stack, i, n = [False], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":                                  # a character class: skip to its end
+            j = pattern.find("]", i + 2)
+            i = n if j < 0 else j + 1
+            continue
+        if c == "(":
+            stack.append(False)
+        elif c == ")" and len(stack) > 1:
+            inner = stack.pop()
+            after = pattern[i + 1:i + 2]
+            if inner and (after in ("*", "+") or pattern.startswith("{", i + 1) and "," in pattern[i + 1:pattern.find("}", i + 1)]):
+                return True
+            stack[-1] = stack[-1] or inner
+        elif c in "*+|?{":
+            stack[-1] = True
+        i += 1
+    return False
+
 
 @dataclass(frozen=True)
 class AdapterConfig:
@@ -198,14 +251,17 @@ def _targeting(where: str, kind: str, raw: dict) -> dict:
     if layers is not None:
         out["layers_to_transform"] = (_check(join_path(where, "layers_to_transform"), "nat", layers),) \
             if not isinstance(layers, list) else _check(join_path(where, "layers_to_transform"), "ints", layers)
-    pattern = raw.get("layers_pattern")
-    if pattern is not None:
-        names = _names(join_path(where, "layers_pattern"), pattern)
-        out["layers_pattern"] = (names,) if isinstance(names, str) else names
-    saved = raw.get("modules_to_save")
-    if saved is not None:
-        value = _names(join_path(where, "modules_to_save"), saved)
-        out["modules_to_save"] = (value,) if isinstance(value, str) else value
+    # layers_pattern and modules_to_save entries are spliced into PEFT's own regexes (tuners_utils.py lines
+    # 2363 and 2396), each adding a lazy or greedy .*
+    for key in ("layers_pattern", "modules_to_save"):
+        given = raw.get(key)
+        if given is None:
+            continue
+        names = _names(join_path(where, key), given)
+        names = (names,) if isinstance(names, str) else names
+        for i, name in enumerate(names):
+            _safe_regex(f"{join_path(where, key)}[{i}]", name, MAX_REGEX_REPEATS - 2)
+        out[key] = names
     return out
 
 
@@ -244,11 +300,7 @@ def _names(where: str, value):
             raise InputError(where, f"must be a regex of 1 to {MAX_PATTERN_LEN} characters")
         if value.lower() == "all-linear":
             return "all-linear"
-        import re
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise InputError(where, f"is not a valid regular expression: {e}") from None
+        _safe_regex(where, value, MAX_REGEX_REPEATS)
         return value
     if not isinstance(value, list) or len(value) > 1024:
         raise InputError(where, "must be a list of module names or a regex string")
@@ -296,6 +348,9 @@ def _check(where: str, kind: str, value):
         if not isinstance(value, dict):
             return _bad(where, value, "an object of module-name pattern -> value")
         item = "pos" if kind == "pattern" else "num"
+        for k in value:
+            # get_pattern_key matches (.*\.)?(key)$ (peft/utils/other.py line 1527): the key is a regex
+            _safe_regex(join_path(where, k), str(k)[:MAX_PATTERN_LEN], MAX_REGEX_REPEATS - 1)
         return tuple((str(k), _check(join_path(where, k), item, v)) for k, v in value.items())
     raise AssertionError(kind)
 
