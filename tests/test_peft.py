@@ -166,3 +166,20 @@ def test_peft_s_own_regex_defaults_are_accepted():
     # peft/utils/constants.py line 101 (gemma4): r".*language_model\..*\.(q_proj|v_proj)"
     cfg = {"peft_type": "LORA", "r": 8, "target_modules": r".*model\..*\.(q_proj|v_proj)"}
     assert _plan(cfg).trainable == 3_407_872
+
+
+def test_prefix_tuning_keeps_its_keys_and_values_and_an_explicit_mask():
+    from pycore.workload import Hardware, Precision, Workload
+    from pycore.estimate import estimate as run
+    cfg = parse_peft_config("workload.peft_config", {"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 20})
+    m = catalog_model(LLAMA8)
+    e = run(m, Workload(mode="peft", batch_size=2, seq_len=1024, peft_config=cfg), Precision(), Hardware("x", 80 << 30))
+    # keys longer than the queries: an explicit mask, so SDPA cannot take the flash kernel
+    assert e.context.kernel == "efficient"
+    snap = next(s for s in e.snapshots if s.moment == "last layer's forward")
+    acts = dict(snap.parts)["activations"]
+    # 32 layers x 2 (K and V) x batch 2 x 20 prefix tokens x 1024 (8 KV heads x 128) x 2 bytes
+    assert acts["prefix keys and values"] == 32 * 2 * 2 * 20 * 1024 * 2
+    # PEFT sizes the prefix by num_key_value_heads x head_dim (peft/utils/other.py lines 1198-1232):
+    # 20 x 32 layers x 2 x 1024 trainable values
+    assert e.params["trainable"] == 20 * 32 * 2 * 1024

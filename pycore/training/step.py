@@ -75,6 +75,10 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
         # transformers' masking_utils builds a bool b x 1 x s x s block-diagonal mask for packed rows; every
         # layer's SDPA call keeps the same tensor
         head = replace(head, saved={**head.saved, "packed-sequence attention mask": ctx.batch * ctx.seq * ctx.seq})
+    prefix = plan_for(m, w.peft_config).prefix_tokens if w.mode == "peft" else 0
+    if head is not None and prefix and ctx.kernel != "eager":
+        # prefix tuning: the bool b x 1 x s x (n + s) mask every layer's SDPA call keeps
+        head = replace(head, saved={**head.saved, "prefix attention mask": ctx.batch * ctx.seq * (ctx.seq + prefix)})
     shape = StepShape(checkpointing=view.recompute == "full", block=view.recompute_layers, in_flight=view.in_flight,
                       grads_in_forward=view.grads_in_forward, head=rank.last)
     return training_snapshots(st, layers, head, shape), ctx
