@@ -46,7 +46,7 @@ FLAGS = {
     "parallelism.sequence_parallel": "--sp",
     "workload.loss_kernel": "--loss-kernel", "workload.liger_kernels": "--liger-kernels",
     "workload.torch_compile": "--compile", "workload.activation_offload": "--activation-offload",
-    "workload.packing": "--packing",
+    "workload.packing": "--packing", "workload.peft_nf4_base": "--peft-nf4-base",
 }
 _LAYOUT = ("recipe", "--recipe"), ("data_parallel", "--dp"), ("tensor_parallel", "--tp"), \
     ("pipeline_parallel", "--pp"), ("virtual_stages", "--vpp"), ("context_parallel", "--cp"), \

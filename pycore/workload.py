@@ -94,6 +94,8 @@ class Workload:
     # (pycore/training/peft_config.py, adapters.py)
     peft_config: object = spec(None, obj(parse_peft_config, nullable=True, modes=("peft",),
                                          doc="a PEFT adapter_config.json (any peft_type of peft 0.21)"))
+    peft_nf4_base: bool = spec(False, flag(modes=("peft",), doc="the adapter over a bitsandbytes NF4 base "
+                                                                 "(load_in_4bit, as QLoRA)"))
     # Memory levers of training (pycore/training/kernels.py, offload.py; docs/methods.md)
     loss_kernel: str = spec("default", choice(("default", "liger-flce", "cut-cross-entropy", "torchtune-chunked",
                                                 "flash-attn-ce"), modes=TRAINING_MODES,
@@ -174,6 +176,11 @@ class Hardware:
     memory_bytes: int
 
 
+def nf4_base(w: Workload) -> bool:
+    """The base weights are bitsandbytes NF4: QLoRA, or a PEFT adapter over a 4-bit base."""
+    return w.mode == "qlora" or (w.mode == "peft" and w.peft_nf4_base)
+
+
 def weight_dtypes(mode: str) -> tuple:
     """The weights' dtypes a mode accepts."""
     if mode == "inference":
@@ -189,6 +196,8 @@ def validate_workload(w: Workload, p: Precision) -> None:
     if w.mode not in MODES:
         raise InputError("workload.mode", "serve is a serving workload; estimate it with the serving engines")
     validate(p, "precision")
+    if w.peft_nf4_base and w.mode != "peft":
+        raise InputError("workload.peft_nf4_base", "applies to mode peft (mode qlora is LoRA over NF4)")
     if (w.mode == "peft") != (w.peft_config is not None):
         raise InputError("workload.peft_config", "is required for mode peft" if w.mode == "peft" else
                          "applies to mode peft only (it describes the adapter)")

@@ -183,3 +183,13 @@ def test_prefix_tuning_keeps_its_keys_and_values_and_an_explicit_mask():
     # PEFT sizes the prefix by num_key_value_heads x head_dim (peft/utils/other.py lines 1198-1232):
     # 20 x 32 layers x 2 x 1024 trainable values
     assert e.params["trainable"] == 20 * 32 * 2 * 1024
+
+
+def test_an_adapter_over_an_nf4_base_gives_the_qlora_modes_numbers_for_lora():
+    qlora = _estimate({**BASE, "mode": "qlora", "lora": {"rank": 16}})
+    peft = json.loads(api.estimate(json.dumps({
+        "model": LLAMA8, "gpu": "a100-80gb", "framework": {"lora_adapters_fp32": False},
+        "workload": {**BASE, "mode": "peft", "peft_nf4_base": True, "peft_config": {
+            "peft_type": "LORA", "r": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}}})))
+    assert peft["result"]["peak_allocated_bytes"] == qlora["result"]["peak_allocated_bytes"]
+    assert _error_field({**BASE, "mode": "lora", "peft_nf4_base": True})[0] == "workload.peft_nf4_base"

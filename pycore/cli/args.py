@@ -42,6 +42,7 @@ def add_workload_args(p, serving: bool = False) -> None:
     g.add_argument("--loss-kernel", default=None, help="liger-flce, cut-cross-entropy, torchtune-chunked or "
                                                        "flash-attn-ce (default: transformers' loss)")
     g.add_argument("--liger-kernels", action="store_true", help="Liger RMSNorm, SwiGLU and RoPE")
+    g.add_argument("--peft-nf4-base", action="store_true", help="mode peft: the adapter over a 4-bit NF4 base")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (unverified rule)")
     g.add_argument("--activation-offload", default=None, help="torchtune, unsloth or deepspeed-cpu")
     g.add_argument("--packing", default=None, help="packed sequences: flash-varlen or sdpa-mask")
@@ -236,7 +237,8 @@ def build_request(a) -> tuple[dict, str | None]:
         req["workload"]["num_labels"] = a.num_labels
     for key, value in (("loss_kernel", getattr(a, "loss_kernel", None)), ("activation_offload",
                        getattr(a, "activation_offload", None)), ("packing", getattr(a, "packing", None)),
-                       ("liger_kernels", getattr(a, "liger_kernels", False)), ("torch_compile", getattr(a, "compile", False))):
+                       ("liger_kernels", getattr(a, "liger_kernels", False)), ("torch_compile", getattr(a, "compile", False)),
+                       ("peft_nf4_base", getattr(a, "peft_nf4_base", False))):
         if value:
             req["workload"][key] = value
     if getattr(a, "peft_config", None):

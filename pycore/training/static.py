@@ -14,7 +14,7 @@ from ..model.params import embedding_params, head_params, linears, lora_params, 
 from ..model.spec import ModelSpec
 from ..parallel.shard import RankParams, rank_params
 from ..units import dtype_bytes
-from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload
+from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload, nf4_base
 from .adapters import plan_for
 from .context import adapter_bytes
 from .optimizers import SHAPE_OPTIMIZERS, managed_state_bytes, param_shapes, state_bytes, step_temporary_bytes
@@ -45,10 +45,10 @@ def weight_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework = Framewo
     """The stored weights on one GPU, by format (``rank`` None: the whole model)."""
     rank = rank or rank_params(m)
     total = rank.total()
-    if w.mode == "qlora" or (w.mode == "inference" and p.weights in QUANTISED_WEIGHTS):
+    if nf4_base(w) or (w.mode == "inference" and p.weights in QUANTISED_WEIGHTS):
         quantised = rank.linear_weights()
         rest = total - quantised
-        if w.mode == "qlora":
+        if nf4_base(w):
             parts = nf4_parts(quantised, w.qlora_double_quant)
         elif p.weights == "int4":
             groups = -(-quantised // INT4_GROUP)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from ..model.spec import ModelSpec
 from ..parallel.shard import RankParams, local_model, rank_params
-from ..workload import Framework, Precision, Workload
+from ..workload import Framework, Precision, Workload, nf4_base
 from ..model.spec import is_classifier
 from ..versions import holds, version_tuple
 from .adapter_step import with_peft_terms
@@ -58,7 +58,7 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
     if w.liger_kernels or (w.torch_compile and holds("compile-recomputes-pointwise", version_tuple(
             f.torch, "framework.torch", "a torch version", "2.11"))):
         layers = [fused_layer(lc, ctx, local) for lc in layers]
-    if w.mode == "qlora":
+    if nf4_base(w):
         # bitsandbytes MatMul4Bit dequantises the whole weight to the compute dtype for each call.
         extra = largest_linear(local) * ctx.compute_bytes
         layers = [replace(lc, forward_extra=lc.forward_extra + extra, backward_extra=lc.backward_extra + extra)
