@@ -273,7 +273,7 @@ PER_MODULE = {
 }
 
 
-def shared_params(cfg: AdapterConfig, mods: tuple) -> int:
+def shared_params(cfg: AdapterConfig, mods: tuple, where: str, targets) -> int:
     """Parameters shared across the adapted modules."""
     t = cfg.peft_type
     if t == "VBLORA":
@@ -281,20 +281,20 @@ def shared_params(cfg: AdapterConfig, mods: tuple) -> int:
     if t == "UNILORA":
         return cfg.get("theta_d_length")                               # unilora/model.py: theta_d
     if t == "LILY":
-        return _lily(cfg, mods)
+        return _lily(cfg, mods, where, targets)
     return 0
 
 
-def _lily(cfg: AdapterConfig, mods: tuple) -> int:
+def _lily(cfg: AdapterConfig, mods: tuple, where: str, targets) -> int:
     """lily/layer.py lines 87-91 and lily/model.py lines 96-165: per (target suffix, shape) group one B
     (num_B x r by out), one A (r x in) per stride_A consecutive layers, and a router (r x num_B) per module."""
-    if not isinstance(cfg.targets, tuple):
-        raise InputError("peft_config.target_modules", "LILY groups modules by the suffixes listed in "
-                                                       "target_modules; give a list of names")
+    if not isinstance(targets, tuple):
+        raise InputError(where + ".target_modules", "LILY groups modules by the suffixes listed in "
+                                                    "target_modules; give a list of names")
     r, num_b, stride = cfg.get("r"), cfg.get("num_B"), cfg.get("stride_A")
     groups: dict = {}
     for md in mods:
-        suffix = next((s for s in cfg.targets if md.path.endswith(s)), md.path)
+        suffix = next((s for s in targets if md.path.endswith(s)), md.path)
         groups.setdefault((suffix, md.in_features, md.out_features), []).append(md)
     n = 0
     for (_, i, o), members in groups.items():

@@ -186,7 +186,8 @@ def adapter_plan(m: ModelSpec, cfg: AdapterConfig, where: str = "workload.peft_c
     _check_patterns(cfg, mods, where)
     per = PER_MODULE[t]
     counts = [per(cfg, md, where) if per else 0 for md in mods]
-    trainable = sum(counts) + shared_params(cfg, mods)
+    targets = cfg.targets if cfg.targets is not None else default_targets(cfg, m)
+    trainable = sum(counts) + shared_params(cfg, mods, where, tuple(targets) if isinstance(targets, (list, tuple)) else targets)
     copies = saved_modules(m, cfg, where)
     trainable += sum(md.params() for md in copies) + _bias_params(m, cfg, mods) + _token_params(m, cfg, where)
     lin = [md for md in mods if md.kind in ("linear", "head")]
