@@ -54,7 +54,8 @@ def _lever_notes(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> list:
     notes = []
     if w.torch_compile:
         notes.append("torch.compile is modelled by rule compile-recomputes-pointwise (Inductor recomputes the "
-                     "norms' casts, SwiGLU's product and rotary in backward); unverified against a GPU run")
+                     "norms' casts, SwiGLU's product and rotary in backward): checked on the CPU for a frozen-weight "
+                     "Llama layer, unverified against a GPU run")
     if w.activation_offload != "none":
         from .training.layers import layer_costs
         from .training.offload import host_bytes
