@@ -14,9 +14,10 @@ Read from each library's source at the version named:
   lines 30-80): the logits are still made (in chunks, all kept), but each chunk is upcast to fp32 on its own,
   so the fp32 copy and the two fp32 gradients in backward are one chunk's (num_output_chunks, default 8);
   the log-softmax outputs of all chunks are kept, as before.
-- flash-attention's CrossEntropyLoss (flash_attn/losses/cross_entropy.py and ops/triton/cross_entropy.py,
-  flash-attn 2.7): a Triton kernel on the 16-bit logits, keeping the fp32 log-sum-exp per row; its backward
-  writes the logits' gradient (in place with inplace_backward=True).
+- flash-attention's CrossEntropyLoss (flash_attn/losses/cross_entropy.py and ops/triton/cross_entropy.py at
+  058ad35a): a Triton kernel on the 16-bit logits; forward keeps ``save_for_backward(logits, lse, labels)``
+  (the fp32 log-sum-exp per row beside the logits, which exist anyway); backward writes
+  ``dlogits = torch.empty_like(logits)``, in place with inplace_backward=True (default False).
 - Liger RMSNorm / SwiGLU / RoPE (ops/rms_norm.py line 674, swiglu.py line 272, rope.py line 289): RMSNorm
   saves X in its own dtype and the fp32 rstd (no fp32 copy, no normalised copy); SwiGLU saves the gate and
   up projections and recomputes silu(gate) * up in backward; RoPE rotates q and k in place.
