@@ -388,9 +388,6 @@ def _p_tuning_encoder(cfg: AdapterConfig, d: int) -> int:
     return n + (2 * h * 2 * h + 2 * h) + (2 * h * d + d)
 
 
-def oft_block_info(cfg: AdapterConfig, md: Module) -> tuple[int, int]:
-    return oft_blocks(cfg, md)
-
 
 @lru_cache(maxsize=128)
 def plan_for(m: ModelSpec, cfg: AdapterConfig) -> AdapterPlan:

@@ -32,7 +32,6 @@ from .activations import LayerCost
 from .context import FP32, StepContext
 from .layers import HeadCost
 
-LOSS_KERNELS = ("default", "liger-flce", "cut-cross-entropy", "torchtune-chunked", "flash-attn-ce")
 LIGER_CHUNK_MEM_CONST = 1            # liger fused_linear_cross_entropy.py line 27
 TORCHTUNE_CHUNKS = 8                 # CEWithChunkedOutputLoss(num_output_chunks=8), line 30
 

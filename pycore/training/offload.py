@@ -19,7 +19,6 @@ from dataclasses import replace
 
 from .activations import LayerCost
 
-OFFLOAD_MODES = ("none", "torchtune", "unsloth", "deepspeed-cpu")
 IN_FLIGHT_LAYERS = 2        # the layer computing and the one in transit (prefetch / stash)
 
 
