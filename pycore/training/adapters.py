@@ -9,8 +9,9 @@ Each type is a few facts read from its forward in peft 0.21.2 (peft/tuners/<type
   F.linear then saves for backward, one per adapted module;
 - virtual tokens (prompt tuning lengthens the sequence) or key/value prefixes (prefix tuning);
 - state kept beside the optimizer (AdaLoRA's importance scores) and dropout masks.
-The memory terms are read from the code path, not calibrated against a measured run; the
-parameter counts are checked against peft itself (tests/integration/test_peft_counts.py).
+The parameter counts and frozen buffers are checked against peft itself (tests/integration/
+test_peft_counts.py); what each adapted module keeps for backward against autograd on the CPU
+(tests/integration/test_peft_saved.py). No GPU run has measured them yet.
 """
 
 from __future__ import annotations
