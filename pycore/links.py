@@ -29,6 +29,9 @@ URL_PARAMS = {
     "ooff": "parallelism.offload_optimizer", "poff": "parallelism.offload_params",
     "ga": "parallelism.gradient_accumulation", "rc": "parallelism.recompute", "gb": "plan.global_batch",
     "mem": "gpu.memory_gib",
+    "loss": "workload.loss_kernel", "liger": "workload.liger_kernels", "compile": "workload.torch_compile",
+    "aoff": "workload.activation_offload", "pack": "workload.packing", "nf4": "workload.peft_nf4_base",
+    "peft": "workload.peft_config",
 }
 PAGE_DEFAULT_MODEL = "llama-3.1-8b"     # web/state.js PAGE_DEFAULTS.model
 
@@ -86,6 +89,9 @@ def _text(value) -> str:
         return str(int(value))
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
+    if isinstance(value, dict):                 # a PEFT adapter config travels as its JSON text
+        import json
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
 
 

@@ -520,7 +520,8 @@ function applyChange(set) {
     const [group, ...rest] = path.split(".");
     let node = set[group];
     for (const k of rest) node = node === undefined ? undefined : node[k];
-    if (node !== undefined) state[param] = node;
+    // an object (a PEFT adapter config) lives in the state as its JSON text, as the form shows it
+    if (node !== undefined) state[param] = node && typeof node === "object" && !Array.isArray(node) ? JSON.stringify(node) : node;
   }
   if (set.precision && "autocast" in set.precision && !set.precision.autocast && set.precision.weights) state.w = set.precision.weights;
   stateToForm();
