@@ -854,6 +854,14 @@ $("#config-text").addEventListener("drop", async (e) => {
   const file = e.dataTransfer.files[0];
   if (file) { $("#config-text").value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); state.source = "config"; readControl($("#config-text")); stateToForm(); update(); }
 });
+// A dropped adapter_config.json fills the PEFT field (the core reads and checks it).
+const peftBox = form.elements.peft;
+peftBox.addEventListener("dragover", (e) => e.preventDefault());
+peftBox.addEventListener("drop", async (e) => {
+  e.preventDefault();
+  const file = e.dataTransfer.files[0];
+  if (file) { peftBox.value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); if (readControl(peftBox)) update(); }
+});
 for (const b of document.querySelectorAll(".unit-toggle button")) {
   b.addEventListener("click", () => { state.unit = b.dataset.unit; stateToForm(); update(); });
 }

@@ -62,3 +62,21 @@ test("a fit plan that shrinks the adapter applies its config to the form", async
   assert.match(page.url(), /peft=/);
   await ctx.close();
 });
+
+test("dropping an adapter_config.json on the PEFT field estimates it", async () => {
+  const ctx = await h.browser.newContext();
+  const page = await ctx.newPage();
+  await page.goto(h.base + "?model=llama-3.2-1b&mode=peft&peft=" + encodeURIComponent(JSON.stringify(CONFIG)));
+  const first = await waitForResult(page);
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['{"peft_type": "IA3", "target_modules": ["k_proj", "v_proj", "down_proj"]}'], "adapter_config.json",
+      { type: "application/json" }));
+    document.querySelector('textarea[name="peft"]').dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  const next = await waitForResult(page, first.computed);
+  assert.notEqual(next.peak, first.peak);
+  assert.match(await page.inputValue('textarea[name="peft"]'), /IA3/);
+  assert.match(page.url(), /IA3/);
+  await ctx.close();
+});
