@@ -39,6 +39,34 @@ def _recipe(name: str):
     return getattr(import_module(f".parallel.{module}", __package__), function)
 
 
+def _check_peft(m: ModelSpec, w: Workload, par: Parallelism) -> None:
+    """Mode peft: the adapter must apply to this model (InputError naming the config's field)."""
+    if w.mode != "peft":
+        return
+    if par.recipe != "hf":
+        raise InputError("parallelism.recipe", "mode peft is modelled for recipe hf (one GPU, or DDP)")
+    from .training.adapters import adapter_plan
+    adapter_plan(m, w.peft_config)
+
+
+def _lever_notes(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> list:
+    """What the memory levers assume that the estimate cannot show: host memory, unverified rules."""
+    notes = []
+    if w.torch_compile:
+        notes.append("torch.compile is modelled by rule compile-recomputes-pointwise (Inductor recomputes the "
+                     "norms' casts, SwiGLU's product and rotary in backward): checked on the CPU for a frozen-weight "
+                     "Llama layer, unverified against a GPU run")
+    if w.activation_offload != "none":
+        from .training.layers import layer_costs
+        from .training.offload import host_bytes
+        from .training.step import StageView, step_context
+        ctx = step_context(m, w, p, f, StageView(recompute="full" if w.gradient_checkpointing else "none"))
+        host = host_bytes(layer_costs(ctx, m), ctx.checkpointing)
+        notes.append(f"activation offloading ({w.activation_offload}) keeps {host / 2 ** 30:.2f} GiB of activations "
+                     "in pinned host memory (per GPU process), moved over PCIe each step")
+    return notes
+
+
 def _check_lora_targets(m: ModelSpec, w: Workload) -> None:
     if w.mode in ("lora", "qlora") and not lora_targets(m, w.lora_targets):
         if w.lora_targets is None:
@@ -67,12 +95,14 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
     m = with_head(m, w, par)
     validate_layout(par, m, w)
     _check_lora_targets(m, w)
+    _check_peft(m, w, par)
     warnings = list(m.warnings)
     total_len = w.seq_len + (w.new_tokens if w.mode == "inference" else 0)
     if total_len > m.max_positions:
         warnings.append(f"sequence of {total_len} tokens is longer than the model's max_position_embeddings "
                         f"({m.max_positions})")
     if w.mode != "inference":
+        warnings += _lever_notes(m, w, p, f)
         e = _recipe(par.recipe)(m, w, p, hw, f, par)
         return e if e.warnings == tuple(warnings) else _with_warnings(e, warnings)
     ctx = make_context(m, w, p, f)

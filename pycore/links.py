@@ -29,6 +29,9 @@ URL_PARAMS = {
     "ooff": "parallelism.offload_optimizer", "poff": "parallelism.offload_params",
     "ga": "parallelism.gradient_accumulation", "rc": "parallelism.recompute", "gb": "plan.global_batch",
     "mem": "gpu.memory_gib",
+    "loss": "workload.loss_kernel", "liger": "workload.liger_kernels", "compile": "workload.torch_compile",
+    "aoff": "workload.activation_offload", "pack": "workload.packing", "nf4": "workload.peft_nf4_base",
+    "peft": "workload.peft_config",
 }
 PAGE_DEFAULT_MODEL = "llama-3.1-8b"     # web/state.js PAGE_DEFAULTS.model
 
@@ -44,6 +47,9 @@ FLAGS = {
     "precision.quant_kernel": "--quant-kernel", "framework.torch": "--torch-version",
     "framework.transformers": "--transformers-version", "framework.peft": "--peft-version",
     "parallelism.sequence_parallel": "--sp",
+    "workload.loss_kernel": "--loss-kernel", "workload.liger_kernels": "--liger-kernels",
+    "workload.torch_compile": "--compile", "workload.activation_offload": "--activation-offload",
+    "workload.packing": "--packing", "workload.peft_nf4_base": "--peft-nf4-base",
 }
 _LAYOUT = ("recipe", "--recipe"), ("data_parallel", "--dp"), ("tensor_parallel", "--tp"), \
     ("pipeline_parallel", "--pp"), ("virtual_stages", "--vpp"), ("context_parallel", "--cp"), \
@@ -83,6 +89,9 @@ def _text(value) -> str:
         return str(int(value))
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
+    if isinstance(value, dict):                 # a PEFT adapter config travels as its JSON text
+        import json
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
 
 
@@ -180,6 +189,8 @@ def to_command(req: dict) -> str:
                 continue
             else:
                 args += [flag, _text(value)]
+        if _get(req, "workload.peft_config") is not None:
+            args += ["--peft-config", "adapter_config.json"]      # the config itself travels as that file
         ctx = _get(req, "framework.cuda_context_bytes")
         if ctx is not None:
             args += ["--cuda-context-mib", _text(ctx / 2 ** 20)]

@@ -66,6 +66,9 @@ def param_summary(m: ModelSpec, w: Workload) -> dict:
     if w.mode in ("lora", "qlora"):
         params["adapters"] = lora_params(m, w.lora_rank, w.lora_targets)
         params["trainable"] = params["adapters"]
+    elif w.mode == "peft":
+        from .training.adapters import plan_for
+        params["adapters"] = params["trainable"] = plan_for(m, w.peft_config).trainable
     elif w.mode == "full":
         params["trainable"] = params["total"]
     else:

@@ -30,6 +30,7 @@ class Field:
     modes: tuple = ()              # workload modes the field applies to (empty: all)
     labels: tuple = ()             # (choice, readable label) pairs for the page
     engines: tuple = ()            # serving engines the field applies to (empty: all)
+    parser: object = None          # kind "object": parser(where, value) returns the parsed, hashable value
 
     def check(self, where: str, value):
         """Return ``value`` converted to its Python type, or raise InputError naming ``where``."""
@@ -49,6 +50,8 @@ class Field:
             return value
         if self.kind == "names":
             return _names(where, value, self)
+        if self.kind == "object":
+            return self.parser(where, value)
         if self.kind == "ints":
             if not isinstance(value, list) or not 0 < len(value) <= self.max_len:
                 raise InputError(where, f"must be a list of 1 to {self.max_len} integers")
@@ -113,6 +116,11 @@ def names(keywords=(), max_items: int = 64, **kw) -> Field:
 
 def int_list(lo: int, hi: int, max_items: int = 64, **kw) -> Field:
     return Field("ints", minimum=lo, maximum=hi, max_len=max_items, **kw)
+
+
+def obj(parser, **kw) -> Field:
+    """A JSON object read by ``parser(where, value)`` (such as a PEFT adapter config)."""
+    return Field("object", parser=parser, **kw)
 
 
 def spec(default, f: Field):

@@ -58,6 +58,11 @@ RULES = (
     Rule("adafactor-single-tensor-default", "torch", (2, 5, 0), None,
          "torch.optim.Adafactor runs its per-parameter loop unless foreach=True: the step's temporary is the "
          "largest matrix's variance estimate, not one for every matrix", "torch/optim/_adafactor.py:246-252, 636"),
+    Rule("compile-recomputes-pointwise", "torch", (2, 0, 0), None,
+         "torch.compile trains through AOTAutograd's min-cut partitioner: pointwise chains (the norms' fp32 casts, "
+         "SiLU times up, rotary) are recomputed in backward rather than saved; modelled as Liger's RMSNorm, SwiGLU "
+         "and RoPE keep: exact for a frozen-weight Llama layer on the CPU (tests/integration/test_compile_saved.py), "
+         "unverified on a GPU", "torch/_functorch/partitioners.py min_cut_rematerialization_partition"),
     # ---- transformers ----
     Rule("legacy-tuple-cache", "transformers", None, (4, 42, 0),
          "generate passes the KV cache as tuples: a decode step holds the previous step's cache beside the new one, "

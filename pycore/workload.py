@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InputError, MAX_TOKENS
-from .schema import choice, flag, integer, names, number, spec, text, validate
+from .schema import choice, flag, integer, names, number, obj, spec, text, validate
+from .training.peft_config import parse_peft_config
 from .serving.formats import FORMATS
 from .serving.kernels import KERNELS
 from .units import GiB
 from .versions import holds, version_tuple
 
-MODES = ("full", "lora", "qlora", "inference")
-TRAINING_MODES = ("full", "lora", "qlora")
+MODES = ("full", "lora", "qlora", "inference", "peft")
+TRAINING_MODES = ("full", "lora", "qlora", "peft")
 MODE_LABELS = (("full", "Full training"), ("lora", "LoRA"), ("qlora", "QLoRA (4-bit base)"),
+               ("peft", "PEFT adapter (any adapter_config.json)"),
                ("inference", "Inference (transformers)"), ("serve", "Serving (vLLM, SGLang, llama.cpp)"))
 # "serve" selects the serving workload (pycore/serving/config.py); the request parser builds a
 # Serving object instead of a Workload for it.
@@ -88,6 +90,28 @@ class Workload:
     lora_targets: tuple | str | None = spec(None, names(("all-linear",), path="lora.targets", nullable=True,
                                                         modes=("lora", "qlora"),
                                                         doc="module names, or all-linear (default: attention projections)"))
+    # mode "peft": any PEFT adapter config (adapter_config.json), read by its peft_type
+    # (pycore/training/peft_config.py, adapters.py)
+    peft_config: object = spec(None, obj(parse_peft_config, nullable=True, modes=("peft",),
+                                         doc="a PEFT adapter_config.json (any peft_type of peft 0.21)"))
+    peft_nf4_base: bool = spec(False, flag(modes=("peft",), doc="the adapter over a bitsandbytes NF4 base "
+                                                                 "(load_in_4bit, as QLoRA)"))
+    # Memory levers of training (pycore/training/kernels.py, offload.py; docs/methods.md)
+    loss_kernel: str = spec("default", choice(("default", "liger-flce", "cut-cross-entropy", "torchtune-chunked",
+                                                "flash-attn-ce"), modes=TRAINING_MODES,
+                                               doc="the loss: transformers' (fp32 logits), Liger's fused linear "
+                                                   "cross-entropy, Cut Cross-Entropy, torchtune's chunked "
+                                                   "cross-entropy or flash-attention's Triton cross-entropy"))
+    liger_kernels: bool = spec(False, flag(modes=TRAINING_MODES, doc="Liger RMSNorm, SwiGLU and RoPE"))
+    torch_compile: bool = spec(False, flag(modes=TRAINING_MODES, doc="torch.compile (Inductor) of the model; "
+                                                                     "unverified on a GPU"))
+    activation_offload: str = spec("none", choice(("none", "torchtune", "unsloth", "deepspeed-cpu"),
+                                                  modes=TRAINING_MODES,
+                                                  doc="saved activations to pinned host memory (torchtune), or the "
+                                                      "checkpointed layer inputs (Unsloth, DeepSpeed cpu_checkpointing)"))
+    packing: str = spec("none", choice(("none", "flash-varlen", "sdpa-mask"), modes=TRAINING_MODES,
+                                       doc="packed sequences: flash-attention varlen (no mask) or SDPA with a "
+                                           "block-diagonal b x s x s mask"))
     qlora_double_quant: bool = spec(True, flag(modes=("qlora",), doc="QLoRA: quantise the NF4 constants too"))
     head: str = spec("auto", choice(("auto", "causal-lm", "masked-lm", "sequence-classification", "token-classification",
                                       "reward"), modes=MODES,
@@ -152,6 +176,11 @@ class Hardware:
     memory_bytes: int
 
 
+def nf4_base(w: Workload) -> bool:
+    """The base weights are bitsandbytes NF4: QLoRA, or a PEFT adapter over a 4-bit base."""
+    return w.mode == "qlora" or (w.mode == "peft" and w.peft_nf4_base)
+
+
 def weight_dtypes(mode: str) -> tuple:
     """The weights' dtypes a mode accepts."""
     if mode == "inference":
@@ -167,6 +196,17 @@ def validate_workload(w: Workload, p: Precision) -> None:
     if w.mode not in MODES:
         raise InputError("workload.mode", "serve is a serving workload; estimate it with the serving engines")
     validate(p, "precision")
+    if w.peft_nf4_base and w.mode != "peft":
+        raise InputError("workload.peft_nf4_base", "applies to mode peft (mode qlora is LoRA over NF4)")
+    if (w.mode == "peft") != (w.peft_config is not None):
+        raise InputError("workload.peft_config", "is required for mode peft" if w.mode == "peft" else
+                         "applies to mode peft only (it describes the adapter)")
+    if w.activation_offload in ("unsloth", "deepspeed-cpu") and not w.gradient_checkpointing:
+        raise InputError("workload.activation_offload", f"{w.activation_offload} offloads the checkpointed layer "
+                                                        "inputs: set workload.gradient_checkpointing")
+    if w.packing == "flash-varlen" and w.attention != "flash":
+        raise InputError("workload.packing", "flash-varlen packing needs workload.attention flash (position_ids "
+                                             "select flash_attn_varlen_func); with SDPA choose sdpa-mask")
     if w.batch_size * w.seq_len > MAX_TOKENS:
         raise InputError("workload.seq_len", f"batch_size x seq_len must be at most {MAX_TOKENS}")
     allowed = weight_dtypes(w.mode)

@@ -38,6 +38,8 @@ CASES = [
     {"model": "mistral-7b", "workload": {"mode": "inference", "batch_size": 32, "seq_len": 4096, "new_tokens": 512},
      "gpu": "l4-24gb"},
     {"model": "qwen2.5-7b", "workload": {"mode": "full", "batch_size": 4, "seq_len": 2048}, "gpu": "h100-sxm-80gb"},
+    {"model": "llama-3.1-8b", "workload": {"mode": "peft", "batch_size": 4, "seq_len": 2048, "peft_config": {
+        "peft_type": "LOHA", "r": 32, "target_modules": "all-linear"}}, "gpu": "a100-40gb"},
 ]
 
 
@@ -68,7 +70,9 @@ def _lever_of(plan, path):
     """Which change of the plan sets ``path`` (by the request field each lever owns)."""
     owners = {"workload.batch_size": "batch", "parallelism.gradient_accumulation": "batch",
               "workload.gradient_checkpointing": "checkpointing", "workload.attention": "attention",
-              "workload.optimizer": "optimizer", "workload.seq_len": "sequence length", "precision.kv_cache": "KV cache"}
+              "workload.optimizer": "optimizer", "workload.seq_len": "sequence length", "precision.kv_cache": "KV cache",
+              "workload.loss_kernel": "loss", "workload.activation_offload": "activation offload",
+              "workload.peft_config": "adapter size"}
     if path in owners:
         return owners[path]
     levers = {c["lever"] for c in plan["changes"]}

@@ -544,7 +544,8 @@ function applyChange(set) {
     const [group, ...rest] = path.split(".");
     let node = set[group];
     for (const k of rest) node = node === undefined ? undefined : node[k];
-    if (node !== undefined) state[param] = node;
+    // an object (a PEFT adapter config) lives in the state as its JSON text, as the form shows it
+    if (node !== undefined) state[param] = node && typeof node === "object" && !Array.isArray(node) ? JSON.stringify(node) : node;
   }
   if (set.precision && "autocast" in set.precision && !set.precision.autocast && set.precision.weights) state.w = set.precision.weights;
   stateToForm();
@@ -921,6 +922,14 @@ $("#train-config-text").addEventListener("drop", async (e) => {
   e.preventDefault();
   const file = e.dataTransfer.files[0];
   if (file) { $("#train-config-text").value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); readTrainingConfig(); }
+});
+// A dropped adapter_config.json fills the PEFT field (the core reads and checks it).
+const peftBox = form.elements.peft;
+peftBox.addEventListener("dragover", (e) => e.preventDefault());
+peftBox.addEventListener("drop", async (e) => {
+  e.preventDefault();
+  const file = e.dataTransfer.files[0];
+  if (file) { peftBox.value = await file.slice(0, catalog.request.limits.max_json_chars + 1).text(); if (readControl(peftBox)) update(); }
 });
 for (const b of document.querySelectorAll(".unit-toggle button")) {
   b.addEventListener("click", () => { state.unit = b.dataset.unit; stateToForm(); update(); });

@@ -80,6 +80,14 @@ export function parseValue(f, text) {
     return { ok: false, why: `must be ${(f.choices || []).join(" or ")} or module names separated by commas` };
   }
   if (f.type === "text") return s.length <= 64 ? { ok: true, value: s } : { ok: false, why: "is too long" };
+  if (f.type === "object") {              // a JSON object (a PEFT adapter_config.json): kept as its text, the core checks it
+    if (s.length > 100000) return { ok: false, why: "is too long" };
+    try {
+      const v = JSON.parse(s);
+      if (v && typeof v === "object" && !Array.isArray(v)) return { ok: true, value: s };
+    } catch { /* reported below */ }
+    return { ok: false, why: "must be a JSON object such as {\"peft_type\": \"LORA\", \"r\": 16}" };
+  }
   return { ok: false, why: "is not understood" };
 }
 
@@ -199,6 +207,7 @@ export function toRequest(state, catalog, solve) {
     if (param === "mem" || PLAN_ONLY.has(param) || !applies(catalog, param, state.mode, state.engine) || state[param] === null) continue;
     let value = state[param];
     if (param === "targets") value = value === "all-linear" ? value : String(value).split(",");
+    if (catalog.request.fields[path]?.type === "object") value = JSON.parse(value);
     const keys = path.split(".");
     let node = req;
     for (const k of keys.slice(0, -1)) node = node[k] = node[k] || {};

@@ -27,7 +27,9 @@ def add_model_args(p) -> None:
 
 def add_workload_args(p, serving: bool = False) -> None:
     g = p.add_argument_group("workload")
-    g.add_argument("--mode", default="full", help="full, lora, qlora or inference")
+    g.add_argument("--mode", default="full", help="full, lora, qlora, peft or inference")
+    g.add_argument("--peft-config", metavar="FILE", default=None,
+                   help="mode peft: a PEFT adapter_config.json (any peft_type; see docs/methods.md)")
     g.add_argument("--batch", type=int, default=1, help="micro-batch (sequences per step per GPU)")
     g.add_argument("--seq", type=int, default=2048, help="tokens per sequence (the prompt, for inference)")
     g.add_argument("--new-tokens", type=int, default=0, help="inference: tokens generated (0 = one forward pass)")
@@ -38,6 +40,13 @@ def add_workload_args(p, serving: bool = False) -> None:
     g.add_argument("--optimizer", default="adamw")
     g.add_argument("--attention", default="sdpa", help="sdpa, flash or eager")
     g.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on every layer")
+    g.add_argument("--loss-kernel", default=None, help="liger-flce, cut-cross-entropy, torchtune-chunked or "
+                                                       "flash-attn-ce (default: transformers' loss)")
+    g.add_argument("--liger-kernels", action="store_true", help="Liger RMSNorm, SwiGLU and RoPE")
+    g.add_argument("--peft-nf4-base", action="store_true", help="mode peft: the adapter over a 4-bit NF4 base")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (unverified rule)")
+    g.add_argument("--activation-offload", default=None, help="torchtune, unsloth or deepspeed-cpu")
+    g.add_argument("--packing", default=None, help="packed sequences: flash-varlen or sdpa-mask")
     g.add_argument("--lora-rank", type=int, default=16)
     g.add_argument("--lora-alpha", type=float, default=32)
     g.add_argument("--lora-targets", default=None,
@@ -198,6 +207,19 @@ def layout_part(a) -> tuple[dict, str | None]:
     return par, None
 
 
+def read_json_file(path: str, option: str) -> tuple[object, str | None]:
+    """A JSON file such as adapter_config.json, bounded like --hf-config; the core checks its fields."""
+    text, problem = read_text_file(path, option)
+    if problem:
+        return None, problem
+    from ..errors import InputError
+    from ..jsontext import parse_json
+    try:
+        return parse_json(text, option), None
+    except InputError as exc:
+        return None, printable(f"{option}: {exc.message}")
+
+
 def build_request(a) -> tuple[dict, str | None]:
     req: dict = {"schema": 1}
     model, problem = model_part(a)
@@ -218,6 +240,17 @@ def build_request(a) -> tuple[dict, str | None]:
         req["workload"]["head"] = a.head
     if getattr(a, "num_labels", None) is not None:
         req["workload"]["num_labels"] = a.num_labels
+    for key, value in (("loss_kernel", getattr(a, "loss_kernel", None)), ("activation_offload",
+                       getattr(a, "activation_offload", None)), ("packing", getattr(a, "packing", None)),
+                       ("liger_kernels", getattr(a, "liger_kernels", False)), ("torch_compile", getattr(a, "compile", False)),
+                       ("peft_nf4_base", getattr(a, "peft_nf4_base", False))):
+        if value:
+            req["workload"][key] = value
+    if getattr(a, "peft_config", None):
+        adapter, problem = read_json_file(a.peft_config, "--peft-config")
+        if problem:
+            return {}, problem
+        req["workload"]["peft_config"] = adapter
     framework = {k: v for k, v in (("torch", getattr(a, "torch_version", None)),
                                    ("transformers", getattr(a, "transformers_version", None)),
                                    ("peft", getattr(a, "peft_version", None))) if v}

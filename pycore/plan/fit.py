@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from ..errors import InputError
 from ..estimate import estimate
 from ..schema import integer, spec
+from .levers import method_ladders
 
 MAX_EVALUATIONS = 400
 MAX_HALVINGS = 6                # micro-batch down to 1/64, sequences down to 1/4
@@ -94,6 +95,7 @@ def ladders(req, layouts: bool = True) -> list[tuple[str, list[Rung]]]:
     elif training and w.optimizer == "adamw_fused":
         out.append(("optimizer", [Rung("8-bit AdamW (bitsandbytes)", 0.3, "changes the optimizer: 8-bit states",
                                        (("optimizer", "adamw_8bit"),))]))
+    out += method_ladders(req, Rung)        # fused loss, activation offload, a smaller adapter (levers.py)
     if w.mode == "full":
         rungs = [Rung("LoRA (rank 16, attention projections) instead of full training", CHANGES_TRAINING,
                       "changes the training: LoRA trains adapters only", (("mode", "lora"),))]
@@ -183,7 +185,7 @@ def nested_patch(rungs: list[Rung]) -> dict:
     for r in rungs:
         for section, pairs in (("workload", r.workload), ("precision", r.precision), ("parallelism", r.parallelism)):
             for key, value in pairs:
-                out.setdefault(section, {})[key] = value
+                out.setdefault(section, {})[key] = value.to_json() if hasattr(value, "to_json") else value
     return out
 
 

@@ -167,7 +167,7 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
     else:
         # flash / memory-efficient kernels keep their output and a fp32 log-sum-exp per head and row.
         acc.add("attention log-sum-exp", FP32 * T * m.n_heads)
-        if ctx.kernel == "efficient" and m.n_kv_heads < m.n_heads and window:
+        if ctx.kernel == "efficient" and m.n_kv_heads < m.n_heads and (window or ctx.packed_mask):
             # with a mask, transformers repeats K/V to every head (repeat_kv) before the kernel
             acc.add("attention K/V repeated to all heads", cb * T * 2 * (m.n_heads * m.head_dim - kd))
         score_extra = 0

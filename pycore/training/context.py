@@ -32,6 +32,7 @@ class StepContext:
     selective: bool = False  # selective recomputation of the attention core
     cp: int = 1              # context parallelism: tokens are this rank's share of the sequence
     ep: int = 1              # expert parallelism: routed tokens go through an all-to-all
+    packed_mask: bool = False  # an explicit mask reaches every layer's SDPA (packed rows, a KV prefix)
 
 
 def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, masked: bool) -> str:
@@ -76,6 +77,15 @@ def adapter_bytes(w: Workload, f: Framework, compute_bytes: int) -> int:
     return FP32
 
 
+def _prefix_tokens(m: ModelSpec, w: Workload) -> int:
+    """Prefix tuning / Cartridges: past key/values longer than the queries, so transformers builds an explicit
+    b x 1 x s x (n + s) mask for SDPA (masking_utils: is_causal cannot be used when q_len != kv_len)."""
+    if w.mode != "peft":
+        return 0
+    from .adapters import plan_for
+    return plan_for(m, w.peft_config).prefix_tokens
+
+
 def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: int = 1, selective: bool = False,
                  cp: int = 1, ep: int = 1) -> StepContext:
     training = w.mode != "inference"
@@ -87,12 +97,16 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: i
     adapted = frozenset()
     if w.mode in ("lora", "qlora"):
         adapted = frozenset(lin.name for lin in lora_targets(m, w.lora_targets))
-    masked = is_masked(m, w.seq_len)
+    elif w.mode == "peft":
+        from .adapters import plan_for
+        adapted = plan_for(m, w.peft_config).adapted_names
+    explicit = w.packing == "sdpa-mask" or _prefix_tokens(m, w) > 0
+    masked = is_masked(m, w.seq_len) or explicit          # packed rows, or keys longer than the queries
     return StepContext(
         batch=w.batch_size, seq=w.seq_len, tokens=w.batch_size * w.seq_len, weight_bytes=weight_bytes,
         compute_bytes=compute, residual_bytes=weight_bytes, amp=p.autocast is not None,
         fp16=p.compute() == "fp16", training=training, base_trainable=w.mode == "full",
         adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute),
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
-        sp=sp, selective=selective, cp=cp, ep=ep,
+        sp=sp, selective=selective, cp=cp, ep=ep, packed_mask=explicit,
     )

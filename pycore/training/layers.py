@@ -200,6 +200,10 @@ class HeadCost:
     loss_saved_bytes: int  # the loss's log-softmax output
     loss_forward_extra: int
     loss_backward_extra: int
+    # labels of the three loss terms in the breakdown (a fused loss keeps other tensors: kernels.py)
+    loss_saved_name: str = "loss log-softmax"
+    forward_extra_name: str = "loss input upcast to fp32"
+    backward_extra_name: str = "loss gradients"
 
 
 def classifier_head_cost(ctx: StepContext, m: ModelSpec) -> HeadCost:

@@ -14,7 +14,8 @@ from ..model.params import embedding_params, head_params, linears, lora_params, 
 from ..model.spec import ModelSpec
 from ..parallel.shard import RankParams, rank_params
 from ..units import dtype_bytes
-from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload
+from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload, nf4_base
+from .adapters import plan_for
 from .context import adapter_bytes
 from .optimizers import SHAPE_OPTIMIZERS, managed_state_bytes, param_shapes, state_bytes, step_temporary_bytes
 from ..versions import version_tuple
@@ -44,10 +45,10 @@ def weight_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework = Framewo
     """The stored weights on one GPU, by format (``rank`` None: the whole model)."""
     rank = rank or rank_params(m)
     total = rank.total()
-    if w.mode == "qlora" or (w.mode == "inference" and p.weights in QUANTISED_WEIGHTS):
+    if nf4_base(w) or (w.mode == "inference" and p.weights in QUANTISED_WEIGHTS):
         quantised = rank.linear_weights()
         rest = total - quantised
-        if w.mode == "qlora":
+        if nf4_base(w):
             parts = nf4_parts(quantised, w.qlora_double_quant)
         elif p.weights == "int4":
             groups = -(-quantised // INT4_GROUP)
@@ -62,6 +63,8 @@ def weight_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework = Framewo
         out = {f"weights ({p.weights})": total * dtype_bytes(p.weights)}
     if w.mode in ("lora", "qlora"):
         out["LoRA adapters"] = stage_lora_params(m, w, rank) * adapter_bytes(w, f, dtype_bytes(p.compute()))
+    if w.mode == "peft":
+        out.update(peft_weight_parts(m, w, p, f, rank))
     return out
 
 
@@ -90,6 +93,14 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, rank: RankPar
         largest = rank.largest
         grads_other = (trainable - per_layer * rank.layers) * pb
         grads_head = _head_matrix(m, rank, whole) * pb
+    elif w.mode == "peft":
+        plan = plan_for(m, w.peft_config)
+        pb = peft_param_bytes(plan, w, f, compute)
+        trainable = _stage_share(plan.trainable, m, rank)
+        per_layer = trainable // L
+        shapes = list(plan.shapes)
+        largest = max([prod(s) for s, _ in shapes] or [0])
+        grads_other = grads_head = (trainable - per_layer * rank.layers) * pb
     else:
         pb = adapter_bytes(w, f, compute)
         trainable = stage_lora_params(m, w, rank)
@@ -108,7 +119,40 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, rank: RankPar
         optimizer_temp=step_temporary_bytes(w.optimizer, trainable, pb, largest,
                                             version_tuple(f.torch, "framework.torch", "a torch version", "2.11")),
         n_layers=rank.layers, outside_allocator=_managed(w, shapes),
+        state_parts=_peft_state(m, w, trainable, pb),
     )
+
+
+def peft_param_bytes(plan, w: Workload, f: Framework, compute: int) -> int:
+    """Bytes per adapter parameter: fp32 for C3A's kernel and the prompt encoders (created in torch's
+    default dtype), else the LoRA rule (autocast_adapter_dtype)."""
+    return 4 if plan.fp32_params else adapter_bytes(w, f, compute)
+
+
+def peft_weight_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework, rank: RankParams) -> dict:
+    """The adapter's parameters, frozen buffers and modules_to_save copies on one GPU."""
+    plan = plan_for(m, w.peft_config)
+    compute = dtype_bytes(p.compute())
+    pb = peft_param_bytes(plan, w, f, compute)
+    name = plan.peft_type.lower().replace("_", " ")
+    out = {f"PEFT adapter ({name})": _stage_share(plan.trainable - plan.saved_copies, m, rank) * pb}
+    if plan.frozen_buffers or plan.index_elements:
+        # projections and bases are fp32 (torch's default dtype when PEFT creates them); indices int64
+        out[f"PEFT frozen buffers ({name})"] = _stage_share(4 * plan.frozen_buffers + 8 * plan.index_elements, m, rank)
+    if plan.saved_copies:
+        out["modules_to_save copies"] = plan.saved_copies * dtype_bytes(p.weights)
+    return out
+
+
+def _stage_share(n: int, m: ModelSpec, rank: RankParams) -> int:
+    return n if rank.layers == m.n_layers else n * rank.layers // m.n_layers
+
+
+def _peft_state(m: ModelSpec, w: Workload, trainable: int, pb: int) -> tuple:
+    if w.mode != "peft":
+        return ()
+    copies = plan_for(m, w.peft_config).score_copies
+    return (("AdaLoRA importance scores (ipt, exp_avg_ipt, exp_avg_unc)", copies * trainable * pb),) if copies else ()
 
 
 def _managed(w: Workload, shapes) -> tuple:

@@ -7,7 +7,13 @@ from dataclasses import dataclass, replace
 
 from ..model.spec import ModelSpec
 from ..parallel.shard import RankParams, local_model, rank_params
-from ..workload import Framework, Precision, Workload
+from ..workload import Framework, Precision, Workload, nf4_base
+from ..model.spec import is_classifier
+from ..versions import holds, version_tuple
+from .adapter_step import with_peft_terms
+from .kernels import fused_layer, loss_head
+from .offload import offload_layers
+from .adapters import plan_for
 from .context import StepContext, make_context
 from .layers import head_cost, layer_costs
 from .static import largest_linear
@@ -32,6 +38,9 @@ def step_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, view: St
     """The facts of the step for the rank's local model: its heads and widths, and its share of the sequence."""
     local = local_model(m, view.tensor_parallel)
     wl = replace(w, seq_len=w.seq_len // view.context_parallel, gradient_checkpointing=view.recompute == "full")
+    if w.mode == "peft" and plan_for(m, w.peft_config).virtual_tokens:
+        # prompt tuning joins its virtual tokens to every sequence (peft_model.py PeftModelForCausalLM.forward)
+        wl = replace(wl, seq_len=wl.seq_len + plan_for(m, w.peft_config).virtual_tokens)
     sp = view.tensor_parallel if view.sequence_parallel else 1
     return make_context(local, wl, p, f, sp=sp, selective=view.recompute == "selective", cp=view.context_parallel,
                         ep=view.expert_parallel)
@@ -46,14 +55,30 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
     ctx = step_context(m, w, p, f, view)
     local = local_model(m, view.tensor_parallel)
     layers = layer_costs(ctx, local, rank.dense_layers, rank.moe_layers)
-    if w.mode == "qlora":
+    if w.liger_kernels or (w.torch_compile and holds("compile-recomputes-pointwise", version_tuple(
+            f.torch, "framework.torch", "a torch version", "2.11"))):
+        layers = [fused_layer(lc, ctx, local) for lc in layers]
+    if nf4_base(w):
         # bitsandbytes MatMul4Bit dequantises the whole weight to the compute dtype for each call.
         extra = largest_linear(local) * ctx.compute_bytes
         layers = [replace(lc, forward_extra=lc.forward_extra + extra, backward_extra=lc.backward_extra + extra)
                   for lc in layers]
+    if w.mode == "peft":
+        layers = with_peft_terms(layers, plan_for(m, w.peft_config), ctx, local)
     if transform is not None:
         layers = transform(layers)
+    layers = offload_layers(layers, w.activation_offload, ctx.checkpointing)
     head = head_cost(ctx, local, f.loss_upcast_fp32) if rank.last else None
+    if head is not None and not is_classifier(local):
+        head = loss_head(head, w.loss_kernel, ctx, local, head_trains=w.mode == "full")
+    if head is not None and w.packing == "sdpa-mask":
+        # transformers' masking_utils builds a bool b x 1 x s x s block-diagonal mask for packed rows; every
+        # layer's SDPA call keeps the same tensor
+        head = replace(head, saved={**head.saved, "packed-sequence attention mask": ctx.batch * ctx.seq * ctx.seq})
+    prefix = plan_for(m, w.peft_config).prefix_tokens if w.mode == "peft" else 0
+    if head is not None and prefix and ctx.kernel != "eager":
+        # prefix tuning: the bool b x 1 x s x (n + s) mask every layer's SDPA call keeps
+        head = replace(head, saved={**head.saved, "prefix attention mask": ctx.batch * ctx.seq * (ctx.seq + prefix)})
     shape = StepShape(checkpointing=view.recompute == "full", block=view.recompute_layers, in_flight=view.in_flight,
                       grads_in_forward=view.grads_in_forward, head=rank.last)
     return training_snapshots(st, layers, head, shape), ctx

@@ -136,16 +136,16 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
     if head:
         # Forward end: the loss has run; under checkpointing, autocast's cache is freed at exit except
         # for the output head's copy, which lm_head keeps for backward.
-        logits = {"logits": head.logits_bytes, "loss log-softmax": head.loss_saved_bytes}
+        logits = _nz({"logits": head.logits_bytes, head.loss_saved_name: head.loss_saved_bytes})
         snaps.append(Snapshot("forward", "loss computation (fp32 copy of the logits)", (
             weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_fwd_end})), opt, buffers, gathered,
             early_grads, ("activations", acts_end), ("logits and loss", logits),
-            ("temporaries", _nz({"loss input upcast to fp32": head.loss_forward_extra})))))
+            ("temporaries", _nz({head.forward_extra_name: head.loss_forward_extra})))))
         # Backward through the loss: two loss-sized gradients exist at once.
         snaps.append(Snapshot("backward", "loss backward (log-softmax gradients)", (
             weights, ("autocast weight copies", _nz({"16-bit weight copies": copies_fwd_end})), opt, buffers, gathered,
             early_grads, ("activations", acts_end), ("logits and loss", logits),
-            ("temporaries", {"loss gradients": head.loss_backward_extra}))))
+            ("temporaries", {head.backward_extra_name: head.loss_backward_extra}))))
 
     # Backward through the top and the bottom layer (the sum is linear between them).
     for index in sorted({n_layers - 1, 0}):

@@ -26,7 +26,13 @@ test("the page lists the CLI's fit plans and applying one makes the run fit", as
   const applied = await waitForResult(page, result.computed);
   assert.notEqual(applied.verdict, "does-not-fit");          // fits, or "at risk" within the error band
   assert.equal(applied.peak, (cli[0].device_total_bytes / 2 ** 30).toFixed(2));
-  assert.doesNotMatch(page.url(), /batch=/);                    // micro-batch 1, the default
-  assert.match(page.url(), /ga=8/);
+  // the plan's changes are the page's state: its micro-batch (absent from the URL when 1, the default),
+  // its accumulation and its other levers
+  const set = cli[0].set;
+  const batch = set["workload.batch_size"];
+  if (batch === 1) assert.doesNotMatch(page.url(), /batch=/);
+  else assert.match(page.url(), new RegExp(`batch=${batch}&`));
+  assert.match(page.url(), new RegExp(`ga=${set["parallelism.gradient_accumulation"]}`));
+  if (set["workload.loss_kernel"]) assert.match(page.url(), new RegExp(`loss=${set["workload.loss_kernel"]}`));
   await ctx.close();
 });
