@@ -51,6 +51,9 @@ def main() -> int:
     print(f"{'kind':16} {'ok':>6} {'refused':>8} {'slowest CPU s':>14}")
     for kind, s in stats.items():
         print(f"{kind:16} {s['ok']:6} {s['error']:8} {s['slowest_s']:14.3f}")
+    for kind, req in slowest.items():
+        if stats[kind]["slowest_s"] >= a.limit_s / 2:
+            print(f"slowest {kind} ({stats[kind]['slowest_s']:.3f} s): {json.dumps(req)[:400]}")
     for p in problems[:20]:
         print(json.dumps(p)[:600])
     total = sum(s["ok"] + s["error"] for s in stats.values())

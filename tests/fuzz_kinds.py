@@ -37,6 +37,14 @@ def _int_values(f: dict):
     return st.sampled_from([lo, hi, min(hi, lo + 1), *typical]) | st.integers(lo, hi)
 
 
+# Adapter configs for mode peft: a few of PEFT's types with their usual settings.
+PEFT_CONFIGS = ({"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"]},
+                {"peft_type": "LORA", "r": 8, "target_modules": "all-linear", "use_dora": True},
+                {"peft_type": "IA3", "target_modules": ["k_proj", "v_proj", "down_proj"], "feedforward_modules": ["down_proj"]},
+                {"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 20},
+                {"peft_type": "LOHA", "r": 8, "target_modules": ["q_proj", "v_proj"]},
+                {"peft_type": "ADALORA", "init_r": 12, "target_r": 8, "target_modules": ["q_proj", "v_proj"],
+                 "total_step": 1000})
 # Text fields: versions as each library writes them (and one that is not).
 TEXT = {"framework.torch": ["2.7", "2.11", "1.10", "x"], "framework.transformers": ["4.56.0", "5.0.0", "4.16.0"],
         "framework.peft": ["0.17.0", "0.21.2"], "workload.version": ["", "0.19.0", "0.6.0", "0.5.4", "b6000", "latest"]}
@@ -58,6 +66,8 @@ def value_for(f: dict, path: str = ""):
         return st.sampled_from(["all-linear", ["q_proj", "v_proj"], ["o_proj"]])
     if kind == "ints":
         return st.lists(st.integers(int(f["minimum"]), 64), min_size=1, max_size=8)
+    if kind == "object":
+        return st.sampled_from(PEFT_CONFIGS)
     return st.sampled_from(TEXT.get(path, [""]))
 
 
@@ -107,8 +117,10 @@ def requests_of_every_kind(draw):
         _fields_for(draw, req, "serve", engine, ("workload.",))
         req["solve"] = draw(st.booleans())
         return kind, req
-    mode = draw(st.sampled_from(["full", "lora", "qlora", "inference"] if kind != "plan" else ["full", "lora"]))
+    mode = draw(st.sampled_from(["full", "lora", "qlora", "inference", "peft"] if kind != "plan" else ["full", "lora"]))
     req["workload"] = {"mode": mode}
+    if mode == "peft":
+        req["workload"]["peft_config"] = draw(st.sampled_from(PEFT_CONFIGS))
     prefixes = ("workload.", "precision.", "framework.")
     if kind in ("estimate", "plan", "check", "links") and mode != "inference":
         prefixes += ("parallelism.",)

@@ -275,3 +275,18 @@ def test_the_tree_of_every_catalog_decoder_adds_up_to_its_parameter_count():
         assert module_sizes(model_tree(m, named_format("none"), 2))[""] == 2 * total_params(m) + rotary, mid
         checked += 1
     assert checked > 100
+
+
+def test_the_fewest_cards_search_starts_where_the_cards_can_hold_the_weights():
+    # found by scripts/fuzz.py: DeepSeek-V3 on 24 GB cards placed the model on 1, 2, ... 64 cards (1 s of
+    # CPU). No count below the weights over one card's memory keeps every weight on a GPU.
+    import time
+    from pycore.api import estimate_dict
+    req = {"model": "deepseek-v3", "gpu": "rtx-3090-24gb", "workload": {"mode": "serve", "engine": "hf"}, "solve": True}
+    t0 = time.process_time()
+    resp = estimate_dict(req)
+    assert resp["status"] == "ok" and time.process_time() - t0 < 0.5
+    # Llama 3.1 405B in bf16 on 24 GB cards: 405,853,388,800 x 2 bytes over 25,318,832,210 bytes is 32.06, so at
+    # least 33 cards; the answer is at or above that
+    resp = estimate_dict({**req, "model": "llama-3.1-405b"})
+    assert resp["result"]["solutions"]["fewest_gpus"]["gpus"] >= 33

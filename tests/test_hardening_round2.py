@@ -142,3 +142,11 @@ def test_a_deep_option_value_is_refused_by_the_cli_without_a_traceback():
     out, _ = cli("estimate", "--model", "gpt2", "--option", "KEY=" + "[" * 5000 + "]" * 5000)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "--option KEY" in out.stderr and "nested too deeply" in out.stderr
+
+
+def test_a_check_of_a_peft_run_answers_without_a_calibration_record():
+    # found by scripts/fuzz.py once mode peft existed: the record's mode table had no entry for it
+    resp = call({"model": "llama-3.2-1b", "workload": {"mode": "peft", "peft_config": {
+        "peft_type": "PREFIX_TUNING", "num_virtual_tokens": 20}}, "measured": {"text": "max_memory_allocated: 21.3 GiB"}})
+    assert resp["status"] == "ok", resp
+    assert resp["result"]["check"]["record"] is None and "peft" in resp["result"]["check"]["record_note"]

@@ -58,6 +58,10 @@ def _hf_config(data: dict):
     return None
 
 
+# The request's modes in measure_hf.py's names (shared/calibration); mode peft has no counterpart.
+_MODE_TAGS = {"full": "train", "lora": "lora", "qlora": "qlora", "inference": "infer"}
+
+
 def calibration_record(data: dict, result: dict, meas: Measurement) -> tuple[dict | None, str]:
     """(record, note): the checked run as a calibration record, or None and why it cannot be one."""
     from ..request import parse_request
@@ -67,6 +71,9 @@ def calibration_record(data: dict, result: dict, meas: Measurement) -> tuple[dic
         return None, "serving engines are checked against their logs, not calibration records"
     if result.get("layout", {}).get("gpus", 1) > 1:
         return None, "calibration records are single-GPU runs; this layout has more than one GPU"
+    if req.workload.mode not in _MODE_TAGS:
+        return None, (f"calibration records hold {', '.join(_MODE_TAGS)} runs (measure_hf.py's modes); a "
+                      f"{req.workload.mode} run's adapter config is not part of that format")
     if meas.peak_allocated is None:
         return None, "a calibration record needs the peak allocation: max_memory_allocated() or the memory summary"
     hf = _hf_config(data)
@@ -98,7 +105,7 @@ def calibration_record(data: dict, result: dict, meas: Measurement) -> tuple[dic
             measured["cuda_context_bytes"] = used - meas.peak_reserved.bytes
     total = meas.device_total.bytes if meas.device_total else req.hardware.memory_bytes
     model_id = data["model"] if isinstance(data.get("model"), str) else (result.get("model") or {}).get("id") or "custom"
-    mode_tag = {"full": "train", "lora": "lora", "qlora": "qlora", "inference": "infer"}[w.mode]
+    mode_tag = _MODE_TAGS[w.mode]
     record = {"id": f"user-{model_id}-{mode_tag}-{p.weights}-b{w.batch_size}-s{w.seq_len}", "model": model_id,
               "hf_config": hf, "workload": workload, "measured": measured,
               "env": {"gpu": req.hardware.name, "gpu_total_bytes": total, "torch": req.framework.torch,

@@ -288,9 +288,16 @@ def fewest_gpus(req, e) -> dict | None:
     """The fewest GPUs of this kind that hold the whole model with device_map (no offload) and fit
     generate's peak on every one, with the max_memory split from_pretrained computes for that map."""
     from dataclasses import replace
-    for n in range(1, MAX_SOLVE_GPUS + 1):
-        sub = replace(req, serving=replace(req.serving, devices=n, max_memory=None))
-        ans = device_map_answer(sub, e)
+
+    def answer(n: int) -> dict:
+        return device_map_answer(replace(req, serving=replace(req.serving, devices=n, max_memory=None)), e)
+    # No count below the one whose cards together hold the weights can keep them all on GPUs: the search
+    # starts there (a 671B model on 24 GB cards starts at 55, not 1; each placement walks every module).
+    one = answer(1)
+    weights = sum(d["weights_bytes"] for d in one["per_device"]) + one["host_bytes"] + one["disk_bytes"]
+    floor = max(1, -(-weights // req.hardware.memory_bytes))
+    for n in range(floor, MAX_SOLVE_GPUS + 1):
+        ans = one if n == 1 else answer(n)
         offloaded = ans["host_bytes"] or ans["disk_bytes"]
         if not offloaded and ans["fits"] and ans["starts"]:
             return {"gpus": n, "device_total_bytes": ans["device_total_bytes"],
