@@ -37,6 +37,7 @@ from .layout import Parallelism, recompute_mode
 from .options import Fsdp2Options
 from .shard import RankParams, rank_params_for
 from .stages import in_flight, most_loaded
+from .torch_cp import ring_buffers, with_torch_ring
 from .torchtitan_loss import torchtitan_loss
 
 # While block i computes in forward, its unsharded parameters, the all-gather buffer they were
@@ -110,6 +111,24 @@ def torchtitan_op_layers(ctx, m: ModelSpec, layers: list[LayerCost]) -> list[Lay
     return out
 
 
+def _transform(m: ModelSpec, w: Workload, pe: Precision, f: Framework, view: StageView, par: Parallelism,
+               o: Fsdp2Options, op_policy: bool):
+    """The layers as torchtitan runs them: its per-op checkpointing policy, PyTorch's ring attention."""
+    if not op_policy and par.context_parallel == 1:
+        return None
+    ctx = step_context(m, w, pe, f, view)
+    local = local_model(m, par.tensor_parallel)
+
+    def apply(layers: list[LayerCost]) -> list[LayerCost]:
+        if op_policy:
+            layers = torchtitan_op_layers(ctx, local, layers)
+        if par.context_parallel > 1:
+            layers = with_torch_ring(layers, ring_buffers(ctx.tokens, par.context_parallel, local, ctx.compute_bytes,
+                                                          o.torchtitan_version, o.cp_rotate_method))
+        return layers
+    return apply
+
+
 def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
     o: Fsdp2Options = par.options or Fsdp2Options()
     if par.zero_stage not in (0, 3):
@@ -129,10 +148,7 @@ def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fra
                          recompute="none" if op_policy else recompute,
                          recompute_layers=par.recompute_layers, in_flight=in_flight(par, stage),
                          grads_in_forward=par.gradient_accumulation > 1 or par.pipeline_parallel > 1)
-        transform = None
-        if op_policy:
-            ctx = step_context(m, w, pe, f, view)
-            transform = lambda layers: torchtitan_op_layers(ctx, local_model(m, par.tensor_parallel), layers)  # noqa: E731
+        transform = _transform(m, w, pe, f, view, par, o, op_policy)
         snaps, ctx = training_step(m, w, pe, f, st, rank, view, transform)
         if rank.last:
             snaps = torchtitan_loss(snaps, ctx, local_model(m, par.tensor_parallel).vocab_size,
