@@ -58,6 +58,10 @@ def time_plans(repeat: int = 3) -> list[tuple[str, int, float]]:
             dt = time.perf_counter() - t0
             best = dt if best is None else min(best, dt)
         req = json.loads(text)
+        if resp["status"] != "ok":          # a search past its bound on work answers an error naming it
+            what = f"{req['plan'].get('gpus', 'fewest')} GPUs refused ({resp['errors'][0]['field']})"
+            out.append((f"{what}, {req['model']} {req['parallelism']['recipe']}", 0, best))
+            continue
         what = "1024 GPUs" if req["plan"].get("gpus") else f"fewest GPUs ({resp['result']['plan']['gpus']})"
         out.append((f"{what}, {req['model']} {req['parallelism']['recipe']}", resp["result"]["plan"]["count"], best))
     return out

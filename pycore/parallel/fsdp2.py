@@ -44,6 +44,7 @@ from .torchtitan_loss import torchtitan_loss
 # copied out of (held until block i+1's copy-out) and block i+1's prefetched all-gather exist
 # (_fsdp_param_group.py wait_for_unshard): three block-sized bf16 tensors.
 GATHERED_BLOCKS = 3
+ASYNC_TP_WORKSPACE = "async TP symmetric-memory workspace"
 
 
 def fsdp_states(m: ModelSpec, w: Workload, p: Precision, par: Parallelism, rank: RankParams,
@@ -76,6 +77,8 @@ def fsdp_states(m: ModelSpec, w: Workload, p: Precision, par: Parallelism, rank:
     elif not o.last_block_resharded and rank.last:
         compute["last block kept unsharded after forward (torchtitan)"] = cb * block
     backward = {"reduce-scatter input (fp32) and the block's unsharded gradients": (FP32 + cb) * block}
+    if o.async_tensor_parallel and par.tensor_parallel > 1:
+        compute[ASYNC_TP_WORKSPACE] = async_tp_workspace(m, w, par, cb)
     host = 0
     if par.offload_params != "none" or par.offload_optimizer != "none":
         ranks_per_node = min(par.gpus, par.gpus_per_node)
@@ -87,6 +90,15 @@ def fsdp_states(m: ModelSpec, w: Workload, p: Precision, par: Parallelism, rank:
                 autocast_copy_per_layer=0, autocast_copy_head=0, optimizer_temp=_step_temp(w, shard(wb * trainable)),
                 n_layers=rank.layers, backward_buffers=tuple(backward.items()), compute_buffers=tuple(compute.items()))
     return st, host
+
+
+def async_tp_workspace(m: ModelSpec, w: Workload, par: Parallelism, cb: int) -> int:
+    """Async TP's symmetric-memory workspace, the largest any fused collective matmul asks for
+    (torch/distributed/_symmetric_memory/__init__.py @2.14.1: get_symm_mem_workspace keeps one per
+    group and grows it; the pipelined all-gather needs the local shard, 160-177; the pipelined
+    reduce-scatter two chunks of the output, 347-349): 2 x b s h / t in the compute dtype."""
+    tokens = w.batch_size * w.seq_len // par.context_parallel
+    return 2 * cb * tokens * m.hidden_size // par.tensor_parallel
 
 
 def _step_temp(w: Workload, sharded_param_bytes: int) -> int:
@@ -136,6 +148,11 @@ def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fra
                                                    "ZeRO-2-like behaviour set options.reshard_after_forward false")
     if w.mode == "qlora":
         raise InputError("workload.mode", "QLoRA under FSDP2 is not modelled; use recipe hf")
+    if o.async_tensor_parallel and par.tensor_parallel > 1 and not o.compile:
+        # torchtitan raises "Async TP requires --training.compile" (parallelize_llama.py:54-58 @9dec370;
+        # distributed/tensor_parallel.py:20-22 @v0.2.2): inductor's micro-pipeline TP pass does the fusing.
+        raise InputError("parallelism.options.async_tensor_parallel", "torchtitan's async TP needs compile: set "
+                                                                       "options.compile true")
     pe = Precision(weights=p.compute())                    # activations run in the gathered dtype
     recompute = recompute_mode(par, w.gradient_checkpointing)
     op_policy = recompute == "selective" and o.activation_checkpoint == "torchtitan-op"

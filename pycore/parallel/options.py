@@ -73,6 +73,8 @@ class Fsdp2Options:
                                                          "and torchtitan-repeats-kv"))
     compile: bool = spec(False, flag(doc="[compile] enable with the default components (model, loss): from "
                                          "torchtitan 0.1.0 the loss is compiled"))
+    async_tensor_parallel: bool = spec(False, flag(doc="parallelism.enable_async_tensor_parallel: TP's "
+                                                       "collectives run inside the matmuls (needs compile)"))
     cp_rotate_method: str = spec("allgather", choice(("allgather", "alltoall"),
                                                      doc="experimental.context_parallel_rotate_method: ring "
                                                          "attention gathers every rank's K/V, or passes one on"))

@@ -81,7 +81,26 @@ def run_plan(req, q: PlanQuery) -> dict:
         out = {"question": "fewest", **fewest_gpus(req, q.global_batch, q.max_gpus)}
     out["count"] = len(out["layouts"])
     out["layouts"] = out["layouts"][:q.limit]
+    for r in out["layouts"] + ([out["recommended"]] if out["recommended"] else []):
+        _add_launch(req, r)
     return out
+
+
+def _layout_par(base: Parallelism, degrees: tuple, stage: int, recompute: str, accumulation: int) -> Parallelism:
+    dp, t, p, c, e = degrees
+    return replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
+                   expert_parallel=e, zero_stage=stage, recompute=recompute,
+                   sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
+                   gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+
+
+def _add_launch(req, r: dict) -> None:
+    """The framework's own arguments, for the rows the answer returns only (the search ranks many more)."""
+    if "launch" not in r:
+        d = r["degrees"]
+        par = _layout_par(req.parallelism, (d["data"], d["tensor"], d["pipeline"], d["context"], d["expert"]),
+                          r["zero_stage"], r["recompute"], r["gradient_accumulation"])
+        r["launch"] = launch(req, par, r["micro_batch"], r["gradient_accumulation"])
 
 
 def _divisors(n: int) -> list[int]:
@@ -178,15 +197,11 @@ def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: 
     """One row for a layout: the fastest recomputation that fits (none, then selective, then full;
     the step-time model orders them so), or, where none fits, the one that needs the least memory.
     Full recomputation is tried first: a clear miss settles the layout without the others."""
-    dp, t, p, c, e = degrees
     tried = {}
 
     def row_for(recompute: str):
         if recompute not in tried:
-            par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
-                          expert_parallel=e, zero_stage=stage, recompute=recompute,
-                          sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
-                          gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+            par = _layout_par(base, degrees, stage, recompute, accumulation)
             budget.spend(par)
             try:
                 est = estimate(req.model, replace(req.workload, batch_size=micro), req.precision, req.hardware,
@@ -226,19 +241,19 @@ def _distinct(rows: list[dict]) -> list[dict]:
 
 
 def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
+    verdict = est.verdict
     return {"gpus": par.gpus, "degrees": {"data": par.data_parallel, "tensor": par.tensor_parallel,
                                           "pipeline": par.pipeline_parallel, "context": par.context_parallel,
                                           "expert": par.expert_parallel},
             "zero_stage": par.zero_stage, "recompute": par.recompute, "sequence_parallel": par.sequence_parallel,
             "micro_batch": micro, "gradient_accumulation": accumulation,
             "device_total_bytes": est.device_total_bytes, "headroom_bytes": req.hardware.memory_bytes - est.device_total_bytes,
-            "fits": est.fits, "verdict": est.verdict, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
+            "fits": verdict == "fits", "verdict": verdict, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
             "most_loaded": (est.layout.get("most_loaded") or {}).get("description", ""),
             "throughput": step_time(req, par, micro, accumulation),
             "pipeline_schedule": pipeline_schedule(par),
             "pipeline_layers": list(chunk_layers(par, req.model.n_layers)) if par.pipeline_parallel > 1 else None,
             "tight": False,
-            "launch": launch(req, par, micro, accumulation),
             "parallelism": {"recipe": par.recipe, "data_parallel": par.data_parallel,
                             "tensor_parallel": par.tensor_parallel, "pipeline_parallel": par.pipeline_parallel,
                             "context_parallel": par.context_parallel, "expert_parallel": par.expert_parallel,
