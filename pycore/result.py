@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .breakdown import Node, snapshot_tree
 from .model.params import lora_params, param_counts
@@ -41,7 +42,7 @@ class Estimate:
         """Whether the device total's band fits the card (its upper edge): ``verdict == "fits"``."""
         return self.verdict == "fits"
 
-    @property
+    @cached_property
     def verdict(self) -> str:
         """fits, at risk or does not fit, from the bands of the device total (pycore/verdicts.py)."""
         from .verdicts import estimate_verdict

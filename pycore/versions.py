@@ -175,6 +175,10 @@ RULES = (
          "with compile enabled the loss is compiled too (compile.components includes loss, PR #1608): the fp32 "
          "upcast and log-softmax are fused, the graph saves the bf16 logits and a log-sum-exp per token",
          "torchtitan PR #1033 (bbb1b616); components/loss.py:31-36 @4a950ea"),
+    Rule("torchtitan-repeats-kv", "torchtitan", None, (0, 2, 2),
+         "Llama attention repeats K and V to every query head before SDPA (repeat_kv): under context parallelism "
+         "the ring attention gathers n_heads, not n_kv_heads, per token", "torchtitan PR #2259 (ff0829c1, "
+         "2026-01-27) removed it; models/llama/model.py:201-209 @9dec370"),
 )
 _BY_NAME = {r.name: r for r in RULES}
 

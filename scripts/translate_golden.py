@@ -286,7 +286,9 @@ def torchtitan(case):
     recompute = "selective" if i["ac"].startswith("selective") else "full"
     par = {"recipe": "fsdp2", "data_parallel": dp, "tensor_parallel": tp, "pipeline_parallel": pp,
            "context_parallel": cp, "sequence_parallel": tp > 1, "recompute": recompute,
-           "options": {"activation_checkpoint": "torchtitan-op"}}
+           # the measurements were taken at torchtitan 9dec370, version 0.0.2 (before PR #2259 stopped
+           # repeating K/V to every query head, pycore/versions.py torchtitan-repeats-kv)
+           "options": {"activation_checkpoint": "torchtitan-op", "torchtitan_version": "0.0.2"}}
     if micro:
         par["micro_batches"] = micro
         par["pipeline_layers"] = torchtitan_split(TORCHTITAN_LAYERS[i["model"]], pp)

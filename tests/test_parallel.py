@@ -163,7 +163,10 @@ def test_context_parallel_splits_the_sequence_and_adds_ring_buffers():
     layer = next(s for s in e.snapshots if s.moment == "layer 15 backward")
     temps = dict(layer.parts)["temporaries"]
     tokens = 2 * 2048 // 4
-    assert temps["ring attention K/V buffers"] == 2 * 2 * tokens * (8 * 64) * 2   # two K/V blocks, 8 heads x 64, bf16
+    # PyTorch's ring attention (parallel/torch_cp.py): the local K and V (8 heads x 64, bf16, torchtitan
+    # 0.2.2 no longer repeats them) and, all-gathered, those of the 4 CP ranks
+    assert temps["ring attention: local K and V concatenated to send"] == 2 * tokens * (8 * 64) * 2
+    assert temps["ring attention: K and V of every CP rank (all-gather rotater)"] == 4 * 2 * tokens * (8 * 64) * 2
     res = call({**LLAMA, "parallelism": {"recipe": "fsdp2", "context_parallel": 4}})
     one = call({**LLAMA, "parallelism": {"recipe": "fsdp2"}})
     assert _leaf(res, "input norm fp32 input") == _leaf(one, "input norm fp32 input") // 4

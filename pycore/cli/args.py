@@ -10,7 +10,7 @@ from ..jsontext import MAX_JSON_CHARS, check_limits
 LAYOUT_FLAGS = (  # flag, request field, type
     ("--recipe", "recipe", str), ("--dp", "data_parallel", int), ("--tp", "tensor_parallel", int),
     ("--pp", "pipeline_parallel", int), ("--vpp", "virtual_stages", int), ("--cp", "context_parallel", int),
-    ("--ep", "expert_parallel", int), ("--zero", "zero_stage", int), ("--offload-optimizer", "offload_optimizer", str),
+    ("--ep", "expert_parallel", int), ("--etp", "expert_tensor_parallel", int), ("--zero", "zero_stage", int), ("--offload-optimizer", "offload_optimizer", str),
     ("--offload-params", "offload_params", str), ("--micro-batches", "micro_batches", int),
     ("--grad-accum", "gradient_accumulation", int), ("--recompute", "recompute", str),
     ("--recompute-layers", "recompute_layers", int), ("--gpus-per-node", "gpus_per_node", int),

@@ -37,12 +37,14 @@ from .layout import Parallelism, recompute_mode
 from .options import Fsdp2Options
 from .shard import RankParams, rank_params_for
 from .stages import in_flight, most_loaded
+from .torch_cp import ring_buffers, with_torch_ring
 from .torchtitan_loss import torchtitan_loss
 
 # While block i computes in forward, its unsharded parameters, the all-gather buffer they were
 # copied out of (held until block i+1's copy-out) and block i+1's prefetched all-gather exist
 # (_fsdp_param_group.py wait_for_unshard): three block-sized bf16 tensors.
 GATHERED_BLOCKS = 3
+ASYNC_TP_WORKSPACE = "async TP symmetric-memory workspace"
 
 
 def fsdp_states(m: ModelSpec, w: Workload, p: Precision, par: Parallelism, rank: RankParams,
@@ -75,6 +77,8 @@ def fsdp_states(m: ModelSpec, w: Workload, p: Precision, par: Parallelism, rank:
     elif not o.last_block_resharded and rank.last:
         compute["last block kept unsharded after forward (torchtitan)"] = cb * block
     backward = {"reduce-scatter input (fp32) and the block's unsharded gradients": (FP32 + cb) * block}
+    if o.async_tensor_parallel and par.tensor_parallel > 1:
+        compute[ASYNC_TP_WORKSPACE] = async_tp_workspace(m, w, par, cb)
     host = 0
     if par.offload_params != "none" or par.offload_optimizer != "none":
         ranks_per_node = min(par.gpus, par.gpus_per_node)
@@ -86,6 +90,15 @@ def fsdp_states(m: ModelSpec, w: Workload, p: Precision, par: Parallelism, rank:
                 autocast_copy_per_layer=0, autocast_copy_head=0, optimizer_temp=_step_temp(w, shard(wb * trainable)),
                 n_layers=rank.layers, backward_buffers=tuple(backward.items()), compute_buffers=tuple(compute.items()))
     return st, host
+
+
+def async_tp_workspace(m: ModelSpec, w: Workload, par: Parallelism, cb: int) -> int:
+    """Async TP's symmetric-memory workspace, the largest any fused collective matmul asks for
+    (torch/distributed/_symmetric_memory/__init__.py @2.14.1: get_symm_mem_workspace keeps one per
+    group and grows it; the pipelined all-gather needs the local shard, 160-177; the pipelined
+    reduce-scatter two chunks of the output, 347-349): 2 x b s h / t in the compute dtype."""
+    tokens = w.batch_size * w.seq_len // par.context_parallel
+    return 2 * cb * tokens * m.hidden_size // par.tensor_parallel
 
 
 def _step_temp(w: Workload, sharded_param_bytes: int) -> int:
@@ -110,6 +123,24 @@ def torchtitan_op_layers(ctx, m: ModelSpec, layers: list[LayerCost]) -> list[Lay
     return out
 
 
+def _transform(m: ModelSpec, w: Workload, pe: Precision, f: Framework, view: StageView, par: Parallelism,
+               o: Fsdp2Options, op_policy: bool):
+    """The layers as torchtitan runs them: its per-op checkpointing policy, PyTorch's ring attention."""
+    if not op_policy and par.context_parallel == 1:
+        return None
+    ctx = step_context(m, w, pe, f, view)
+    local = local_model(m, par.tensor_parallel)
+
+    def apply(layers: list[LayerCost]) -> list[LayerCost]:
+        if op_policy:
+            layers = torchtitan_op_layers(ctx, local, layers)
+        if par.context_parallel > 1:
+            layers = with_torch_ring(layers, ring_buffers(ctx.tokens, par.context_parallel, local, ctx.compute_bytes,
+                                                          o.torchtitan_version, o.cp_rotate_method))
+        return layers
+    return apply
+
+
 def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:
     o: Fsdp2Options = par.options or Fsdp2Options()
     if par.zero_stage not in (0, 3):
@@ -117,6 +148,11 @@ def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fra
                                                    "ZeRO-2-like behaviour set options.reshard_after_forward false")
     if w.mode == "qlora":
         raise InputError("workload.mode", "QLoRA under FSDP2 is not modelled; use recipe hf")
+    if o.async_tensor_parallel and par.tensor_parallel > 1 and not o.compile:
+        # torchtitan raises "Async TP requires --training.compile" (parallelize_llama.py:54-58 @9dec370;
+        # distributed/tensor_parallel.py:20-22 @v0.2.2): inductor's micro-pipeline TP pass does the fusing.
+        raise InputError("parallelism.options.async_tensor_parallel", "torchtitan's async TP needs compile: set "
+                                                                       "options.compile true")
     pe = Precision(weights=p.compute())                    # activations run in the gathered dtype
     recompute = recompute_mode(par, w.gradient_checkpointing)
     op_policy = recompute == "selective" and o.activation_checkpoint == "torchtitan-op"
@@ -129,10 +165,7 @@ def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fra
                          recompute="none" if op_policy else recompute,
                          recompute_layers=par.recompute_layers, in_flight=in_flight(par, stage),
                          grads_in_forward=par.gradient_accumulation > 1 or par.pipeline_parallel > 1)
-        transform = None
-        if op_policy:
-            ctx = step_context(m, w, pe, f, view)
-            transform = lambda layers: torchtitan_op_layers(ctx, local_model(m, par.tensor_parallel), layers)  # noqa: E731
+        transform = _transform(m, w, pe, f, view, par, o, op_policy)
         snaps, ctx = training_step(m, w, pe, f, st, rank, view, transform)
         if rank.last:
             snaps = torchtitan_loss(snaps, ctx, local_model(m, par.tensor_parallel).vocab_size,

@@ -40,6 +40,10 @@ class Parallelism:
     virtual_stages: int = spec(1, integer(1, 128, modes=_TRAIN, doc="interleaved 1F1B: model chunks per stage"))
     context_parallel: int = spec(1, integer(1, 1024, modes=_TRAIN, doc="context parallelism (ring attention)"))
     expert_parallel: int = spec(1, integer(1, 4096, modes=_TRAIN, doc="expert parallelism (MoE experts per rank)"))
+    expert_tensor_parallel: int | None = spec(None, integer(1, 1024, nullable=True, modes=_TRAIN,
+                                                            doc="expert tensor parallelism: the routed experts' TP "
+                                                                "degree (recipe megatron; default: the tensor "
+                                                                "degree, Megatron's --expert-tensor-parallel-size)"))
     sequence_parallel: bool = spec(False, flag(modes=_TRAIN, doc="split norm and dropout activations by the TP degree"))
     zero_stage: int = spec(0, integer(0, 3, modes=_TRAIN,
                                       doc="ZeRO stage: shard states (1), gradients (2), weights (3)",
@@ -175,6 +179,7 @@ def validate_layout(par: Parallelism, m, w) -> None:
                                                "gradient_accumulation, or the same value for both")
     if m is not None:
         _check_model_splits(par, m, w)
+    _check_expert_tensor(par, m)
     if par.offload_params != "none" and not (par.recipe in ("deepspeed", "deepspeed-estimator") and par.zero_stage == 3
                                              or par.recipe == "fsdp2"):
         raise InputError(f + "offload_params", "parameter offload needs ZeRO stage 3 (recipe deepspeed or "
@@ -184,6 +189,29 @@ def validate_layout(par: Parallelism, m, w) -> None:
                                                   "or fsdp2 (ZeRO-Offload, FSDP2 CPUOffloadPolicy)")
     if par.offload_optimizer != "none" and par.recipe == "deepspeed" and par.zero_stage == 0:
         raise InputError(f + "offload_optimizer", "ZeRO-Offload needs zero_stage 1, 2 or 3")
+
+
+def _check_expert_tensor(par: Parallelism, m) -> None:
+    """Expert tensor parallelism is Megatron's (--expert-tensor-parallel-size): the expert layers
+    are laid out as ETP x EP x expert-DP x PP over the same GPUs, so ETP divides the GPUs a
+    pipeline stage's expert-parallel group spans besides EP (megatron/core/parallel_state.py
+    @d98e8a64, initialize_model_parallel's expert RankGenerator). The other recipes keep every
+    expert whole on its expert-parallel rank (ETP 1) and refuse another value by name."""
+    etp = par.expert_tensor_parallel
+    if etp is None or etp == 1 and par.recipe != "megatron":
+        return
+    f = "parallelism.expert_tensor_parallel"
+    if par.recipe != "megatron":
+        raise InputError(f, f"recipe {par.recipe} keeps each expert whole on its expert-parallel rank (ETP 1); "
+                            "expert tensor parallelism is modelled for recipe megatron")
+    if m is not None and not m.n_experts and etp > 1:
+        raise InputError(f, "needs a mixture-of-experts model")
+    span = par.data_parallel * par.tensor_parallel * par.context_parallel
+    if span % etp:
+        raise InputError(f, f"must divide data x tensor x context parallel ({span}): Megatron lays the experts out "
+                            f"as ETP x EP x expert-data-parallel over each stage's GPUs; got {etp}")
+    if m is not None and m.expert_ffn_size % etp:
+        raise InputError(f, f"must divide the experts' MLP width ({m.expert_ffn_size}); got {etp}")
 
 
 def _check_model_splits(par: Parallelism, m, w) -> None:

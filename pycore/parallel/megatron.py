@@ -101,11 +101,17 @@ def block_parameters(m: ModelSpec, version: str, vocab: int) -> dict:
             "expert": routed * n_moe, "embedding": embedding}
 
 
+def expert_tensor(par: Parallelism) -> int:
+    """ETP: --expert-tensor-parallel-size, which Megatron sets to the tensor degree when not given
+    (megatron/training/arguments.py @d98e8a64, 587-588)."""
+    return par.expert_tensor_parallel or par.tensor_parallel
+
+
 def shard_parameters(m: ModelSpec, par: Parallelism, version: str, vocab: int) -> dict:
     """Parameters on the most loaded shard and on the others, as theoretical_memory_usage.py counts
     them (every stage L/p layers; the first holds the embedding, the output layer is not counted)."""
     blocks = block_parameters(m, version, vocab)
-    t, p, e = par.tensor_parallel, par.pipeline_parallel, par.expert_parallel
+    t, p, e = par.tensor_parallel, par.pipeline_parallel, par.expert_parallel * expert_tensor(par)
     most = (blocks["tp_sharded"] / p + blocks["embedding"]) / t + blocks["replicated"] / p
     if not m.tied_embeddings and p == 1:
         most += blocks["embedding"] / t
@@ -117,7 +123,7 @@ def stage_parameters(m: ModelSpec, par: Parallelism, blocks: dict, layers: int, 
     """The same groups on one stage of ``layers`` layers: the embedding on the first, the output
     layer on the last (untied, or the copy Megatron keeps of a tied one when p > 1). Equal to the
     script's most loaded shard for the first stage of an even split."""
-    t, p, e, L = par.tensor_parallel, par.pipeline_parallel, par.expert_parallel, m.n_layers
+    t, p, e, L = par.tensor_parallel, par.pipeline_parallel, par.expert_parallel * expert_tensor(par), m.n_layers
     share = layers / L
     vocab = blocks["embedding"] * (first + (last and (p > 1 or not m.tied_embeddings)))
     return {"dense": (blocks["tp_sharded"] * share + vocab) / t + blocks["replicated"] * share,
@@ -233,7 +239,9 @@ def estimate_megatron(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: 
     recompute = recompute_mode(par, w.gradient_checkpointing)
     vocab = padded_vocab(m.vocab_size, par.tensor_parallel, o.make_vocab_size_divisible_by)
     d = par.data_parallel * par.expert_parallel                    # Megatron's data_parallel_size
-    d_expert = par.data_parallel * par.context_parallel            # world / (etp x ep x pp x tp)
+    # expert_data_parallel_size = world_size // (ETP x EP x PP) (theoretical_memory_usage.py @d98e8a64,
+    # 205-212), with world = dp x tp x cp x ep x pp here
+    d_expert = par.data_parallel * par.tensor_parallel * par.context_parallel // expert_tensor(par)
     distributed = o.distributed_optimizer or par.zero_stage >= 1
     report = _printout(m, w, p, par, o, vocab, recompute, d, d_expert, distributed)
     blocks = block_parameters(m, o.formula_version, vocab)

@@ -69,9 +69,15 @@ class Fsdp2Options:
                                                        "SDPA outputs)"))
     last_block_resharded: bool = spec(False, flag(doc="torchtitan keeps the last block unsharded after forward"))
     torchtitan_version: str = spec("0.2.2", text(16, doc="torchtitan's version (assets/version.txt): its loss "
-                                                         "rules (torchtitan-frees-logits, torchtitan-compiles-loss)"))
+                                                         "rules (torchtitan-frees-logits, torchtitan-compiles-loss) "
+                                                         "and torchtitan-repeats-kv"))
     compile: bool = spec(False, flag(doc="[compile] enable with the default components (model, loss): from "
                                          "torchtitan 0.1.0 the loss is compiled"))
+    async_tensor_parallel: bool = spec(False, flag(doc="parallelism.enable_async_tensor_parallel: TP's "
+                                                       "collectives run inside the matmuls (needs compile)"))
+    cp_rotate_method: str = spec("allgather", choice(("allgather", "alltoall"),
+                                                     doc="experimental.context_parallel_rotate_method: ring "
+                                                         "attention gathers every rank's K/V, or passes one on"))
 
 
 @dataclass(frozen=True)

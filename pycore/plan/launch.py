@@ -37,6 +37,8 @@ def _megatron(req, par: Parallelism, micro: int, accumulation: int) -> dict:
                   "--tensor-model-parallel-size": par.tensor_parallel,
                   "--pipeline-model-parallel-size": par.pipeline_parallel,
                   "--context-parallel-size": par.context_parallel, "--expert-model-parallel-size": par.expert_parallel}
+    if m.n_experts and par.expert_tensor_parallel is not None:
+        args["--expert-tensor-parallel-size"] = par.expert_tensor_parallel
     chunks = chunk_layers(par, m.n_layers)
     split = megatron_split_flags(chunks, par.virtual_stages) if len(set(chunks)) > 1 else {}
     if par.virtual_stages > 1 and "--pipeline-model-parallel-layout" not in split:
@@ -85,6 +87,8 @@ def _torchtitan(req, par: Parallelism, micro: int, accumulation: int) -> dict:
     sections = {"parallelism": parallelism, "training": training, "activation_checkpoint": ac}
     if getattr(o, "compile", False):
         sections["compile"] = {"enable": True, "components": ["model", "loss"]}
+    if getattr(o, "async_tensor_parallel", False) and par.tensor_parallel > 1:
+        parallelism["enable_async_tensor_parallel"] = True
     text = "\n".join(f"[{name}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in body.items()) + "\n"
                      for name, body in sections.items())
     return {"framework": "torchtitan", "format": "toml", "text": text, "arguments": sections}

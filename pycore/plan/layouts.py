@@ -49,6 +49,13 @@ class PlanQuery:
 MAX_PLAN_ESTIMATES = 1500
 
 
+# Recipes whose estimate is a closed form (parallel/formulas.py, parallel/megatron.py), with no
+# timeline of moments: an estimate costs 0.06-0.14 ms whatever its pipeline degree, against about
+# 0.25 ms a stage for the timeline recipes (Llama-3.1-405B and Qwen3-30B-A3B layouts on CPython 3.11,
+# CPU time, this project's build machine, 2026-12): each is charged one stage evaluation.
+FORMULA_RECIPES = ("megatron", "zero-paper", "playbook", "deepspeed-estimator")
+
+
 class Budget:
     """The stage evaluations a plan request may still make."""
 
@@ -57,7 +64,8 @@ class Budget:
 
     def spend(self, par: Parallelism) -> None:
         p = par.pipeline_parallel
-        stages = min(p, 3)          # about the work of its estimate: the distinct stages it evaluates
+        # about the work of its estimate: the distinct stages it evaluates (one for a closed form)
+        stages = 1 if par.recipe in FORMULA_RECIPES else min(p, 3)
         if self.left < stages:
             raise BudgetSpent
         self.left -= stages
@@ -81,33 +89,68 @@ def run_plan(req, q: PlanQuery) -> dict:
         out = {"question": "fewest", **fewest_gpus(req, q.global_batch, q.max_gpus)}
     out["count"] = len(out["layouts"])
     out["layouts"] = out["layouts"][:q.limit]
+    for r in out["layouts"] + ([out["recommended"]] if out["recommended"] else []):
+        _add_launch(req, r)
     return out
+
+
+def _layout_par(base: Parallelism, degrees: tuple, stage: int, recompute: str, accumulation: int) -> Parallelism:
+    dp, t, p, c, e = degrees
+    return replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
+                   expert_parallel=e, zero_stage=stage, recompute=recompute,
+                   sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
+                   gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+
+
+def _add_launch(req, r: dict) -> None:
+    """The framework's own arguments, for the rows the answer returns only (the search ranks many more)."""
+    if "launch" not in r:
+        d = r["degrees"]
+        par = _layout_par(req.parallelism, (d["data"], d["tensor"], d["pipeline"], d["context"], d["expert"]),
+                          r["zero_stage"], r["recompute"], r["gradient_accumulation"])
+        r["launch"] = launch(req, par, r["micro_batch"], r["gradient_accumulation"])
 
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+# Recipes whose activations are counted only under full recomputation (the ZeRO paper's checkpoints,
+# section 6.1): without it they are left out, so no recomputation is not the most memory there and a
+# fit without it says nothing; the search keeps full recomputation first for them.
+ACTIVATIONS_ONLY_WITH_FULL = ("zero-paper",)
+
+# Degrees each recipe refuses by name (parallel/formulas.py refuse_degrees, parallel/hf.py): a layout
+# with one of them above 1 never yields a row, so the search does not spend its budget on it
+# (tests/test_async_tp_etp.py checks each against the recipe).
+REFUSED_DEGREES = {"hf": ("context", "expert"), "zero-paper": ("expert",),
+                   "playbook": ("expert",), "deepspeed-estimator": ("tensor", "pipeline", "context", "expert")}
+
+
 def degree_sets(req, gpus: int):
-    """(dp, tp, pp, cp, ep) with product ``gpus`` that the model allows."""
+    """(dp, tp, pp, cp, ep) with product ``gpus`` that the model and the recipe allow."""
     m, w = req.model, req.workload
     recipe = req.parallelism.recipe
+    refused = REFUSED_DEGREES.get(recipe, ())
     tps = [t for t in _divisors(gpus) if m.n_heads % t == 0 and m.n_kv_heads % t == 0 and m.ffn_size % t == 0
            and (not m.n_shared_experts or m.shared_expert_ffn_size % t == 0)]
-    if recipe == "hf" and (w.mode != "full" or m.model_type not in TP_PLAN_MODEL_TYPES):
+    if recipe == "hf" and (w.mode != "full" or m.model_type not in TP_PLAN_MODEL_TYPES) or "tensor" in refused:
         tps = [1]
     for t in tps:
         for p in _divisors(gpus // t):
+            if p > 1 and "pipeline" in refused:
+                continue
             # Any p up to the layers: where p does not divide them, Megatron's first/last split
             # (parallel/layout.py balanced_split) is what the recipes evaluate.
             v = req.parallelism.virtual_stages          # the user's interleaving: p x v chunks
             if p * v > m.n_layers or (v > 1 and p == 1) or (recipe == "hf" and p > 1 and w.mode == "inference"):
                 continue
             for c in _divisors(gpus // (t * p)):
-                if c > 1 and (w.seq_len % (2 * c) or w.attention == "eager" or recipe in ("hf", "deepspeed")):
+                if c > 1 and (w.seq_len % (2 * c) or w.attention == "eager" or "context" in refused
+                              or recipe == "deepspeed"):
                     continue
                 for e in _divisors(gpus // (t * p * c)):
-                    if e > 1 and (not m.n_experts or m.n_experts % e or recipe == "hf"):
+                    if e > 1 and (not m.n_experts or m.n_experts % e or "expert" in refused):
                         continue
                     yield gpus // (t * p * c * e), t, p, c, e
 
@@ -120,6 +163,7 @@ def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None =
     base = req.parallelism
     w = req.workload
     rows = []
+    hint = {"none_fits": False}          # whether the last layout's fastest choice was no recomputation
     for dp, t, p, c, e in degree_sets(req, gpus):
         replicas = dp * e
         micro = w.batch_size
@@ -140,7 +184,9 @@ def layouts(req, gpus: int, global_batch: int | None = None, limit: int | None =
         for stage in sorted(stages, reverse=True):
             if p > 1 and stage > 1 and base.recipe == "deepspeed":
                 continue
-            row = _fastest_fitting(req, base, (dp, t, p, c, e), stage, micro, accumulation, budget)
+            row = _fastest_fitting(req, base, (dp, t, p, c, e), stage, micro, accumulation, budget,
+                                   none_first=hint["none_fits"] and base.recipe not in ACTIVATIONS_ONLY_WITH_FULL)
+            hint["none_fits"] = row is not None and row["fits"] and row["recompute"] == "none"
             if row is not None:
                 rows.append(row)
                 if not row["fits"]:
@@ -174,19 +220,17 @@ CLEAR_MISS_FRACTION = 0.01
 
 
 def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: int, accumulation: int,
-                     budget: Budget):
+                     budget: Budget, none_first: bool = False):
     """One row for a layout: the fastest recomputation that fits (none, then selective, then full;
     the step-time model orders them so), or, where none fits, the one that needs the least memory.
-    Full recomputation is tried first: a clear miss settles the layout without the others."""
-    dp, t, p, c, e = degrees
+    Full recomputation is tried first: a clear miss settles the layout without the others; where the
+    previous layout fitted without recomputation (``none_first``), that is tried first, and a fit
+    settles the layout (the answer is the same in either order: only the work differs)."""
     tried = {}
 
     def row_for(recompute: str):
         if recompute not in tried:
-            par = replace(base, data_parallel=dp, tensor_parallel=t, pipeline_parallel=p, context_parallel=c,
-                          expert_parallel=e, zero_stage=stage, recompute=recompute,
-                          sequence_parallel=t > 1 and base.recipe in SEQUENCE_PARALLEL_RECIPES,
-                          gradient_accumulation=accumulation, micro_batches=None, pipeline_layers=None)
+            par = _layout_par(base, degrees, stage, recompute, accumulation)
             budget.spend(par)
             try:
                 est = estimate(req.model, replace(req.workload, batch_size=micro), req.precision, req.hardware,
@@ -198,6 +242,10 @@ def _fastest_fitting(req, base: Parallelism, degrees: tuple, stage: int, micro: 
             tried[recompute] = row
         return tried[recompute]
 
+    if none_first:
+        first = row_for("none")
+        if first is not None and first["fits"]:
+            return first
     # Full recomputation first: where it misses clearly, nothing else is evaluated (most layouts of a
     # GPU count too small for the model settle in one estimate).
     full = row_for("full")
@@ -226,19 +274,19 @@ def _distinct(rows: list[dict]) -> list[dict]:
 
 
 def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
+    verdict = est.verdict
     return {"gpus": par.gpus, "degrees": {"data": par.data_parallel, "tensor": par.tensor_parallel,
                                           "pipeline": par.pipeline_parallel, "context": par.context_parallel,
                                           "expert": par.expert_parallel},
             "zero_stage": par.zero_stage, "recompute": par.recompute, "sequence_parallel": par.sequence_parallel,
             "micro_batch": micro, "gradient_accumulation": accumulation,
             "device_total_bytes": est.device_total_bytes, "headroom_bytes": req.hardware.memory_bytes - est.device_total_bytes,
-            "fits": est.fits, "verdict": est.verdict, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
+            "fits": verdict == "fits", "verdict": verdict, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
             "most_loaded": (est.layout.get("most_loaded") or {}).get("description", ""),
             "throughput": step_time(req, par, micro, accumulation),
             "pipeline_schedule": pipeline_schedule(par),
             "pipeline_layers": list(chunk_layers(par, req.model.n_layers)) if par.pipeline_parallel > 1 else None,
             "tight": False,
-            "launch": launch(req, par, micro, accumulation),
             "parallelism": {"recipe": par.recipe, "data_parallel": par.data_parallel,
                             "tensor_parallel": par.tensor_parallel, "pipeline_parallel": par.pipeline_parallel,
                             "context_parallel": par.context_parallel, "expert_parallel": par.expert_parallel,

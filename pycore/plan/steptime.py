@@ -16,7 +16,12 @@ reference GPU's bf16 rate), and the layout's costs are added to it:
   Rajbhandari et al. 2020, section 7) for every micro-batch. This traffic overlaps with the
   backward and forward compute (bucketed all-reduce, Li et al. 2020 "PyTorch Distributed", section
   3.2.3; FSDP's prefetch, Zhao et al. 2023, section 4.2): only what exceeds the compute counts;
-- expert parallelism: two all-to-alls of the routed tokens a MoE layer, forward and backward.
+- expert parallelism: two all-to-alls of the routed tokens a MoE layer, forward and backward;
+- async TP (torchtitan's enable_async_tensor_parallel, recipe fsdp2): inductor's micro-pipeline TP
+  pass (torch/_inductor/fx_passes/micro_pipeline_tp.py) turns each all-gather + matmul and matmul +
+  reduce-scatter into a fused collective matmul on symmetric memory that sends one shard while it
+  multiplies another, so TP traffic counts only where it exceeds the compute; symmetric memory
+  spans one node's GPUs (peer-to-peer NVLink), so a TP group across nodes gets no overlap.
 Traffic inside a node moves at NVLink's rate, traffic whose group spans nodes at the network's,
 and every message also costs a fixed latency (an alpha-beta model: a ring of n ranks sends n - 1
 messages a collective). ZeRO-3 / FSDP gather the weights again for every micro-batch. Nothing is
@@ -45,6 +50,11 @@ def _seconds(nbytes: float, crosses: bool, messages: float = 0.0) -> float:
     if crosses:
         return nbytes / NETWORK_BYTES_PER_S + messages * NETWORK_LATENCY_S
     return nbytes / NVLINK_BYTES_PER_S + messages * NVLINK_LATENCY_S
+
+
+def async_tp(par) -> bool:
+    """Whether the layout runs torchtitan's async TP (an fsdp2 option; torchtitan requires compile)."""
+    return par.tensor_parallel > 1 and bool(getattr(par.options, "async_tensor_parallel", False))
 
 
 def step_time(req, par, micro: int, accumulation: int) -> dict:
@@ -83,9 +93,11 @@ def step_time(req, par, micro: int, accumulation: int) -> dict:
     recompute = RECOMPUTE_OVERHEAD[par.recompute or "none"]
     busy = compute * (1 + recompute)
     exposed_dp = max(0.0, dp - busy)
+    if async_tp(par) and not crosses_tp:
+        tp = max(0.0, tp - busy)
     total = busy / (1 - bubble) + tp + cp + exposed_dp + ep
     return {"bubble_fraction": round(bubble, 4), "recompute_overhead": round(recompute, 4),
-            "tp_crosses_node": crosses_tp,
+            "tp_crosses_node": crosses_tp, "tp_overlapped": async_tp(par) and not crosses_tp,
             "tp_comm_bytes_per_step": int(4 * 2 * (t - 1) / t * act * layers * steps) if t > 1 else 0,
             "communication_fraction": {"tensor": round(tp / compute, 4), "context": round(cp / compute, 4),
                                        "data": round(dp / compute, 4), "expert": round(ep / compute, 4)},
