@@ -81,6 +81,9 @@ def make_estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fram
     peak = max(snaps, key=lambda s: s.total())
     allocated = peak.total()
     reserved = reserved_bytes(allocated, snaps, ctx, trace, f.alloc_conf)
+    if f.alloc_conf and not trace:
+        warnings = (*warnings, "framework.alloc_conf is replayed for training with the hf recipe only; this "
+                               "reserve is the measured share of the step's churn (torch's default settings)")
     return Estimate(model=m, workload=w, precision=p, hardware=hw, context=ctx, snapshots=tuple(snaps), peak=peak,
                     peak_allocated_bytes=allocated, reserved_bytes=reserved,
                     device_total_bytes=reserved + f.context_bytes() + sum(b for _, b in outside),
