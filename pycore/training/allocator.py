@@ -13,7 +13,7 @@ from .caching import parse_alloc_conf, replay
 # Under torch's default settings (framework.alloc_conf unset), and for the recipes that give no trace
 # (inference, DeepSpeed, FSDP2, Megatron), the reserve is the measured share below. With alloc_conf set,
 # single-GPU training replays the caching allocator (caching.py, trace.py). The replay is not the default:
-# leave-one-family-out coverage of the reserve's band is 38/44 with median half-width 12.2% (the share:
+# leave-one-family-out coverage of the reserve's band is 39/44 with median half-width 12.3% (the share:
 # 39/44, 9.4%), and it costs 1-3 ms per estimate, which the searches' 0.1 s budget cannot hold
 # (scripts/calibrate.py --alloc-conf expandable_segments:False; docs/accuracy.md).
 # Reserved beyond the peak, as a fraction of the memory that changes during the step (the peak

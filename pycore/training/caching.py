@@ -2,9 +2,9 @@
 
 Follows c10/cuda/CUDACachingAllocator.cpp (DeviceCachingAllocator: round_size, get_allocation_size,
 get_free_block, should_split, free_block/try_merge_blocks, and the expandable segments of its Note
-[Expandable Segments]); the same rules at torch 2.1 through 2.14 (the constants and the split rule are
-unchanged over these versions; pytorch/pytorch at commit 001074d as stored in the project's source
-index, constants at the head of namespace Native). Only the large pool is replayed: the step's largest
+[Expandable Segments]), as read from pytorch/pytorch at commit 001074d in the project's source index
+(constants at the head of namespace Native; the release that commit belongs to, and whether other
+releases differ, was not checked). Only the large pool is replayed: the step's largest
 tensors (activations, logits, gradients, optimizer states) are all above 1 MiB; tensors of 1 MiB or less
 are packed into 2 MiB small-pool segments and do not fragment the large pool.
 

@@ -79,10 +79,15 @@ def _backward(ev, step, per_layer, st: Static, head, shape: StepShape, keeps_gra
         for k, b in enumerate(pieces):
             _alloc(ev, (step, "loss grad", k), b)
         ev.append(("-", (step, "log-softmax")))
+        for k in range(len(pieces) - 1):
+            ev.append(("-", (step, "loss grad", k)))
+        if head.loss_forward_extra:
+            # .float()'s backward casts the last fp32 gradient to the logits' dtype for the output layer.
+            _alloc(ev, (step, "logits grad"), head.logits_bytes)
+        ev.append(("-", (step, "loss grad", len(pieces) - 1)))
         if fresh:
             _alloc(ev, ("grad", step, "head"), st.grads_head)
-        for k in range(len(pieces)):
-            ev.append(("-", (step, "loss grad", k)))
+        ev.append(("-", (step, "logits grad")))
         for name in head.saved:
             ev.append(("-", (step, "head", name)))
     saved = {id(lc): _large_saved(lc) for lc in per_layer}
