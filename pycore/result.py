@@ -78,12 +78,16 @@ def param_summary(m: ModelSpec, w: Workload) -> dict:
 
 
 def make_estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, ctx: StepContext,
-                  snaps: list, warnings=(), outside: tuple = (), **extra) -> Estimate:
+                  snaps: list, warnings=(), outside: tuple = (), trace: tuple = (), **extra) -> Estimate:
     """The estimate from a GPU's moments: the peak is the largest, the reserve the allocator's
-    high-water mark, the device total adds the CUDA context."""
+    high-water mark (replayed from ``trace`` where the recipe gives one), the device total adds the
+    CUDA context."""
     peak = max(snaps, key=lambda s: s.total())
     allocated = peak.total()
-    reserved = reserved_bytes(allocated, snaps, ctx)
+    reserved = reserved_bytes(allocated, snaps, ctx, trace, f.alloc_conf)
+    if f.alloc_conf and not trace:
+        warnings = (*warnings, "framework.alloc_conf is replayed for training with the hf recipe only; this "
+                               "reserve is the measured share of the step's churn (torch's default settings)")
     return Estimate(model=m, workload=w, precision=p, hardware=hw, context=ctx, snapshots=tuple(snaps), peak=peak,
                     peak_allocated_bytes=allocated, reserved_bytes=reserved,
                     device_total_bytes=reserved + f.context_bytes() + sum(b for _, b in outside),

@@ -79,6 +79,11 @@ RULES = (
          "GPTQ and AWQ load through GPTQModel, which picks the Marlin kernel; before, GPTQ used AutoGPTQ's "
          "ExLlama v1 and AWQ AutoAWQ's GEMM kernel", "transformers 4.46 utils/quantization_config.py:691,705; "
          "gptqmodel marlin.py:58"),
+    Rule("gemma2-eager-attention", "transformers", (5, 21, 0), None,
+         "Gemma 2 no longer runs SDPA (attention logit soft-capping): _supports_sdpa is False, so the default "
+         "attention is eager (the b x heads x q x k scores), and sdpa_attention_forward refuses softcap",
+         "models/gemma2/modeling_gemma2.py _supports_sdpa and integrations/sdpa_attention.py, wheels 5.20.0 vs "
+         "5.21.0 (the PR was not identified)"),
     # ---- vLLM ----
     Rule("vllm-peak-includes-non-torch", "vllm", None, (0, 9, 1),
          "the profiled peak also takes in all device memory outside torch, the CUDA context included",

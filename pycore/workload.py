@@ -156,6 +156,9 @@ class Framework:
     zero_grad_set_to_none: bool | None = spec(None, flag(nullable=True, modes=TRAINING_MODES,
                                                          doc="free gradients after the step (default: torch's)"))
 
+    # PYTORCH_CUDA_ALLOC_CONF, as torch reads it: the caching allocator's replay follows it (training/caching.py).
+    alloc_conf: str = spec("", text(200, doc="PYTORCH_CUDA_ALLOC_CONF, e.g. expandable_segments:True"))
+
     def context_bytes(self) -> int:
         """The CUDA context and everything else outside torch's allocator, as nvidia-smi counts it."""
         if self.cuda_context_bytes is not None:
@@ -233,3 +236,5 @@ def validate_workload(w: Workload, p: Precision) -> None:
 
 def validate_framework(f: Framework) -> None:
     validate(f, "framework")
+    from .training.caching import parse_alloc_conf
+    parse_alloc_conf(f.alloc_conf)

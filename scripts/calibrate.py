@@ -52,7 +52,7 @@ def rules_of_thumb(rec: dict, result: dict) -> dict:
     return {"rule_4x_or_1.2x": 4 * weights, "textbook": textbook}
 
 
-def run(paths: list[str]) -> tuple[list[dict], dict]:
+def run(paths: list[str], alloc_conf: str = "") -> tuple[list[dict], dict]:
     rows = []
     for path in paths:
         with open(path, encoding="utf-8") as fh:
@@ -60,7 +60,10 @@ def run(paths: list[str]) -> tuple[list[dict], dict]:
                 if not line.strip():
                     continue
                 rec = json.loads(line)
-                resp = estimate_dict(request_for(rec))
+                req = request_for(rec)
+                if alloc_conf:      # the caching allocator's replay (pycore/training/caching.py)
+                    req["framework"] = {**req.get("framework", {}), "alloc_conf": alloc_conf}
+                resp = estimate_dict(req)
                 if resp["status"] != "ok":
                     rows.append({"id": rec.get("id", "?"), "error": resp["errors"][0]})
                     continue
@@ -303,8 +306,10 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", metavar="OUT", help="also write the per-case table as Markdown to OUT ('-' = stdout)")
     ap.add_argument("--bands", metavar="OUT", help="also write the error bands (pycore/data/error_bands.json)")
     ap.add_argument("--golden", nargs="*", default=[], help="reference files scored into the bands")
+    ap.add_argument("--alloc-conf", default="", help="framework.alloc_conf for every run: the reserve from the "
+                    "caching allocator's replay (e.g. expandable_segments:False for torch's defaults)")
     a = ap.parse_args(argv)
-    rows, s = run(a.files)
+    rows, s = run(a.files, a.alloc_conf)
     if a.bands:
         Path(a.bands).write_text(json.dumps(bands(rows, a.golden), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     for r in rows:

@@ -55,3 +55,17 @@ def test_gemma2_sdpa_prefill_past_the_window_keeps_the_boolean_mask_and_converts
     short = _estimate({"model": "gemma-2-9b", "workload": {"mode": "inference", "batch_size": 4, "seq_len": 4000,
                                                            "new_tokens": 8}})
     assert not any("mask" in k for k in dict(short.snapshots[0].parts)["temporaries"])
+
+
+def test_gemma2_runs_eager_attention_from_transformers_5_21():
+    # transformers 5.21 declares Gemma2PreTrainedModel._supports_sdpa = False (soft-capping; 5.20 and 5.17:
+    # True), so the default attention is eager: Gemma 2 2B (8 heads) at batch 1 x 2,048 keeps its
+    # b x heads x q x k scores, 1 x 8 x 2048 x 2048 x 2 B = 67,108,864 B, in the prompt pass.
+    def prefill(tf):
+        e = _estimate({"model": "gemma-2-2b", "workload": {"mode": "inference", "batch_size": 1, "seq_len": 2048,
+                                                           "new_tokens": 4}, "framework": {"transformers": tf}})
+        return e.context.kernel, dict(e.snapshots[0].parts)["temporaries"]
+    kernel, temps = prefill("5.21")
+    assert kernel == "eager" and temps["attention scores (b x heads x q x k)"] == 67_108_864
+    kernel, temps = prefill("5.20")
+    assert kernel != "eager" and not any("scores" in k for k in temps)

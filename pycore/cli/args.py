@@ -64,6 +64,8 @@ def add_workload_args(p, serving: bool = False) -> None:
     v.add_argument("--peft-version", default=None, help="peft version (default 0.21)")
     v.add_argument("--cuda-context-mib", type=float, default=None, help="memory outside the allocator, MiB "
                                                                          "(default: by torch version)")
+    v.add_argument("--alloc-conf", default=None, help="PYTORCH_CUDA_ALLOC_CONF, e.g. expandable_segments:True "
+                                                      "(training: the caching allocator is replayed)")
 
 
 def add_layout_args(p) -> None:
@@ -256,6 +258,8 @@ def build_request(a) -> tuple[dict, str | None]:
                                    ("peft", getattr(a, "peft_version", None))) if v}
     if getattr(a, "cuda_context_mib", None) is not None:
         framework["cuda_context_bytes"] = int(a.cuda_context_mib * 2 ** 20)
+    if getattr(a, "alloc_conf", None):
+        framework["alloc_conf"] = a.alloc_conf
     if framework:
         req["framework"] = framework
     weights = a.weights or ("fp32" if a.autocast else "bf16")

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..model.spec import ModelSpec
 from ..result import Estimate, make_estimate
 from ..training.static import static_states, stored_layer_weight_bytes, weight_parts
-from ..training.step import StageView, training_step
+from ..training.step import StageView, traced_training_step, training_step
 from ..training.timeline import Static
 from ..units import dtype_bytes
 from ..workload import Framework, Hardware, Precision, Workload
@@ -108,8 +108,11 @@ def _stage_estimate(m, w, p, hw, f, par, rank: RankParams, in_flight: int) -> Es
                      recompute=recompute_mode(par, w.gradient_checkpointing), recompute_layers=par.recompute_layers,
                      in_flight=in_flight,
                      grads_in_forward=(par.micro_batches or par.gradient_accumulation) > 1 or f.keeps_gradients())
-    snaps, ctx = training_step(m, w, p, f, st, rank, view)
-    return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings, outside=st.outside_allocator)
+    if not f.alloc_conf:        # torch's defaults: the measured share of churn (training/allocator.py)
+        snaps, ctx = training_step(m, w, p, f, st, rank, view)
+        return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings, outside=st.outside_allocator)
+    snaps, ctx, trace = traced_training_step(m, w, p, f, st, rank, view)
+    return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings, outside=st.outside_allocator, trace=trace)
 
 
 def estimate_hf(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, par: Parallelism) -> Estimate:

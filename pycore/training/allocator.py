@@ -8,6 +8,14 @@ larger request: memory freed by tensors that come and go is held for later reuse
 
 from __future__ import annotations
 
+from .caching import parse_alloc_conf, replay
+
+# Under torch's default settings (framework.alloc_conf unset), and for the recipes that give no trace
+# (inference, DeepSpeed, FSDP2, Megatron), the reserve is the measured share below. With alloc_conf set,
+# single-GPU training replays the caching allocator (caching.py, trace.py). The replay is not the default:
+# leave-one-family-out coverage of the reserve's band is 39/44 with median half-width 12.3% (the share:
+# 39/44, 9.4%), and it costs 1-3 ms per estimate, which the searches' 0.1 s budget cannot hold
+# (scripts/calibrate.py --alloc-conf expandable_segments:False; docs/accuracy.md).
 # Reserved beyond the peak, as a fraction of the memory that changes during the step (the peak
 # minus weights, optimizer states and gradients). Medians of (peak_reserved - peak_allocated) /
 # that memory over the ok cases of shared/calibration, by kind of step (20, 13 and 11 cases):
@@ -21,11 +29,20 @@ SLACK_INFERENCE = 0.31
 STATIC_CATEGORIES = ("weights", "optimizer states", "gradients", "framework buffers")
 
 
-def reserved_bytes(allocated: int, snapshots, ctx) -> int:
-    """The allocator's high-water mark: blocks cached at the busiest moment of the step stay
-    reserved afterwards, so the reserve is the largest over all moments, not the reserve at the
-    moment allocations peak."""
+def reserved_bytes(allocated: int, snapshots, ctx, trace: tuple = (), alloc_conf: str = "") -> int:
+    """The allocator's high-water mark. With a trace of the step's largest tensors (trace.py), the
+    caching allocator is replayed (caching.py) and its segments beyond the live tensors are added to
+    the allocated peak. Without one, blocks cached at the busiest moment of the step stay reserved
+    afterwards, so the reserve is the largest over all moments' shares of churn."""
+    if trace:
+        return allocated + replayed_overhead_bytes(trace, alloc_conf)
     return max(allocated, max(_reserved_at(s, ctx) for s in snapshots))
+
+
+def replayed_overhead_bytes(trace: tuple, alloc_conf: str = "") -> int:
+    """What the replayed allocator reserves beyond the most its tensors hold at once."""
+    r = replay(trace, parse_alloc_conf(alloc_conf))
+    return max(0, r.peak_reserved_bytes - r.peak_allocated_bytes)
 
 
 def _reserved_at(snapshot, ctx) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..model.spec import ModelSpec, is_mla
 from ..model.params import lora_targets
 from ..units import dtype_bytes
+from ..versions import holds, version_tuple
 from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload
 
 FP32 = 4
@@ -45,6 +46,9 @@ def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, mas
     matrix per layer).
     """
     if w.attention == "eager":
+        return "eager"
+    if m.model_type == "gemma2" and holds("gemma2-eager-attention", version_tuple(
+            f.transformers, "framework.transformers", "a transformers version", "5.17")):
         return "eager"
     if f.sdpa_kernel != "auto":
         return f.sdpa_kernel

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..model.params import linears
 from ..model.spec import ModelSpec
 from ..parallel.shard import RankParams, local_model, rank_params
 from ..workload import Framework, Precision, Workload, nf4_base
@@ -18,6 +19,7 @@ from .context import StepContext, make_context
 from .layers import head_cost, layer_costs
 from .static import largest_linear
 from .timeline import Snapshot, Static, StepShape, training_snapshots
+from .trace import training_trace
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,22 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
                   transform=None) -> tuple[list[Snapshot], StepContext]:
     """The moments of one GPU's step, given its model states ``st`` (from a recipe); ``transform``
     lets a recipe change what each layer keeps (a framework's own checkpointing policy)."""
+    ctx, layers, head, shape = step_parts(m, w, p, f, st, rank, view, transform)
+    return training_snapshots(st, layers, head, shape), ctx
+
+
+def traced_training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Static,
+                         rank: RankParams | None = None, view: StageView = StageView()) -> tuple:
+    """The moments of the step and the allocations and frees of its largest tensors (trace.py)."""
+    ctx, layers, head, shape = step_parts(m, w, p, f, st, rank, view)
+    sizes = layer_weight_sizes(local_model(m, view.tensor_parallel))
+    trace = training_trace(st, layers, head, shape, keeps_gradients=f.keeps_gradients(), param_sizes=sizes)
+    return training_snapshots(st, layers, head, shape), ctx, trace
+
+
+def step_parts(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Static,
+               rank: RankParams | None = None, view: StageView = StageView(), transform=None) -> tuple:
+    """The step's context, per-layer costs, head and shape."""
     rank = rank or rank_params(m)
     ctx = step_context(m, w, p, f, view)
     local = local_model(m, view.tensor_parallel)
@@ -81,4 +99,9 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
         head = replace(head, saved={**head.saved, "prefix attention mask": ctx.batch * ctx.seq * (ctx.seq + prefix)})
     shape = StepShape(checkpointing=view.recompute == "full", block=view.recompute_layers, in_flight=view.in_flight,
                       grads_in_forward=view.grads_in_forward, head=rank.last)
-    return training_snapshots(st, layers, head, shape), ctx
+    return ctx, layers, head, shape
+
+
+def layer_weight_sizes(m: ModelSpec) -> tuple:
+    """The elements of each weight of one layer (stacked expert weights are one parameter each)."""
+    return tuple(lin.in_features * lin.out_features * lin.copies for lin in linears(m) if lin.group != "head")
