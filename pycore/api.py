@@ -107,12 +107,29 @@ def term_basis(e: Estimate, band: dict) -> dict:
     return out
 
 
+# The allocator replay (framework.alloc_conf, training/caching.py) costs milliseconds an estimate: the
+# searches that evaluate hundreds of candidates (fit, plan) rank them with torch's default reserve, the
+# measured share of churn, so that they stay within their second of CPU; the answer's own configuration
+# is replayed.
+REPLAY_NOTE = ("candidates are ranked with torch's default allocator reserve; framework.alloc_conf is replayed "
+               "for the configuration answered above")
+
+
+def searched(req):
+    """The request as the fit and layout searches evaluate it (without the allocator replay)."""
+    if not req.framework.alloc_conf:
+        return req
+    return replace(req, framework=replace(req.framework, alloc_conf=None))
+
+
 def plan_result(req) -> dict:
     """The layout search: the recommended layout's full result, with the ranked layouts under "plan"."""
     if req.workload.mode == "inference" or isinstance(req.model, ModelSize):
         raise InputError("plan", "the layout search is for training a model given by its dimensions")
     from .plan.layouts import run_plan
-    plan = run_plan(req, req.plan)
+    plan = run_plan(searched(req), req.plan)
+    if req.framework.alloc_conf:
+        plan["note"] = REPLAY_NOTE
     chosen = plan["recommended"]
     par = req.parallelism if chosen is None else parse_parallelism({**chosen["parallelism"],
                                                                      "gpus_per_node": req.parallelism.gpus_per_node})
@@ -131,7 +148,9 @@ def fit_result(req, e: Estimate) -> dict:
     from .plan.fit import fit_search
     if e.fits:
         return {"plans": [], "evaluated": 0, "levers": [], "complete": True, "message": "it fits as it is"}
-    out = fit_search(req, req.fit, e.device_total_bytes)
+    out = fit_search(searched(req), req.fit, e.device_total_bytes)
+    if req.framework.alloc_conf:
+        out["note"] = REPLAY_NOTE
     for plan in out["plans"]:
         # the verdict with the error band of the plan's own run (its mode, kernel, layout): a plan can fit
         # but be at risk

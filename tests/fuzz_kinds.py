@@ -47,7 +47,9 @@ PEFT_CONFIGS = ({"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules
                  "total_step": 1000})
 # Text fields: versions as each library writes them (and one that is not).
 TEXT = {"framework.torch": ["2.7", "2.11", "1.10", "x"], "framework.transformers": ["4.56.0", "5.0.0", "4.16.0"],
-        "framework.peft": ["0.17.0", "0.21.2"], "workload.version": ["", "0.19.0", "0.6.0", "0.5.4", "b6000", "latest"]}
+        "framework.peft": ["0.17.0", "0.21.2"],
+        "framework.alloc_conf": ["expandable_segments:True", "max_split_size_mb:128", "roundup_power2_divisions:4",
+                                 "expandable_segments:False,garbage_collection_threshold:0.8"], "workload.version": ["", "0.19.0", "0.6.0", "0.5.4", "b6000", "latest"]}
 
 
 def value_for(f: dict, path: str = ""):
