@@ -186,3 +186,10 @@ def test_model_free_drafting_holds_nothing():
 ])
 def test_bad_speculative_settings_name_the_field(workload, field):
     assert error(**workload)["field"] == field
+
+
+def test_vllm_reports_the_verify_logits_its_profile_run_leaves_out():
+    r = serve(**VLLM, draft_model="llama-3.2-1b", num_speculative_tokens=5, max_num_seqs=64)
+    # 64 requests x (5 drafted + 1 bonus) rows x 128,256 vocabulary x 4 bytes (fp32)
+    assert r["report"]["speculative_verify_logits_bytes"] == 64 * 6 * 128256 * 4
+    assert "speculative_verify_logits_bytes" not in serve(**VLLM)["report"]

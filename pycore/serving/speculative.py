@@ -132,9 +132,9 @@ def draft_kv_layers(m: ModelSpec, s: Serving, tp: int, where: str) -> tuple[KVLa
     return (KVLayer("full", 1, kv_heads_per_rank(m, tp, where), m.head_dim, m.head_dim),)
 
 
-def verify_logits_bytes(m: ModelSpec, s: Serving, requests: int, tp: int) -> int:
+def verify_logits_bytes(m: ModelSpec, s: Serving, requests: int) -> int:
     """The verify step's logits: k + 1 rows per request (the drafted tokens and the bonus token) over
-    the vocabulary, float32 (vLLM uniform_decode_query_len = 1 + num_spec_tokens,
+    the whole vocabulary (gathered on every rank), float32 (vLLM uniform_decode_query_len = 1 + num_spec_tokens,
     gpu_model_runner.py:775; SGLang's verify batch of speculative_num_draft_tokens per request)."""
     return requests * (tokens(s) + 1) * m.vocab_size * VERIFY_LOGIT_BYTES
 

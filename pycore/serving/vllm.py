@@ -36,7 +36,8 @@ from .formats import WeightFormat
 from .kv import KVLayer, kv_layers, stage_split
 from .result import ServingEstimate, tree
 from .weights import Shard, expert_ranks, rank_weight_parts, vision_bytes
-from .speculative import draft_kv_layers, draft_profile_peak, draft_spec, draft_weight_parts, method, with_draft
+from .speculative import (draft_kv_layers, draft_profile_peak, draft_spec, draft_weight_parts, method,
+                          tokens as tokens_k, verify_logits_bytes, with_draft)
 from .vllm_extensible import EXTENSIBLE_UTILIZATION, extensible, extensible_budget
 from .vllm_profile import (NCCL_OUTSIDE_BYTES, device_traits, encoder_cache_bytes, encoder_images, encoder_phase,
                            moe_workspace_persists, non_torch_parts, sampler_parts)
@@ -360,6 +361,8 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         "non_torch_bytes": rr["non_torch"], "cuda_graph_bytes": rr["graphs"],
         "weights_and_non_torch_bytes": sum(rr["weights"].values()) + rr["non_torch"],
     }
+    if speculating:        # the verify step's logits, not in the profile run (its sampler has one row a request)
+        report["speculative_verify_logits_bytes"] = verify_logits_bytes(m, s, min(seqs, mnbt // (tokens_k(s) + 1)))
     warnings = []
     if max_len > m.max_positions:
         warnings.append(f"max_model_len {max_len} is longer than the model's max_position_embeddings "
