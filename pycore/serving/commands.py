@@ -10,6 +10,7 @@ engine/arg_utils.py (0.19), SGLang server_args.py (0.5), llama.cpp common/arg.cp
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -35,6 +36,7 @@ VLLM_FLAGS = {
     "--disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "bool"),
     "--enable-extensible-kv-cache": ("enable_extensible_kv_cache", "bool"),
     "--no-enable-extensible-kv-cache": ("enable_extensible_kv_cache", "nobool"),
+    "--runner": ("runner", "str"),
 }
 # vLLM flags that do not change the memory budget (value-taking, then switches).
 VLLM_OTHER = {"--host", "--port", "--served-model-name", "--api-key", "--tokenizer", "--revision", "--download-dir",
@@ -51,6 +53,8 @@ SGLANG_FLAGS = {
     "--chunked-prefill-size": ("chunked_prefill_size", "int"), "--cuda-graph-max-bs": ("cuda_graph_max_bs", "int"),
     "--page-size": ("page_size", "int"), "--kv-cache-dtype": ("kv_cache_dtype", "str"), "--dtype": ("dtype", "str"),
     "--quantization": ("quantization", "str"), "--swa-full-tokens-ratio": ("swa_full_tokens_ratio", "float"),
+    "--speculative-draft-model-path": ("draft_model", "str"),
+    "--speculative-num-draft-tokens": ("num_speculative_tokens", "int"),
 }
 SGLANG_OTHER = {"--host", "--port", "--served-model-name", "--api-key", "--tokenizer-path", "--log-level",
                 "--revision", "--chat-template", "--tool-call-parser", "--reasoning-parser", "--random-seed",
@@ -67,6 +71,11 @@ LLAMA_FLAGS = {
     "--parallel": ("n_parallel", "int"), "-kvu": ("kv_unified", "bool"), "--kv-unified": ("kv_unified", "bool"),
     "--no-kv-unified": ("kv_unified", "nobool"), "--swa-full": ("swa_full", "bool"),
     "--n-cpu-moe": ("n_cpu_moe", "int"), "-ncmoe": ("n_cpu_moe", "int"),
+    "--model-draft": ("draft_model", "str"), "-md": ("draft_model", "str"),
+    "--gpu-layers-draft": ("n_gpu_layers_draft", "int"), "-ngld": ("n_gpu_layers_draft", "int"),
+    "--n-gpu-layers-draft": ("n_gpu_layers_draft", "int"), "-cd": ("n_ctx_draft", "int"),
+    "--ctx-size-draft": ("n_ctx_draft", "int"), "--draft-max": ("num_speculative_tokens", "int"),
+    "--draft": ("num_speculative_tokens", "int"), "--draft-n": ("num_speculative_tokens", "int"),
 }
 LLAMA_OTHER = {"--host", "--port", "-t", "--threads", "-a", "--alias", "--temp", "--api-key", "--chat-template",
                "-n", "--n-predict", "--seed", "-s", "--top-k", "--top-p", "--min-p", "-sm", "--split-mode",
@@ -125,6 +134,51 @@ def _value(flag: str, kind: str, text: str):
     return text
 
 
+# Flags whose value is read by a rule of its own (speculative decoding and pooling, issue 24): vLLM's
+# --speculative-config JSON (engine/arg_utils.py 0.19: model, method, num_speculative_tokens), --task
+# (embed, classify, score, reward: a pooling runner), --convert; SGLang's --speculative-algorithm.
+SPECIAL_FLAGS = {"vllm": ("--speculative-config", "--task", "--convert"), "sglang": ("--speculative-algorithm",)}
+POOLING_TASKS = ("embed", "embedding", "classify", "score", "reward")
+MODEL_FREE_METHODS = ("ngram", "ngram_gpu", "suffix")
+SPEC_CONFIG_KEYS = {"model": "draft_model", "num_speculative_tokens": "num_speculative_tokens",
+                    "method": "speculative_method"}
+
+
+def _special(engine: str, flag: str, value: str) -> dict:
+    import json
+    from .speculative import SGLANG_ALGORITHMS
+    if flag == "--speculative-algorithm":
+        if value.upper() not in SGLANG_ALGORITHMS:
+            raise InputError(FIELD, f"--speculative-algorithm {value[:20]!r} is not modelled (give "
+                                    f"{', '.join(SGLANG_ALGORITHMS)})")
+        return {"speculative_method": SGLANG_ALGORITHMS[value.upper()]}
+    if flag in ("--task", "--convert"):
+        if value in POOLING_TASKS:
+            return {"runner": "pooling"}
+        if value in ("generate", "auto", "none"):
+            return {}
+        raise InputError(FIELD, f"{flag} {value[:20]!r} is not modelled")
+    try:
+        config = json.loads(value)
+    except ValueError:
+        raise InputError(FIELD, "--speculative-config takes a JSON object, e.g. "
+                                "'{\"model\": \"meta-llama/Llama-3.2-1B\", \"num_speculative_tokens\": 5}'") from None
+    if not isinstance(config, dict):
+        raise InputError(FIELD, "--speculative-config takes a JSON object")
+    if config.get("method") in MODEL_FREE_METHODS:
+        return {}                          # n-gram and suffix drafting hold no drafter on the GPU
+    out = {}
+    for key, val in config.items():
+        if key not in SPEC_CONFIG_KEYS:
+            continue                       # other keys (draft_tensor_parallel_size, ...) are not modelled
+        if key == "model":
+            val = model_id_from(str(val), "vllm")[0]
+        if key == "method":
+            val = "mtp" if str(val).endswith("mtp") else val
+        out[SPEC_CONFIG_KEYS[key]] = val
+    return out
+
+
 def _flags(engine: str, words: list[str]) -> tuple[dict, list[str], list[str], str | None]:
     """(fields, positional words, flags without effect on memory, llama.cpp flash-attn value)."""
     table, other, switches = {"vllm": (VLLM_FLAGS, VLLM_OTHER, VLLM_SWITCHES), "sglang": (SGLANG_FLAGS, SGLANG_OTHER,
@@ -136,7 +190,8 @@ def _flags(engine: str, words: list[str]) -> tuple[dict, list[str], list[str], s
     while i < len(words):
         word = words[i]
         flag, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
-        takes = flag in model_flags or flag in other or (flag in table and table[flag][1] not in ("bool", "nobool"))
+        takes = flag in model_flags or flag in other or flag in SPECIAL_FLAGS.get(engine, ()) or (
+            flag in table and table[flag][1] not in ("bool", "nobool"))
         if engine == "llamacpp" and flag in ("-fa", "--flash-attn"):
             takes = bool(eq) or (i + 1 < len(words) and words[i + 1] in ("on", "off", "auto"))
         if engine == "llamacpp" and flag in ("-ts", "--tensor-split", "-dev", "--device"):
@@ -156,6 +211,8 @@ def _flags(engine: str, words: list[str]) -> tuple[dict, list[str], list[str], s
             flash = value or "on"
         elif engine == "llamacpp" and flag in ("-ts", "--tensor-split", "-dev", "--device"):
             devices = len([x for x in re.split(r"[,/]", value) if x.strip()])
+        elif flag in SPECIAL_FLAGS.get(engine, ()):
+            fields.update(_special(engine, flag, value))
         elif flag in table:
             name, kind = table[flag]
             fields[name] = True if kind == "bool" else False if kind == "nobool" else _value(flag, kind, value)
@@ -226,6 +283,15 @@ def read_command(text, model_given: bool = False) -> dict:
     if model not in model_entries() and not model_given:
         raise InputError(FIELD, f"{positional[0][:80]!r} is not in the model catalog (a Hub id or file the planner "
                                 "does not know); give its config.json with --hf-config FILE")
+    head_notes = []
+    if fields.get("speculative_method") in ("eagle", "eagle3", "mtp") and "draft_model" in fields:
+        fields.pop("draft_model")                   # the head is sized from the target's own layers
+        head_notes.append(f"the {fields['speculative_method']} head's path is not read: the head is sized "
+                          "from the target's layers")
+    if "draft_model" in fields:                     # a Hub id, path or .gguf file, as the model is read
+        fields["draft_model"], draft_quant = model_id_from(fields["draft_model"], engine)
+        if draft_quant:
+            fields["quant_draft"] = draft_quant
     workload = {"mode": "serve", "engine": engine, **fields}
     named = format_from_name(positional[0]) if engine != "llamacpp" else None
     if named and "quantization" not in workload:
@@ -234,7 +300,7 @@ def read_command(text, model_given: bool = False) -> dict:
         workload["quant"] = quant
     if flash:
         workload["flash_attn"] = flash
-    notes = [f"{flag} does not change the memory budget; not modelled" for flag in ignored]
+    notes = [f"{flag} does not change the memory budget; not modelled" for flag in ignored] + head_notes
     return {"model": model, "workload": workload, "notes": notes}
 
 
@@ -267,6 +333,11 @@ def launch_command(engine: str, model: str, settings: dict, workload: dict) -> s
         if workload.get("enable_extensible_kv_cache") is not None:
             parts.append("--enable-extensible-kv-cache" if workload["enable_extensible_kv_cache"]
                          else "--no-enable-extensible-kv-cache")
+        if workload.get("runner") == "pooling":
+            parts += ["--runner", "pooling"]
+        spec = {k: workload.get(f) for k, f in SPEC_CONFIG_KEYS.items() if workload.get(f) is not None}
+        if spec:
+            parts += ["--speculative-config", json.dumps(spec)]
     elif engine == "sglang":
         out = {"tp_size": given.get("tp_size", 1), "pp_size": given.get("pp_size", 1),
                "mem_fraction_static": settings.get("mem_fraction_static"),
@@ -279,6 +350,12 @@ def launch_command(engine: str, model: str, settings: dict, workload: dict) -> s
                 out[key] = given[key]
         parts = ["python", "-m", "sglang.launch_server", "--model-path", model] + \
             _write(SGLANG_FLAGS, out, {"tp_size": 1, "pp_size": 1})
+        if workload.get("speculative_method") or workload.get("draft_model"):
+            from .speculative import SGLANG_ALGORITHMS
+            names = {v: k for k, v in SGLANG_ALGORITHMS.items()}
+            parts += ["--speculative-algorithm", names[workload.get("speculative_method") or "draft_model"]]
+            parts += _write(SGLANG_FLAGS, {"draft_model": workload.get("draft_model"),
+                                           "num_speculative_tokens": workload.get("num_speculative_tokens")}, {})
     else:
         out = {"n_ctx": settings.get("n_ctx"), "n_gpu_layers": settings.get("n_gpu_layers"),
                "n_batch": given.get("n_batch"), "n_ubatch": given.get("n_ubatch"),
@@ -295,6 +372,11 @@ def launch_command(engine: str, model: str, settings: dict, workload: dict) -> s
             parts.append("--swa-full")
         if workload.get("devices", 1) > 1:
             parts += ["--tensor-split", ",".join(["1"] * workload["devices"])]
+        if workload.get("draft_model"):
+            draft_quant = workload.get("quant_draft") or settings.get("quant", workload.get("quant", "Q4_K_M"))
+            parts += ["--model-draft", f"{workload['draft_model']}-{draft_quant}.gguf"] + _write(LLAMA_FLAGS, {
+                "n_gpu_layers_draft": workload.get("n_gpu_layers_draft"), "n_ctx_draft": workload.get("n_ctx_draft"),
+                "num_speculative_tokens": workload.get("num_speculative_tokens")}, {})
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 

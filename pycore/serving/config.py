@@ -21,6 +21,7 @@ ENGINE_LABELS = (("vllm", "vLLM (V1 engine)"), ("sglang", "SGLang"), ("llamacpp"
 DEFAULT_VERSIONS = {"vllm": "0.34.0", "sglang": "0.5.23", "llamacpp": "b7400", "hf": "5.17"}
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")
+SPEC_METHODS = ("draft_model", "eagle", "eagle3", "mtp")     # speculative.py
 _V, _S, _L, _H = ("vllm",), ("sglang",), ("llamacpp",), ("hf",)
 _VS = ("vllm", "sglang")
 _MODES = ("serve",)
@@ -122,6 +123,29 @@ class Serving:
     device_map: str = spec("auto", choice(("auto", "balanced", "balanced_low_0", "sequential"), engines=_H,
                                           modes=_MODES, doc="from_pretrained's device_map strategy, used with "
                                                             "devices > 1 or max_memory"))
+    # --- speculative decoding and pooling models (issue 24 item 6; pycore/serving/speculative.py) ---
+    speculative_method: str | None = spec(None, choice(SPEC_METHODS, nullable=True, engines=_VS, modes=_MODES,
+                                                       doc="vLLM speculative_config method / SGLang "
+                                                           "--speculative-algorithm (default: draft_model when "
+                                                           "draft_model is given)"))
+    draft_model: str | None = spec(None, text(200, nullable=True, engines=_VS + _L, modes=_MODES,
+                                              doc="the draft model's catalog id (vLLM speculative_config model, "
+                                                  "SGLang --speculative-draft-model-path, llama.cpp -md)"))
+    num_speculative_tokens: int | None = spec(None, integer(1, 64, nullable=True, engines=_VS + _L, modes=_MODES,
+                                                            unit="tokens",
+                                                            doc="tokens drafted per step (vLLM "
+                                                                "num_speculative_tokens, SGLang "
+                                                                "--speculative-num-draft-tokens, llama.cpp "
+                                                                "--draft-max; default 16 there)"))
+    n_gpu_layers_draft: int | None = spec(None, integer(0, 100000, nullable=True, engines=_L, modes=_MODES,
+                                                        doc="-ngld (unset: all the draft's layers)"))
+    n_ctx_draft: int | None = spec(None, integer(0, MAX_TOKENS, nullable=True, engines=_L, modes=_MODES,
+                                                 unit="tokens", doc="-cd (0 or unset: the slot's context)"))
+    quant_draft: str | None = spec(None, choice(PRESETS, nullable=True, engines=_L, modes=_MODES,
+                                                doc="the draft GGUF's file type (default: quant)"))
+    runner: str = spec("generate", choice(("generate", "pooling"), engines=_V, modes=_MODES,
+                                          doc="--runner pooling (--task embed/classify/score): an embedding or "
+                                              "reranker model, no sampler"))
     # --- the serving searches (solve) ---
     target_requests: int = spec(1, integer(1, 1 << 16, modes=_MODES,
                                            doc="for the searches: requests to serve at once"))

@@ -39,8 +39,8 @@ def estimate_serving(m: ModelSpec, s: Serving, hw: Hardware, checkpoint: WeightF
     validate_serving(s)
     if s.engine == "hf":
         raise InputError("workload.engine", "the hf engine is estimated by the inference workload")
-    if m.family == "bert":
-        raise InputError("model", "the serving engines generate text with decoder models; BERT is an encoder")
+    if m.family == "bert" and not (s.engine == "vllm" and s.runner == "pooling"):
+        raise InputError("model", "the serving engines generate text with decoder models; BERT is an encoder (vLLM serves it with runner pooling)")
     module, function = ENGINE_FUNCTIONS[s.engine]
     fn = getattr(import_module(f".{module}", __package__), function)
     if s.engine == "llamacpp":

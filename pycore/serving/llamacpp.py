@@ -300,6 +300,9 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
         settings={"n_ctx": ctx["n_ctx"], "n_gpu_layers": min(act, n + 1), "flash_attn": flash,
                   "n_ubatch": ctx["n_ubatch"], "k_width": k_w, "v_width": v_w},
         warnings=tuple(warnings))
+    if s.draft_model is not None:                     # -md: speculative decoding (speculative.py)
+        from .speculative import with_llamacpp_draft
+        est = with_llamacpp_draft(est, m, s, hw)
     return est
 
 

@@ -32,6 +32,8 @@ from .kv import kv_layers, stage_split
 from .result import ServingEstimate, tree
 from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, profile_activation
 from .vllm_profile import NCCL_OUTSIDE_BYTES
+from .speculative import (SGLANG_SPEC_MAX_RUNNING, VERIFY_LOGIT_BYTES, draft_weight_parts, method,
+                          sglang_draft_cell, sglang_draft_tokens, sglang_reserve_mib)
 from .weights import Shard, rank_weight_parts, vision_bytes
 
 SWA_RATIO_DEFAULT = 0.8          # server_args.py swa_full_tokens_ratio
@@ -69,11 +71,13 @@ def gpu_defaults(v, gpu_mib: float, tp: int) -> tuple[int, int]:
     return 16384, 512
 
 
-def default_mem_fraction(v, gpu_mib: float, tp: int, pp: int, chunked: int, max_bs: int) -> float:
+def default_mem_fraction(v, gpu_mib: float, tp: int, pp: int, chunked: int, max_bs: int,
+                         speculative_mib: int = 0) -> float:
     if holds("sglang-mfs-reserve-by-workload", v):
         reserved = 512 + max(chunked, 2048) * 1.5 + max_bs * 2 + tp * pp / 8 * 1024
         if gpu_mib > 60 * 1024:
             reserved = max(reserved, 10 * 1024)
+        reserved += speculative_mib        # the drafter's weights, pool and graphs (speculative.py)
         return round((gpu_mib - reserved) / gpu_mib, 3)
     if holds("sglang-mfs-reserve-by-gpu", v):
         ps = tp * pp
@@ -124,8 +128,9 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
     chunk_d, bs_d = gpu_defaults(v, gpu_mib, tp)
     chunked = s.chunked_prefill_size or chunk_d
     max_bs = s.cuda_graph_max_bs if s.cuda_graph_max_bs is not None else bs_d
+    kind = method(s)
     mfs = s.mem_fraction_static if s.mem_fraction_static is not None else default_mem_fraction(
-        v, gpu_mib, tp, pp, chunked, max_bs)
+        v, gpu_mib, tp, pp, chunked, max_bs, sglang_reserve_mib(s))
     context_len = s.context_length or m.max_positions
     nccl = NCCL_OUTSIDE_BYTES if tp * pp > 1 else 0
     pre = int(s.logged_free_gib * GiB) if s.logged_free_gib is not None else hw.memory_bytes - cuda_context - nccl
@@ -177,8 +182,9 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         tokens = full_tokens
     slots = min(max(int(tokens / context_len * 512), 2048), 4096)
     pool_slots = slots + 1 if holds("sglang-request-pool-plus-one", v) else slots
-    running = min(tokens // 2, pool_slots) if s.max_running_requests is None else min(s.max_running_requests,
-                                                                                       pool_slots)
+    max_running = s.max_running_requests if s.max_running_requests is not None else (
+        SGLANG_SPEC_MAX_RUNNING if kind else None)
+    running = min(tokens // 2, pool_slots) if max_running is None else min(max_running, pool_slots)
     if st["mamba_per_req"]:
         running = min(running, st["mamba_slots"] // (5 if holds("sglang-mamba-extra-buffer", v) else 3))
     refusal = ""
@@ -197,6 +203,13 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
     graphs = _graph_count(max_bs) * (st["layers"] + 1) * CUDAGRAPH_BYTES_PER_PIECE
     act = profile_activation(m, chunked, max(1, min(chunked, max_bs or 1)), tp, 1, dt, last=tight == pp - 1,
                              sampler_bytes=SAMPLER_BYTES_PER_LOGIT)
+    draft = {}
+    if kind:
+        draft = {**draft_weight_parts(m, s, fmt, dt, tp),
+                 f"draft KV pool ({tokens:,} token slots, as the target's)":
+                     (tokens + s.page_size) * sglang_draft_cell(m, s, tp, kv_b) if tokens > 0 else 0,
+                 f"verify logits ({running} requests x {sglang_draft_tokens(m, s)} draft tokens, fp32)":
+                     running * sglang_draft_tokens(m, s) * m.vocab_size * VERIFY_LOGIT_BYTES}
     device = tree("device total", [
         ("weights", st["weights"]),
         ("KV cache", {f"{tokens:,} token slots" + (f" + {swa_tokens:,} sliding-window slots" if swa_tokens else ""):
@@ -205,6 +218,7 @@ def estimate_sglang(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, c
         ("request-to-token table", {f"{pool_slots} slots x (context_len + 4) int32": req_to_token}),
         ("CUDA graphs", {f"batch sizes up to {max_bs}": graphs}),
         ("activations (chunked prefill of " + f"{chunked} tokens)", act),
+        ("speculative drafter (after mem_fraction_static's share)", draft),
         ("NCCL communicators", nccl),
         ("CUDA context", cuda_context),
     ], "device-total")

@@ -36,6 +36,8 @@ from .formats import WeightFormat
 from .kv import KVLayer, kv_layers, stage_split
 from .result import ServingEstimate, tree
 from .weights import Shard, expert_ranks, rank_weight_parts, vision_bytes
+from .speculative import (draft_kv_layers, draft_profile_peak, draft_spec, draft_weight_parts, method,
+                          tokens as tokens_k, verify_logits_bytes, with_draft)
 from .vllm_extensible import EXTENSIBLE_UTILIZATION, extensible, extensible_budget
 from .vllm_profile import (NCCL_OUTSIDE_BYTES, device_traits, encoder_cache_bytes, encoder_images, encoder_phase,
                            moe_workspace_persists, non_torch_parts, sampler_parts)
@@ -204,6 +206,10 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     dt = 4 if s.dtype == "float32" else 2
     kv_b = 1 if s.kv_cache_dtype in FP8_DTYPES else (4 if s.kv_cache_dtype == "auto" and dt == 4 else 2)
     grows = extensible(v, s)          # 0.34: the KV cache is sized after warmup (vllm_extensible.py)
+    speculating, pooling = method(s) is not None, s.runner == "pooling"
+    # An encoder-only pooling model (BERT: EncoderOnlyAttention) has no KV cache spec, so the engine
+    # neither profiles nor allocates a cache (0.19 v1/engine/core.py:235-250, gpu_model_runner.py:6919-6921).
+    no_kv = pooling and m.family == "bert"
     util = s.gpu_memory_utilization if s.gpu_memory_utilization is not None else (
         EXTENSIBLE_UTILIZATION if grows else default_utilization(v))
     mnbt_d, seqs_d = scheduler_defaults(v, s.entrypoint, hw.memory_bytes, hw.name)
@@ -226,10 +232,17 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
             weights["vision encoder and projector"] = vision_bytes(m, tp, dt)
         if m.max_positions:
             weights["rotary cos/sin cache"] = m.max_positions * (m.qk_rope_head_dim if is_mla(m) else m.head_dim) * dt
+        drafts = speculating and stage == pp - 1          # the drafter lives on the last rank (speculative.py)
+        if drafts:
+            weights.update(draft_weight_parts(m, s, fmt, dt, tp))
         if s.logged_weights_gib is not None:
             weights = {"weights (from the log)": int(s.logged_weights_gib * GiB)}
         requests = min(mnbt, seqs)
-        act = profile_activation(m, mnbt, requests, tp, ep, dt, last=stage == pp - 1, v=v, gpu_name=hw.name)
+        act = profile_activation(m, mnbt, requests, tp, ep, dt, last=stage == pp - 1 and not pooling, v=v,
+                                 gpu_name=hw.name)
+        if drafts and s.draft_model is not None:
+            act = draft_profile_peak(act, profile_activation(draft_spec(s), mnbt, requests, tp, 1, dt, last=False,
+                                                             v=v, gpu_name=hw.name))
         if s.logged_activation_gib is not None:
             act = {"peak activation (from the log)": int(s.logged_activation_gib * GiB)}
         non_torch_named = non_torch_parts(v, tp, pp, hw.name)
@@ -240,6 +253,8 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         sizes = [] if s.enforce_eager else capture_sizes(v, seqs, mnbt)
         graphs = len(sizes) * n_pieces * CUDAGRAPH_BYTES_PER_PIECE
         layers = kv_layers(m, tp, first, split[stage], "workload.tensor_parallel_size")
+        if drafts:
+            layers = with_draft(layers, draft_kv_layers(m, s, tp, "workload.tensor_parallel_size"))
         stages.append({"weights": weights, "act": act, "non_torch": non_torch, "non_torch_named": non_torch_named,
                        "graphs": graphs,
                        "layers": layers, "n_graph_sizes": len(sizes)})
@@ -265,12 +280,15 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
             avail = requested - (w + a) - (nt + cuda_context)
         else:
             avail = requested - w - a - nt - (g if graphs_in_budget(v) else 0)
+        if no_kv:
+            avail = 0
         size, n_groups, groups = group_layout(st["layers"], hybrid)
         page = linear_page or page_bytes(groups[0][0], block, kv_b)
         pages_equal = linear_page > 0 or all(page_bytes(x, block, kv_b) == page for x, _ in groups)
         if not pages_equal:
             # Uniform type with different head sizes (0.11+): one group whose page is the sum of the layers'.
             per_block = sum(page_bytes(x, block, kv_b) * x.count for x, _ in groups)
+            n_groups = 1            # UniformTypeKVCacheSpecs: one group (0.19 v1/core/kv_cache_utils.py:1248-1252)
         else:
             per_block = page * size
         blocks = max(0, avail) // per_block if per_block else 0
@@ -293,7 +311,9 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     avail_min = min(x["avail"] for x in results)
     longest = _longest(results, max_len, block, mnbt, kv_b)
     refusal = ""
-    if avail_min <= 0:
+    if no_kv:
+        concurrency, tokens, longest = float(seqs), 0, max_len
+    elif avail_min <= 0:
         refusal = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
                    "initializing the engine.")
     elif needed > avail_min:
@@ -341,6 +361,8 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         "non_torch_bytes": rr["non_torch"], "cuda_graph_bytes": rr["graphs"],
         "weights_and_non_torch_bytes": sum(rr["weights"].values()) + rr["non_torch"],
     }
+    if speculating:        # the verify step's logits, not in the profile run (its sampler has one row a request)
+        report["speculative_verify_logits_bytes"] = verify_logits_bytes(m, s, min(seqs, mnbt // (tokens_k(s) + 1)))
     warnings = []
     if max_len > m.max_positions:
         warnings.append(f"max_model_len {max_len} is longer than the model's max_position_embeddings "
