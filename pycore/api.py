@@ -271,22 +271,34 @@ def estimate(request_json: str) -> str:
                            "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}: {exc}"[:300]}]})
 
 
-def links(request_json: str) -> str:
-    """A request's page link query and command line, and its result as Markdown (the page's "Copy as
-    command" and exports). JSON in, JSON out; never raises."""
-    from .links import markdown, to_command, to_query
+def json_answer(field: str, compute) -> str:
+    """``compute()``'s result as the JSON answer ``{"status": "ok", "result": ...}``, or its InputError (or any
+    other exception, named after ``field``) as ``{"status": "error", "errors": [...]}``: the contract of every
+    JSON entry point, which never raises. ``compute`` may return a whole response (a failed estimate)."""
     try:
-        data = parse_json(request_json, "request", MAX_REQUEST_CHARS)
-        resp = estimate_dict(data)
-        if resp["status"] != "ok":
-            return json.dumps(resp)
-        out = {"command": to_command(data), "query": to_query(data), "markdown": markdown(resp["result"])}
+        out = compute()
+        if isinstance(out, dict) and out.get("status") == "error":
+            return json.dumps(out)
         return json.dumps({"schema": SCHEMA, "status": "ok", "result": out})
     except InputError as exc:
         return json.dumps({"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]})
     except Exception as exc:  # noqa: BLE001 - the contract is that nothing escapes this function
         return json.dumps({"schema": SCHEMA, "status": "error",
-                           "errors": [{"field": "request", "message": f"internal error: {type(exc).__name__}"}]})
+                           "errors": [{"field": field, "message": f"internal error: {type(exc).__name__}"}]})
+
+
+def links(request_json: str) -> str:
+    """A request's page link query and command line, and its result as Markdown (the page's "Copy as
+    command" and exports). JSON in, JSON out; never raises."""
+    from .links import markdown, to_command, to_query
+
+    def compute():
+        data = parse_json(request_json, "request", MAX_REQUEST_CHARS)
+        resp = estimate_dict(data)
+        if resp["status"] != "ok":
+            return resp
+        return {"command": to_command(data), "query": to_query(data), "markdown": markdown(resp["result"])}
+    return json_answer("request", compute)
 
 
 def from_config(request_json: str) -> str:
@@ -300,14 +312,8 @@ def engine_log(request_json: str) -> str:
     ``{"text": log, "model"?, "hf_config"?, "gpu"?, "version"?, "command"?}``, JSON out (the rows term by
     term, the term that explains the gap, the records in the golden format). Never raises."""
     from .check.engine_compare import check_engine_log
-    try:
-        out = check_engine_log(parse_json(request_json, "engine_log", MAX_REQUEST_CHARS), estimate_dict)
-        return json.dumps({"schema": SCHEMA, "status": "ok", "result": out})
-    except InputError as exc:
-        return json.dumps({"schema": SCHEMA, "status": "error", "errors": [exc.as_dict()]})
-    except Exception as exc:  # noqa: BLE001 - the contract is that nothing escapes this function
-        return json.dumps({"schema": SCHEMA, "status": "error",
-                           "errors": [{"field": "engine_log", "message": f"internal error: {type(exc).__name__}"}]})
+    return json_answer("engine_log", lambda: check_engine_log(parse_json(request_json, "engine_log", MAX_REQUEST_CHARS),
+                                                              estimate_dict))
 
 
 def schema() -> str:

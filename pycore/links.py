@@ -15,6 +15,7 @@ import zlib
 from urllib.parse import urlencode
 
 from .errors import InputError
+from .schema import at_path
 
 URL_PARAMS = {
     "mode": "workload.mode", "batch": "workload.batch_size", "seq": "workload.seq_len", "new": "workload.new_tokens",
@@ -65,13 +66,6 @@ def _fields() -> dict:
     return request_schema()["fields"]
 
 
-def _get(req: dict, path: str):
-    node = req
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 def _serving_paths() -> dict:
@@ -122,11 +116,11 @@ def to_query(req: dict) -> str:
     for param, path in params.items():
         if param == "mem":
             continue
-        value = _get(req, path)
+        value = at_path(req, path)
         f = fields.get(path, {})
         if value is None or value == f.get("default"):
             continue
-        if path == "precision.weights" and _get(req, "precision.autocast") and value == "fp32":
+        if path == "precision.weights" and at_path(req, "precision.autocast") and value == "fp32":
             continue                              # mixed precision: the page sets fp32 itself
         q.append((param, _text(value)))
     gpu = req.get("gpu")
@@ -178,10 +172,10 @@ def to_command(req: dict) -> str:
                 args += [flag, _text(value)]
     else:
         for path, flag in FLAGS.items():
-            value = _get(req, path)
+            value = at_path(req, path)
             if value is None or (path in fields and value == fields[path].get("default")):
                 continue
-            if path == "precision.weights" and _get(req, "precision.autocast") and value == "fp32":
+            if path == "precision.weights" and at_path(req, "precision.autocast") and value == "fp32":
                 continue                          # the CLI stores weights in fp32 under --autocast
             if value is True:
                 args.append(flag)
@@ -189,15 +183,15 @@ def to_command(req: dict) -> str:
                 continue
             else:
                 args += [flag, _text(value)]
-        if _get(req, "workload.peft_config") is not None:
+        if at_path(req, "workload.peft_config") is not None:
             args += ["--peft-config", "adapter_config.json"]      # the config itself travels as that file
-        ctx = _get(req, "framework.cuda_context_bytes")
+        ctx = at_path(req, "framework.cuda_context_bytes")
         if ctx is not None:
             args += ["--cuda-context-mib", _text(ctx / 2 ** 20)]
-        layers = _get(req, "parallelism.pipeline_layers")
+        layers = at_path(req, "parallelism.pipeline_layers")
         if layers:
             args += ["--pipeline-layers", ",".join(map(str, layers))]
-        for key, value in sorted((_get(req, "parallelism.options") or {}).items()):
+        for key, value in sorted((at_path(req, "parallelism.options") or {}).items()):
             args += ["--option", f"{key}={_text(value)}"]
     gpu = req.get("gpu")
     if isinstance(gpu, dict) and gpu.get("memory_gib") is not None:

@@ -215,6 +215,15 @@ def _path(where: str, parts) -> str:
     return where
 
 
+def at_path(node, path: str):
+    """The value at a dotted ``path`` inside nested objects, or None where any key on the way is absent."""
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
+from ..schema import at_path
 from ..units import GiB, MiB
 from .engine_log import ENGINE_NAMES, EngineLog
 
@@ -103,13 +104,6 @@ def log_request(log: EngineLog, model: str | None = None, hf_config: str | None 
     return req
 
 
-def _at(result: dict, path: str):
-    node = result
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 def _row(term: str, label: str, path: str, unit: str, logged, estimated) -> dict:
@@ -124,18 +118,18 @@ def compare(log: EngineLog, result: dict) -> list[dict]:
     if log.engine in ("vllm", "sglang"):
         for term, label, path, unit in (VLLM_TERMS if log.engine == "vllm" else SGLANG_TERMS):
             if term in log.figures:
-                rows.append(_row(term, label, path, unit, log.figures[term], _at(result, path)))
+                rows.append(_row(term, label, path, unit, log.figures[term], at_path(result, path)))
         return rows
     gpus = _gpu_devices(log)
     for kind, key in (("model", "model_buffer_mib"), ("kv", "kv_buffer_mib"), ("compute", "compute_buffer_mib")):
         for dev, logged in log.devices.get(kind, {}).items():
             ours = _our_device(dev, gpus, kind)
-            est = _at(result, f"report.{key}.{ours}")
+            est = at_path(result, f"report.{key}.{ours}")
             rows.append(_row(f"{kind}:{dev}", f"{kind} buffer on {dev}", f"report.{key}.{ours}", "MiB",
                              round(logged / MiB, 2), est))
     if "kv_total" in log.figures:
         rows.append(_row("kv_total", "KV cache size", "report.kv_bytes", "bytes", log.figures["kv_total"],
-                         _at(result, "report.kv_bytes")))
+                         at_path(result, "report.kv_bytes")))
     return rows
 
 
