@@ -93,7 +93,7 @@ export function drawSweep(sw) {
       if (i !== pts.length - 1 && pts.length - 1 - i < every) return;
       chart.append(label({ x: x(i), y: H - B + 16, "text-anchor": i === pts.length - 1 ? "end" : "middle", "data-tick": String(p.value) }, String(p.value)));
     }
-    const hit = svg("rect", { x: x(i) - 8, y: T, width: 16, height: H - B - T, class: "hit", tabindex: "0", "data-value": String(p.value),
+    const hit = svg("rect", { x: x(i) - 8, y: T, width: 16, height: H - B - T, class: "hit", tabindex: "0", role: "img", "data-value": String(p.value),
       "aria-label": `${what} ${p.value}: ${fmt(p.device_total_bytes)}` });
     const show = () => text($("#sweep-point"), `${sw.field} ${p.value}: ${fmt(p.device_total_bytes)}${p.fits ? "" : " (does not fit)"} = `
       + names.map((n, k) => [n, series[k][i]]).filter(([, b]) => b).map(([n, b]) => `${n} ${fmt(b)}`).join(" + "));
