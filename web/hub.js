@@ -1,5 +1,5 @@
 import { readAtMost } from "./state.js";
-import { $, text, app } from "./dom.js";
+import { $, make, text, app } from "./dom.js";
 import { stateToForm } from "./form.js";
 
 // ---- a model by its Hugging Face id ---------------------------------------------
@@ -52,3 +52,40 @@ $("#hub-fetch").addEventListener("click", async () => {
   app.fromURL = false;
   if (await fetchHub(id)) { stateToForm(); app.update(); }
 });
+
+// Hub search (issue 25): on the button only, the Hub's own model search (api/models?search=, the most
+// downloaded first) lists ids to pick; a pick fetches that id's config.json as the Fetch button does.
+const HUB_SEARCH = "https://huggingface.co/api/models?search={q}&sort=downloads&direction=-1&limit=20";
+async function searchHub() {
+  const q = hubId($("#hub-id").value).slice(0, 96);
+  if (!q) { text($("#hub-status"), "Type part of a model's name first."); return; }
+  text($("#hub-status"), `Searching huggingface.co for “${q}”…`);
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), HUB_TIMEOUT_MS);
+  let found;
+  try {
+    const res = await fetch(HUB_SEARCH.replace("{q}", encodeURIComponent(q)), { signal: abort.signal, credentials: "omit" });
+    if (!res.ok) throw new Error(`the Hub answered HTTP ${res.status}`);
+    const body = await readAtMost(res.body.getReader(), app.catalog.request.limits.max_json_chars, "the answer is too large");
+    const list = JSON.parse(body);
+    found = (Array.isArray(list) ? list : []).map((m) => m && (m.id || m.modelId)).filter((id) => typeof id === "string"
+      && new RegExp(app.catalog.request.hub.id_pattern).test(id));
+  } catch (err) {
+    text($("#hub-status"), `The Hub search did not answer: ${err.name === "AbortError" ? "timed out" : err instanceof TypeError ? "could not reach huggingface.co" : err.message}.`);
+    return;
+  } finally {
+    clearTimeout(timer);
+  }
+  text($("#hub-status"), found.length ? `${found.length} model${found.length === 1 ? "" : "s"} on the Hub match “${q}”; choose one.` : `No model on the Hub matches “${q}”.`);
+  $("#hub-results").replaceChildren(...found.map((id) => {
+    const b = make("button", { type: "button", text: id, "data-value": id });
+    b.addEventListener("click", async () => {
+      $("#hub-id").value = id;
+      $("#hub-results").replaceChildren();
+      app.fromURL = false;
+      if (await fetchHub(id)) { stateToForm(); app.update(); }
+    });
+    return make("li", {}, b);
+  }));
+}
+$("#hub-search").addEventListener("click", searchHub);

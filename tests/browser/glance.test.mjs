@@ -281,3 +281,35 @@ test("point 10: docs pages never visited work offline, the accuracy page's conte
   }
   await ctx.close();
 });
+
+test("Hub search: on the button only, the Hub's model search lists ids to pick, and a pick fetches its config.json", async () => {
+  const ctx = await h.browser.newContext();
+  const seen = [];
+  const config = { architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", hidden_size: 5120, intermediate_size: 13824,
+    num_hidden_layers: 48, num_attention_heads: 40, num_key_value_heads: 8, vocab_size: 152064, tie_word_embeddings: false,
+    max_position_embeddings: 32768, torch_dtype: "bfloat16" };
+  await ctx.route("https://huggingface.co/**", (route) => {
+    const url = route.request().url();
+    seen.push(url);
+    const body = url.includes("/api/models?") ? [{ id: "Qwen/Qwen2.5-14B-Instruct" }, { id: "Qwen/Qwen2.5-14B" }, { modelId: "not an id" }] : config;
+    return route.fulfill({ status: 200, contentType: "application/json", headers: { "access-control-allow-origin": "*" }, body: JSON.stringify(body) });
+  });
+  const page = await ctx.newPage();
+  await page.goto(h.base + "?mode=lora");
+  const first = await waitForResult(page);
+  await page.check('input[name="source"][value="config"]');
+  await page.fill("#hub-id", "qwen2.5 14b");
+  assert.deepEqual(seen, []);                                        // nothing sent on typing
+  await page.click("#hub-search");
+  await page.waitForSelector('[data-testid="hub-results"] button');
+  assert.equal(seen.length, 1);
+  const u = new URL(seen[0]);
+  assert.equal(`${u.origin}${u.pathname}`, "https://huggingface.co/api/models");
+  assert.equal(u.searchParams.get("search"), "qwen2.5 14b");
+  assert.deepEqual(await page.$$eval('[data-testid="hub-results"] button', (b) => b.map((x) => x.textContent)),
+    ["Qwen/Qwen2.5-14B-Instruct", "Qwen/Qwen2.5-14B"]);
+  await page.click('[data-testid="hub-results"] button[data-value="Qwen/Qwen2.5-14B-Instruct"]');
+  await waitForResult(page, first.computed);
+  assert.equal(seen[1], "https://huggingface.co/Qwen/Qwen2.5-14B-Instruct/resolve/main/config.json");
+  await ctx.close();
+});
