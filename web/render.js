@@ -9,6 +9,7 @@ import { setTopFix } from "./summary.js";
 export function renderServe(res) {
   const [div, unit] = UNITS[app.state.unit];
   text($("#serve-longest"), "");
+  renderPerDevice(null);
   text($("#unit-label"), unit);
   text($("#status"), res.warnings.length ? `Note: ${res.warnings.join(" ")}` : "");
   text($("#peak"), (res.device_total_bytes / div).toFixed(2));
@@ -81,6 +82,7 @@ export function renderMain(res) {
     : `on ${res.gpu.name}: ${fmt(head)} too much (the card has ${fmt(res.gpu.memory_bytes)})`);
   text($("#phase"), `Peak during ${res.peak_phase}: ${res.peak_moment}. torch.cuda.max_memory_allocated ≈ ${fmt(res.peak_allocated_bytes)}.`);
   renderLayoutLine(res);
+  renderPerDevice(res.per_device);
   const top = drawAnswerBar(res);
   const rows = [];
   for (const c of top) {
@@ -241,4 +243,19 @@ export function applyChange(set) {
   if (set.precision && "autocast" in set.precision && !set.precision.autocast && set.precision.weights) app.state.w = set.precision.weights;
   stateToForm();
   app.update();
+}
+
+// transformers' device_map (the hf engine over several GPUs or with max_memory): one row per device, as
+// the core places the layers, with each device's peak.
+export function renderPerDevice(devices) {
+  const box = $("#per-device");
+  if (!Array.isArray(devices) || !devices.length) { box.replaceChildren(); return; }
+  const layers = (d) => (d.layers || []).map(([a, b]) => (a === b ? `${a}` : `${a}–${b}`)).join(", ") || "none";
+  const head = make("tr", {}, ...["device", "layers", "weights", "KV cache", "peak (nvidia-smi)", "budget"]
+    .map((h) => make("th", { scope: "col", text: h })));
+  const rows = devices.map((d) => make("tr", {}, make("td", { text: `GPU ${d.device}` }), make("td", { text: layers(d) }),
+    make("td", { class: "num", text: fmt(d.weights_bytes || 0) }), make("td", { class: "num", text: fmt(d.kv_cache_bytes || 0) }),
+    make("td", { class: "num", text: fmt(d.peak_bytes || 0) }), make("td", { class: "num", text: d.budget_bytes ? fmt(d.budget_bytes) : "–" })));
+  box.replaceChildren(make("table", { "data-testid": "per-device" }, make("caption", { text: "Per GPU (device_map)" }),
+    make("thead", {}, head), make("tbody", {}, ...rows)));
 }
