@@ -49,6 +49,7 @@ async function update({ push = true } = {}) {
       if (serving) renderServeSolved(solved.response.result);
       else if (solved.response.result.explanations) renderSolved(solved.response.result);
       renderCompare();
+      if (app.state.sweep && !app.sweepDrawn) { app.sweepDrawn = true; runSweep(); }    // a link with a sweep draws it
       return;
     }
     if (!rejected(response.errors[0])) return;

@@ -101,6 +101,8 @@ export function stateToForm() {
   }
   f.gpu.value = app.state.gpu;
   $("#gpu-n").value = String(gpuCount(app.state));
+  if (app.state.sweep) $("#sweep-field").value = app.state.sweep;
+  $("#sweep-stop").value = app.state.sweep_to ? String(app.state.sweep_to) : "";
   fieldError("gpu-n", "");
   // Mixed precision keeps fp32 master weights whatever the Weights choice says (the core counts fp32).
   text($("#w-note"), app.state.amp && ["full", "lora"].includes(app.state.mode) ? `fp32 master weights (mixed precision ${app.state.amp})` : "");

@@ -1,4 +1,4 @@
-import { toRequest } from "./state.js";
+import { toQuery, toRequest } from "./state.js";
 import { $, text, make, errorText, fmt, UNITS, app } from "./dom.js";
 import { ask } from "./client.js";
 import { termColour } from "./render.js";
@@ -17,9 +17,15 @@ const FIELD_WORDS = { batch_size: "batch size", seq_len: "sequence length (token
 
 export async function runSweep() {
   const field = $("#sweep-field").value;
+  const to = $("#sweep-stop").value.trim();
+  if (to && !/^\d{1,9}$/.test(to)) { text($("#sweep-status"), `“${to.slice(0, 12)}” is not a whole number.`); return; }
   text($("#sweep-status"), "Computing…");
+  // the axis and the last value go into the link, so that a shared link draws the same sweep
+  app.state.sweep = field;
+  app.state.sweep_to = to ? Number(to) : null;
+  history.replaceState(null, "", `?${await toQuery(app.state, app.catalog)}`);
   const req = toRequest(app.state, app.catalog, false);
-  req.sweep = { field };
+  req.sweep = { field, ...(to ? { stop: Number(to) } : {}) };
   const { response } = await ask(req);
   if (response.status !== "ok") {
     text($("#sweep-status"), errorText(response, "The sweep did not finish."));

@@ -313,3 +313,23 @@ test("Hub search: on the button only, the Hub's model search lists ids to pick, 
   assert.equal(seen[1], "https://huggingface.co/Qwen/Qwen2.5-14B-Instruct/resolve/main/config.json");
   await ctx.close();
 });
+
+test("the sweep's axis and last value are kept in the link, and a link with them draws the sweep", async () => {
+  const { ctx, page } = await open("?mode=lora&seq=4096&gpu=rtx-4090-24gb");
+  await page.selectOption("#sweep-field", "seq_len");
+  await page.fill("#sweep-stop", "8192");
+  await page.click("#sweep-run");
+  await page.waitForSelector("#sweep-rows", { state: "attached" });
+  const url = new URL(page.url());
+  assert.equal(url.searchParams.get("sweep"), "seq_len");
+  assert.equal(url.searchParams.get("sweep_to"), "8192");
+  const again = await open(url.search);
+  await again.page.waitForSelector("#sweep-rows", { state: "attached" });
+  const sw = core({ model: "llama-3.1-8b", workload: { mode: "lora", seq_len: 4096 }, gpu: "rtx-4090-24gb",
+    sweep: { field: "seq_len", stop: 8192 } }).sweep;
+  const values = await again.page.$$eval("#sweep-rows tbody tr", (trs) => trs.map((tr) => Number(tr.cells[0].textContent)));
+  assert.deepEqual(values, sw.points.filter((p) => !p.error).map((p) => p.value));
+  assert.equal(values.at(-1), 8192);
+  assert.equal(await again.page.inputValue("#sweep-field"), "seq_len");
+  await ctx.close(); await again.ctx.close();
+});
