@@ -113,12 +113,14 @@ test("point 3: the model search lists matches to pick from, in any word order; n
   await ctx.close();
 });
 
+// Qwen/Qwen2.5-14B-Instruct's published config.json (the fields the estimate reads), served by a mocked Hub
+const config = { architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", hidden_size: 5120, intermediate_size: 13824,
+  num_hidden_layers: 48, num_attention_heads: 40, num_key_value_heads: 8, vocab_size: 152064, tie_word_embeddings: false,
+  max_position_embeddings: 32768, torch_dtype: "bfloat16" };
+
 test("point 4: a Hub URL is taken as the model id", async () => {
   const ctx = await h.browser.newContext();
   const seen = [];
-  const config = { architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", hidden_size: 5120, intermediate_size: 13824,
-    num_hidden_layers: 48, num_attention_heads: 40, num_key_value_heads: 8, vocab_size: 152064, tie_word_embeddings: false,
-    max_position_embeddings: 32768, torch_dtype: "bfloat16" };
   await ctx.route("https://huggingface.co/**", (route) => { seen.push(route.request().url());
     return route.fulfill({ status: 200, contentType: "application/json", headers: { "access-control-allow-origin": "*" }, body: JSON.stringify(config) }); });
   const page = await ctx.newPage();
@@ -285,9 +287,6 @@ test("point 10: docs pages never visited work offline, the accuracy page's conte
 test("Hub search: on the button only, the Hub's model search lists ids to pick, and a pick fetches its config.json", async () => {
   const ctx = await h.browser.newContext();
   const seen = [];
-  const config = { architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", hidden_size: 5120, intermediate_size: 13824,
-    num_hidden_layers: 48, num_attention_heads: 40, num_key_value_heads: 8, vocab_size: 152064, tie_word_embeddings: false,
-    max_position_embeddings: 32768, torch_dtype: "bfloat16" };
   await ctx.route("https://huggingface.co/**", (route) => {
     const url = route.request().url();
     seen.push(url);
