@@ -334,4 +334,11 @@ def catalog() -> str:
                        "max_positions": m.max_positions})
     gpus = [{"id": gid, "name": g["name"], "vendor": g["vendor"], "kind": g["kind"], "memory_bytes": g["memory_bytes"]}
             for gid, g in sorted(gpu_entries().items(), key=lambda kv: (kv[1]["vendor"], -kv[1]["memory_bytes"]))]
-    return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus, "request": request_schema()})
+    # The flag users know for each serving field (-ngl, -c, --max-model-len): the first each engine's parser lists.
+    from .serving.commands import LLAMA_FLAGS, SGLANG_FLAGS, VLLM_FLAGS
+    flags: dict[str, str] = {}
+    for table in (VLLM_FLAGS, SGLANG_FLAGS, LLAMA_FLAGS):
+        for flag, (name, kind) in table.items():
+            if kind != "nobool":
+                flags.setdefault(name, flag)
+    return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus, "request": request_schema(), "engine_flags": flags})

@@ -11,7 +11,11 @@ const DIST = join(ROOT, "dist");
 // precompiled zips of scripts/build_runtime.mjs and an inline lock.
 const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm"];
 // Fetched on first use only, so not precached: the rest of the standard library, the module list.
-const NOT_PRECACHED = [/^docs\//, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/];
+// The docs' pages, styles and scripts are precached (the docs work offline without a visit, issue 25);
+// their fonts, search index and the rest are cached on the first visit to any docs page (DOCS_LATER).
+const DOCS_PRECACHED = /^docs\/(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$/;
+const NOT_PRECACHED = [/^docs\/(?!(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$)/, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/];
+const NEVER_CACHED = [/\.map$/, /\.ttf$/, /^docs\/sitemap/, /^docs\/404\.html$/];
 // (pyodide/stdlib-rest-index.json is precached: the worker reads it at every start, offline too)
 const PYTHON = process.env.PYTHON || (existsSync(join(ROOT, ".venv/bin/python")) ? join(ROOT, ".venv/bin/python") : "python3");
 
@@ -39,8 +43,12 @@ const precached = files.filter((f) => !NOT_PRECACHED.some((re) => re.test(relati
 const urls = ["./", "./index.html", ...precached.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
   .filter((u) => !u.endsWith(".map"))
   .map((u) => (u === "./index.html" ? u : u.replace(/\/index\.html$/, "/")));
+const rel = (f) => relative(DIST, f).split("\\").join("/");
+const docsLater = files.map(rel).filter((u) => u.startsWith("docs/") && !DOCS_PRECACHED.test(u) && !NEVER_CACHED.some((re) => re.test(u)))
+  .map((u) => `./${u}`);
 const sw = readFileSync(join(ROOT, "web", "sw.js"), "utf8")
-  .replace("__VERSION__", version).replace("__FILES__", JSON.stringify([...new Set(urls)]));
+  .replace("__VERSION__", version).replace("__FILES__", JSON.stringify([...new Set(urls)]))
+  .replace("__DOCS_LATER__", JSON.stringify(docsLater));
 writeFileSync(join(DIST, "sw.js"), sw);
 // The worker keys its Python snapshot by the same version.
 writeFileSync(join(DIST, "worker.js"), readFileSync(join(DIST, "worker.js"), "utf8").replace("__VERSION__", version));

@@ -4,7 +4,7 @@
 # browser tests (Playwright cannot download its own browser here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -d node_modules/pyodide ] || [ ! -d node_modules/playwright-core ]; then
+if [ ! -d node_modules/pyodide ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/axe-core ]; then
   npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 fi
 if [ ! -x .venv/bin/python ]; then

@@ -21,7 +21,9 @@ export function registerParams(catalog) {
 // Parameters that are not part of an estimate's request (the layout search reads them).
 const PLAN_ONLY = new Set(["gb"]);
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
-export const PAGE_DEFAULTS = { source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, hub: null, unit: "gib" };
+export const PAGE_DEFAULTS = { source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, hub: null, unit: "gib", sweep: null, sweep_to: null };
+// The sweep's axis and last value (issue 25: kept in the link), checked by the core's sweep fields.
+const SWEEP_PARAMS = { sweep: "sweep.field", sweep_to: "sweep.stop" };
 const UNITS = ["gib", "gb"];
 
 // The defaults of every parameter, from the schema.
@@ -141,6 +143,11 @@ export async function parseQuery(search, catalog) {
   if (q.has("model")) { const v = q.get("model"); if (models.has(v)) state.model = v; else bad("model", v, "is not a catalog model"); }
   if (q.has("gpu")) { const v = q.get("gpu"); if (gpus.has(v)) state.gpu = v; else bad("gpu", v, "is not a catalog GPU"); }
   if (q.has("unit")) { const v = q.get("unit"); if (UNITS.includes(v)) state.unit = v; else bad("unit", v, `must be one of ${UNITS.join(", ")}`); }
+  for (const [param, path] of Object.entries(SWEEP_PARAMS)) {
+    if (!q.has(param)) continue;
+    const r = parseValue({ ...catalog.request.fields[path], nullable: true }, q.get(param));
+    if (r.ok) state[param] = r.value; else bad(param, q.get(param), r.why);
+  }
   for (const [param, path] of Object.entries(PARAMS)) {
     if (!q.has(param)) continue;
     const r = parseValue(catalog.request.fields[path], q.get(param));
@@ -193,6 +200,7 @@ export async function toQuery(state, catalog, { withPins = true } = {}) {
   if (state.gpu !== d.gpu) q.set("gpu", state.gpu);
   if (state.mem) q.set("mem", String(state.mem));
   if (state.unit !== d.unit) q.set("unit", state.unit);
+  for (const param of Object.keys(SWEEP_PARAMS)) if (state[param] !== null && state[param] !== undefined) q.set(param, String(state[param]));
   if (withPins) for (const p of state.pins || []) q.append("pin", p);
   return q.toString();
 }

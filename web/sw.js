@@ -1,10 +1,14 @@
 // Service worker: precache the app, the estimator and Pyodide on the first visit, then serve
-// from the cache so that a reload works offline. Documentation pages and the rest of the standard
-// library are cached when first fetched. Responses are passed through untouched, so that Chromium's
+// from the cache so that a reload works offline. The documentation's pages, styles and scripts are
+// precached too; its fonts and search index on the first visit to a docs page, the rest of the standard
+// library when first fetched. Responses are passed through untouched, so that Chromium's
 // compiled-wasm cache keeps working for pyodide.asm.wasm. The build writes the version (a hash of every
 // file) into CACHE, so a new deployment installs a new cache and deletes the old one.
 const CACHE = "gmp-__VERSION__";
 const FILES = __FILES__;
+// Cached in the background on the first visit to a docs page: its fonts and search index.
+const DOCS_LATER = __DOCS_LATER__;
+let docsLater = null;
 
 // cache: "no-cache" revalidates each file with the server instead of taking the browser's HTTP cache:
 // GitHub Pages sends max-age=600, so a plain addAll after a deploy could store the old files again.
@@ -29,6 +33,11 @@ const openCache = () => (opened ||= caches.open(CACHE).catch((err) => { opened =
 self.addEventListener("fetch", (event) => {
   const req = event.request;
   if (req.method !== "GET" || new URL(req.url).origin !== self.location.origin) return;
+  if (!docsLater && new URL(req.url).pathname.startsWith(new URL("docs/", self.registration.scope).pathname)) {
+    docsLater = openCache().then((cache) => Promise.all(DOCS_LATER.map((url) => cache.match(url)
+      .then((hit) => hit || fetch(new Request(url, { cache: "no-cache" })).then((res) => (res.ok ? cache.put(url, res) : null)))))).catch(() => { docsLater = null; });
+    event.waitUntil(docsLater);
+  }
   event.respondWith(openCache().then(async (cache) => {
     const hit = await cache.match(req, { ignoreSearch: req.mode === "navigate" });
     if (hit) return hit;

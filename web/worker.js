@@ -215,7 +215,8 @@ onmessage = async (event) => {
   postMessage({ type: "started", id });
   const t0 = performance.now();
   const answer = kind === "links" ? api.links(String(request))
-    : kind === "from_config" ? api.from_config(String(request)) : api.estimate(String(request));
+    : kind === "from_config" ? api.from_config(String(request))
+    : kind === "engine_log" ? api.engine_log(String(request)) : api.estimate(String(request));
   postMessage({ type: "result", id, response: answer, ms: performance.now() - t0 });
   scheduleSnapshot();
 };

@@ -50,6 +50,10 @@ _SUMMARY_ROWS = {"allocated memory": "allocated", "gpu reserved memory": "reserv
 _TORCH_CALL = re.compile(r"(max_memory_allocated|max_memory_reserved|memory_allocated|memory_reserved"
                          r"|peak[ _-]?allocated|peak[ _-]?reserved|max[ _-]?allocated|max[ _-]?reserved)", re.I)
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,20}(?:[.,_]\d{1,20}){0,6})\s{0,3}([kmgt]i?b|bytes?|b)?(?![\w])", re.I)
+# "21.3 GiB allocated, 22.9 GiB reserved": a size with its unit, then the word (how people summarise a run;
+# read as the peaks, which is what such a line reports after a training step).
+_SIZE_THEN_KIND = re.compile(r"(?<![\w.])(\d{1,20}(?:[.,]\d{1,20})?\s{0,3}[kmgt]i?b)\s{1,3}(?:of\s{1,3})?(?:peak\s{1,3})?"
+                             r"(allocated|reserved)\b", re.I)
 _SMI_USAGE = re.compile(r"(\d{1,9})\s?MiB\s{0,3}/\s{0,3}(\d{1,9})\s?MiB", re.I)
 _SMI_CSV_HEADER = re.compile(r"memory\.used", re.I)
 _SMI_CSV_ROW = re.compile(r"^\s*(\d{1,9})(\s?MiB)?\s*,\s*(\d{1,9})(\s?MiB)?\s*$", re.I)
@@ -211,20 +215,28 @@ def parse_measured_text(text) -> Measurement:
                     found["device_total"] = Reading(int(m.group(3)) * MiB, f"nvidia-smi --query-gpu: memory.total ({where})", MiB)
                 continue
             csv_smi = False
-        m = _TORCH_CALL.search(line)
-        if m:
+        calls = list(_TORCH_CALL.finditer(line))
+        for i, m in enumerate(calls):              # every call on the line, each with the number after it
             call = m.group(1).lower().replace("-", "_").replace(" ", "_")
             kind = "allocated" if "allocated" in call else "reserved"
             key = f"{'peak' if call.startswith(('max', 'peak')) else 'current'}_{kind}"
-            rest = _CALL_ARGS.sub("", line[m.end():], count=1)
+            rest = _CALL_ARGS.sub("", line[m.end():calls[i + 1].start() if i + 1 < len(calls) else len(line)], count=1)
             got = _number(rest, where)
             if got is None:
-                pending = (key, m.group(1))
+                if i + 1 == len(calls):
+                    pending = (key, m.group(1))
             else:
                 value, resolution, unit = got
                 _keep(found, key, Reading(value, f"{m.group(1)} ({where}, read in {unit})", resolution))
             if "torch.cuda.max_memory_*()" not in formats:
                 formats.append("torch.cuda.max_memory_*()")
+        if not calls:
+            for m in _SIZE_THEN_KIND.finditer(line):
+                value, resolution, unit = _number(m.group(1), where)
+                _keep(found, f"peak_{m.group(2).lower()}", Reading(value, f"{m.group(2).lower()} ({where}, read in {unit})",
+                                                                   resolution))
+                if "a size then allocated/reserved" not in formats:
+                    formats.append("a size then allocated/reserved")
     found, used = _without_zeros(found, used, notes)
     if summaries and "peak_allocated" not in found:
         notes.append("the memory summary has no Peak Usage column this reads")

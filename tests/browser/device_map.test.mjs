@@ -26,5 +26,13 @@ test("an hf link over two GPUs shows the device fields and the most loaded GPU's
   assert.equal(await page.isVisible('input[name="gpu_memory_utilization"]'), false);
   // the layout line names the map and the most loaded GPU
   assert.match(await page.textContent("#layout-line"), new RegExp(`GPU ${res.most_loaded_device} with layers \\d+-\\d+ \\(device_map`));
+  // one row per device, with the core's placement and peaks
+  const rows = await page.$$eval('[data-testid="per-device"] tbody tr', (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+  assert.equal(rows.length, res.per_device.length);
+  for (const [i, d] of res.per_device.entries()) {
+    assert.equal(rows[i][0], `GPU ${d.device}`);
+    assert.equal(rows[i][4], `${(d.peak_bytes / 2 ** 30).toFixed(2)} GiB`);
+    assert.equal(rows[i][1], d.layers.map(([a, b]) => (a === b ? `${a}` : `${a}–${b}`)).join(", "));
+  }
   await ctx.close();
 });

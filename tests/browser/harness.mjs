@@ -6,7 +6,8 @@ import { serve } from "../../scripts/serve.mjs";
 export const CHROMIUM = process.env.CHROMIUM || ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
 
 export async function start(options = {}) {
-  const server = await serve(0, { pages: options.pages, root: options.root });
+  // GMP_DIST serves another build (the page before a change, to see a new test fail on it).
+  const server = await serve(0, { pages: options.pages, root: options.root || process.env.GMP_DIST });
   const base = `http://127.0.0.1:${server.address().port}/`;
   const browser = await chromium.launch({
     executablePath: CHROMIUM, headless: true,
@@ -39,5 +40,7 @@ export async function waitForResult(page, previous = null) {
     throw new Error(`${err.message}; the page showed ${JSON.stringify(seen)}`);
   }
   return page.evaluate(() => ({ peak: document.querySelector('[data-testid="peak"]').textContent,
-    verdict: document.querySelector('[data-testid="verdict"]').textContent, computed: document.body.dataset.computed }));
+    // verdict: its key (fits, at-risk, does-not-fit); verdictText: the words the badge shows
+    verdict: document.querySelector('[data-testid="verdict"]').dataset.verdict,
+    verdictText: document.querySelector('[data-testid="verdict"]').textContent, computed: document.body.dataset.computed }));
 }
