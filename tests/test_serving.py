@@ -322,3 +322,15 @@ def test_hf_engine_in_serve_mode_is_generate():
     r = serve(engine="hf", num_prompts=4, prompt_len=1000, max_new_tokens=24, quantization="awq")
     assert r["engine"] == "hf" and r["kv_cache_tokens"] == 4 * 1024 and r["max_concurrency"] == 4
     assert any("AWQ" in c["name"] for c in r["breakdown"]["children"][0]["children"][0]["children"])
+
+
+def test_a_vllm_version_before_v1_was_the_default_is_answered_with_a_warning_that_says_so():
+    # VLLM_USE_V1 defaulted to "0" in 0.7.3 and to "1" in 0.8.0 (vllm/envs.py of the released wheels)
+    import json as _json
+    from pycore.api import estimate as _estimate
+    def warns(version):
+        res = _json.loads(_estimate(_json.dumps({"model": "llama-3.1-8b", "workload": {"mode": "serve", "engine": "vllm",
+                                                                                      "version": version}})))
+        return any("V0 engine" in w for w in res["result"]["warnings"])
+    assert warns("0.6.3") and warns("0.7.3")
+    assert not warns("0.8.0") and not warns("0.19.0")

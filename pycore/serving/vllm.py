@@ -43,6 +43,9 @@ from .vllm_profile import (NCCL_OUTSIDE_BYTES, device_traits, encoder_cache_byte
                            moe_workspace_persists, non_torch_parts, sampler_parts)
 
 DEFAULT_BLOCK_SIZE = 16                  # vllm/config/cache.py DEFAULT_BLOCK_SIZE
+# VLLM_USE_V1 defaults to 1 from vLLM 0.8.0 (vllm/envs.py:522-523 @0.8.0; "0" at envs.py:503-504 @0.7.3, read
+# from the released wheels); earlier releases ran the V0 engine, whose budget is not modelled here.
+V1_DEFAULT_FROM = (0, 8, 0)
 MLA_BLOCK_SIZE = 64                      # FlashMLA's block size (platforms/cuda.py 137-183, 0.10.2)
 # CUDA graphs: piecewise capture records one graph per layer piece and batch size; the logs give 0.67
 # GiB (Mistral-7B, 67 sizes x 33 pieces), 0.72 GiB (Granite-4.0-micro, 67 x 41 + 35 full graphs) and
@@ -364,6 +367,10 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     if speculating:        # the verify step's logits, not in the profile run (its sampler has one row a request)
         report["speculative_verify_logits_bytes"] = verify_logits_bytes(m, s, min(seqs, mnbt // (tokens_k(s) + 1)))
     warnings = []
+    if v < V1_DEFAULT_FROM:
+        warnings.append(f"vLLM {version} ran the V0 engine by default (V1 became the default in 0.8.0, "
+                        "VLLM_USE_V1); this budget follows V1's profile run with the version rules back to its "
+                        "first releases, and V0's own budget is not modelled: unverified")
     if max_len > m.max_positions:
         warnings.append(f"max_model_len {max_len} is longer than the model's max_position_embeddings "
                         f"({m.max_positions}); vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1")
