@@ -108,7 +108,7 @@ def term_basis(e: Estimate, band: dict) -> dict:
 
 
 # The allocator replay (framework.alloc_conf, training/caching.py) costs milliseconds an estimate: the
-# searches that evaluate hundreds of candidates (fit, plan) rank them with torch's default reserve, the
+# searches that evaluate hundreds of candidates (fit, plan, sweep) rank them with torch's default reserve, the
 # measured share of churn, so that they stay within their second of CPU; the answer's own configuration
 # is replayed.
 REPLAY_NOTE = ("candidates are ranked with torch's default allocator reserve; framework.alloc_conf is replayed "
@@ -244,7 +244,9 @@ def estimate_dict(data) -> dict:
                 if isinstance(req.model, ModelSize):
                     raise InputError("sweep", "a sweep needs the model's dimensions or config.json")
                 from .plan.sweep import run_sweep
-                result["sweep"] = run_sweep(req, req.sweep)
+                result["sweep"] = run_sweep(searched(req), req.sweep)
+                if req.framework.alloc_conf:
+                    result["sweep"]["note"] = REPLAY_NOTE.replace("candidates are ranked", "the points are estimated")
         if measured is not None:
             from .check.compare import check
             result["check"] = check(data, result, measured, estimate_dict, request_schema()["fields"])

@@ -155,10 +155,16 @@ def test_a_check_of_a_peft_run_answers_without_a_calibration_record():
 def test_searches_with_the_allocator_replay_stay_under_a_second_and_say_how_they_rank():
     # the replay (framework.alloc_conf) costs milliseconds an estimate: a fit search of 400 candidates
     # took 2.9 s and a plan 2.9 s; the searches rank with the default reserve and say so
-    for extra in ({"fit": {}}, {"plan": {}}):
+    for extra in ({"fit": {}}, {"plan": {}}, {"sweep": {"field": "gpus"}}):
         req = {"model": "qwen3-30b-a3b", "workload": {"mode": "full", "seq_len": 4096, "batch_size": 8},
                "framework": {"alloc_conf": "max_split_size_mb:128"}, "gpu": "rtx-4090-24gb", **extra}
         resp, seconds = cpu(call, req)
         key = next(iter(extra))
         assert resp["status"] == "ok" and seconds < 1.0, (key, seconds)
         assert "alloc_conf is replayed" in resp["result"][key]["note"]
+    # found by scripts/fuzz.py: a sweep over GPU counts of a DoRA run on Gemma 3 27B took 1.2 s with the replay
+    req = {"model": "gemma-3-27b", "workload": {"mode": "peft", "peft_config": {"peft_type": "LORA", "r": 8,
+           "target_modules": "all-linear", "use_dora": True}, "attention": "flash"},
+           "framework": {"alloc_conf": "expandable_segments:True"}, "sweep": {"field": "gpus"}}
+    resp, seconds = cpu(call, req)
+    assert resp["status"] == "ok" and seconds < 1.0, seconds
