@@ -167,6 +167,7 @@ export function syncVisibility() {
   }
   $("#gpu-n").closest("label").hidden = app.state.mode === "inference" || !applies(app.catalog, gpuCountParam(app.state), app.state.mode, app.state.engine);
   $("#gpu-count").hidden = app.state.mode === "serve" || !applies(app.catalog, "recipe", app.state.mode);
-  $("#serve-line").hidden = app.state.mode !== "serve";
+  // the hf engine is transformers' generate: its answer is the inference result, without an engine's KV pool
+  $("#serve-line").hidden = app.state.mode !== "serve" || app.state.engine === "hf";
   $("#suggestions").previousElementSibling.hidden = app.state.mode === "serve";
 }

@@ -15,6 +15,8 @@ test("an hf link over two GPUs shows the device fields and the most loaded GPU's
   const page = await ctx.newPage();
   await page.goto(h.base + "?model=llama-3.1-70b&mode=serve&engine=hf&devices=2&num_prompts=1&prompt_len=64&max_new_tokens=64&gpu=a100-80gb");
   const result = await waitForResult(page);
+  // generate has no engine KV pool: the engines' "KV cache – tokens · – requests" line is not shown
+  assert.equal(await page.isVisible("#serve-line"), false);
   const py = process.env.PYTHON || "python3";
   const res = JSON.parse(execFileSync(py, ["-m", "pycore", "serve", "--model", "llama-3.1-70b", "--engine", "hf",
     "--devices", "2", "--num-prompts", "1", "--prompt-len", "64", "--max-new-tokens", "64", "--gpu", "a100-80gb",

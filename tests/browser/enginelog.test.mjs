@@ -22,7 +22,7 @@ test("a pasted vLLM start-up log is compared term by term as the CLI compares it
   const page = await ctx.newPage();
   await page.goto(h.base + "?gpu=l40s-48gb");
   await waitForResult(page);
-  await page.click("#engine-log summary");
+  await page.click("#engine-log-check summary");
   await page.fill("#engine-log-text", LOG);
   await page.click("#engine-log-run");
   await page.waitForSelector('[data-testid="engine-log-gap"]', { timeout: 30000 });
@@ -46,7 +46,7 @@ test("another text than an engine log gets the core's message, not a table", asy
   const page = await ctx.newPage();
   await page.goto(h.base);
   await waitForResult(page);
-  await page.click("#engine-log summary");
+  await page.click("#engine-log-check summary");
   await page.fill("#engine-log-text", "hello, this is not a log\n");
   await page.click("#engine-log-run");
   await page.waitForFunction(() => document.querySelector("#engine-log-status").textContent.includes("engine_log"));
