@@ -129,6 +129,9 @@ test("point 4: a Hub URL is taken as the model id", async () => {
   await page.check('input[name="source"][value="config"]');
   await page.fill("#hub-id", "https://huggingface.co/Qwen/Qwen2.5-14B-Instruct");
   await page.click("#hub-fetch");
+  // choosing the config source recomputes too: wait for the fetch's own answer, not any new result
+  await page.waitForFunction(() => /^Fetched/.test(document.querySelector("#hub-status").textContent), null,
+    { timeout: 30000 });
   await waitForResult(page, first.computed);
   assert.deepEqual(seen, ["https://huggingface.co/Qwen/Qwen2.5-14B-Instruct/resolve/main/config.json"]);
   assert.match(await page.textContent("#hub-status"), /^Fetched Qwen\/Qwen2\.5-14B-Instruct\/config\.json/);
