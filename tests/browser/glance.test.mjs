@@ -109,6 +109,9 @@ test("point 3: the model search lists matches to pick from, in any word order; n
   await waitForResult(page, before);
   assert.match(page.url(), /[?&]dp=4(&|$)/);
   assert.equal(await page.inputValue('input[name="dp"]'), "4");
+  // the answer for the GPU picked above may land first: wait for the one for 4 GPUs
+  await page.waitForFunction(() => /^4 GPUs/.test(document.querySelector("#layout-line").textContent), null,
+    { timeout: 30000 });
   assert.match(await page.textContent("#layout-line"), /^4 GPUs/);
   await ctx.close();
 });
@@ -311,6 +314,8 @@ test("Hub search: on the button only, the Hub's model search lists ids to pick, 
   assert.deepEqual(await page.$$eval('[data-testid="hub-results"] button', (b) => b.map((x) => x.textContent)),
     ["Qwen/Qwen2.5-14B-Instruct", "Qwen/Qwen2.5-14B"]);
   await page.click('[data-testid="hub-results"] button[data-value="Qwen/Qwen2.5-14B-Instruct"]');
+  await page.waitForFunction(() => /^Fetched/.test(document.querySelector("#hub-status").textContent), null,
+    { timeout: 30000 });
   await waitForResult(page, first.computed);
   assert.equal(seen[1], "https://huggingface.co/Qwen/Qwen2.5-14B-Instruct/resolve/main/config.json");
   await ctx.close();
