@@ -237,7 +237,7 @@ def parse_measured_text(text) -> Measurement:
                                                                    resolution))
                 if "a size then allocated/reserved" not in formats:
                     formats.append("a size then allocated/reserved")
-    found, used = _without_zeros(found, used, notes)
+    found, used, zeros = _without_zeros(found, used, notes)
     if summaries and "peak_allocated" not in found:
         notes.append("the memory summary has no Peak Usage column this reads")
     if "peak_allocated" not in found and "current_allocated" in found:
@@ -252,8 +252,8 @@ def parse_measured_text(text) -> Measurement:
                        peak_non_releasable=found.get("peak_non_releasable"), device_used=tuple(used),
                        device_total=found.get("device_total"), cuda_ooms=ooms, alloc_retries=retries,
                        formats=tuple(formats), notes=tuple(notes))
-    if meas.empty() and zero_notes(notes):
-        raise InputError("measured.text", "every memory figure it holds is 0 bytes (" + "; ".join(zero_notes(notes)) +
+    if meas.empty() and zeros:
+        raise InputError("measured.text", "every memory figure it holds is 0 bytes (" + "; ".join(zeros) +
                                           "): nothing was allocated when it was printed, so there is nothing to "
                                           "compare; print it at the peak, or use max_memory_allocated()")
     if meas.empty():
@@ -263,24 +263,15 @@ def parse_measured_text(text) -> Measurement:
     return meas
 
 
-_ZERO = "reads 0 bytes"
-
-
-def _without_zeros(found: dict, used: list, notes: list) -> tuple[dict, list]:
-    """Readings of 0 bytes left out, each with a note: a zero is no measurement of a run (nothing was
-    allocated when it was printed), and any estimate would "agree" with it within a fraction of it."""
-    for key, reading in found.items():
-        if reading.bytes == 0 and key != "device_total":
-            notes.append(f"{reading.source} {_ZERO}; it is left out")
-    for reading in used:
-        if reading.bytes == 0:
-            notes.append(f"{reading.source} {_ZERO}; it is left out")
+def _without_zeros(found: dict, used: list, notes: list) -> tuple[dict, list, list]:
+    """Readings of 0 bytes left out, each with a note, and the sources of those left out: a zero is no
+    measurement of a run (nothing was allocated when it was printed), and any estimate would "agree"
+    with it within a fraction of it."""
+    zeros = [r.source for key, r in found.items() if r.bytes == 0 and key != "device_total"]
+    zeros += [r.source for r in used if r.bytes == 0]
+    notes.extend(f"{source} reads 0 bytes; it is left out" for source in zeros)
     return ({k: r for k, r in found.items() if r.bytes or k == "device_total"},
-            [r for r in used if r.bytes])
-
-
-def zero_notes(notes) -> list:
-    return [n.replace(f" {_ZERO}; it is left out", "") for n in notes if _ZERO in n]
+            [r for r in used if r.bytes], zeros)
 
 
 _NUMBER_FIELDS = {"peak_allocated_bytes": "peak_allocated", "peak_reserved_bytes": "peak_reserved",
