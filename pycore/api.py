@@ -343,4 +343,7 @@ def catalog() -> str:
         for flag, (name, kind) in table.items():
             if kind != "nobool":
                 flags.setdefault(name, flag)
-    return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus, "request": request_schema(), "engine_flags": flags})
+    from .catalog import term_entries            # each term's colour and docs anchor, by key (the page's charts)
+    terms = {k: {"colour": t["colour"], "anchor": t["anchor"]} for k, t in term_entries().items()}
+    return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus, "request": request_schema(), "engine_flags": flags,
+                       "terms": terms})

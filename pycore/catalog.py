@@ -33,6 +33,18 @@ def gpu_entries() -> dict:
     return _load("gpus.json")["gpus"]
 
 
+def term_entries() -> dict:
+    """The breakdown's terms by key: colour and documentation anchor (data/terms.json)."""
+    return _load("terms.json")["terms"]
+
+
+def term_key(name: str) -> str:
+    """The key of a breakdown term named ``name`` ("" if none): its name before any parenthesis, as
+    the serving engines name their categories ("activations (chunked prefill of 8,192 tokens)")."""
+    stem = name.split(" (", 1)[0]
+    return next((k for k, t in term_entries().items() if stem in t["names"]), "")
+
+
 @lru_cache(maxsize=256)
 def catalog_model(model_id: str) -> ModelSpec:
     entries = model_entries()

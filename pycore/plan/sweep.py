@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..catalog import term_key
 from ..errors import InputError, MAX_TOKENS
 from ..estimate import estimate
 from ..schema import choice, integer, spec
@@ -45,14 +46,12 @@ def values_of(q: SweepQuery) -> list[int]:
 
 
 def _terms(e) -> list[dict]:
+    """The stack of one point, each term with its key (catalog.term_entries: the chart's colours)."""
     tree = e.breakdown()
-    out = []
+    nodes = []
     for node in tree.children:
-        if node.children and node.name == "allocated at peak":
-            out.extend({"name": c.name, "bytes": c.bytes} for c in node.children)
-        else:
-            out.append({"name": node.name, "bytes": node.bytes})
-    return out
+        nodes.extend(node.children if node.children and node.name == "allocated at peak" else [node])
+    return [{"name": n.name, "key": n.key or term_key(n.name), "bytes": n.bytes} for n in nodes]
 
 
 def run_sweep(req, q: SweepQuery) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..breakdown import Node, node
+from ..catalog import term_key
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,15 @@ class ServingEstimate:
 
 
 def tree(name: str, groups: list, key: str = "") -> Node:
-    """A node from (category, {part: bytes}) pairs; empty parts are dropped."""
+    """A node from (category, {part: bytes}) pairs; empty parts are dropped. Each category carries its
+    term key (catalog.term_key: the page's colour and docs anchor)."""
     children = []
     for category, parts in groups:
         if isinstance(parts, int):
             if parts:
-                children.append(Node(category, parts))
+                children.append(Node(category, parts, (), term_key(category)))
             continue
         leaves = tuple(Node(k, v) for k, v in parts.items() if v)
         if leaves:
-            children.append(node(category, leaves))
+            children.append(node(category, leaves, term_key(category)))
     return node(name, tuple(children), key)
