@@ -24,6 +24,13 @@ mkdirSync(join(DIST, "pyodide"), { recursive: true });
 for (const name of readdirSync(join(ROOT, "web"))) {
   if (name !== "sw.js") cpSync(join(ROOT, "web", name), join(DIST, name), { recursive: true });
 }
+// The chart library (uPlot, MIT), served from this site as the CSP requires: its minified build, its
+// stylesheet and its licence, precached with the rest (web/chart.js loads it on the first chart).
+const UPLOT_FILES = [["dist/uPlot.iife.min.js", "uPlot.iife.min.js"], ["dist/uPlot.min.css", "uPlot.min.css"], ["LICENSE", "uPlot.LICENSE"]];
+const uplotDir = join(ROOT, "node_modules", "uplot");
+if (!existsSync(uplotDir)) throw new Error("node_modules/uplot is missing: run `npm ci` (package-lock.json lists it)");
+mkdirSync(join(DIST, "vendor"), { recursive: true });
+for (const [from, to] of UPLOT_FILES) cpSync(join(uplotDir, from), join(DIST, "vendor", to));
 const pyodideDir = join(ROOT, "node_modules", "pyodide");
 for (const f of PYODIDE_FILES) cpSync(join(pyodideDir, f), join(DIST, "pyodide", f));
 execFileSync(PYTHON, [join(ROOT, "scripts", "bundle_core.py"), DIST], { stdio: "inherit" });

@@ -15,6 +15,7 @@ import { runCheck } from "./check.js";
 import { runEngineLog } from "./enginelog.js";
 import { renderSummary, renderLaunch, wireLaunchCopy } from "./summary.js";
 import { wirePickers, readGpuCount } from "./pickers.js";
+import { wireSliders } from "./sliders.js";
 
 // ---- the update loop --------------------------------------------------------------
 let pushing = false;
@@ -129,6 +130,7 @@ wirePickers((param, value) => {
   update();
 });
 wireLaunchCopy();
+wireSliders();
 $("#config-file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (file) { $("#config-text").value = await file.slice(0, app.catalog.request.limits.max_json_chars + 1).text(); readControl($("#config-text")); update(); }

@@ -1,7 +1,8 @@
 import { PARAMS, parseQuery, toRequest } from "./state.js";
 import { $, form, make, fmt, app } from "./dom.js";
 import { ask } from "./client.js";
-import { topTerms, drawBar } from "./render.js";
+import { topTerms, barSpec } from "./render.js";
+import { drawChart, termSeries, totals } from "./chart.js";
 
 // ---- compare -------------------------------------------------------------------
 // Each pin is labelled by what tells it apart (issue 25, point 7): its model, mode and GPU, then every
@@ -49,30 +50,30 @@ export async function renderCompare() {
     const open = make("a", { href: `?${pin}`, text: label });
     rows.push(make("tr", {}, make("td", {}, open), make("td", { class: "num", text: cell }), make("td", {}, rm)));
   }
-  // The pinned answers as bars on one scale, each with its own card's capacity; the tables are their text.
-  const scale = Math.max(1, ...answers.map(([, r]) => Math.max(r.device_total_bytes, r.gpu.memory_bytes)));
-  const bars = answers.map(([label, r]) => {
-    const bar = make("div", { class: "bar", role: "img", "aria-label": `${label}: ${fmt(r.device_total_bytes)} of ${fmt(r.gpu.memory_bytes)}` });
-    drawBar(bar, topTerms(r.breakdown), r.gpu.memory_bytes, scale, null);
-    return make("figure", { class: "pin-bar", "data-testid": "pin-bar" }, make("figcaption", { text: `${label}: ${fmt(r.device_total_bytes)}` }), bar);
-  });
-  box.replaceChildren(make("h2", { text: "Compare" }), ...bars, make("table", { id: "compare-pins" }, make("tbody", {}, ...rows)),
-    ...(answers.length > 1 ? [differences(answers)] : []));
+  // The pinned answers as the page's chart, one bar per pin on one scale, each against its own card; the
+  // pins' table says what tells them apart, the table term by term is made from the same series.
+  const stacks = answers.map(([, r]) => topTerms(r.breakdown).filter((t) => t.bytes > 0));
+  const spec = barSpec("The pinned configurations' device memory", stacks, answers.map(([label]) => `pin ${label.split(":")[0]}`),
+    answers.map(([, r]) => r.gpu.memory_bytes), termSeries(stacks));
+  const chart = make("div", { id: "compare-chart", "data-testid": "compare-chart" });
+  box.replaceChildren(make("h2", { text: "Compare" }), chart,
+    make("table", { id: "compare-pins" }, make("tbody", {}, ...rows)), ...(answers.length ? [differences(spec)] : []));
+  if (answers.length) await drawChart(chart, spec);
 }
 
-// Term by term: each pin's bytes and, for the second pin on, its difference from the first.
-function differences(answers) {
-  const termsOf = answers.map(([, r]) => new Map(topTerms(r.breakdown).map((t) => [t.name, t.bytes])));
-  const names = [...new Set(termsOf.flatMap((m) => [...m.keys()]))];
+// Term by term, from the chart's series: each pin's bytes and, for the second pin on, its difference from
+// the first; the device total and each pin's GPU memory last.
+function differences(spec) {
+  const pins = spec.x.labels;
   const signed = (b) => `${b > 0 ? "+" : b < 0 ? "−" : "±"}${fmt(Math.abs(b))}`;
   const head = make("tr", {}, make("th", { scope: "col", text: "term" }),
-    ...answers.map((a, i) => make("th", { scope: "col", class: "num", text: `pin ${i + 1}` })),
-    ...answers.slice(1).map((a, i) => make("th", { scope: "col", class: "num", text: `pin ${i + 2} − pin 1` })));
+    ...pins.map((p) => make("th", { scope: "col", class: "num", text: p })),
+    ...pins.slice(1).map((p) => make("th", { scope: "col", class: "num", text: `${p} − ${pins[0]}` })));
   const row = (name, values) => make("tr", {}, make("th", { scope: "row", text: name }),
     ...values.map((b) => make("td", { class: "num", text: fmt(b) })),
     ...values.slice(1).map((b) => make("td", { class: `num ${b > values[0] ? "pos" : b < values[0] ? "neg" : ""}`, text: signed(b - values[0]) })));
-  const body = names.map((n) => row(n, termsOf.map((m) => m.get(n) || 0)));
-  body.push(row("device total", answers.map(([, r]) => r.device_total_bytes)));
+  const body = spec.terms.map((t) => row(t.name, t.values));
+  body.push(row("device total", totals(spec)), row("GPU memory", spec.capacity));
   return make("table", { class: "diff", "data-testid": "compare-diff" }, make("caption", { text: "Term by term" }),
     make("thead", {}, head), make("tbody", {}, ...body));
 }

@@ -11,12 +11,8 @@ export const app = {
 };
 export const $ = (sel) => document.querySelector(sel);
 export const form = $("#form");
-export const COLORS = { "weights": "#4e79a7", "autocast weight copies": "#76b7b2", "gradients": "#f28e2b", "optimizer states": "#e15759",
-  "activations": "#59a14f", "logits and loss": "#edc948", "KV cache": "#b07aa1", "temporaries": "#ff9da7",
-  "allocator reserve": "#9c755f", "CUDA context": "#bab0ac", "framework buffers": "#86bcb6",
-  "activation peak (profiled; cached by the allocator)": "#59a14f", "non-torch memory": "#d37295", "CUDA graphs": "#fabfd2",
-  "model buffer (GGUF weights)": "#4e79a7", "compute buffer": "#ff9da7", "request-to-token table": "#d4a6c8" };
-// Parts of one term, told apart by shade in the expanded bar and the compare bars' unknown terms.
+// Parts of one term, told apart by shade in the expanded bar; terms the core's catalog has no colour for
+// (catalog.json "terms", by key: web/chart.js).
 export const SHADES = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 export const UNITS = { gib: [2 ** 30, "GiB"], gb: [1e9, "GB"] };
 // A request that takes longer than this is abandoned and the worker restarted (an estimate takes

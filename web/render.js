@@ -1,7 +1,8 @@
 import { PARAMS, applies } from "./state.js";
-import { $, form, COLORS, SHADES, UNITS, text, make, showVerdict, atRiskNote, fmt, app } from "./dom.js";
+import { $, form, SHADES, UNITS, text, make, showVerdict, atRiskNote, fmt, app } from "./dom.js";
 import { stateToForm } from "./form.js";
 import { setTopFix } from "./summary.js";
+import { drawChart, colourOf, docsHref } from "./chart.js";
 
 // ---- rendering -----------------------------------------------------------------
 // A serving answer: the GPU's parts as the engine budgets them, the KV tokens and requests, and the
@@ -29,17 +30,7 @@ export function renderServe(res) {
   text(refusal, res.refusal ? `The engine refuses: ${res.refusal}` : "");
   text($("#engine-log"), Object.entries(res.report).filter(([k, val]) => /^[A-Z]/.test(k) || k === "file size")
     .map(([k, val]) => `${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`).join("\n"));
-  const top = drawAnswerBar(res);
-  const rows = [];
-  for (const c of top) {
-    rows.push(make("tr", {}, make("td", {}, make("span", { class: "swatch", style: `background:${COLORS[c.name] || "#888"}` }), c.name),
-      make("td", { class: "num", text: fmt(c.bytes) })));
-    for (const leaf of (c.children || []).slice(0, 8)) {
-      rows.push(make("tr", { class: "sub" }, make("td", { text: leaf.name }), make("td", { class: "num", text: fmt(leaf.bytes) })));
-    }
-  }
-  rows.push(make("tr", {}, make("th", { text: "device total (nvidia-smi)" }), make("th", { class: "num", text: fmt(res.device_total_bytes) })));
-  $("#table tbody").replaceChildren(...rows);
+  termTable(drawAnswerBar(res), res, false);
 }
 
 export function renderServeSolved(res) {
@@ -83,14 +74,20 @@ export function renderMain(res) {
   text($("#phase"), `Peak during ${res.peak_phase}: ${res.peak_moment}. torch.cuda.max_memory_allocated ≈ ${fmt(res.peak_allocated_bytes)}.`);
   renderLayoutLine(res);
   renderPerDevice(res.per_device);
-  const top = drawAnswerBar(res);
+  termTable(drawAnswerBar(res), res, true);
+}
+
+// The breakdown's table, from the chart's terms: a row per term (with its explanation, where the core
+// gives one) and up to eight of its parts, then the device total; two cells a row, as the header.
+function termTable(top, res, explained) {
   const rows = [];
   for (const c of top) {
-    const name = make("td");
-    const det = make("details", { "data-term": c.name });
-    det.append(make("summary", {}, make("span", { class: "swatch", style: `background:${COLORS[c.name] || "#888"}` }), c.name));
-    det.append(make("div", { class: "explain", text: "…" }));
-    name.append(det);
+    const swatch = make("span", { class: "swatch", style: `background:${colourOf(c.key, c.name)}` });
+    const name = make("td", {}, ...(explained ? [] : [swatch, c.name]));
+    if (explained) {
+      name.append(make("details", { "data-term": c.name, "data-key": c.key || "" },
+        make("summary", {}, swatch, c.name), make("div", { class: "explain", text: "…" })));
+    }
     rows.push(make("tr", {}, name, make("td", { class: "num", text: fmt(c.bytes) })));
     for (const leaf of (c.children || []).slice(0, 8)) {
       rows.push(make("tr", { class: "sub" }, make("td", { text: leaf.name }), make("td", { class: "num", text: fmt(leaf.bytes) })));
@@ -105,38 +102,30 @@ export function topTerms(tree) {
   return tree.children.flatMap((c) => (c.name === "allocated at peak" ? c.children : [c]));
 }
 
-// The answer's bar: its terms on the scale of the card or the total, whichever is larger, the chosen
-// term expanded again with the new numbers. Returns the terms.
+// A stack of terms as the chart draws it: one bar per stack, labelled, against each one's card.
+export function barSpec(label, stacks, labels, capacities, terms) {
+  const oom = stacks.map((t, i) => ({ index: i, text: `${labels[i]} out of memory` }))
+    .filter((m, i) => stacks[i].reduce((a, t) => a + t.bytes, 0) > capacities[i]);
+  return { label, bars: true, x: { title: "configuration", values: labels.map((_, i) => i), labels }, terms, capacity: capacities, oom };
+}
+
+// The answer's breakdown as the page's chart (one stacked bar against the card), its legend's terms
+// buttons that expand a term; the chosen term expanded again with the new numbers. Returns the terms.
 export function drawAnswerBar(res) {
-  const top = topTerms(res.breakdown);
-  drawBar($("#bar"), top, res.gpu.memory_bytes, Math.max(res.device_total_bytes, res.gpu.memory_bytes), expandTerm);
-  refreshExpanded(top);
+  const top = topTerms(res.breakdown).filter((c) => c.bytes > 0);
+  const terms = top.map((c) => ({ key: c.key || "", name: c.name, values: [c.bytes] }));
+  const spec = { ...barSpec(`Where the memory goes on ${res.gpu.name}`, [top], ["this run"], [res.gpu.memory_bytes], terms),
+    pick: (k) => expandTerm(top[k]), picked: expanded };
+  drawChart($("#bar"), spec).then(() => refreshExpanded(top), (err) => text($("#bar"), err.message));
   return top;
 }
 
-// A stacked bar of terms on a scale of `scale` bytes, with the card's capacity marked. Each segment is
-// a button named by its term and size; choosing one calls pick(term). The table beside it holds the
-// same numbers as text.
-export function drawBar(bar, terms, capacity, scale, pick, colour = termColour) {
-  bar.replaceChildren(...terms.filter((c) => c.bytes > 0).map((c, i) => {
-    const label = `${c.name}: ${fmt(c.bytes)}`;
-    const seg = make(pick ? "button" : "div", { class: "seg", title: label, "aria-label": label, "data-term": c.name,
-      style: `width:${(100 * c.bytes / scale).toFixed(3)}%;background:${colour(c.name, i)}` });
-    if (pick) { seg.type = "button"; seg.addEventListener("click", () => pick(c)); }
-    return seg;
-  }));
-  if (capacity) bar.append(make("div", { class: "limit", title: `GPU memory: ${fmt(capacity)}`, style: `left:${(100 * capacity / scale).toFixed(3)}%` }));
+// A term's parts as a thin bar on the scale of the term (the parts are not terms: shades by position).
+function drawParts(bar, parts, scale) {
+  bar.replaceChildren(...parts.map((c, i) => make("div", { class: "seg", title: `${c.name}: ${fmt(c.bytes)}`, "aria-label": `${c.name}: ${fmt(c.bytes)}`,
+    style: `width:${(100 * c.bytes / scale).toFixed(3)}%;background:${partColour(i)}` })));
 }
-
-// A term's colour: its own where it has one, else one picked by its name, so that the same term has
-// the same colour in every bar.
-export function termColour(name) {
-  if (COLORS[name]) return COLORS[name];
-  let hash = 0;
-  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return SHADES[hash % SHADES.length];
-}
-export const partColour = (name, i) => SHADES[i % SHADES.length];
+const partColour = (i) => SHADES[i % SHADES.length];
 
 // A term chosen in the bar: its parts as a second bar with a legend, and its row of the table opened
 // (what it is, the core's formula with this run's numbers, the Method link).
@@ -146,14 +135,14 @@ export function expandTerm(term, chosen = true) {
   const box = $("#bar-detail");
   // a term whose only part is itself (the KV cache, gradients) has no parts to show
   const parts = (term.children || []).filter((c) => c.bytes > 0 && !(term.children.length === 1 && c.name === term.name));
-  const legend = parts.map((c, i) => make("li", {}, make("span", { class: "swatch", style: `background:${partColour(c.name, i)}` }),
+  const legend = parts.map((c, i) => make("li", {}, make("span", { class: "swatch", style: `background:${partColour(i)}` }),
     `${c.name}: ${fmt(c.bytes)}`));
   const sub = make("div", { class: "bar sub-bar", role: "group", "aria-label": `Parts of ${term.name}` });
-  if (parts.length) drawBar(sub, parts, 0, term.bytes, null, partColour);
+  if (parts.length) drawParts(sub, parts, term.bytes);
   box.replaceChildren(make("p", { text: `${term.name}: ${fmt(term.bytes)}${parts.length ? `, in ${parts.length} part(s)` : ""}` }),
     ...(parts.length ? [sub, make("ul", { class: "legend" }, ...legend)] : []));
   box.hidden = false;
-  for (const seg of $("#bar").querySelectorAll(".seg")) seg.setAttribute("aria-pressed", String(seg.dataset.term === term.name));
+  for (const b of $("#bar").querySelectorAll("button[data-term]")) b.setAttribute("aria-pressed", String(b.dataset.term === term.name));
   const det = [...document.querySelectorAll("#table details")].find((d) => d.dataset.term === term.name);
   if (det && chosen) { det.open = true; det.scrollIntoView({ block: "nearest" }); }
 }
@@ -190,11 +179,10 @@ export function renderSolved(res) {
     const ex = res.explanations[det.dataset.term];
     const box = det.querySelector(".explain");
     if (!ex) { text(box, ""); continue; }
-    const anchor = (res.breakdown.children[0].children.find((c) => c.name === det.dataset.term) || {}).key
-      || { "allocator reserve": "allocator", "CUDA context": "cuda-context" }[det.dataset.term] || "";
+    const href = docsHref(det.dataset.key) || "docs/method/";      // the core's anchor for the term's key
     box.replaceChildren(make("p", { text: ex.what }), make("p", {}, "Formula: ", make("code", { text: ex.formula })),
       make("p", {}, "Here: ", make("code", { text: ex.numbers })),
-      make("a", { href: `docs/method/#${anchor}`, text: "Method and sources" }));
+      make("a", { href, text: "Method and sources" }));
   }
   const plans = res.fit ? res.fit.plans : [];
   if (plans.length) {
