@@ -33,12 +33,14 @@ async function violations(query, act = async () => {}) {
   return found;
 }
 
-test("axe-core finds no serious violations on a training answer with the GPU count and the sweep", { skip: !AXE && "axe-core is not installed (npm install)" }, async () => {
+test("axe-core finds no serious violations on a training answer with the GPU count, the sweep, a pin and the sliders", { skip: !AXE && "axe-core is not installed (npm install)" }, async () => {
   const found = await violations("?model=llama-3.1-8b&mode=full&gpu=a100-80gb", async (page) => {
     await page.click("#plan");
     await page.waitForSelector('[data-testid="plan-recommended"]');
     await page.click("#sweep-run");
     await page.waitForSelector("#sweep-rows", { state: "attached" });
+    await page.click("#pin");                     // the compare chart and its table too
+    await page.waitForSelector("#compare-chart canvas");
   });
   assert.deepEqual(found, []);
 });
