@@ -1,6 +1,7 @@
-// The breakdown as a chart (issue 12): each bar segment is a labelled button; choosing one draws that
-// term's parts as a second bar and opens its row with the core's formula and this run's numbers.
-// Pinned configurations are drawn as bars on one scale beside the compare table.
+// The breakdown as a chart (issue 12; web/chart.js's uPlot bar since issue 25): each term of the legend
+// is a button with the term's size; choosing one draws that term's parts as a second bar and opens its
+// row with the core's formula and this run's numbers. Pinned configurations are drawn as bars on one
+// scale beside the compare table.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -33,10 +34,11 @@ test("choosing a bar segment shows that term's parts and opens its formula, with
   assert.ok(acts && acts.children.length > 1, "the core splits activations into parts");
   // Every term of the device total is one labelled segment, in the core's order.
   const terms = [...allocated.children, ...res.breakdown.children.slice(1)].filter((c) => c.bytes > 0);
-  const labels = await page.$$eval("#bar .seg", (s) => s.map((el) => el.getAttribute("aria-label")));
+  await page.waitForSelector("#bar canvas");
+  const labels = await page.$$eval("#bar .legend li[data-term]", (s) => s.map((el) => `${el.dataset.term}: ${el.querySelector(".val").textContent}`));
   assert.deepEqual(labels, terms.map((c) => `${c.name}: ${gib(c.bytes)}`));
   await page.waitForSelector("#table details .explain code", { state: "attached" });
-  await page.click('#bar .seg[data-term="activations"]');
+  await page.click('#bar button[data-term="activations"]');
   await page.waitForSelector('[data-testid="bar-detail"]:not([hidden]) .sub-bar');
   const parts = await page.$$eval('[data-testid="bar-detail"] .legend li', (li) => li.map((el) => el.textContent));
   assert.deepEqual(parts, acts.children.filter((c) => c.bytes > 0).map((c) => `${c.name}: ${gib(c.bytes)}`));
@@ -52,7 +54,7 @@ test("choosing a bar segment shows that term's parts and opens its formula, with
   assert.ok(open.open, "the term's row is opened");
   assert.ok(open.text.includes(res.explanations.activations.formula), "the formula is the core's");
   assert.ok(open.text.includes(res.explanations.activations.numbers), "with this run's numbers");
-  assert.equal(await page.getAttribute('#bar .seg[data-term="activations"]', "aria-pressed"), "true");
+  assert.equal(await page.getAttribute('#bar button[data-term="activations"]', "aria-pressed"), "true");
   // A new answer keeps the chosen term open, with the new numbers.
   await page.fill('input[name="batch"]', "4");
   const before = parts[0];
@@ -63,30 +65,29 @@ test("choosing a bar segment shows that term's parts and opens its formula, with
   await ctx.close();
 });
 
-test("pinned configurations are drawn as bars on one scale, with the core's totals", async () => {
+test("pinned configurations are drawn as bars on one scale, with the core's totals and cards", async () => {
   const ctx = await h.browser.newContext();
   const page = await ctx.newPage();
   await page.goto(h.base + "?model=llama-3.2-1b&mode=full&batch=1&seq=1024&gpu=a100-80gb");
   const first = await waitForResult(page);
   await page.click("#pin");
-  await page.waitForSelector('[data-testid="pin-bar"]');
+  await page.waitForSelector("#compare-chart canvas");
   await page.fill('input[name="batch"]', "8");
   await waitForResult(page, first.computed);
   await page.click("#pin");
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="pin-bar"]').length === 2);
+  await page.waitForFunction(() => document.querySelectorAll("#compare-pins tr").length === 2 && document.querySelector("#compare-chart").plot?.data[0].length === 2);
   const one = core({ model: "llama-3.2-1b", workload: { mode: "full", batch_size: 1, seq_len: 1024 }, gpu: "a100-80gb" });
   const eight = core({ model: "llama-3.2-1b", workload: { mode: "full", batch_size: 8, seq_len: 1024 }, gpu: "a100-80gb" });
-  const bars = await page.$$eval('[data-testid="pin-bar"]', (figs) => figs.map((f) => ({
-    caption: f.querySelector("figcaption").textContent,
-    filled: [...f.querySelectorAll(".seg")].reduce((a, el) => a + parseFloat(el.style.width), 0),
-    limit: parseFloat(f.querySelector(".limit").style.left) })));
-  assert.ok(bars[0].caption.endsWith(`: ${gib(one.device_total_bytes)}`), bars[0].caption);
-  assert.ok(bars[1].caption.endsWith(`: ${gib(eight.device_total_bytes)}`), bars[1].caption);
-  // One scale: the larger of the totals and the card (80 GiB here), so each bar's filled share is its total over it.
+  const cells = await page.$$eval("#compare-pins tr", (trs) => trs.map((tr) => tr.cells[1].textContent));
+  assert.deepEqual(cells, [`${gib(one.device_total_bytes)} fits`, `${gib(eight.device_total_bytes)} fits`]);
+  // what the chart drew: the stack's top (uPlot's first series after x, the cumulative total) is each pin's
+  // total, the last series each pin's card; one scale, from 0 past the larger of the totals and the card
+  const drawn = await page.$eval("#compare-chart", (el) => ({ top: el.plot.data[1], card: el.plot.data.at(-1),
+    min: el.plot.scales.y.min, max: el.plot.scales.y.max }));
+  assert.deepEqual(drawn.top, [one.device_total_bytes, eight.device_total_bytes]);
+  assert.deepEqual(drawn.card, [one.gpu.memory_bytes, eight.gpu.memory_bytes]);
   const scale = Math.max(one.device_total_bytes, eight.device_total_bytes, one.gpu.memory_bytes);
-  assert.ok(Math.abs(bars[0].filled - 100 * one.device_total_bytes / scale) < 0.05, `${bars[0].filled}`);
-  assert.ok(Math.abs(bars[1].filled - 100 * eight.device_total_bytes / scale) < 0.05, `${bars[1].filled}`);
-  assert.ok(bars[1].filled > bars[0].filled);
-  assert.ok(Math.abs(bars[0].limit - 100 * one.gpu.memory_bytes / scale) < 0.01);
+  assert.equal(drawn.min, 0);
+  assert.ok(drawn.max >= scale && drawn.max <= scale * 1.1, `${drawn.max} for ${scale}`);
   await ctx.close();
 });
