@@ -41,35 +41,45 @@ const short = (v) => (v === null || v === undefined ? "" : v >= 1024 && v % 1024
 // The memory axis's steps, in the page's unit (1, 2 or 5 times a power of ten), so that its labels are round.
 const STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000];
 
+// Draw `spec` in `box`. A chart of the same terms, unit and number of points is updated in place
+// (uPlot's setData: an answer per keystroke costs a redraw, not a new chart); any other is made anew.
 export async function drawChart(box, spec) {
   const uPlot = await loadUPlot();
-  if (box.plot) box.plot.destroy();
-  const figure = make("figure", { class: "chart", "data-testid": "chart" });
-  const plot = make("div", { class: "plot", role: "img", "aria-label": `${spec.label}; the table holds the same numbers` });
+  const shape = JSON.stringify([spec.bars, spec.x.values.length, spec.x.labels, spec.terms.map((t) => t.key || t.name), app.state.unit]);
+  const live = box.chart && box.chart.shape === shape ? box.chart : null;
+  if (!live && box.chart) box.chart.u.destroy();
+  const chart = live || { shape, figure: make("figure", { class: "chart", "data-testid": "chart" }),
+    plot: make("div", { class: "plot", role: "img", "aria-label": `${spec.label}; the table holds the same numbers` }) };
   const legend = make("ul", { class: "legend", "data-testid": "chart-legend" });
   const point = make("p", { class: "chart-point", "data-testid": "chart-point" });
-  figure.append(plot, legend, make("p", { class: "chart-note", "data-testid": "chart-note", text: noteText(spec) }), point);
-  box.replaceChildren(figure);
-  const sums = totals(spec);
-  const rows = legendRows(spec, legend);
-  const show = (i) => {
-    if (i === null || i === undefined || i < 0) i = spec.x.values.length - 1;
-    for (const [k, t] of spec.terms.entries()) rows[k].textContent = t.values[i] ? fmt(t.values[i]) : "–";
-    rows.at(-1).textContent = fmt(spec.capacity[i]);
-    point.textContent = `${spec.bars ? "" : `${spec.x.title} `}${xText(spec, i)}: ${fmt(sums[i])}${sums[i] > spec.capacity[i] ? " (does not fit)" : ""}`;
-    point.dataset.index = String(i);
-  };
-  const width = () => Math.max(260, Math.min(960, (box.clientWidth || 640)));
-  const height = spec.bars ? 84 + 48 * spec.x.values.length : 300;
-  const u = new uPlot(options(uPlot, spec, sums, width(), height, show), data(spec), plot);
-  box.plot = u;
-  show(spec.bars && spec.x.values.length === 1 ? 0 : null);
-  figure.dataset.capacityBytes = String(spec.capacity[0]);
-  if (spec.oom.length) figure.dataset.oom = spec.oom.map((m) => xText(spec, m.index)).join(",");
-  if (box.resizer) box.resizer.disconnect();
-  box.resizer = new ResizeObserver(() => { if (Math.abs(u.width - width()) > 8) u.setSize({ width: width(), height }); });
-  box.resizer.observe(box);
-  return figure;
+  chart.figure.replaceChildren(chart.plot, legend, make("p", { class: "chart-note", "data-testid": "chart-note", text: noteText(spec) }), point);
+  Object.assign(chart, { spec, sums: totals(spec), rows: legendRows(spec, legend), point });
+  chart.figure.dataset.capacityBytes = String(spec.capacity[0]);
+  chart.figure.dataset.oom = spec.oom.map((m) => xText(spec, m.index)).join(",");
+  if (live) chart.u.setData(data(spec));
+  else {
+    box.replaceChildren(chart.figure);
+    const width = () => Math.max(260, Math.min(960, (box.clientWidth || 640)));
+    const height = spec.bars ? 84 + 48 * spec.x.values.length : 300;
+    chart.u = new uPlot(options(uPlot, chart, width(), height), data(spec), chart.plot);
+    box.chart = chart;
+    box.plot = chart.u;
+    if (box.resizer) box.resizer.disconnect();
+    box.resizer = new ResizeObserver(() => { if (Math.abs(chart.u.width - width()) > 8) chart.u.setSize({ width: width(), height }); });
+    box.resizer.observe(box);
+  }
+  showPoint(chart, spec.bars && spec.x.values.length === 1 ? 0 : null);
+  return chart.figure;
+}
+
+// The legend's values and the line under it at point i (the pointer's), or at the last point.
+function showPoint(chart, i) {
+  const { spec, sums, rows, point } = chart;
+  if (i === null || i === undefined || i < 0) i = spec.x.values.length - 1;
+  for (const [k, t] of spec.terms.entries()) rows[k].textContent = t.values[i] ? fmt(t.values[i]) : "–";
+  rows.at(-1).textContent = fmt(spec.capacity[i]);
+  point.textContent = `${spec.bars ? "" : `${spec.x.title} `}${xText(spec, i)}: ${fmt(sums[i])}${sums[i] > spec.capacity[i] ? " (does not fit)" : ""}`;
+  point.dataset.index = String(i);
 }
 
 // The legend: a swatch, the term's name (a button where the chart picks terms) and its value at the
@@ -106,10 +116,10 @@ function data(spec) {
   return [spec.bars ? spec.x.values.map((_, i) => i) : spec.x.values, ...cum.reverse(), spec.capacity];
 }
 
-function options(uPlot, spec, sums, width, height, show) {
+function options(uPlot, chart, width, height) {
+  const spec = chart.spec;
   const [div, unit] = UNITS[app.state.unit];
   const fg = css("--fg", "#1b1f24"), line = css("--line", "#d8dde3");
-  const top = Math.max(...sums, ...spec.capacity) * 1.05;
   const bars = spec.bars ? uPlot.paths.bars({ size: [0.5, 28] }) : undefined;
   const stack = [...spec.terms].reverse().map((t) => ({ label: t.name, fill: colourOf(t.key, t.name), stroke: colourOf(t.key, t.name),
     width: 0, points: { show: false }, paths: bars }));
@@ -123,10 +133,11 @@ function options(uPlot, spec, sums, width, height, show) {
     width, height, legend: { show: false }, cursor: { y: false, points: { show: false } },
     scales: { x: spec.bars ? { time: false, ori: 1, dir: -1, range: [-0.5, spec.x.values.length - 0.5] }
       : { time: false, distr: spec.x.values.every((v) => v > 0) ? 3 : 1, log: 2 },
-    y: { range: [0, top], ori: spec.bars ? 0 : 1, dir: 1 } },
+    // from 0 past the larger of the highest stack and the card, from the data drawn (they change in place)
+    y: { range: (u) => [0, Math.max(...u.data[1], ...u.data.at(-1)) * 1.05], ori: spec.bars ? 0 : 1, dir: 1 } },
     axes: [xAxis, yAxis],
     series: [{ label: spec.x.title }, ...stack, capacity],
-    hooks: { setCursor: [(u) => show(u.cursor.idx)], draw: [(u) => drawOom(u, spec, sums)] },
+    hooks: { setCursor: [(u) => showPoint(chart, u.cursor.idx)], draw: [(u) => drawOom(u, chart.spec, chart.sums)] },
   };
 }
 

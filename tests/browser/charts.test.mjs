@@ -121,6 +121,17 @@ test("the breakdown's chart: the answer's terms in the legend with their values 
   assert.equal(await page.getAttribute('#bar button[data-term="logits and loss"]', "aria-pressed"), "true");
   const href = await page.getAttribute('#table details[data-term="logits and loss"] .explain a', "href");
   assert.equal(href, `docs/${TERMS["logits-and-loss"].anchor}`);
+  // a new answer with the same terms redraws the same chart in place: new values, a scale that holds them
+  const before = await page.evaluate(() => document.body.dataset.computed);
+  await page.fill('input[name="seq"]', "8192");
+  await waitForResult(page, before);
+  await page.waitForFunction((v) => document.querySelector('#bar [data-testid="chart-point"]').textContent.startsWith(`this run: ${v}`),
+    gib(core({ model: "llama-3.1-8b", workload: { mode: "lora", seq_len: 8192, gradient_checkpointing: true }, gpu: "rtx-4090-24gb" }).device_total_bytes));
+  const longer = core({ model: "llama-3.1-8b", workload: { mode: "lora", seq_len: 8192, gradient_checkpointing: true }, gpu: "rtx-4090-24gb" });
+  const again = await chartOf(page, "#bar");
+  assert.deepEqual(again.legend.map((l) => [l.key, l.value]), topTerms(longer.breakdown).map((t) => [t.key, gib(t.bytes)]));
+  const max = await page.$eval("#bar", (el) => el.plot.scales.y.max);
+  assert.ok(max >= longer.device_total_bytes, `the scale reaches ${max}`);
   await ctx.close();
 });
 
