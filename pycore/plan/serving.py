@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .. import units
 from ..catalog import gpu_entries
 from ..errors import InputError
 from ..serving.engines import estimate_serving
@@ -40,11 +41,15 @@ def band_pct(e) -> float:
     return serving_band(e.engine, e.device_total_bytes, compute).get("pct") or 0.0
 
 
+def _fits(e) -> bool:
+    return e is not None and e.fits
+
+
 def _serves(e, requests: int, length: int) -> bool:
     """The deployment starts, fits its GPU and holds ``requests`` requests of ``length`` tokens even at
     the lower edge of the error band (issue 20: a recommendation must start on the real engine): the
     KV tokens less the band for vLLM and SGLang, the device total plus the band for llama.cpp."""
-    if e is None or not e.fits:
+    if not _fits(e):
         return False
     low = 1 - band_pct(e) / 100
     if e.engine == "llamacpp":            # the context is allocated up front: fitting is serving
@@ -64,27 +69,14 @@ def _with_length(s, length: int, requests: int):
 def longest_context(req, requests: int) -> int:
     """The largest context length at which ``requests`` requests fit at once (0: none)."""
     s = req.serving
-    lo, hi = 0, max(1, req.model.max_positions)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _serves(_run(req, _with_length(s, mid, requests)), requests, mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return units.largest(lambda n: _serves(_run(req, _with_length(s, n, requests)), requests, n),
+                         1, max(1, req.model.max_positions))
 
 
 def most_requests(req, length: int, cap: int = 1 << 16) -> int:
     """The most requests of ``length`` tokens served at once."""
     s = req.serving
-    lo, hi = 0, cap
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _serves(_run(req, _with_length(s, length, mid)), mid, length):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return units.largest(lambda n: _serves(_run(req, _with_length(s, length, n)), n, length), 1, cap)
 
 
 def smallest_gpu(req, requests: int, length: int) -> dict | None:
@@ -126,14 +118,7 @@ def gguf_choices(req) -> list[dict]:
         except InputError:
             continue
         base = replace(s, quant=preset)
-        lo, hi = -1, n + 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            e = _run(req, replace(base, n_gpu_layers=mid))
-            if e is not None and e.fits:
-                lo = mid
-            else:
-                hi = mid - 1
+        lo = units.largest(lambda ngl: _fits(_run(req, replace(base, n_gpu_layers=ngl))), 0, n + 1)
         out.append({"quant": preset, "file_bytes": f.bytes, "bits_per_weight": round(f.bits_per_weight, 4),
                     "n_gpu_layers": max(lo, 0), "all_layers": lo >= n + 1, "fits": lo >= 0})
     return out

@@ -29,7 +29,7 @@ import math
 from ..errors import InputError
 from ..versions import holds, version_tuple
 from ..model.spec import ModelSpec, is_mla, kv_dim, q_dim
-from ..units import GiB, MiB
+from ..units import GiB, MiB, largest
 from ..workload import Hardware
 from .config import Serving
 from .formats import WeightFormat
@@ -408,11 +408,5 @@ def _needed_bytes(r: dict, length: int, block: int, batched: int, kv_b: int) -> 
 
 def _longest(results: list, max_len: int, block: int, batched: int, kv_b: int) -> int:
     """estimate_max_model_len: the largest length whose KV fits every worker's available memory."""
-    lo, hi = 0, max_len
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if all(_needed_bytes(x, mid, block, batched, kv_b) <= x["avail"] for x in results):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return largest(lambda n: all(_needed_bytes(x, n, block, batched, kv_b) <= x["avail"] for x in results),
+                   1, max_len)
