@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError
-from ..model.params import linear_attention_other_params, linears
+from ..model.params import layer_norm_params, linear_attention_other_params, linears
 from ..model.spec import ModelSpec, is_mla, is_moe_layer, norm_params_per_unit
 from .kv import linear_flags
 
@@ -105,16 +105,7 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
     out = [Tensor("token_embd.weight", -1, h, m.vocab_size)]
     if m.learned_positions:
         out.append(Tensor("position_embd.weight", -1, h, m.max_positions))
-    norm_1d = norm_params_per_unit(m)                 # weight (+ bias)
-    per_layer_1d = m.norms_per_layer * norm_1d * h
-    if m.qk_norm == "per_head":
-        per_layer_1d += 2 * m.head_dim
-    elif m.qk_norm == "full":
-        per_layer_1d += m.n_heads * m.head_dim + m.n_kv_heads * m.head_dim
-    if is_mla(m):
-        per_layer_1d += m.q_lora_rank + m.kv_lora_rank
-    if m.attention_sinks:
-        per_layer_1d += m.n_heads
+    sinks = m.n_heads if m.attention_sinks else 0
     all_lins = [lin for lin in linears(m) if lin.group != "head"]
     linear_layer = linear_flags(m)
     # A Gated DeltaNet layer's small tensors: conv1d, dt bias, A, and the gated norm (ssm_conv1d, ssm_dt,
@@ -125,9 +116,7 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
         # a layer's own attention: Gated DeltaNet's projections on linear layers, q/k/v/o on the others
         lins = [lin for lin in all_lins
                 if lin.group != "attention" or (lin.name in _LINEAR_ATTENTION) == linear_layer[i]]
-        one_d = per_layer_1d
-        if linear_layer[i]:
-            one_d += linear_1d - (2 * m.head_dim if m.qk_norm == "per_head" else 0)
+        one_d = layer_norm_params(m, attention=not linear_layer[i]) + sinks + (linear_1d if linear_layer[i] else 0)
         out.append(Tensor("norms and biases (f32)", i, one_d + _bias_elements(lins, moe), 1))
         for lin in lins:
             in_moe = lin.group in ("experts", "router", "shared")
@@ -142,7 +131,7 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
                                   lin.copies))
             else:
                 out.append(Tensor(_gguf_name(lin) + ".weight", i, lin.in_features, lin.out_features))
-    out.append(Tensor("output_norm (f32)", -1, norm_1d * h, 1))
+    out.append(Tensor("output_norm (f32)", -1, norm_params_per_unit(m) * h, 1))
     if not m.tied_embeddings:
         out.append(Tensor("output.weight", -1, h, m.vocab_size))
     return tuple(out)
