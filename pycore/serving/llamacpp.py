@@ -37,6 +37,7 @@ from .config import Serving
 from .gguf import TYPES, Tensor, gguf_file, model_tensors, row_bytes, tensor_bytes, tensor_types
 from .kv import linear_flags, recurrent_state_bytes, sliding_flags
 from .result import ServingEstimate, tree
+from .speculative import llamacpp_draft_request, with_llamacpp_draft
 
 # Ollama reserves this per CUDA/ROCm GPU for the runtime context (llm/memory.go MinimumMemory, 457 MiB);
 # llama.cpp logs do not show it.
@@ -301,8 +302,8 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
                   "n_ubatch": ctx["n_ubatch"], "k_width": k_w, "v_width": v_w},
         warnings=tuple(warnings))
     if s.draft_model is not None:                     # -md: speculative decoding (speculative.py)
-        from .speculative import with_llamacpp_draft
-        est = with_llamacpp_draft(est, m, s, hw)
+        d, ds = llamacpp_draft_request(s, est.context_len)
+        est = with_llamacpp_draft(est, estimate_llamacpp(d, ds, hw), d, ds, s.n_parallel)
     return est
 
 
