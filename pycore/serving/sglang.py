@@ -30,7 +30,8 @@ from .config import Serving
 from .formats import WeightFormat
 from .kv import kv_layers, stage_split
 from .result import ServingEstimate, tree
-from .vllm import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES, profile_activation
+from .vllm_budget import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES
+from .vllm_profile import profile_activation
 from .vllm_profile import NCCL_OUTSIDE_BYTES
 from .speculative import (SGLANG_SPEC_MAX_RUNNING, VERIFY_LOGIT_BYTES, draft_weight_parts, method,
                           sglang_draft_cell, sglang_draft_tokens, sglang_reserve_mib)
