@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import units
 from ..catalog import gpu_entries
 from ..errors import InputError
 from ..serving.engines import estimate_serving
 from ..serving.gguf import gguf_file
+from ..units import largest
 from ..workload import Hardware
 
 # llama-quantize presets from the most to the least faithful (tools/quantize/README.md table order).
@@ -69,14 +69,14 @@ def _with_length(s, length: int, requests: int):
 def longest_context(req, requests: int) -> int:
     """The largest context length at which ``requests`` requests fit at once (0: none)."""
     s = req.serving
-    return units.largest(lambda n: _serves(_run(req, _with_length(s, n, requests)), requests, n),
+    return largest(lambda n: _serves(_run(req, _with_length(s, n, requests)), requests, n),
                          1, max(1, req.model.max_positions))
 
 
 def most_requests(req, length: int, cap: int = 1 << 16) -> int:
     """The most requests of ``length`` tokens served at once."""
     s = req.serving
-    return units.largest(lambda n: _serves(_run(req, _with_length(s, length, n)), n, length), 1, cap)
+    return largest(lambda n: _serves(_run(req, _with_length(s, length, n)), n, length), 1, cap)
 
 
 def smallest_gpu(req, requests: int, length: int) -> dict | None:
@@ -118,7 +118,7 @@ def gguf_choices(req) -> list[dict]:
         except InputError:
             continue
         base = replace(s, quant=preset)
-        lo = units.largest(lambda ngl: _fits(_run(req, replace(base, n_gpu_layers=ngl))), 0, n + 1)
+        lo = largest(lambda ngl: _fits(_run(req, replace(base, n_gpu_layers=ngl))), 0, n + 1)
         out.append({"quant": preset, "file_bytes": f.bytes, "bits_per_weight": round(f.bits_per_weight, 4),
                     "n_gpu_layers": max(lo, 0), "all_layers": lo >= n + 1, "fits": lo >= 0})
     return out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import units
 from ..errors import InputError, MAX_TOKENS
 from ..estimate import estimate
 from ..training.context import seq_len_breakpoints
+from ..units import largest as largest_fitting
 
 SEARCH_LIMIT = 1 << 20
 MAX_PARAMETERS = 10 ** 15       # the ModelSize field's own limit
@@ -54,7 +54,7 @@ def search_largest(req, field: str) -> dict:
 
 def _largest_in(req, field: str, lo: int, hi: int) -> int:
     """Largest value in [lo, hi] that fits, assuming memory does not fall within the range; 0 if none."""
-    top = units.largest(lambda v: _fits(req, **{field: v}), lo, hi, doubling=True)
+    top = largest_fitting(lambda v: _fits(req, **{field: v}), lo, hi, doubling=True)
     return top if top >= lo else 0
 
 
@@ -67,7 +67,7 @@ def largest_parameters(req) -> int:
             return estimate(m, req.workload, req.precision, req.hardware, req.framework, req.parallelism).fits
         except InputError:
             return False
-    return max(0, units.largest(fits, 1, MAX_PARAMETERS, doubling=True))
+    return max(0, largest_fitting(fits, 1, MAX_PARAMETERS, doubling=True))
 
 
 def suggestions(req, current_total: int) -> list[dict]:
