@@ -174,3 +174,70 @@ def test_request_memory_refuses_when_free_memory_at_start_is_below_the_request()
     assert startup_refusal(s, c, 72 * GiB, 71 * GiB, 80 * GiB).startswith(
         "Free memory on device (71.00/80.00 GiB) on startup is less than desired GPU memory utilization (0.9, 72.00")
     assert startup_refusal(s, c, 72 * GiB, 72 * GiB, 80 * GiB) == ""
+
+
+# ---- linear attention (Qwen3-Next: 12 full-attention layers, 36 Gated DeltaNet layers) ------------------
+
+QNEXT = catalog_model("qwen3-next-80b-a3b-instruct")
+
+
+@pytest.mark.parametrize("v,expected", [
+    # state: conv (2 x 16 x 128 + 32 x 128) x (kernel 4 - 1) = 24,576 and recurrent 32 x 128 x 128 = 524,288
+    # elements, x 2 bytes = 1,097,728 B; attention: 2 KV heads x (256 + 256) x 2 bytes = 2,048 B a token.
+    # block = 16 x cdiv(1,097,728, 16 x 2,048) = 16 x 34 = 544; page = 544 x 2,048 = 1,114,112
+    ((0, 19, 0), (544, 1114112, 1)),
+    ((0, 26, 0), (544, 1114112, 2)),          # prefix caching on by default: 2 state blocks ("align")
+    ((0, 33, 0), (576, 1179648, 3)),          # the checkpoint block: align 64, 64 x cdiv(.., 131,072) = 576
+])
+def test_a_linear_attention_model_aligns_the_block_to_its_state(v, expected):
+    from pycore.serving.vllm_kv import hybrid_linear
+    assert hybrid_linear(QNEXT, Serving(engine="vllm"), v, kv_layers(QNEXT), 2, 2) == expected
+
+
+def test_linear_attention_needs_the_hybrid_manager_and_0_10_2():
+    from pycore.errors import InputError
+    from pycore.serving.vllm_kv import linear_pages
+    s = Serving(engine="vllm", version="0.19.0", disable_hybrid_kv_cache_manager=True)
+    with pytest.raises(InputError) as e:
+        linear_pages(QNEXT, s, engine_settings(QNEXT, s, H100), kv_layers(QNEXT))
+    assert e.value.field == "workload.disable_hybrid_kv_cache_manager"
+    s = Serving(engine="vllm", version="0.10.1")
+    with pytest.raises(InputError) as e:
+        linear_pages(QNEXT, s, engine_settings(QNEXT, s, H100), kv_layers(QNEXT))
+    assert e.value.field == "workload.version"
+    assert linear_pages(LLAMA, Serving(engine="vllm"), settings(), kv_layers(LLAMA)) == (16, 0, 1)
+
+
+def test_a_hybrid_pool_groups_layers_by_the_smaller_kind_and_pads_the_state_page():
+    # groups of min(12, 36) = 12 layers: 1 full-attention group, 3 linear groups; a block over the 12
+    # layers of a group: 12 x 1,114,112 = 13,369,344 B; 57,982,058,496 // 13,369,344 = 4,336 (4,336.94)
+    r = kv_pool(kv_layers(QNEXT), 54 * GiB, 544, 2, True, 1114112, 1)
+    assert (r.layers_per_group, r.n_groups, r.block_bytes, r.blocks) == (12, 4, 13369344, 4336)
+    # one request of 262,144 tokens: cdiv(262,144, 544) = 482 blocks in the full group, 1 state block in
+    # each of the 3 linear groups
+    assert blocks_per_request(r, 262144, 544, 8192) == 482 + 3
+    # bytes: 482 x 1,114,112 x 12 full layers + 1 x 1,114,112 x 36 linear layers
+    assert needed_bytes(r, 262144, 544, 8192, 2) == 1114112 * (482 * 12 + 36)
+
+
+def test_the_extensible_cache_keeps_a_margin_and_the_transient_peak_free():
+    # 0.34: free at start 80 - 1 (CUDA context) = 79 GiB; non-KV used = weights 15 + non-torch 1 + graphs 1
+    # = 17; transient peak = activation 2 + graphs 1 = 3; margin = max(1 GiB, 0.75 x 3) = 2.25 GiB;
+    # available = min(80 - 17, 79 - 17 - 2.25) - 3 = 56.75 GiB (vllm_extensible.py, extensible_kv_cache.py:592-618)
+    s = Serving(engine="vllm", version="0.34.0")
+    c = settings("0.34.0")
+    assert (c.grows, c.util) == (True, 1.0)
+    avail, held = available_kv_bytes(s, c, budget(), 80 * GiB, 80 * GiB, GiB)
+    assert avail == int(56.75 * GiB)
+    assert held["margin"] == int(2.25 * GiB) and held["profiled"] == (80 - 15 - 2 - 1 - 1) * GiB
+
+
+def test_an_encoder_only_pooling_model_has_no_cache_and_serves_max_num_seqs():
+    bert = catalog_model("bert-base")
+    s = Serving(engine="vllm", version="0.19.0", runner="pooling")
+    c = engine_settings(bert, s, H100)
+    assert c.no_kv
+    assert available_kv_bytes(s, c, budget(), 72 * GiB, 80 * GiB, GiB)[0] == 0
+    k = kv_answer(c, [kv_pool(kv_layers(bert), 0, 16, 2, True, 0, 1)], 16)
+    assert (k.concurrency, k.tokens, k.longest) == (float(c.seqs), 0, c.max_len)
+    assert kv_refusal(c, k) == ""
