@@ -105,3 +105,17 @@ def test_no_token_slot_is_sglangs_not_enough_memory_error():
                                                     "self.server_args.mem_fraction_static=0.834")
     assert sglang_refusal(sg(), c, 100, 0, True).startswith("--swa-full-tokens-ratio 0.8 leaves")
     assert sglang_refusal(sg(), c, 100, 80, True) == ""
+
+
+def test_the_report_prints_the_load_lines_and_the_k_size():
+    from pycore.serving.sglang import sglang_report
+    s = sg(mem_fraction_static=0.9, logged_free_gib=70, logged_weights_gib=15)
+    c = sglang_settings(LLAMA, s, H100, CONTEXT)
+    st = stage_pool(LLAMA, s, NONE, c, (32,), 0)
+    kv = kv_pool_bytes(s, st, 393216, 0, False)
+    assert kv == (393216 + 1) * 131072                  # page_size 1: one padding slot
+    r = sglang_report(LLAMA, c, st, 393216, 0, 4096, kv)
+    assert r["Load weight begin. avail mem"] == "70.00 GB"
+    assert r["Load weight end. avail mem"] == "55.00 GB"             # 70 - 15
+    assert r["K size"] == "24.00 GB"                                  # half of 48 GiB + 131,072 B
+    assert "KV size" not in r and "max_mamba_cache_size" not in r    # not MLA, no linear attention

@@ -241,3 +241,20 @@ def test_an_encoder_only_pooling_model_has_no_cache_and_serves_max_num_seqs():
     k = kv_answer(c, [kv_pool(kv_layers(bert), 0, 16, 2, True, 0, 1)], 16)
     assert (k.concurrency, k.tokens, k.longest) == (float(c.seqs), 0, c.max_len)
     assert kv_refusal(c, k) == ""
+
+
+def test_the_report_prints_the_figures_as_vllms_log_does():
+    from pycore.serving.vllm import device_tree, vllm_report
+    c, b, r = settings(), budget(), llama_pool(54 * GiB)
+    k = kv_answer(c, [r], 16)
+    report = vllm_report(LLAMA, Serving(engine="vllm", version="0.19.0"), c, b, r, k, {}, 72 * GiB)
+    # 27,648 blocks x 16 = 442,368 tokens; 27,648 / 8,192 blocks a request = 3.375 -> "3.38x" (round half even)
+    assert report["Model loading took"] == "15.0000 GiB"
+    assert report["Available KV cache memory"] == "54.00 GiB"
+    assert report["GPU KV cache size"] == "442,368 tokens"
+    assert report["Maximum concurrency for 131,072 tokens per request"] == "3.38x"
+    assert report["weights_and_non_torch_bytes"] == 16 * GiB
+    # the device: weights 15 + peak 2 + non-torch 1 + pool 54 + graphs 1 + CUDA context 1 GiB = 74 GiB
+    pool = k.blocks * r.block_bytes
+    assert pool == 54 * GiB
+    assert device_tree(b, k, {}, pool, 0, GiB).bytes == 74 * GiB
