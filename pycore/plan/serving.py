@@ -133,7 +133,7 @@ def serving_solutions(req) -> dict:
     out = {"target_requests": requests, "context_len": length, "band_pct": pct,
            "safety": (f"recommendations use the lower edge of the ±{pct:g}% error band (KV tokens {pct:g}% below the "
                       "estimate" if s.engine != "llamacpp" else f"recommendations use the upper edge of the ±{pct:g}% "
-                      "error band (device total {pct:g}% above the estimate") + "), so they start on the real engine",
+                      f"error band (device total {pct:g}% above the estimate") + "), so they start on the real engine",
            "longest_context_for_requests": longest_context(req, requests),
            "most_requests_at_context": most_requests(req, length)}
     if s.engine == "llamacpp":
