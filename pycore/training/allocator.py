@@ -14,7 +14,7 @@ from .caching import parse_alloc_conf, replay
 # (inference, DeepSpeed, FSDP2, Megatron), the reserve is the measured share below. With alloc_conf set,
 # single-GPU training replays the caching allocator (caching.py, trace.py). The replay is not the default:
 # leave-one-family-out coverage of the reserve's band is 39/44 with median half-width 12.3% (the share:
-# 39/44, 9.4%), and it costs 1-3 ms per estimate, which the searches' 0.1 s budget cannot hold
+# 39/44, 6.2%), and it costs 1-3 ms per estimate, which the searches' 0.1 s budget cannot hold
 # (scripts/calibrate.py --alloc-conf expandable_segments:False; docs/accuracy.md).
 # Reserved beyond the peak, as a fraction of the memory that changes during the step (the peak
 # minus weights, optimizer states and gradients). Medians of (peak_reserved - peak_allocated) /

@@ -2,6 +2,8 @@
 (pycore/versions.py): the storage its keys and values hold after the prompt pass and after one decode step,
 counted on the real cache objects (CPU, a tiny Gemma 2 configuration), equals pycore's kv_cache_bytes."""
 
+from dataclasses import replace
+
 import torch
 import transformers
 from transformers import DynamicCache, Gemma2Config
@@ -33,9 +35,8 @@ def test_sliding_layers_hold_the_whole_prompt_until_the_first_decode_step():
     for i in range(cfg.num_hidden_layers):
         cache.update(torch.zeros(b, kv, 1, hd, dtype=torch.bfloat16), torch.zeros(b, kv, 1, hd, dtype=torch.bfloat16), i)
     step = _held_bytes(cache)
-    m = catalog_model("gemma-2-2b")
-    from dataclasses import replace
-    m = replace(m, n_layers=4, sliding_layers=2, sliding_window=6, n_kv_heads=1, head_dim=8, n_heads=2, hidden_size=16)
+    m = replace(catalog_model("gemma-2-2b"), n_layers=4, sliding_layers=2, sliding_window=6, n_kv_heads=1,
+                head_dim=8, n_heads=2, hidden_size=16)
     assert prompt == kv_cache_bytes(m, b, s, 2, whole_prompt=True)
     # after one decode step each sliding layer holds the window (5 kept + 1 new), each full layer s + 1 tokens
     assert step == kv_cache_bytes(m, b, s + 1, 2)
