@@ -169,6 +169,10 @@ def bands_markdown(rows: list[dict], s: dict) -> str:
         out.append(f"| {q} | {f['covered']}/{f['runs']} ({f['coverage_pct']:.0f}%) | {f['median_half_width_pct']:.1f}% | "
                    f"{h['covered']}/{h['runs']} ({h['coverage_pct']:.0f}%) | {h['median_half_width_pct']:.1f}% |")
     out.append("")
+    for q, parts in cv.items():
+        missed = parts["held_out"]["missed"]
+        out.append(f"- {q}, held out and outside their band: {', '.join(missed) if missed else 'none'}")
+    out.append("")
     out.append(f"Verdicts on the same runs: {s['oom_runs'] - s['oom_not_does_not_fit']} of {s['oom_runs']} "
                f"out-of-memory runs \"does not fit\"; {s['at_risk_ok']} of {s['cases']} runs that worked \"at risk\", "
                f"{s['does_not_fit_ok']} \"does not fit\"; `fits` and `verdict` disagree on {s['fits_verdict_disagree']}.")
@@ -267,17 +271,20 @@ def fit_quantity_bands(rows: list[dict]) -> dict:
 def _coverage(rows: list[dict], table_for, q: str) -> dict:
     """Whether each run's measured quantity lies in the band the table gives it; the median half-width."""
     from pycore.verdicts import UNFITTED_FRACTIONS, edges, level_entry
-    inside, widths = 0, []
+    inside, widths, missed = 0, [], []
     runs = [r for r in rows if r.get("status") == "ok" and q in r["quantities"]]
     for r in runs:
         band = r["bands"][q]
         _, entry = level_entry(q, band["class"], table_for(r))
         fr = (entry["low"], entry["high"]) if entry else UNFITTED_FRACTIONS
         low, high = edges(band["estimate_bytes"], band.get("scale_bytes", 0), band.get("exact_bytes", 0), fr)
-        inside += low <= r["quantities"][q] <= high
+        if low <= r["quantities"][q] <= high:
+            inside += 1
+        else:
+            missed.append(r["id"])
         widths.append((high - low) / 2 / band["estimate_bytes"] * 100)
     return {"runs": len(runs), "covered": inside, "coverage_pct": 100 * inside / len(runs) if runs else 0.0,
-            "median_half_width_pct": statistics.median(widths) if widths else 0.0}
+            "median_half_width_pct": statistics.median(widths) if widths else 0.0, "missed": missed}
 
 
 def cross_validate(rows: list[dict]) -> dict:
@@ -298,6 +305,7 @@ def print_cross_validation(cv: dict) -> None:
         print(f"band {q:15s} fit: {f['covered']}/{f['runs']} = {f['coverage_pct']:.0f}% inside, median half-width "
               f"{f['median_half_width_pct']:.1f}% | held out ({families}): {h['covered']}/{h['runs']} = "
               f"{h['coverage_pct']:.0f}% inside, median half-width {h['median_half_width_pct']:.1f}%")
+        print(f"  held out, outside: {' '.join(h['missed']) or 'none'}")
 
 
 def main(argv=None) -> int:

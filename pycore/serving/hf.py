@@ -32,13 +32,15 @@ def kv_bytes_per_token(m: ModelSpec, kv_elem_bytes: int, latent: bool = True) ->
     return per, per
 
 
-def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int, latent: bool = True) -> int:
+def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int, latent: bool = True,
+                   whole_prompt: bool = False) -> int:
     """The cache for ``length`` tokens. Sliding-window layers keep at most the window
-    (DynamicSlidingWindowLayer in transformers' cache_utils.py)."""
+    (DynamicSlidingWindowLayer in transformers' cache_utils.py); ``whole_prompt``: right after the prompt
+    pass, where their window is a view of the whole prompt's K/V (rule sliding-cache-keeps-prompt-at-prefill)."""
     per, _ = kv_bytes_per_token(m, kv_elem_bytes, latent)
     sliding = m.sliding_layers if m.sliding_window else 0
     full = attention_layers(m) - sliding
-    window_len = min(length, m.sliding_window) if sliding else 0
+    window_len = (length if whole_prompt else min(length, m.sliding_window)) if sliding else 0
     # Gated DeltaNet layers (Qwen3-Next): a conv state of the full kernel width in the model's dtype and
     # an fp32 recurrent state per sequence (modeling_qwen3_next.py Qwen3NextDynamicCache, torch path).
     linear = m.linear_attn_layers * recurrent_state_bytes(m, 1, kv_elem_bytes, 4, m.linear_conv_kernel)
@@ -171,7 +173,8 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
     cache_final = kv_cache_bytes(m, b, final_len, kv_elem_bytes, latent)
     # DynamicLayer.update stores torch.cat([empty, k]): a copy, even of views of a fused projection.
     # StaticCache holds max_cache_len = prompt + new tokens from the start and copies in place.
-    cache_prefill = cache_final if static else kv_cache_bytes(m, b, s, kv_elem_bytes, latent)
+    cache_prefill = cache_final if static else kv_cache_bytes(
+        m, b, s, kv_elem_bytes, latent, whole_prompt=holds("sliding-cache-keeps-prompt-at-prefill", transformers))
     name = "static KV cache (prompt + new tokens)" if static else "KV cache"
     work = layer_working_bytes(ctx, m, b * s, s)
     snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
