@@ -166,7 +166,32 @@ def _from_file(a, argv) -> tuple[dict | None, str | None]:
 
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
-    if a.command == "models":
+    if a.command in ("models", "gpus"):
+        return _list_catalog(a.command)
+    if a.command == "check" and a.engine_log is not None:
+        return _engine_log(a)
+    if a.command == "check" and a.measured is None:
+        print("error: give --measured FILE (your run's output) or --engine-log FILE", file=sys.stderr)
+        return 2
+    req, reading, problem = _request(a, argv)
+    if not problem and getattr(a, "url", None):
+        return _print_url(req, a.url)
+    if not problem:
+        problem = _add_query(a, req)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    res, code = _run(req)
+    if res is None:
+        return code
+    if a.command == "check" and a.record and not _write_record(a.record, res):
+        return 2
+    return _show(a, res, reading)
+
+
+def _list_catalog(command: str) -> int:
+    """models / gpus: the catalog, one line each."""
+    if command == "models":
         entries = sorted(model_entries().items())
         wid = max(len(mid) for mid, _ in entries)
         wfam = max(len(e["family"]) for _, e in entries)
@@ -174,38 +199,44 @@ def main(argv=None) -> int:
             m = read_hf_config(entry["hf_config"], mid)
             print(f"{mid:{wid}s}  {entry['family']:{wfam}s} {total_params(m) / 1e9:9.3f} B  {m.model_type}")
         return 0
-    if a.command == "gpus":
-        for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
-            print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
-        return 0
-    if a.command == "check" and a.engine_log is not None:
-        return _engine_log(a)
-    if a.command == "check" and a.measured is None:
-        print("error: give --measured FILE (your run's output) or --engine-log FILE", file=sys.stderr)
-        return 2
+    for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
+        print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
+    return 0
+
+
+def _request(a, argv) -> tuple[dict | None, dict | None, str | None]:
+    """The request the verb makes, what ``--from`` read (or None), and the problem to report (or None)."""
     if a.command == "serve" and a.from_command is not None:
         req, problem = _from_command(a)
-    elif a.command == "serve":
+        return req, None, problem
+    if a.command == "serve":
         req, problem = model_part(a)
         if not problem:
             req.update({"schema": 1, "workload": serve_part(a), "solve": a.solve,
                         "gpu": {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu})
-    else:
-        reading, problem = _from_file(a, argv)
-        if not problem:
-            req, problem = build_request(a)
+        return req, None, problem
+    reading, problem = _from_file(a, argv)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        return None, reading, problem
+    req, problem = build_request(a)
+    return req, reading, problem
+
+
+def _print_url(req: dict, base: str) -> int:
+    """--url: the planner page's link for the request."""
+    from ..errors import InputError
+    from ..links import to_url
+    try:
+        print(to_url(req, base))
+    except InputError as exc:
+        print(printable(f"error: {exc.field}: {exc.message}"), file=sys.stderr)
         return 2
-    if getattr(a, "url", None):
-        from ..errors import InputError
-        from ..links import to_url
-        try:
-            print(to_url(req, a.url))
-        except InputError as exc:
-            print(printable(f"error: {exc.field}: {exc.message}"), file=sys.stderr)
-            return 2
-        return 0
+    return 0
+
+
+def _add_query(a, req: dict) -> str | None:
+    """The verb's own part of the request (fit's limit, check's measured text, plan's query); the problem
+    reading the measured text, if any."""
     if a.command == "fit":
         req["fit"] = {"limit": a.limit}
     if a.command == "check":
@@ -214,22 +245,27 @@ def main(argv=None) -> int:
         else:
             text, problem = read_text_file(a.measured, "--measured")
             if problem:
-                print(f"error: {problem}", file=sys.stderr)
-                return 2
+                return problem
         req["measured"] = {"text": text}                  # bounded and parsed by the core
     if a.command == "plan":
         req["plan"] = {k: v for k, v in (("gpus", a.gpus), ("global_batch", a.global_batch), ("max_gpus", a.max_gpus),
                                          ("limit", a.limit)) if v is not None}
-    res, code = _run(req)
-    if res is None:
-        return code
-    if a.command == "check" and a.record:
-        record = res["check"]["record"]
-        if record is None:
-            print(printable(f"error: --record: {res['check']['record_note']}"), file=sys.stderr)
-            return 2
-        with open(a.record, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+    return None
+
+
+def _write_record(path: str, res: dict) -> bool:
+    """check --record: the case as one calibration record appended to the file; False (said) when there is none."""
+    record = res["check"]["record"]
+    if record is None:
+        print(printable(f"error: --record: {res['check']['record_note']}"), file=sys.stderr)
+        return False
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+    return True
+
+
+def _show(a, res: dict, reading) -> int:
+    """The answer: what --from read, then the launch command, the JSON or the verb's table."""
     if getattr(a, "from_file", None):
         from .fromfile import print_reading
         if a.json:
