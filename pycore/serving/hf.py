@@ -302,7 +302,7 @@ def generate_request(req):
     """Serving engine "hf" as the inference workload: num_prompts x prompt_len, max_new_tokens."""
     from dataclasses import replace
     from ..serving.engines import weight_format
-    from ..workload import QUANT_FORMAT_WEIGHTS, Precision, Workload
+    from ..workload import QUANT_FORMAT_WEIGHTS
     s = req.serving
     fmt = weight_format(s, req.checkpoint)
     dtype = {"float16": "fp16", "float32": "fp32"}.get(s.dtype, "bf16")
@@ -318,7 +318,6 @@ def generate_request(req):
         p = replace(p, kv_cache=kv)
     f = req.framework
     if s.version is not None:               # the hf engine's version is transformers'
-        from ..versions import version_tuple
         version_tuple(s.version, "workload.version", "a transformers version", "5.17")
         f = replace(f, transformers=s.version)
     return replace(req, workload=w, precision=p, framework=f, serving=None, solve=False)
