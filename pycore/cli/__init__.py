@@ -26,26 +26,42 @@ PAGE_URL = "https://gpu-memory-planner.github.io/"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pycore", description="Will this fit? GPU memory for transformer runs.")
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("estimate", help="estimate the peak memory of one configuration")
-    add_model_args(e)
-    add_workload_args(e)
-    add_layout_args(e)
-    add_gpu_args(e)
+    for add in (_estimate_parser, _plan_parser, _serve_parser, _fit_parser, _check_parser):
+        add(sub)
+    sub.add_parser("models", help="list the model catalog")
+    sub.add_parser("gpus", help="list the GPU catalog")
+    return p
+
+
+def _training_parser(sub, name: str, text: str):
+    """A verb that takes a training or inference run: the model, workload, layout and GPU flags."""
+    v = sub.add_parser(name, help=text)
+    add_model_args(v)
+    add_workload_args(v)
+    add_layout_args(v)
+    add_gpu_args(v)
+    return v
+
+
+def _estimate_parser(sub) -> None:
+    e = _training_parser(sub, "estimate", "estimate the peak memory of one configuration")
     e.add_argument("--solve", action="store_true", help="also find the largest batch/sequence and what makes it fit")
     e.add_argument("--json", action="store_true", help="print the result object as JSON")
     e.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
                    help=f"print the planner page's link for this configuration instead (base {PAGE_URL})")
     add_from_args(e)
-    pl = sub.add_parser("plan", help="the fewest GPUs that fit a training run, and its layouts ranked")
-    add_model_args(pl)
-    add_workload_args(pl)
-    add_layout_args(pl)
-    add_gpu_args(pl)
+
+
+def _plan_parser(sub) -> None:
+    pl = _training_parser(sub, "plan", "the fewest GPUs that fit a training run, and its layouts ranked")
     pl.add_argument("--global-batch", type=int, default=None, help="sequences per optimizer step over all GPUs")
     pl.add_argument("--gpus", type=int, default=None, help="rank the layouts of exactly this many GPUs")
     pl.add_argument("--max-gpus", type=int, default=None, help="largest GPU count the search tries (default 1024)")
     pl.add_argument("--limit", type=int, default=20, help="layouts to show")
     pl.add_argument("--json", action="store_true", help="print the result object as JSON")
+
+
+def _serve_parser(sub) -> None:
     sv = sub.add_parser("serve", help="what a serving engine (vLLM, SGLang, llama.cpp) leaves for the KV cache")
     add_model_args(sv)
     add_serve_args(sv)
@@ -60,20 +76,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="also print the command that starts the engine with the settings assumed")
     sv.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
                     help="print the planner page's link for this configuration instead")
-    ft = sub.add_parser("fit", help="the cheapest combinations of changes that make the run fit")
-    add_model_args(ft)
-    add_workload_args(ft)
-    add_layout_args(ft)
-    add_gpu_args(ft)
+
+
+def _fit_parser(sub) -> None:
+    ft = _training_parser(sub, "fit", "the cheapest combinations of changes that make the run fit")
     ft.add_argument("--limit", type=int, default=5, help="plans to show")
     add_from_args(ft)
     ft.add_argument("--json", action="store_true", help="print the result object as JSON")
-    ck = sub.add_parser("check", help="compare the estimate with what your own run printed (memory_summary, "
-                                      "max_memory_allocated/reserved, nvidia-smi)")
-    add_model_args(ck)
-    add_workload_args(ck)
-    add_layout_args(ck)
-    add_gpu_args(ck)
+
+
+def _check_parser(sub) -> None:
+    ck = _training_parser(sub, "check", "compare the estimate with what your own run printed (memory_summary, "
+                                        "max_memory_allocated/reserved, nvidia-smi)")
     ck.add_argument("--measured", metavar="FILE", default=None,
                     help="text your run printed (- reads standard input)")
     ck.add_argument("--engine-log", metavar="FILE", default=None,
@@ -85,9 +99,6 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--record", metavar="FILE", default=None,
                     help="also write the case as a calibration record (one JSON line) to FILE")
     ck.add_argument("--json", action="store_true", help="print the result object as JSON")
-    sub.add_parser("models", help="list the model catalog")
-    sub.add_parser("gpus", help="list the GPU catalog")
-    return p
 
 
 def _from_command(a) -> tuple[dict, str | None]:

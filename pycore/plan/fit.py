@@ -200,17 +200,13 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
     plans, fitting = [], []
     evaluations = 0
     counter = 0
-
-    def chosen(state):
-        return [levers[i][1][k - 1] for i, k in enumerate(state) if k]
-
     while heap and len(plans) < q.limit and evaluations < MAX_EVALUATIONS:
         cost, _, state, parent_total = heapq.heappop(heap)
         if state != start:
             if any(all(s >= f for s, f in zip(state, fit)) for fit in fitting):
                 continue                          # a superset of a plan that fits: never cheaper
             try:
-                wl, pr, pa = apply_rungs(req, chosen(state))
+                wl, pr, pa = apply_rungs(req, _chosen(levers, state))
                 e = estimate(req.model, wl, pr, req.hardware, req.framework, pa)
             except InputError:
                 continue
@@ -220,28 +216,42 @@ def fit_search(req, q: FitQuery, current_total: int) -> dict:
                 continue                          # the last change saved nothing: not advice
             if e.fits:
                 fitting.append(state)
-                rungs = chosen(state)
-                plans.append({"changes": [{"lever": names[i], "change": levers[i][1][k - 1].text,
-                                           "cost": levers[i][1][k - 1].cost_text}
-                                          for i, k in enumerate(state) if k],
-                              "device_total_bytes": total, "headroom_bytes": req.hardware.memory_bytes - total,
-                              "saves_bytes": current_total - total, "cost": round(cost, 3),
-                              "host_bytes": e.host_bytes,           # offloaded states, per node
-                              "set": _patch(rungs), "_estimate": e})     # the caller bands it, then drops it
+                plans.append(_plan(req, levers, state, cost, e, current_total))
                 continue
         else:
             total = parent_total
-        for i, k in enumerate(state):
-            if k < len(levers[i][1]):
-                nxt = state[:i] + (k + 1,) + state[i + 1:]
-                if any(nxt[a] and nxt[b] for a, b in exclusive):
-                    continue                      # two layouts at once: not a plan
-                if nxt not in seen:
-                    seen.add(nxt)
-                    counter += 1
-                    step = sum(levers[j][1][m - 1].cost for j, m in enumerate(nxt) if m)
-                    heapq.heappush(heap, (step, counter, nxt, total))
+        for nxt in _next_states(levers, exclusive, state):
+            if nxt not in seen:
+                seen.add(nxt)
+                counter += 1
+                step = sum(levers[j][1][m - 1].cost for j, m in enumerate(nxt) if m)
+                heapq.heappush(heap, (step, counter, nxt, total))
     return {"plans": plans, "evaluated": evaluations, "levers": names,
             "complete": not heap or len(plans) >= q.limit,
             "message": "" if plans else "no combination of these changes fits this GPU: try more GPUs "
                                         "(the layout search) or a larger card"}
+
+
+def _chosen(levers: list, state: tuple) -> list[Rung]:
+    """The rungs a state of the search sets (rung index per lever; 0 = as given)."""
+    return [levers[i][1][k - 1] for i, k in enumerate(state) if k]
+
+
+def _next_states(levers: list, exclusive: list, state: tuple):
+    """The states one rung further on one lever, except those that pull two exclusive levers (two layouts)."""
+    for i, k in enumerate(state):
+        if k < len(levers[i][1]):
+            nxt = state[:i] + (k + 1,) + state[i + 1:]
+            if not any(nxt[a] and nxt[b] for a, b in exclusive):
+                yield nxt
+
+
+def _plan(req, levers: list, state: tuple, cost: float, e, current_total: int) -> dict:
+    """A plan that fits: its changes with their stated costs, its device total and what it saves."""
+    total = e.device_total_bytes
+    return {"changes": [{"lever": levers[i][0], "change": levers[i][1][k - 1].text, "cost": levers[i][1][k - 1].cost_text}
+                        for i, k in enumerate(state) if k],
+            "device_total_bytes": total, "headroom_bytes": req.hardware.memory_bytes - total,
+            "saves_bytes": current_total - total, "cost": round(cost, 3),
+            "host_bytes": e.host_bytes,           # offloaded states, per node
+            "set": _patch(_chosen(levers, state)), "_estimate": e}     # the caller bands it, then drops it
