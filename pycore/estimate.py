@@ -13,6 +13,7 @@ from .parallel.hf import estimate_hf
 from .parallel.layout import Parallelism, validate_layout
 from .result import Estimate
 from .serving.hf import estimate_inference
+from .training.notes import lever_notes
 from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
 
 __all__ = ["Estimate", "estimate"]
@@ -41,24 +42,6 @@ def _check_peft(m: ModelSpec, w: Workload, par: Parallelism) -> None:
         raise InputError("parallelism.recipe", "mode peft is modelled for recipe hf (one GPU, or DDP)")
     from .training.adapters import adapter_plan
     adapter_plan(m, w.peft_config)
-
-
-def _lever_notes(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> list:
-    """What the memory levers assume that the estimate cannot show: host memory, unverified rules."""
-    notes = []
-    if w.torch_compile:
-        notes.append("torch.compile is modelled by rule compile-recomputes-pointwise (Inductor recomputes the "
-                     "norms' casts, SwiGLU's product and rotary in backward): checked on the CPU for a frozen-weight "
-                     "Llama layer, unverified against a GPU run")
-    if w.activation_offload != "none":
-        from .training.layers import layer_costs
-        from .training.offload import host_bytes
-        from .training.step import StageView, step_context
-        ctx = step_context(m, w, p, f, StageView(recompute="full" if w.gradient_checkpointing else "none"))
-        host = host_bytes(layer_costs(ctx, m), ctx.checkpointing)
-        notes.append(f"activation offloading ({w.activation_offload}) keeps {host / 2 ** 30:.2f} GiB of activations "
-                     "in pinned host memory (per GPU process), moved over PCIe each step")
-    return notes
 
 
 def _check_lora_targets(m: ModelSpec, w: Workload) -> None:
@@ -96,7 +79,7 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
         warnings.append(f"sequence of {total_len} tokens is longer than the model's max_position_embeddings "
                         f"({m.max_positions})")
     if w.mode != "inference":
-        warnings += _lever_notes(m, w, p, f)
+        warnings += lever_notes(m, w, p, f)
         e = _recipe(par.recipe)(m, w, p, hw, f, par)
         return e if e.warnings == tuple(warnings) else _with_warnings(e, warnings)
     return estimate_inference(m, w, p, hw, f, warnings)
