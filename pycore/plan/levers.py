@@ -177,3 +177,12 @@ def _smaller_adapter(w) -> list:
             (("peft_config", replace(cfg, knobs=tuple((key, r // k if key == "r" else v) for key, v in cfg.knobs))),))
             for i, k in ((0, 2), (1, 4))]
     return []
+
+
+def levers_markdown() -> str:
+    """The table of levers, as the Training methods page shows it."""
+    out = ["| lever | change | ranking weight per rung | stated cost | source |", "| --- | --- | --- | --- | --- |"]
+    for lever in LEVERS.values():
+        costs = ", ".join(f"{c:g}" for c in lever.costs)
+        out.append(f"| {lever.lever} | {lever.changes} | {costs} | {lever.cost_text} | {lever.source} |")
+    return "\n".join(out) + "\n"

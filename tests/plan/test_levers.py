@@ -5,6 +5,7 @@ changes the plans."""
 import itertools
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,9 @@ def test_raising_a_levers_cost_in_the_table_changes_the_plans(monkeypatch):
     # five plans cheaper than 9.0 exist without checkpointing, so none of the five uses it now
     assert not any(c["lever"] == "checkpointing" for p in after for c in p["changes"])
     assert all(p["cost"] < 9.0 for p in after)
+
+
+def test_the_training_methods_page_shows_the_table_as_it_is():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "methods.md").read_text(encoding="utf-8")
+    assert levers.levers_markdown() in page, "docs/methods.md is stale: run python3 scripts/levers_table.py"
+    assert page.count("| checkpointing | gradient checkpointing on every layer | 0.33 |") == 1
