@@ -22,10 +22,6 @@ let latestShown = 0;
 
 app.update = update;
 async function update({ push = true } = {}) {
-  const query = await toQuery(app.state, app.catalog);
-  if (push && !pushing && `?${query}` !== location.search && !(query === "" && location.search === "")) {
-    history.pushState(null, "", query ? `?${query}` : location.pathname);
-  }
   if (!app.workerReady) return;
   for (let attempt = 0; attempt < 8; attempt++) {
     const { id, response } = await ask(toRequest(app.state, app.catalog, false));
@@ -34,6 +30,11 @@ async function update({ push = true } = {}) {
     latestShown = id;
     if (response.status === "ok") {
       app.lastGood = structuredClone(app.state);
+      // the link changes once the core has accepted the configuration (it checks the values, not the page)
+      const query = await toQuery(app.state, app.catalog);
+      if (push && !pushing && `?${query}` !== location.search && !(query === "" && location.search === "")) {
+        history.pushState(null, "", query ? `?${query}` : location.pathname);
+      }
       const serving = app.state.mode === "serve" && response.result.engine && response.result.engine !== "hf";
       if (serving) renderServe(response.result); else renderMain(response.result);
       renderLaunch(response.result);

@@ -1,4 +1,4 @@
-import { PARAMS, applies, parseValue } from "./state.js";
+import { PARAMS, applies, paramOf, parseValue } from "./state.js";
 import { $, form, text, make, app } from "./dom.js";
 import { gpuCount, gpuCountParam } from "./pickers.js";
 
@@ -104,8 +104,7 @@ export function stateToForm() {
   if (app.state.sweep) $("#sweep-field").value = app.state.sweep;
   $("#sweep-stop").value = app.state.sweep_to ? String(app.state.sweep_to) : "";
   fieldError("gpu-n", "");
-  // Mixed precision keeps fp32 master weights whatever the Weights choice says (the core counts fp32).
-  text($("#w-note"), app.state.amp && ["full", "lora"].includes(app.state.mode) ? `fp32 master weights (mixed precision ${app.state.amp})` : "");
+  text($("#w-note"), impliedNote("w"));
   if (app.state.cfg !== null) $("#config-text").value = app.state.cfg;
   if (app.state.dims) {
     f.d_layers.value = app.state.dims.n_layers; f.d_hidden.value = app.state.dims.hidden_size; f.d_ffn.value = app.state.dims.ffn_size;
@@ -115,6 +114,15 @@ export function stateToForm() {
   for (const b of document.querySelectorAll(".unit-toggle button")) b.setAttribute("aria-pressed", String(b.dataset.unit === app.state.unit));
   for (const param of Object.keys(PARAMS)) fieldError(param, "");
   syncVisibility();
+}
+
+// The value another field gives this one when it is left at its default (the core's request.implied: mixed
+// precision keeps fp32 master weights), said beside it.
+function impliedNote(param) {
+  const rule = (app.catalog.request.implied || {})[PARAMS[param]];
+  const by = rule && paramOf(rule.when);
+  if (!by || app.state[by] === null || !applies(app.catalog, by, app.state.mode)) return "";
+  return `${rule.value} master weights (mixed precision ${app.state[by]})`;
 }
 
 export function fieldError(param, message) {
