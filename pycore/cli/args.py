@@ -35,7 +35,7 @@ def add_field_args(p, parts) -> None:
             continue
         title = _GROUPS[part]
         g = groups[title] if title in groups else groups.setdefault(title, p.add_argument_group(title))
-        help_text = (f.doc or path) + ("" if default in (None, "") else f" (default {_shown(default)})")
+        help_text = _help(path, f, default)
         if f.kind == "bool":
             g.add_argument(f.cli, dest=path, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
@@ -44,8 +44,12 @@ def add_field_args(p, parts) -> None:
         g.add_argument(f.cli, dest=path, type=kind, default=None, metavar=metavar, help=help_text)
 
 
-def _shown(default) -> str:
-    return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+def _help(path: str, f, default) -> str:
+    """The field's doc, its choices (when there are a few) and the schema's default."""
+    notes = [f"one of {', '.join(map(str, f.choices))}"] if f.kind == "choice" and len(f.choices) <= 12 else []
+    if default not in (None, ""):
+        notes.append(f"default {','.join(map(str, default)) if isinstance(default, tuple) else default}")
+    return (f.doc or path) + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def add_workload_args(p, serving: bool = False) -> None:
