@@ -5,31 +5,38 @@ import { gpuCount, gpuCountParam } from "./pickers.js";
 // ---- form <-> state ------------------------------------------------------------
 export function field(param) { return app.catalog.request.fields[PARAMS[param]]; }
 
-// The serving fieldset, one control per serving field of the schema (the engine picks which show).
+// A control for every URL parameter the page's HTML has none for, read from the schema: the serving fields
+// in their fieldset (the engine picks which show), and any other field declared with a parameter in a
+// fieldset of its own, so that a field added to the schema has its control without an edit here.
 export function buildServeFields() {
-  const box = $("#serve-fields");
-  const controls = [];
+  const serving = [];
+  const more = [];
   for (const [param, path] of Object.entries(PARAMS)) {
+    if (form.querySelector(`[name="${param}"]`)) continue;
     const f = app.catalog.request.fields[path];
-    if (!f.modes || f.modes.length !== 1 || f.modes[0] !== "serve") continue;
-    const label = param.replace(/_/g, " ");
-    const flag = serveFlag(param, f);
-    const named = (...before) => [...before, flag ? make("span", { class: "flag", text: flag }) : "", ` ${label} `];
-    let control;
-    if (f.type === "bool") {
-      control = make("label", { class: "check" }, ...named(make("input", { name: param, type: "checkbox" }), " "));
-    } else if (f.type === "choice") {
-      control = make("label", {}, ...named(), make("select", { name: param }));
-    } else {
-      const input = make("input", { name: param, type: f.type === "text" ? "text" : "number",
-        inputmode: f.type === "int" ? "numeric" : "decimal", placeholder: f.nullable ? "default" : "" });
-      if (f.type === "number") input.step = "any";
-      control = make("label", {}, ...named(), input);
-    }
-    if (f.doc) control.title = f.doc;
-    controls.push(control);
+    (f.modes && f.modes.length === 1 && f.modes[0] === "serve" ? serving : more).push(control(param, f));
   }
-  box.replaceChildren(...controls);
+  $("#serve-fields").replaceChildren(...serving);
+  if (more.length) $("#serve-fieldset").after(make("fieldset", {}, make("legend", { text: "More settings" }), make("div", { class: "grid" }, ...more)));
+}
+
+function control(param, f) {
+  const label = param.replace(/_/g, " ");
+  const flag = serveFlag(param, f);
+  const named = (...before) => [...before, flag ? make("span", { class: "flag", text: flag }) : "", ` ${label} `];
+  let el;
+  if (f.type === "bool") {
+    el = make("label", { class: "check" }, ...named(make("input", { name: param, type: "checkbox" }), " "));
+  } else if (f.type === "choice") {
+    el = make("label", {}, ...named(), make("select", { name: param }));
+  } else {
+    const input = make("input", { name: param, type: ["int", "number"].includes(f.type) ? "number" : "text",
+      inputmode: f.type === "int" ? "numeric" : "decimal", placeholder: f.nullable ? "default" : "" });
+    if (f.type === "number") input.step = "any";
+    el = make("label", {}, ...named(), input);
+  }
+  if (f.doc) el.title = f.doc;
+  return el;
 }
 
 // The engine flag users know for a serving field (-ngl, -c, --max-model-len): the core's table of each

@@ -180,7 +180,7 @@ export function toRequest(state, catalog, solve) {
   else req.model = state.model;
   for (const [param, path] of Object.entries(PARAMS)) {
     if (param === "mem" || PLAN_ONLY.has(param) || !applies(catalog, param, state.mode, state.engine) || state[param] === null) continue;
-    if (state[param] === d[param] && param !== "mode") continue;
+    if (state[param] === d[param] && param !== "mode") continue;          // the mode is always said
     let value = state[param];
     const type = catalog.request.fields[path]?.type;
     if (type === "names" && !(catalog.request.fields[path].choices || []).includes(value)) value = String(value).split(",");
