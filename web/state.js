@@ -13,8 +13,8 @@ export function registerParams(catalog) {
   if (!catalog.request.url_params) throw new Error("catalog.json has no URL parameter table (request.url_params): a stale cache?");
   Object.assign(PARAMS, catalog.request.url_params);
 }
-// Parameters that are not part of an estimate's request (the layout search reads them).
-const PLAN_ONLY = new Set(["gb"]);
+// A search's own fields (plan.global_batch: ?gb=) are not part of an estimate's request: the search adds them.
+const SEARCH_PARTS = ["plan.", "fit.", "sweep."];
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
 export const PAGE_DEFAULTS = { source: "catalog", cfg: null, dims: null, hub: null, unit: "gib", sweep: null, sweep_to: null };
 // The sweep's axis and last value (issue 25: kept in the link), checked by the core's sweep fields.
@@ -179,7 +179,7 @@ export function toRequest(state, catalog, solve) {
   else if (state.source === "custom" && state.dims) req.model = { dimensions: { ...state.dims, name: "custom" } };
   else req.model = state.model;
   for (const [param, path] of Object.entries(PARAMS)) {
-    if (param === "mem" || PLAN_ONLY.has(param) || !applies(catalog, param, state.mode, state.engine) || state[param] === null) continue;
+    if (param === "mem" || SEARCH_PARTS.some((p) => path.startsWith(p)) || !applies(catalog, param, state.mode, state.engine) || state[param] === null) continue;
     if (state[param] === d[param] && param !== "mode") continue;          // the mode is always said
     let value = state[param];
     const type = catalog.request.fields[path]?.type;
@@ -198,7 +198,9 @@ export function toRequest(state, catalog, solve) {
 export function toPlanRequest(state, catalog, gpus = null) {
   const req = toRequest(state, catalog, false);
   req.plan = { limit: 200 };
-  if (state.gb) req.plan.global_batch = state.gb;
+  for (const [param, path] of Object.entries(PARAMS)) {               // the search's own fields (?gb=), by their paths
+    if (path.startsWith("plan.") && state[param] !== null && state[param] !== undefined) req.plan[path.slice("plan.".length)] = state[param];
+  }
   if (gpus) req.plan.gpus = gpus;
   return req;
 }
