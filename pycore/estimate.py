@@ -14,10 +14,12 @@ from .parallel.layout import Parallelism, validate_layout
 from .result import Estimate, make_estimate
 from .serving.formats import named_format
 from .serving.hf import inference_snapshots, quantised_weights
+from .serving.hf_vision import with_vision_inference
 from .serving.kernels import call_temporaries, default_kernel, persistent_workspaces
 from .versions import version_tuple
 from .training.context import make_context
 from .training.static import weight_parts
+from .training.vision import with_images
 from .units import dtype_bytes
 from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
 
@@ -85,6 +87,7 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
              par: Parallelism = Parallelism()) -> Estimate:
     validate_workload(w, p)
     validate_framework(f)
+    m, w = with_images(m, w, f, par)            # image tokens join the sequence (training/vision.py)
     if isinstance(m, ModelSize):
         validate_layout(par, None, w)
         if w.mode != "full" or par.recipe not in SIZE_ONLY_RECIPES:
@@ -111,6 +114,7 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
     tf = version_tuple(f.transformers, "framework.transformers", "a transformers version", "5.17")
     if p.quant_format is None:
         snaps = inference_snapshots(ctx, m, weight_parts(m, w, p), w.new_tokens, kv_b, static, transformers=tf)
+        snaps = with_vision_inference(snaps, m, w, p, f)
         return make_estimate(m, w, p, hw, f, ctx, snaps, warnings)
     fmt = named_format(p.quant_format)
     kernel = p.quant_kernel if p.quant_kernel != "auto" else default_kernel(fmt, tf)
@@ -118,6 +122,7 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
     temps = (call_temporaries(m, fmt, kernel, w.batch_size * w.seq_len, cb), call_temporaries(m, fmt, kernel, w.batch_size, cb))
     snaps = inference_snapshots(ctx, m, quantised_weights(m, fmt, cb, kernel), w.new_tokens, kv_b, static,
                                 persistent_workspaces(m, fmt, kernel), temps, tf)
+    snaps = with_vision_inference(snaps, m, w, p, f)
     return make_estimate(m, w, p, hw, f, ctx, snaps, warnings)
 
 

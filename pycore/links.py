@@ -33,6 +33,7 @@ URL_PARAMS = {
     "loss": "workload.loss_kernel", "liger": "workload.liger_kernels", "compile": "workload.torch_compile",
     "aoff": "workload.activation_offload", "pack": "workload.packing", "nf4": "workload.peft_nf4_base",
     "peft": "workload.peft_config",
+    "img": "workload.images_per_sample", "imgh": "workload.image_height", "imgw": "workload.image_width",
 }
 PAGE_DEFAULT_MODEL = "llama-3.1-8b"     # web/state.js PAGE_DEFAULTS.model
 
@@ -51,6 +52,7 @@ FLAGS = {
     "workload.loss_kernel": "--loss-kernel", "workload.liger_kernels": "--liger-kernels",
     "workload.torch_compile": "--compile", "workload.activation_offload": "--activation-offload",
     "workload.packing": "--packing", "workload.peft_nf4_base": "--peft-nf4-base",
+    "workload.images_per_sample": "--images",
 }
 _LAYOUT = ("recipe", "--recipe"), ("data_parallel", "--dp"), ("tensor_parallel", "--tp"), \
     ("pipeline_parallel", "--pp"), ("virtual_stages", "--vpp"), ("context_parallel", "--cp"), \
@@ -185,6 +187,9 @@ def to_command(req: dict) -> str:
                 args += [flag, _text(value)]
         if at_path(req, "workload.peft_config") is not None:
             args += ["--peft-config", "adapter_config.json"]      # the config itself travels as that file
+        size = [at_path(req, "workload.image_" + side) for side in ("height", "width")]
+        if any(size):
+            args += ["--image-size", "x".join(str(v or "") for v in size)]
         ctx = at_path(req, "framework.cuda_context_bytes")
         if ctx is not None:
             args += ["--cuda-context-mib", _text(ctx / 2 ** 20)]

@@ -47,6 +47,8 @@ def add_workload_args(p, serving: bool = False) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the model (unverified rule)")
     g.add_argument("--activation-offload", default=None, help="torchtune, unsloth or deepspeed-cpu")
     g.add_argument("--packing", default=None, help="packed sequences: flash-varlen or sdpa-mask")
+    g.add_argument("--images", type=int, default=None, help="multimodal models: images per sequence")
+    g.add_argument("--image-size", default=None, metavar="HxW", help="image height x width in pixels")
     g.add_argument("--lora-rank", type=int, default=16)
     g.add_argument("--lora-alpha", type=float, default=32)
     g.add_argument("--lora-targets", default=None,
@@ -248,6 +250,12 @@ def build_request(a) -> tuple[dict, str | None]:
                        ("peft_nf4_base", getattr(a, "peft_nf4_base", False))):
         if value:
             req["workload"][key] = value
+    if getattr(a, "images", None) is not None or getattr(a, "image_size", None):
+        from ..training.vision import image_fields
+        fields, problem = image_fields(a.images, a.image_size)
+        if problem:
+            return {}, problem
+        req["workload"].update(fields)
     if getattr(a, "peft_config", None):
         adapter, problem = read_json_file(a.peft_config, "--peft-config")
         if problem:
