@@ -31,6 +31,7 @@ class VisionTower:
     heads: int = 0
     text_hidden: int = 0         # the language model's width (the projector's output)
     full_attention_layers: int = 0   # Qwen2.5-VL: layers over the whole image (the others over windows)
+    last_layer_unused: bool = False  # LLaVA: the projector reads an earlier layer's output (vision_feature_layer)
 
     @property
     def params(self) -> int:
@@ -53,11 +54,12 @@ def vision_tower(cfg: dict, where: str = "hf_config") -> VisionTower | None:
         return VisionTower(sharded, replicated, v["hidden_size"], v["intermediate_size"], (S // P) ** 2, 3 * S * S,
                            tokens, "siglip", v["num_hidden_layers"], _ints(v, at, "num_attention_heads")[0], H)
     if kind == "clip_vision_model":
-        # LLaVA: hidden_states[vision_feature_layer] feeds the projector, and every layer runs
-        # (modeling_llava.py:133-144); the layers above it keep their tensors too (measured on the CPU,
-        # tests/integration/test_vision_saved.py)
+        # LLaVA: hidden_states[vision_feature_layer] (default -2) feeds the projector, and every layer runs
+        # (modeling_llava.py:133-144)
         D, Iv, Lv, P, S, heads = _clip(v, at)
-        return VisionTower(sharded, replicated, D, Iv, (S // P) ** 2 + 1, 3 * S * S, 0, "clip", Lv, heads, H)
+        unused = cfg.get("vision_feature_layer", -2) not in (-1, Lv)
+        return VisionTower(sharded, replicated, D, Iv, (S // P) ** 2 + 1, 3 * S * S, 0, "clip", Lv, heads, H,
+                           last_layer_unused=unused)
     if kind in _QWEN_VISION or (kind is None and cfg.get("model_type") in _QWEN_VISION):
         D, Iv, Lv, heads = _qwen(v, at)
         full = v.get("fullatt_block_indexes", QWEN_FULL_ATTENTION_LAYERS)

@@ -202,12 +202,14 @@ def encoder_layers(ctx: StepContext, m: ModelSpec, img: Images, batch: int) -> l
     sequences."""
     vt, e = m.vision, encoder_model(m.vision)
     attn, _, up, _ = ENCODER_LINEARS[vt.kind]
-    kinds = [(vt.layers - vt.full_attention_layers, img.score_elements)]
+    kinds = [(vt.layers - vt.full_attention_layers - vt.last_layer_unused, img.score_elements)]
     if vt.full_attention_layers:
         kinds.append((vt.full_attention_layers, img.full_score_elements))
+    if vt.last_layer_unused:
+        kinds.append((1, img.score_elements))
     rb, T = ctx.residual_bytes, ctx.tokens
     out = []
-    for count, scores in kinds:
+    for index, (count, scores) in enumerate(kinds):
         if count <= 0:
             continue
         acc = Parts.of(ctx)
@@ -218,6 +220,11 @@ def encoder_layers(ctx: StepContext, m: ModelSpec, img: Images, batch: int) -> l
         if vt.kind == "clip":
             # quick_gelu: sigmoid keeps its output, which the product keeps too (beside its input x)
             acc.add("encoder MLP quick_gelu sigmoid output", ctx.compute_bytes * T * e.ffn_size)
+        if vt.last_layer_unused and index == len(kinds) - 1:
+            # LLaVA's last layer feeds nothing: measured, its tensors after fc1's output are freed with the
+            # encoder's outputs (tests/integration/test_vision_saved.py)
+            for name in ("encoder MLP quick_gelu sigmoid output", "encoder MLP down-projection input"):
+                acc.items.pop(name, None)
         hidden = rb * T * e.hidden_size
         out.append(LayerCost(saved=dict(acc.items), forward_extra=fwd, backward_extra=bwd + 2 * hidden,
                              checkpoint_input=hidden, count=count))
@@ -244,7 +251,7 @@ def around_layers(ctx: StepContext, m: ModelSpec, img: Images, batch: int) -> di
     elif vt.kind == "clip":
         _norm_kept(ctx, acc, e, "encoder pre_layrnorm")
         if trains:
-            acc.add("projector linear_1 input (the feature layer's output)", cb * T * D)
+            acc.add("projector linear_1 input (the feature layer's rows without CLS)", cb * rows * D)
         acc.add("projector GELU input", cb * rows * vt.text_hidden)
         if trains:
             acc.add("projector linear_2 input", cb * rows * vt.text_hidden)
