@@ -109,8 +109,10 @@ def with_images(m, w: Workload, f: Framework, par) -> tuple:
         raise InputError("workload.images_per_sample", f"batch_size x (seq_len + image tokens) must be at most "
                                                        f"{MAX_TOKENS}, got {w.batch_size * seq}")
     note = (f"each sequence is {w.seq_len} text tokens + {img.count} images x {img.tokens} image tokens = {seq}; the "
-            f"vision encoder runs {img.patches} patches per image")
-    return replace(m, warnings=m.warnings + (note,)), replace(w, seq_len=seq)
+            f"vision encoder and projector ({vt.params:,} parameters) run {img.patches} patches per image")
+    # the reader's note that a text-only load leaves the encoder out no longer holds
+    kept = tuple(x for x in m.warnings if not x.startswith("only the language model (text_config) is counted"))
+    return replace(m, warnings=kept + (note,)), replace(w, seq_len=seq)
 
 
 def _check_setup(w: Workload, f: Framework, par) -> None:
