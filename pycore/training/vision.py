@@ -112,6 +112,9 @@ def with_images(m, w: Workload, f: Framework, par) -> tuple:
             f"vision encoder and projector ({vt.params:,} parameters) run {img.patches} patches per image")
     # the reader's note that a text-only load leaves the encoder out no longer holds
     kept = tuple(x for x in m.warnings if not x.startswith("only the language model (text_config) is counted"))
+    if w.mode == "peft":
+        note += ("; the adapter config's targets are matched against the language model only: adapters they would "
+                 "put in the vision encoder are not counted")
     return replace(m, warnings=kept + (note,)), replace(w, seq_len=seq)
 
 
@@ -228,7 +231,8 @@ def encoder_layers(ctx: StepContext, m: ModelSpec, img: Images, batch: int) -> l
             for name in ("encoder MLP quick_gelu sigmoid output", "encoder MLP down-projection input"):
                 acc.items.pop(name, None)
         hidden = rb * T * e.hidden_size
-        out.append(LayerCost(saved=dict(acc.items), forward_extra=fwd, backward_extra=bwd + 2 * hidden,
+        saved = {k if k.startswith("encoder") else "encoder " + k: v for k, v in acc.items.items()}
+        out.append(LayerCost(saved=saved, forward_extra=fwd, backward_extra=bwd + 2 * hidden,
                              checkpoint_input=hidden, count=count))
     return out
 
