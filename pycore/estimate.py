@@ -11,16 +11,10 @@ from .model.params import known_lora_module_names, lora_targets
 from .model.spec import ModelSize, ModelSpec
 from .parallel.hf import estimate_hf
 from .parallel.layout import Parallelism, validate_layout
-from .result import Estimate, make_estimate
-from .serving.formats import named_format
-from .serving.hf import inference_snapshots, quantised_weights
-from .serving.hf_vision import with_vision_inference
-from .serving.kernels import call_temporaries, default_kernel, persistent_workspaces
-from .versions import version_tuple
-from .training.context import make_context
-from .training.static import weight_parts
+from .result import Estimate
+from .serving.hf import estimate_inference
+from .training.notes import lever_notes
 from .training.vision import with_images
-from .units import dtype_bytes
 from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
 
 __all__ = ["Estimate", "estimate"]
@@ -49,24 +43,6 @@ def _check_peft(m: ModelSpec, w: Workload, par: Parallelism) -> None:
         raise InputError("parallelism.recipe", "mode peft is modelled for recipe hf (one GPU, or DDP)")
     from .training.adapters import adapter_plan
     adapter_plan(m, w.peft_config)
-
-
-def _lever_notes(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> list:
-    """What the memory levers assume that the estimate cannot show: host memory, unverified rules."""
-    notes = []
-    if w.torch_compile:
-        notes.append("torch.compile is modelled by rule compile-recomputes-pointwise (Inductor recomputes the "
-                     "norms' casts, SwiGLU's product and rotary in backward): checked on the CPU for a frozen-weight "
-                     "Llama layer, unverified against a GPU run")
-    if w.activation_offload != "none":
-        from .training.layers import layer_costs
-        from .training.offload import host_bytes
-        from .training.step import StageView, step_context
-        ctx = step_context(m, w, p, f, StageView(recompute="full" if w.gradient_checkpointing else "none"))
-        host = host_bytes(layer_costs(ctx, m), ctx.checkpointing)
-        notes.append(f"activation offloading ({w.activation_offload}) keeps {host / 2 ** 30:.2f} GiB of activations "
-                     "in pinned host memory (per GPU process), moved over PCIe each step")
-    return notes
 
 
 def _check_lora_targets(m: ModelSpec, w: Workload) -> None:
@@ -105,25 +81,10 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
         warnings.append(f"sequence of {total_len} tokens is longer than the model's max_position_embeddings "
                         f"({m.max_positions})")
     if w.mode != "inference":
-        warnings += _lever_notes(m, w, p, f)
+        warnings += lever_notes(m, w, p, f)
         e = _recipe(par.recipe)(m, w, p, hw, f, par)
         return e if e.warnings == tuple(warnings) else _with_warnings(e, warnings)
-    ctx = make_context(m, w, p, f)
-    kv_b = dtype_bytes(p.kv_cache) if p.kv_cache else ctx.compute_bytes
-    static = w.cache_implementation == "static"
-    tf = version_tuple(f.transformers, "framework.transformers", "a transformers version", "5.17")
-    if p.quant_format is None:
-        snaps = inference_snapshots(ctx, m, weight_parts(m, w, p), w.new_tokens, kv_b, static, transformers=tf)
-        snaps = with_vision_inference(snaps, m, w, p, f)
-        return make_estimate(m, w, p, hw, f, ctx, snaps, warnings)
-    fmt = named_format(p.quant_format)
-    kernel = p.quant_kernel if p.quant_kernel != "auto" else default_kernel(fmt, tf)
-    cb = ctx.compute_bytes
-    temps = (call_temporaries(m, fmt, kernel, w.batch_size * w.seq_len, cb), call_temporaries(m, fmt, kernel, w.batch_size, cb))
-    snaps = inference_snapshots(ctx, m, quantised_weights(m, fmt, cb, kernel), w.new_tokens, kv_b, static,
-                                persistent_workspaces(m, fmt, kernel), temps, tf)
-    snaps = with_vision_inference(snaps, m, w, p, f)
-    return make_estimate(m, w, p, hw, f, ctx, snaps, warnings)
+    return estimate_inference(m, w, p, hw, f, warnings)
 
 
 def with_head(m: ModelSpec, w: Workload, par: Parallelism) -> ModelSpec:

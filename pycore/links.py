@@ -4,7 +4,8 @@ request, and the page's request -> command -> the same request (tests/test_links
 tests/browser/links.test.mjs check the round trips).
 
 ``URL_PARAMS`` is the page's table too (catalog.json request.url_params, read by web/state.js); the serving
-fields keep their own names in links. ``FLAGS`` is the command line's (pycore/cli/args.py).
+fields keep their own names in links. ``FLAGS`` is the command line's (pycore/cli/args.py). Both are read
+from the fields' declarations (schema.Field url and cli), where a new parameter or flag is added.
 """
 
 from __future__ import annotations
@@ -15,65 +16,42 @@ import zlib
 from urllib.parse import urlencode
 
 from .errors import InputError
+from .request import DEFAULT_GPU, DEFAULT_MODEL, cli_flags, request_schema, url_params
 from .schema import at_path
+from .workload import implied_precision
 
-URL_PARAMS = {
-    "mode": "workload.mode", "batch": "workload.batch_size", "seq": "workload.seq_len", "new": "workload.new_tokens",
-    "w": "precision.weights", "amp": "precision.autocast", "act": "precision.activations", "kv": "precision.kv_cache",
-    "opt": "workload.optimizer", "attn": "workload.attention", "ckpt": "workload.gradient_checkpointing",
-    "rank": "workload.lora.rank", "targets": "workload.lora.targets", "head": "workload.head",
-    "labels": "workload.num_labels", "cache": "workload.cache_implementation", "qf": "precision.quant_format",
-    "qk": "precision.quant_kernel", "torch": "framework.torch", "tf": "framework.transformers",
-    "recipe": "parallelism.recipe", "dp": "parallelism.data_parallel", "tp": "parallelism.tensor_parallel",
-    "pp": "parallelism.pipeline_parallel", "vpp": "parallelism.virtual_stages", "cp": "parallelism.context_parallel",
-    "ep": "parallelism.expert_parallel", "sp": "parallelism.sequence_parallel", "zero": "parallelism.zero_stage",
-    "ooff": "parallelism.offload_optimizer", "poff": "parallelism.offload_params",
-    "ga": "parallelism.gradient_accumulation", "rc": "parallelism.recompute", "gb": "plan.global_batch",
-    "mem": "gpu.memory_gib",
-    "loss": "workload.loss_kernel", "liger": "workload.liger_kernels", "compile": "workload.torch_compile",
-    "aoff": "workload.activation_offload", "pack": "workload.packing", "nf4": "workload.peft_nf4_base",
-    "peft": "workload.peft_config",
-    "img": "workload.images_per_sample", "imgh": "workload.image_height", "imgw": "workload.image_width",
-}
-PAGE_DEFAULT_MODEL = "llama-3.1-8b"     # web/state.js PAGE_DEFAULTS.model
 
-# request path -> command-line flag (a flag without a value for a boolean)
-FLAGS = {
-    "workload.mode": "--mode", "workload.batch_size": "--batch", "workload.seq_len": "--seq",
-    "workload.new_tokens": "--new-tokens", "precision.weights": "--weights", "precision.autocast": "--autocast",
-    "precision.activations": "--activations", "precision.kv_cache": "--kv-cache", "workload.optimizer": "--optimizer",
-    "workload.attention": "--attention", "workload.gradient_checkpointing": "--checkpointing",
-    "workload.lora.rank": "--lora-rank", "workload.lora.alpha": "--lora-alpha", "workload.lora.targets": "--lora-targets",
-    "workload.head": "--head", "workload.num_labels": "--num-labels",
-    "workload.cache_implementation": "--cache-implementation", "precision.quant_format": "--quant-format",
-    "precision.quant_kernel": "--quant-kernel", "framework.torch": "--torch-version",
-    "framework.transformers": "--transformers-version", "framework.peft": "--peft-version",
-    "parallelism.sequence_parallel": "--sp",
-    "workload.loss_kernel": "--loss-kernel", "workload.liger_kernels": "--liger-kernels",
-    "workload.torch_compile": "--compile", "workload.activation_offload": "--activation-offload",
-    "workload.packing": "--packing", "workload.peft_nf4_base": "--peft-nf4-base",
-    "workload.images_per_sample": "--images",
-}
-_LAYOUT = ("recipe", "--recipe"), ("data_parallel", "--dp"), ("tensor_parallel", "--tp"), \
-    ("pipeline_parallel", "--pp"), ("virtual_stages", "--vpp"), ("context_parallel", "--cp"), \
-    ("expert_parallel", "--ep"), ("zero_stage", "--zero"), ("offload_optimizer", "--offload-optimizer"), \
-    ("offload_params", "--offload-params"), ("micro_batches", "--micro-batches"), \
-    ("gradient_accumulation", "--grad-accum"), ("recompute", "--recompute"), ("recompute_layers", "--recompute-layers"), \
-    ("gpus_per_node", "--gpus-per-node")
-FLAGS.update({f"parallelism.{name}": flag for name, flag in _LAYOUT})
+def __getattr__(name: str):
+    """``URL_PARAMS`` (URL parameter -> request path) and ``FLAGS`` (request path -> command-line flag), derived
+    on first use from the fields' declarations (request.url_params, request.cli_flags): nothing to edit here
+    when a field gains a parameter or a flag."""
+    if name == "URL_PARAMS":
+        return url_params()
+    if name == "FLAGS":
+        return cli_flags()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fields() -> dict:
-    from .request import request_schema
     return request_schema()["fields"]
-
-
 
 
 def _serving_paths() -> dict:
     """Serving field name -> path, for the fields only serving has (the page's serve parameters)."""
     return {path[len("workload."):]: path for path, f in _fields().items()
             if path.startswith("workload.") and f.get("modes") == ["serve"]}
+
+
+def _absent(req: dict, path: str, fields: dict):
+    """The value the core takes for ``path`` when the request leaves it out: the field's default, or the
+    value another given field implies (fp32 weights under autocast, workload.implied_precision)."""
+    where, _, name = path.rpartition(".")
+    precision = req.get("precision")
+    if where == "precision" and isinstance(precision, dict):
+        implied = implied_precision({k: v for k, v in precision.items() if k != name})
+        if name in implied:
+            return implied[name]
+    return fields.get(path, {}).get("default")
 
 
 def _text(value) -> str:
@@ -109,29 +87,20 @@ def to_query(req: dict) -> str:
         q.append(("cfg", compress_config(text)))
     elif isinstance(model, dict):
         raise InputError("model", "a link carries a catalog id or a config.json, not a model given by its size")
-    elif model and model != PAGE_DEFAULT_MODEL:
+    elif model and model != DEFAULT_MODEL:
         q.append(("model", model))
-    serving = (req.get("workload") or {}).get("mode") == "serve"
-    params = dict(URL_PARAMS)
-    if serving:
-        params.update(_serving_paths())
-    for param, path in params.items():
+    for param, path in url_params().items():
         if param == "mem":
             continue
         value = at_path(req, path)
-        f = fields.get(path, {})
-        if value is None or value == f.get("default"):
+        if value is None or value == _absent(req, path, fields):
             continue
-        if path == "precision.weights" and at_path(req, "precision.autocast") and value == "fp32":
-            continue                              # mixed precision: the page sets fp32 itself
         q.append((param, _text(value)))
     gpu = req.get("gpu")
     if isinstance(gpu, dict) and gpu.get("memory_gib") is not None:
         q.append(("mem", _text(gpu["memory_gib"])))
-    elif isinstance(gpu, str):
-        from .request import DEFAULT_GPU
-        if gpu != DEFAULT_GPU:
-            q.append(("gpu", gpu))
+    elif isinstance(gpu, str) and gpu != DEFAULT_GPU:
+        q.append(("gpu", gpu))
     return urlencode(q, safe=",")
 
 
@@ -173,29 +142,10 @@ def to_command(req: dict) -> str:
             else:
                 args += [flag, _text(value)]
     else:
-        for path, flag in FLAGS.items():
-            value = at_path(req, path)
-            if value is None or (path in fields and value == fields[path].get("default")):
-                continue
-            if path == "precision.weights" and at_path(req, "precision.autocast") and value == "fp32":
-                continue                          # the CLI stores weights in fp32 under --autocast
-            if value is True:
-                args.append(flag)
-            elif value is False:
-                continue
-            else:
-                args += [flag, _text(value)]
-        if at_path(req, "workload.peft_config") is not None:
-            args += ["--peft-config", "adapter_config.json"]      # the config itself travels as that file
-        size = [at_path(req, "workload.image_" + side) for side in ("height", "width")]
-        if any(size):
-            args += ["--image-size", "x".join(str(v or "") for v in size)]
+        args += _flag_args(req, fields)
         ctx = at_path(req, "framework.cuda_context_bytes")
         if ctx is not None:
             args += ["--cuda-context-mib", _text(ctx / 2 ** 20)]
-        layers = at_path(req, "parallelism.pipeline_layers")
-        if layers:
-            args += ["--pipeline-layers", ",".join(map(str, layers))]
         for key, value in sorted((at_path(req, "parallelism.options") or {}).items()):
             args += ["--option", f"{key}={_text(value)}"]
     gpu = req.get("gpu")
@@ -204,6 +154,23 @@ def to_command(req: dict) -> str:
     elif isinstance(gpu, str):
         args += ["--gpu", gpu]
     return shlex.join(args)
+
+
+def _flag_args(req: dict, fields: dict) -> list:
+    """The flags of the fields that declare one (request.cli_flags), for the values the core would not take
+    without them; a JSON object (a PEFT adapter config) travels as the file the command names."""
+    args = []
+    for path, flag in cli_flags().items():
+        value = at_path(req, path)
+        if value is None or path == "gpu.memory_gib" or value == _absent(req, path, fields):
+            continue
+        if fields.get(path, {}).get("type") == "object":
+            args += [flag, "adapter_config.json"]
+        elif isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        else:
+            args += [flag, _text(value)]
+    return args
 
 
 def markdown(result: dict) -> str:

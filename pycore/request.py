@@ -18,10 +18,10 @@ from .model.hfconfig import read_hf_config
 from .model.spec import ModelSize, ModelSpec
 from .parallel.layout import Parallelism
 from .parallel.options import RECIPE_OPTIONS
-from .schema import build, describe, integer, join_path, number, text
+from .schema import build, declared, describe, integer, join_path, number, text
 from .serving.formats import NONE, WeightFormat, read_quantization
 from .units import GiB
-from .workload import MODES, Framework, Hardware, Precision, Workload, weight_dtypes
+from .workload import AUTOCAST_WEIGHTS, MODES, Framework, Hardware, Precision, Workload, implied_precision, weight_dtypes
 
 if TYPE_CHECKING:                       # loaded on a request's first use (_search_query)
     from .plan.fit import FitQuery
@@ -30,10 +30,11 @@ if TYPE_CHECKING:                       # loaded on a request's first use (_sear
 
 SCHEMA = 1
 DEFAULT_GPU = "h100-sxm-80gb"
+DEFAULT_MODEL = "llama-3.1-8b"          # the page's model when its link names none (not the core's: it needs one)
 _TOP_KEYS = ("schema", "model", "hf_config", "workload", "precision", "framework", "parallelism", "gpu", "solve",
              "plan", "measured", "fit", "sweep")
 _REQUIRED_DIMENSIONS = ("n_layers", "hidden_size", "n_heads", "vocab_size")
-_GPU_MEMORY_GIB = number(0.001, 2 ** 20)
+_GPU_MEMORY_GIB = number(0.001, 2 ** 20, url="mem", cli="--gpu-memory-gib")
 _GPU_MEMORY_BYTES = integer(1, 2 ** 50)
 _NAME = text(100)
 
@@ -192,7 +193,6 @@ def request_schema() -> dict:
     """What the page needs to build and check a request: every field's type, range, choices,
     labels, default and the modes it applies to, keyed by its path in the request."""
     from .check.parse import MAX_TEXT_CHARS
-    from .links import URL_PARAMS
     from .plan.fit import FitQuery
     from .plan.layouts import PlanQuery
     from .plan.sweep import SweepQuery
@@ -203,11 +203,45 @@ def request_schema() -> dict:
                  for k, v in _recipe_fields(recipe, describe(cls, "parallelism.options")).items()},
               **describe(PlanQuery, "plan"), **describe(FitQuery, "fit"),
               **describe(SweepQuery, "sweep"), "gpu.memory_gib": _GPU_MEMORY_GIB.describe()}
-    return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU},
+    return {"schema": SCHEMA, "fields": fields, "defaults": {"gpu": DEFAULT_GPU, "model": DEFAULT_MODEL},
+            "implied": implied_fields(),
             "weights_by_mode": {mode: list(weight_dtypes(mode)) for mode in MODES},
             "limits": {"max_json_chars": MAX_JSON_CHARS, "max_json_depth": MAX_JSON_DEPTH, "max_tokens": MAX_TOKENS,
                        "max_measured_chars": MAX_TEXT_CHARS},
-            "hub": HUB, "url_params": URL_PARAMS}
+            "hub": HUB, "url_params": url_params()}
+
+
+def outside_fields() -> tuple:
+    """(request path, Field, default) of every field with an outside name (a URL parameter or a CLI flag),
+    in the order links list them: the one table links.py, cli/args.py and the page derive theirs from."""
+    from .plan.layouts import PlanQuery
+    classes = (("precision", Precision), ("workload", Workload), ("framework", Framework),
+               ("parallelism", Parallelism), ("plan", PlanQuery))
+    rows = [row for where, cls in classes for row in declared(cls, where)] + [("gpu.memory_gib", _GPU_MEMORY_GIB, None)]
+    return tuple(row for row in rows if row[1].url or row[1].cli)
+
+
+def url_params() -> dict:
+    """URL parameter -> request path: the fields that declare one, then the serving workload's own fields,
+    which keep their engine's names in links (?mode=serve&engine=vllm&max_model_len=32768)."""
+    from .serving.config import Serving
+    out = {f.url: path for path, f, _ in outside_fields() if f.url}
+    shared = {path for path, _, _ in declared(Workload, "workload")}
+    for path, f, _ in declared(Serving, "workload"):
+        if path not in shared:
+            out.setdefault(f.url or path[len("workload."):], path)
+    return out
+
+
+def cli_flags() -> dict:
+    """Request path -> command-line flag (a flag without a value for a boolean), for the estimate verbs;
+    the serve verb's flags are the serving fields' own names (cli/args.py add_serve_args)."""
+    return {path: f.cli for path, f, _ in outside_fields() if f.cli}
+
+
+def implied_fields() -> dict:
+    """The defaults another field's value changes (workload.implied_precision), for the page's notes."""
+    return {"precision.weights": {"when": "precision.autocast", "value": AUTOCAST_WEIGHTS}}
 
 
 def _merged(workload: dict, serving: dict) -> dict:
@@ -247,8 +281,9 @@ def parse_request(data) -> Request:
         field = "workload.seq_len" if "seq_len" in given else "workload.batch_size"
         raise InputError(field, f"batch_size x seq_len must be at most {MAX_TOKENS:,}; got "
                                 f"{workload.batch_size:,} x {workload.seq_len:,}")
+    raw_precision = data.get("precision")
     return Request(model=model, model_id=model_id, workload=workload,
-                   precision=build(Precision, data.get("precision"), "precision"),
+                   precision=build(Precision, raw_precision, "precision", **implied_precision(raw_precision)),
                    framework=build(Framework, data.get("framework"), "framework"),
                    hardware=hardware, parallelism=parse_parallelism(data.get("parallelism")),
                    gpu_id=gpu_id, solve=require_bool("solve", data.get("solve", False)),

@@ -78,13 +78,13 @@ def param_summary(m: ModelSpec, w: Workload) -> dict:
 
 
 def make_estimate(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, ctx: StepContext,
-                  snaps: list, warnings=(), outside: tuple = (), trace: tuple = (), **extra) -> Estimate:
+                  snaps: list, warnings=(), outside: tuple = (), trace: tuple = (), shares=None, **extra) -> Estimate:
     """The estimate from a GPU's moments: the peak is the largest, the reserve the allocator's
     high-water mark (replayed from ``trace`` where the recipe gives one), the device total adds the
-    CUDA context."""
+    CUDA context. ``shares``: a recipe's own reserve shares (training/allocator.py RECIPE_SHARES)."""
     peak = max(snaps, key=lambda s: s.total())
     allocated = peak.total()
-    reserved = reserved_bytes(allocated, snaps, ctx, trace, f.alloc_conf)
+    reserved = reserved_bytes(allocated, snaps, ctx, trace, f.alloc_conf, shares)
     if f.alloc_conf and not trace:
         warnings = (*warnings, "framework.alloc_conf is replayed for training with the hf recipe only; this "
                                "reserve is the measured share of the step's churn (torch's default settings)")

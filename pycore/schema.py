@@ -31,6 +31,10 @@ class Field:
     labels: tuple = ()             # (choice, readable label) pairs for the page
     engines: tuple = ()            # serving engines the field applies to (empty: all)
     parser: object = None          # kind "object": parser(where, value) returns the parsed, hashable value
+    # Outside names, declared here once: the page's URL parameter (pycore/links.py, web/state.js) and the
+    # command line's flag (pycore/cli/args.py); empty: the field has none.
+    url: str = ""
+    cli: str = ""
 
     def check(self, where: str, value):
         """Return ``value`` converted to its Python type, or raise InputError naming ``where``."""
@@ -194,6 +198,13 @@ def validate(obj, where: str) -> None:
         if f.kind in ("names", "ints") and isinstance(value, tuple):
             value = list(value)
         f.check(path, value)
+
+
+def declared(cls, where: str = "") -> tuple:
+    """(full path, Field, default) of each declared field of ``cls`` found at ``where``: the table the URL
+    parameters, the command line's flags and their defaults are read from."""
+    defaults = {fl.name: fl.default for fl in dataclasses.fields(cls)}
+    return tuple((_path(where, parts), f, defaults[name]) for name, f, parts in _fields(cls))
 
 
 def describe(cls, where: str = "") -> dict:

@@ -79,6 +79,12 @@ RULES = (
          "GPTQ and AWQ load through GPTQModel, which picks the Marlin kernel; before, GPTQ used AutoGPTQ's "
          "ExLlama v1 and AWQ AutoAWQ's GEMM kernel", "transformers 4.46 utils/quantization_config.py:691,705; "
          "gptqmodel marlin.py:58"),
+    Rule("sliding-cache-keeps-prompt-at-prefill", "transformers", (4, 56, 0), None,
+         "a sliding-window layer's DynamicSlidingWindowLayer keeps a view of the last window - 1 tokens of the "
+         "prompt pass's keys and values, so the whole prompt's K/V stays allocated until the first decode step's "
+         "torch.cat replaces it with a window-sized copy",
+         "cache_utils.py DynamicSlidingWindowLayer.update (self.keys = full_key_states[:, :, -sliding_window + 1:, "
+         ":]) @4.56.0 and @5.25.0; PR #40039 (before 4.56 DynamicCache kept every token of every layer)"),
     Rule("gemma2-eager-attention", "transformers", (5, 21, 0), None,
          "Gemma 2 no longer runs SDPA (attention logit soft-capping): _supports_sdpa is False, so the default "
          "attention is eager (the b x heads x q x k scores), and sdpa_attention_forward refuses softcap",

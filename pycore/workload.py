@@ -43,22 +43,27 @@ SDPA_KERNELS = ("auto", "flash", "efficient", "math")
 class Precision:
     """Weights' storage dtype and, for mixed precision, the autocast compute dtype."""
 
-    weights: str = spec("bf16", choice(INFERENCE_WEIGHT_DTYPES, doc="storage dtype of the weights"))
-    autocast: str | None = spec(None, choice(AUTOCAST_DTYPES, nullable=True, modes=("full", "lora"),
+    weights: str = spec("bf16", choice(INFERENCE_WEIGHT_DTYPES, url="w", cli="--weights",
+                                       doc="storage dtype of the weights"))
+    autocast: str | None = spec(None, choice(AUTOCAST_DTYPES, url="amp", cli="--autocast", nullable=True,
+                                             modes=("full", "lora"),
                                              doc="mixed precision: torch.autocast dtype over fp32 weights",
                                              labels=(("", "off"), ("bf16", "autocast bf16 (fp32 weights)"),
                                                      ("fp16", "autocast fp16 (fp32 weights)"))))
-    kv_cache: str | None = spec(None, choice(KV_CACHE_DTYPES, nullable=True, modes=("inference",),
+    kv_cache: str | None = spec(None, choice(KV_CACHE_DTYPES, url="kv", cli="--kv-cache", nullable=True,
+                                             modes=("inference",),
                                              doc="KV cache dtype (default: the compute dtype)"))
-    activations: str | None = spec(None, choice(ACTIVATION_DTYPES, nullable=True, modes=("inference",),
+    activations: str | None = spec(None, choice(ACTIVATION_DTYPES, url="act", cli="--activations", nullable=True,
+                                                modes=("inference",),
                                                 doc="weight-only quantised inference: the activations' dtype "
                                                     "(torch_dtype when loading; default bf16)"))
-    quant_format: str | None = spec(None, choice(tuple(FORMATS), nullable=True, modes=("inference",),
+    quant_format: str | None = spec(None, choice(tuple(FORMATS), url="qf", cli="--quant-format", nullable=True,
+                                                 modes=("inference",),
                                                  labels=tuple((k, v[0]) for k, v in FORMATS.items()),
                                                  doc="quantised inference: the checkpoint's format, stored exactly "
                                                      "and with its kernel's workspaces (instead of the bits "
                                                      "of precision.weights)"))
-    quant_kernel: str = spec("auto", choice(KERNELS, modes=("inference",),
+    quant_kernel: str = spec("auto", choice(KERNELS, url="qk", cli="--quant-kernel", modes=("inference",),
                                             doc="GPTQ/AWQ kernel (auto: ExLlama v1 / AWQ GEMM before "
                                                 "transformers 5, Marlin from 5)"))
 
@@ -66,6 +71,19 @@ class Precision:
         if self.weights in QUANTISED_WEIGHTS:
             return self.activations or "bf16"
         return self.autocast or self.weights
+
+
+# Mixed precision (torch.autocast) keeps fp32 master weights: a request that sets precision.autocast and
+# leaves out precision.weights stores its weights in fp32. Written once here for the parser, the links,
+# the command line and the page (request_schema()["implied"]).
+AUTOCAST_WEIGHTS = "fp32"
+
+
+def implied_precision(raw) -> dict:
+    """The precision fields another given field sets when the request leaves them out."""
+    if isinstance(raw, dict) and raw.get("autocast") is not None and "weights" not in raw:
+        return {"weights": AUTOCAST_WEIGHTS}
+    return {}
 
 
 # The precision.weights class of each exact format (their bits per weight before scales).
@@ -76,61 +94,78 @@ QUANT_FORMAT_WEIGHTS = {"fp8": "fp8", "fp8-block": "fp8", "int8": "int8", "gptq-
 
 @dataclass(frozen=True)
 class Workload:
-    mode: str = spec("full", choice(REQUEST_MODES, labels=MODE_LABELS))
-    batch_size: int = spec(1, integer(1, MAX_TOKENS, doc="micro-batch (sequences per step per GPU)"))
-    seq_len: int = spec(2048, integer(1, MAX_TOKENS, doc="tokens per sequence (the prompt, for inference)", unit="tokens"))
-    new_tokens: int = spec(0, integer(0, MAX_TOKENS, modes=("inference",),
+    mode: str = spec("full", choice(REQUEST_MODES, url="mode", cli="--mode", labels=MODE_LABELS))
+    batch_size: int = spec(1, integer(1, MAX_TOKENS, url="batch", cli="--batch",
+                                      doc="micro-batch (sequences per step per GPU)"))
+    seq_len: int = spec(2048, integer(1, MAX_TOKENS, url="seq", cli="--seq",
+                                      doc="tokens per sequence (the prompt, for inference)", unit="tokens"))
+    new_tokens: int = spec(0, integer(0, MAX_TOKENS, url="new", cli="--new-tokens", modes=("inference",),
                                       doc="inference: tokens generated (0 = one forward pass)"))
-    optimizer: str = spec("adamw", choice(OPTIMIZERS, modes=TRAINING_MODES, labels=OPTIMIZER_LABELS))
-    attention: str = spec("sdpa", choice(ATTENTIONS, labels=(("sdpa", "SDPA / flash"), ("flash", "flash-attention 2"),
+    optimizer: str = spec("adamw", choice(OPTIMIZERS, url="opt", cli="--optimizer", modes=TRAINING_MODES,
+                                          labels=OPTIMIZER_LABELS))
+    attention: str = spec("sdpa", choice(ATTENTIONS, url="attn", cli="--attention",
+                                         labels=(("sdpa", "SDPA / flash"), ("flash", "flash-attention 2"),
                                                              ("eager", "eager (keeps s×s scores)"))))
-    gradient_checkpointing: bool = spec(False, flag(modes=TRAINING_MODES, doc="recompute each layer in backward"))
-    lora_rank: int = spec(16, integer(1, 65536, path="lora.rank", modes=("lora", "qlora")))
-    lora_alpha: float = spec(32, number(0.0, 1e6, path="lora.alpha", modes=("lora", "qlora")))
-    lora_targets: tuple | str | None = spec(None, names(("all-linear",), path="lora.targets", nullable=True,
+    gradient_checkpointing: bool = spec(False, flag(url="ckpt", cli="--checkpointing", modes=TRAINING_MODES,
+                                                    doc="recompute each layer in backward"))
+    lora_rank: int = spec(16, integer(1, 65536, url="rank", cli="--lora-rank", path="lora.rank",
+                                      modes=("lora", "qlora")))
+    lora_alpha: float = spec(32, number(0.0, 1e6, cli="--lora-alpha", path="lora.alpha", modes=("lora", "qlora")))
+    lora_targets: tuple | str | None = spec(None, names(("all-linear",), url="targets", cli="--lora-targets",
+                                                        path="lora.targets", nullable=True,
                                                         modes=("lora", "qlora"),
                                                         doc="module names, or all-linear (default: attention projections)"))
     # mode "peft": any PEFT adapter config (adapter_config.json), read by its peft_type
     # (pycore/training/peft_config.py, adapters.py)
-    peft_config: object = spec(None, obj(parse_peft_config, nullable=True, modes=("peft",),
+    peft_config: object = spec(None, obj(parse_peft_config, url="peft", cli="--peft-config", nullable=True,
+                                         modes=("peft",),
                                          doc="a PEFT adapter_config.json (any peft_type of peft 0.21)"))
-    peft_nf4_base: bool = spec(False, flag(modes=("peft",), doc="the adapter over a bitsandbytes NF4 base "
+    peft_nf4_base: bool = spec(False, flag(url="nf4", cli="--peft-nf4-base", modes=("peft",),
+                                           doc="the adapter over a bitsandbytes NF4 base "
                                                                  "(load_in_4bit, as QLoRA)"))
     # Memory levers of training (pycore/training/kernels.py, offload.py; docs/methods.md)
     loss_kernel: str = spec("default", choice(("default", "liger-flce", "cut-cross-entropy", "torchtune-chunked",
-                                                "flash-attn-ce"), modes=TRAINING_MODES,
+                                                "flash-attn-ce"), url="loss", cli="--loss-kernel", modes=TRAINING_MODES,
                                                doc="the loss: transformers' (fp32 logits), Liger's fused linear "
                                                    "cross-entropy, Cut Cross-Entropy, torchtune's chunked "
                                                    "cross-entropy or flash-attention's Triton cross-entropy"))
-    liger_kernels: bool = spec(False, flag(modes=TRAINING_MODES, doc="Liger RMSNorm, SwiGLU and RoPE"))
-    torch_compile: bool = spec(False, flag(modes=TRAINING_MODES, doc="torch.compile (Inductor) of the model; "
+    liger_kernels: bool = spec(False, flag(url="liger", cli="--liger-kernels", modes=TRAINING_MODES,
+                                           doc="Liger RMSNorm, SwiGLU and RoPE"))
+    torch_compile: bool = spec(False, flag(url="compile", cli="--compile", modes=TRAINING_MODES,
+                                           doc="torch.compile (Inductor) of the model; "
                                                                      "unverified on a GPU"))
     activation_offload: str = spec("none", choice(("none", "torchtune", "unsloth", "deepspeed-cpu"),
-                                                  modes=TRAINING_MODES,
+                                                  url="aoff", cli="--activation-offload", modes=TRAINING_MODES,
                                                   doc="saved activations to pinned host memory (torchtune), or the "
                                                       "checkpointed layer inputs (Unsloth, DeepSpeed cpu_checkpointing)"))
-    packing: str = spec("none", choice(("none", "flash-varlen", "sdpa-mask"), modes=TRAINING_MODES,
+    packing: str = spec("none", choice(("none", "flash-varlen", "sdpa-mask"), url="pack", cli="--packing",
+                                       modes=TRAINING_MODES,
                                        doc="packed sequences: flash-attention varlen (no mask) or SDPA with a "
                                            "block-diagonal b x s x s mask"))
     qlora_double_quant: bool = spec(True, flag(modes=("qlora",), doc="QLoRA: quantise the NF4 constants too"))
     head: str = spec("auto", choice(("auto", "causal-lm", "masked-lm", "sequence-classification", "token-classification",
-                                      "reward"), modes=MODES,
+                                      "reward"), url="head", cli="--head", modes=MODES,
                                      labels=(("auto", "the model's language-modelling head"),
                                              ("causal-lm", "causal LM (next token)"), ("masked-lm", "masked LM"),
                                              ("sequence-classification", "sequence classification"),
                                              ("token-classification", "token classification"),
                                              ("reward", "reward model (one score)")),
                                      doc="the model's head (AutoModelFor... class)"))
-    num_labels: int = spec(2, integer(1, 1_000_000, modes=MODES, doc="classification heads: outputs"))
+    num_labels: int = spec(2, integer(1, 1_000_000, url="labels", cli="--num-labels", modes=MODES,
+                                      doc="classification heads: outputs"))
     # Multimodal models (pycore/training/vision.py): images per sequence, each images x tokens_per_image
     # more tokens, at a size in pixels (default: the processor's own, model/image_tokens.py)
-    images_per_sample: int = spec(0, integer(0, 4096, modes=MODES, doc="images in each sequence (a multimodal "
-                                                                        "model's vision encoder runs on them)"))
-    image_height: int | None = spec(None, integer(1, 1 << 16, nullable=True, modes=MODES, unit="pixels",
+    images_per_sample: int = spec(0, integer(0, 4096, url="img", cli="--images", modes=MODES,
+                                             doc="images in each sequence (a multimodal model's vision encoder "
+                                                 "runs on them)"))
+    image_height: int | None = spec(None, integer(1, 1 << 16, nullable=True, url="imgh", cli="--image-height",
+                                                  modes=MODES, unit="pixels",
                                                   doc="image height (default: the processor's size)"))
-    image_width: int | None = spec(None, integer(1, 1 << 16, nullable=True, modes=MODES, unit="pixels",
+    image_width: int | None = spec(None, integer(1, 1 << 16, nullable=True, url="imgw", cli="--image-width",
+                                                 modes=MODES, unit="pixels",
                                                  doc="image width (default: the processor's size)"))
-    cache_implementation: str = spec("dynamic", choice(("dynamic", "static"), modes=("inference",),
+    cache_implementation: str = spec("dynamic", choice(("dynamic", "static"), url="cache",
+                                                       cli="--cache-implementation", modes=("inference",),
                                                        doc="generate's KV cache: grown by torch.cat each step "
                                                            "(DynamicCache) or allocated for the whole length at "
                                                            "the first step (StaticCache)"))
@@ -149,9 +184,9 @@ CUDA_CONTEXT_BYTES = {"lazy": 820 * 1024 ** 2, "eager": 1343 * 1024 ** 2}
 class Framework:
     """The software stack's behaviour. Defaults: PyTorch 2.11, transformers 5.17, peft 0.21."""
 
-    torch: str = spec("2.11", text(32))
-    transformers: str = spec("5.17", text(32))
-    peft: str = spec("0.21", text(32))
+    torch: str = spec("2.11", text(32, url="torch", cli="--torch-version"))
+    transformers: str = spec("5.17", text(32, url="tf", cli="--transformers-version"))
+    peft: str = spec("0.21", text(32, cli="--peft-version"))
     sdpa_kernel: str = spec("auto", choice(SDPA_KERNELS))
     # transformers' ForCausalLMLoss upcasts logits with logits.float() (loss/loss_utils.py).
     loss_upcast_fp32: bool = spec(True, flag())
@@ -165,7 +200,8 @@ class Framework:
                                                          doc="free gradients after the step (default: torch's)"))
 
     # PYTORCH_CUDA_ALLOC_CONF, as torch reads it: the caching allocator's replay follows it (training/caching.py).
-    alloc_conf: str = spec("", text(200, doc="PYTORCH_CUDA_ALLOC_CONF, e.g. expandable_segments:True"))
+    alloc_conf: str = spec("", text(200, cli="--alloc-conf",
+                                    doc="PYTORCH_CUDA_ALLOC_CONF, e.g. expandable_segments:True"))
 
     def context_bytes(self) -> int:
         """The CUDA context and everything else outside torch's allocator, as nvidia-smi counts it."""
@@ -237,9 +273,9 @@ def validate_workload(w: Workload, p: Precision) -> None:
         if w.mode == "inference":
             raise InputError("precision.autocast", "mixed precision applies to training; for inference "
                                                    "choose the weights' dtype")
-        if p.weights != "fp32":
-            raise InputError("precision.autocast", "mixed precision keeps fp32 master weights; "
-                                                   "set precision.weights to fp32")
+        if p.weights != AUTOCAST_WEIGHTS:
+            raise InputError("precision.autocast", f"mixed precision keeps {AUTOCAST_WEIGHTS} master weights; "
+                                                   f"set precision.weights to {AUTOCAST_WEIGHTS} or leave it out")
 
 
 def validate_framework(f: Framework) -> None:

@@ -19,6 +19,7 @@ import json
 import math
 import statistics
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,38 +53,46 @@ def rules_of_thumb(rec: dict, result: dict) -> dict:
     return {"rule_4x_or_1.2x": 4 * weights, "textbook": textbook}
 
 
-def run(paths: list[str], alloc_conf: str = "") -> tuple[list[dict], dict]:
-    rows = []
+def load_records(paths: list[str]) -> list[dict]:
+    recs = []
     for path in paths:
         with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                req = request_for(rec)
-                if alloc_conf:      # the caching allocator's replay (pycore/training/caching.py)
-                    req["framework"] = {**req.get("framework", {}), "alloc_conf": alloc_conf}
-                resp = estimate_dict(req)
-                if resp["status"] != "ok":
-                    rows.append({"id": rec.get("id", "?"), "error": resp["errors"][0]})
-                    continue
-                res = resp["result"]
-                meas = rec["measured"]
-                row = {"id": rec.get("id", "?"), "status": meas["status"], "measured": meas.get("peak_allocated_bytes"),
-                       "estimated": res["peak_allocated_bytes"], "phase": res["peak_phase"], "fits": res["fits"],
-                       "device_total": res["device_total_bytes"], "mode": rec["workload"]["mode"],
-                       "band_class": res.get("error_band", {}).get("class", ""), "verdict": res["verdict"],
-                       "family": cv_family(rec), "bands": res["bands"], "quantities": measured_quantities(meas)}
-                est_base = res["params"]["total"]
-                # measure_hf.py counts parameters before get_peft_model: n_params is the base model's,
-                # and the adapters are n_trainable.
-                # A record without counts (a user's checked run) has nothing to compare them with.
-                row["param_ok"] = "n_params" not in meas or (est_base == meas["n_params"] and (
-                    rec["workload"]["mode"] not in ("lora", "qlora") or res["params"]["adapters"] == meas.get("n_trainable")))
-                if meas.get("peak_reserved_bytes") and meas.get("cuda_context_bytes"):
-                    row["measured_device"] = meas["peak_reserved_bytes"] + meas["cuda_context_bytes"]
-                row.update(rules_of_thumb(rec, res))
-                rows.append(row)
+            recs.extend(json.loads(line) for line in fh if line.strip())
+    return recs
+
+
+def run(paths: list[str], alloc_conf: str = "") -> tuple[list[dict], dict]:
+    return run_records(load_records(paths), alloc_conf)
+
+
+def run_records(recs: list[dict], alloc_conf: str = "") -> tuple[list[dict], dict]:
+    rows = []
+    for rec in recs:
+        req = request_for(rec)
+        if alloc_conf:      # the caching allocator's replay (pycore/training/caching.py)
+            req["framework"] = {**req.get("framework", {}), "alloc_conf": alloc_conf}
+        resp = estimate_dict(req)
+        if resp["status"] != "ok":
+            rows.append({"id": rec.get("id", "?"), "error": resp["errors"][0]})
+            continue
+        res = resp["result"]
+        meas = rec["measured"]
+        row = {"id": rec.get("id", "?"), "status": meas["status"], "measured": meas.get("peak_allocated_bytes"),
+               "estimated": res["peak_allocated_bytes"], "phase": res["peak_phase"], "fits": res["fits"],
+               "device_total": res["device_total_bytes"], "mode": rec["workload"]["mode"],
+               "band_class": res.get("error_band", {}).get("class", ""), "verdict": res["verdict"],
+               "family": cv_family(rec), "bands": res["bands"], "quantities": measured_quantities(meas),
+               "record": rec, "alloc_conf": alloc_conf}
+        est_base = res["params"]["total"]
+        # measure_hf.py counts parameters before get_peft_model: n_params is the base model's,
+        # and the adapters are n_trainable.
+        # A record without counts (a user's checked run) has nothing to compare them with.
+        row["param_ok"] = "n_params" not in meas or (est_base == meas["n_params"] and (
+            rec["workload"]["mode"] not in ("lora", "qlora") or res["params"]["adapters"] == meas.get("n_trainable")))
+        if meas.get("peak_reserved_bytes") and meas.get("cuda_context_bytes"):
+            row["measured_device"] = meas["peak_reserved_bytes"] + meas["cuda_context_bytes"]
+        row.update(rules_of_thumb(rec, res))
+        rows.append(row)
     ok = [r for r in rows if r.get("status") == "ok"]
     errs = [abs(r["estimated"] - r["measured"]) / r["measured"] * 100 for r in ok]
     dev = [abs(r["device_total"] - r["measured_device"]) / r["measured_device"] * 100 for r in ok if "measured_device" in r]
@@ -168,6 +177,10 @@ def bands_markdown(rows: list[dict], s: dict) -> str:
         f, h = parts["fit"], parts["held_out"]
         out.append(f"| {q} | {f['covered']}/{f['runs']} ({f['coverage_pct']:.0f}%) | {f['median_half_width_pct']:.1f}% | "
                    f"{h['covered']}/{h['runs']} ({h['coverage_pct']:.0f}%) | {h['median_half_width_pct']:.1f}% |")
+    out.append("")
+    for q, parts in cv.items():
+        missed = parts["held_out"]["missed"]
+        out.append(f"- {q}, held out and outside their band: {', '.join(missed) if missed else 'none'}")
     out.append("")
     out.append(f"Verdicts on the same runs: {s['oom_runs'] - s['oom_not_does_not_fit']} of {s['oom_runs']} "
                f"out-of-memory runs \"does not fit\"; {s['at_risk_ok']} of {s['cases']} runs that worked \"at risk\", "
@@ -267,28 +280,112 @@ def fit_quantity_bands(rows: list[dict]) -> dict:
 def _coverage(rows: list[dict], table_for, q: str) -> dict:
     """Whether each run's measured quantity lies in the band the table gives it; the median half-width."""
     from pycore.verdicts import UNFITTED_FRACTIONS, edges, level_entry
-    inside, widths = 0, []
+    inside, widths, missed = 0, [], []
     runs = [r for r in rows if r.get("status") == "ok" and q in r["quantities"]]
     for r in runs:
         band = r["bands"][q]
         _, entry = level_entry(q, band["class"], table_for(r))
         fr = (entry["low"], entry["high"]) if entry else UNFITTED_FRACTIONS
         low, high = edges(band["estimate_bytes"], band.get("scale_bytes", 0), band.get("exact_bytes", 0), fr)
-        inside += low <= r["quantities"][q] <= high
+        if low <= r["quantities"][q] <= high:
+            inside += 1
+        else:
+            missed.append(r["id"])
         widths.append((high - low) / 2 / band["estimate_bytes"] * 100)
     return {"runs": len(runs), "covered": inside, "coverage_pct": 100 * inside / len(runs) if runs else 0.0,
-            "median_half_width_pct": statistics.median(widths) if widths else 0.0}
+            "median_half_width_pct": statistics.median(widths) if widths else 0.0, "missed": missed}
+
+
+# The allocator's reserve shares (pycore/training/allocator.py) are fitted here: for each measured run, the
+# share of its kind that makes the estimated reserve equal the measured one (found by bisection, the other
+# shares held at their committed values); each kind's share is the median over its runs, to 3 decimals.
+SHARE_CONSTANTS = {"training": "SLACK_TRAINING", "checkpointing": "SLACK_CHECKPOINTING",
+                   "recompute_frozen": "SLACK_RECOMPUTE_FROZEN", "inference": "SLACK_INFERENCE"}
+SHARE_SEARCH_MAX = 4.0         # a share above 4x the churn is not a share any run has needed (largest: 3.0)
+SHARE_BISECTIONS = 20
+
+
+def share_kind(rec: dict) -> str:
+    """Which of the allocator's shares a run's reserve is fitted with (allocator._reserved_at)."""
+    w = rec["workload"]
+    if w["mode"] == "inference":
+        return "inference"
+    if not w.get("gradient_checkpointing"):
+        return "training"
+    return "checkpointing" if w["mode"] == "full" else "recompute_frozen"
+
+
+@contextmanager
+def reserve_shares(values: dict):
+    """Estimates made inside take these shares (kind -> fraction) instead of the committed ones."""
+    from pycore.training import allocator
+    old = {kind: getattr(allocator, name) for kind, name in SHARE_CONSTANTS.items()}
+    for kind, v in values.items():
+        setattr(allocator, SHARE_CONSTANTS[kind], v)
+    try:
+        yield
+    finally:
+        for kind, v in old.items():
+            setattr(allocator, SHARE_CONSTANTS[kind], v)
+
+
+def committed_shares() -> dict:
+    from pycore.training import allocator
+    return {kind: getattr(allocator, name) for kind, name in SHARE_CONSTANTS.items()}
+
+
+def ideal_share(rec: dict) -> float | None:
+    """The share of the run's kind under which its estimated reserve equals the measured one."""
+    meas, kind, req = rec["measured"], share_kind(rec), request_for(rec)
+    target = meas.get("peak_reserved_bytes")
+    if meas.get("status") != "ok" or not target:
+        return None
+
+    def reserved(x: float) -> int:
+        with reserve_shares({kind: x}):
+            resp = estimate_dict(req)
+        return resp["result"]["reserved_bytes"] if resp["status"] == "ok" else -1
+
+    lo, hi = 0.0, SHARE_SEARCH_MAX
+    if reserved(lo) < 0 or reserved(lo) >= target:
+        return None if reserved(lo) < 0 else lo
+    if reserved(hi) <= target:
+        return hi
+    for _ in range(SHARE_BISECTIONS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if reserved(mid) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def fit_shares(recs: list[dict], ideal: dict) -> dict:
+    """Each kind's share: the median of its runs' ideal shares; a kind without runs keeps the committed one."""
+    by_kind: dict = {}
+    for rec in recs:
+        if ideal.get(rec["id"]) is not None:
+            by_kind.setdefault(share_kind(rec), []).append(ideal[rec["id"]])
+    return {**committed_shares(), **{k: round(statistics.median(v), 3) for k, v in by_kind.items()}}
 
 
 def cross_validate(rows: list[dict]) -> dict:
     """Coverage of the bands on the runs they were fitted on, and on each family left out in turn
-    (model family x mode x kernel): the bands of a held-out family are fitted without it."""
+    (model family x mode x kernel). For a held-out family everything fitted is fitted without it: the
+    reserve's shares (fit_shares), then the bands (fit_quantity_bands) on the other families' runs
+    estimated with those shares; its own runs are estimated with the same shares."""
     from pycore.verdicts import QUANTITIES
     ok = [r for r in rows if r.get("status") == "ok" and "bands" in r]
     full = fit_quantity_bands(ok)
-    held = {fam: fit_quantity_bands([r for r in ok if r["family"] != fam]) for fam in {r["family"] for r in ok}}
-    return {q: {"fit": _coverage(ok, lambda r: full, q), "held_out": _coverage(ok, lambda r: held[r["family"]], q)}
-            for q in QUANTITIES}
+    recs = [r["record"] for r in rows if "record" in r]
+    alloc_conf = next((r["alloc_conf"] for r in rows if "record" in r), "")
+    ideal = {rec["id"]: ideal_share(rec) for rec in recs}
+    held_rows, held_bands = [], {}
+    for fam in sorted({r["family"] for r in ok}):
+        with reserve_shares(fit_shares([rec for rec in recs if cv_family(rec) != fam], ideal)):
+            refit, _ = run_records(recs, alloc_conf)
+        refit_ok = [r for r in refit if r.get("status") == "ok" and "bands" in r]
+        held_bands[fam] = fit_quantity_bands([r for r in refit_ok if r["family"] != fam])
+        held_rows += [r for r in refit_ok if r["family"] == fam]
+    return {q: {"fit": _coverage(ok, lambda r: full, q),
+                "held_out": _coverage(held_rows, lambda r: held_bands[r["family"]], q)} for q in QUANTITIES}
 
 
 def print_cross_validation(cv: dict) -> None:
@@ -298,6 +395,7 @@ def print_cross_validation(cv: dict) -> None:
         print(f"band {q:15s} fit: {f['covered']}/{f['runs']} = {f['coverage_pct']:.0f}% inside, median half-width "
               f"{f['median_half_width_pct']:.1f}% | held out ({families}): {h['covered']}/{h['runs']} = "
               f"{h['coverage_pct']:.0f}% inside, median half-width {h['median_half_width_pct']:.1f}%")
+        print(f"  held out, outside: {' '.join(h['missed']) or 'none'}")
 
 
 def main(argv=None) -> int:

@@ -133,3 +133,24 @@ def test_the_fast_default_replay_and_the_general_one_agree(monkeypatch):
             else:
                 pool.free(ev[1])
         assert (fast.peak_allocated_bytes, fast.peak_reserved_bytes) == (pool.peak_allocated, pool.peak_reserved)
+
+
+def test_lora_with_checkpointing_takes_its_own_share_on_its_recomputed_activations_only():
+    # A backward moment of a frozen-base run with checkpointing: 10 GiB of weights, 2 GiB of activations,
+    # 6 GiB of logits and loss. With the fitted shares (LoRA recompute 0.193, training 0.055, full-training
+    # checkpointing 0.573): reserved = 18 + 0.193 x 2 + 0.055 x 6 = 18.716 GiB; full training (base
+    # trainable) keeps one share of all churn: 18 + 0.573 x 8 = 22.584 GiB.
+    from dataclasses import replace
+    from pycore.training.allocator import RECIPE_SHARES, _reserved_at, fitted_shares
+    from pycore.training.context import StepContext
+    from pycore.training.timeline import Snapshot
+    G = 1 << 30
+    snap = Snapshot("backward", "a layer recomputed", (("weights", {"w": 10 * G}), ("activations", {"a": 2 * G}),
+                                                       ("logits and loss", {"l": 6 * G})))
+    ctx = StepContext(batch=1, seq=1, tokens=1, weight_bytes=2, compute_bytes=2, residual_bytes=2, amp=False, fp16=False,
+                      training=True, base_trainable=False, adapted=frozenset(), adapter_bytes=4, kernel="flash",
+                      checkpointing=True)
+    assert _reserved_at(snap, ctx, fitted_shares()) == 18 * G + int(2 * G * 0.193) + int(6 * G * 0.055)
+    assert _reserved_at(snap, replace(ctx, base_trainable=True), fitted_shares()) == 18 * G + int(8 * G * 0.573)
+    # DeepSpeed and FSDP2 keep round 1's shares: 18 + 0.27 x 8 = 20.16 GiB for the base-trainable moment
+    assert _reserved_at(snap, replace(ctx, base_trainable=True), RECIPE_SHARES) == 18 * G + int(8 * G * 0.27)

@@ -69,3 +69,20 @@ def test_gemma2_runs_eager_attention_from_transformers_5_21():
     assert kernel == "eager" and temps["attention scores (b x heads x q x k)"] == 67_108_864
     kernel, temps = prefill("5.20")
     assert kernel != "eager" and not any("scores" in k for k in temps)
+
+
+def test_gemma2_prefill_past_the_window_keeps_the_whole_prompts_keys_and_values_in_sliding_layers():
+    # A configuration not measured: Gemma 2 9B (42 layers, 21 of them sliding with a 4,096 window; 8 KV heads
+    # of 256), generate at batch 2 x 10,000 with 16 new tokens. DynamicSlidingWindowLayer keeps a view of the
+    # last 4,095 tokens, so after the prompt pass every layer still holds the whole prompt's K and V:
+    # 42 layers x 2 x 10,000 tokens x (K + V) 2 x 8 x 256 x 2 B = 6,881,280,000 B (the window alone would be
+    # 21 x 20,000 x 8,192 + 21 x 2 x 4,096 x 8,192 = 4,849,664,000 B, 2,031,616,000 B less).
+    e = _estimate({"model": "gemma-2-9b", "workload": {"mode": "inference", "batch_size": 2, "seq_len": 10000,
+                                                       "new_tokens": 16}})
+    prefill = e.snapshots[0]
+    assert prefill.phase == "prefill"
+    assert dict(prefill.parts)["KV cache"] == {"KV cache": 42 * 20_000 * 8_192}
+    # the first decode step's torch.cat replaces the view with a window-sized copy: the last step holds
+    # 21 full layers x 2 x 10,015 tokens and 21 sliding layers x 2 x 4,096 tokens, x 8,192 B each
+    last = e.snapshots[-1]
+    assert dict(last.parts)["KV cache"] == {"KV cache": 21 * 2 * 10_015 * 8_192 + 21 * 2 * 4_096 * 8_192}

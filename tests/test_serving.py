@@ -334,3 +334,10 @@ def test_a_vllm_version_before_v1_was_the_default_is_answered_with_a_warning_tha
         return any("V0 engine" in w for w in res["result"]["warnings"])
     assert warns("0.6.3") and warns("0.7.3")
     assert not warns("0.8.0") and not warns("0.19.0")
+
+
+def test_llamacpp_search_states_its_band_in_numbers():
+    # the llama.cpp safety line once printed its template ("{pct:g}%") rather than the band's figure
+    r = serve(gpu="rtx-3060-12gb", engine="llamacpp", n_ctx=8192, flash_attn="on", solve=True)
+    sol = r["solutions"]
+    assert "{" not in sol["safety"] and f"device total {sol['band_pct']:g}% above" in sol["safety"]

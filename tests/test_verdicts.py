@@ -3,6 +3,7 @@ total's lower edge exceed the card, "fits" when its upper edge fits, "at risk" i
 is ``verdict == "fits"`` everywhere; exact terms carry no band; unmeasured kinds say "unverified"."""
 
 import importlib.util
+from functools import lru_cache
 import json
 from pathlib import Path
 
@@ -140,17 +141,19 @@ def test_check_agrees_only_inside_the_band_of_the_quantity():
     assert ck["rows"][0]["quantity"].startswith("device total") and ck["verdict"] == "measured higher"
 
 
+@lru_cache(maxsize=1)
 def _calibration_rows():
     if not CALIBRATION.exists():
         pytest.skip("shared calibration not present")
     spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
     cal = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cal)
-    return cal, cal.run([str(CALIBRATION)])
+    rows, summary = cal.run([str(CALIBRATION)])
+    return cal, (rows, summary), cal.cross_validate(rows)
 
 
 def test_every_oom_run_does_not_fit_and_few_working_runs_are_at_risk():
-    _, (rows, s) = _calibration_rows()
+    _, (rows, s), _ = _calibration_rows()
     ooms = [r for r in rows if r.get("status") == "oom"]
     assert ooms and all(r["verdict"] == "does not fit" for r in ooms)
     ok = [r for r in rows if r.get("status") == "ok"]
@@ -160,14 +163,13 @@ def test_every_oom_run_does_not_fit_and_few_working_runs_are_at_risk():
 
 
 def test_the_committed_quantity_bands_are_what_calibrate_fits():
-    cal, (rows, _) = _calibration_rows()
+    cal, (rows, _), _ = _calibration_rows()
     committed = json.loads((ROOT / "pycore" / "data" / "error_bands.json").read_text())
     assert cal.fit_quantity_bands(rows) == committed["quantities"]
 
 
 def test_held_out_coverage_is_reported_per_quantity():
-    cal, (rows, _) = _calibration_rows()
-    cv = cal.cross_validate(rows)
+    _, _, cv = _calibration_rows()
     assert set(cv) == set(QUANTITIES)
     for q, parts in cv.items():
         # fitted on every run, the band holds (nearly) every run it was fitted on
@@ -175,3 +177,39 @@ def test_held_out_coverage_is_reported_per_quantity():
         assert parts["held_out"]["runs"] == parts["fit"]["runs"]
         assert parts["held_out"]["coverage_pct"] >= 80.0, (q, parts)   # 86-89% when this was written
 
+
+
+def test_held_out_bands_are_at_most_8_percent_wide_and_miss_at_most_7_runs():
+    # Issue 22's goal is >= 90% inside at <= 8% median half-width on families left out, with everything
+    # fitted (the reserve's shares and the bands) refitted without the family. The widths hold it; coverage
+    # is 37-40 of 44 (the llama family, held out, takes its full-training and inference runs with it).
+    _, _, cv = _calibration_rows()
+    for q, parts in cv.items():
+        h = parts["held_out"]
+        assert h["median_half_width_pct"] <= 8.0, (q, h)
+        assert h["runs"] - h["covered"] <= 7 and len(h["missed"]) == h["runs"] - h["covered"], (q, h)
+
+
+def test_the_committed_reserve_shares_are_what_calibrate_fits():
+    # pycore/training/allocator.py's shares are the medians scripts/calibrate.py fits on the measured runs
+    cal, _, _ = _calibration_rows()
+    recs = cal.load_records([str(CALIBRATION)])
+    ideal = {rec["id"]: cal.ideal_share(rec) for rec in recs}
+    assert cal.fit_shares(recs, ideal) == cal.committed_shares()
+    # each kind has runs to fit on: a share no run informs would be a number typed by hand
+    kinds = {cal.share_kind(rec) for rec in recs if ideal[rec["id"]] is not None}
+    assert kinds == set(cal.SHARE_CONSTANTS)
+
+
+def test_a_held_out_family_refits_the_shares_without_it():
+    # leaving out every inference family moves the inference share back to its committed value (no runs
+    # left to fit it); leaving out one family moves a share by at most what one run's median can
+    cal, _, _ = _calibration_rows()
+    recs = cal.load_records([str(CALIBRATION)])
+    ideal = {rec["id"]: cal.ideal_share(rec) for rec in recs}
+    no_inference = [rec for rec in recs if rec["workload"]["mode"] != "inference"]
+    assert cal.fit_shares(no_inference, ideal)["inference"] == cal.committed_shares()["inference"]
+    inference = sorted(ideal[r["id"]] for r in recs if cal.share_kind(r) == "inference" and ideal[r["id"]] is not None)
+    without_first = [r for r in recs if r["id"] != next(r["id"] for r in recs if cal.share_kind(r) == "inference")]
+    refit = cal.fit_shares(without_first, ideal)["inference"]
+    assert inference[len(inference) // 2 - 1] - 1e-3 <= refit <= inference[len(inference) // 2 + 1] + 1e-3

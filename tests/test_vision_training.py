@@ -15,7 +15,7 @@ from pycore.errors import InputError
 from pycore.estimate import estimate
 from pycore.links import to_command
 from pycore.model.hfconfig import read_hf_config
-from pycore.training.vision import encoder_saved, image_fields, vision_states
+from pycore.training.vision import encoder_saved, vision_states
 from pycore.workload import Framework, Hardware, Precision, Workload
 
 H100 = Hardware("H100", 80 * 2 ** 30)
@@ -141,11 +141,12 @@ def test_images_raise_the_peak_over_the_text_alone():
 
 
 def test_the_cli_takes_images_and_a_size_and_the_command_comes_back():
-    a = _parser().parse_args(["estimate", "--model", "gemma-3-4b-it", "--images", "2", "--image-size", "1080x1920"])
+    a = _parser().parse_args(["estimate", "--model", "gemma-3-4b-it", "--images", "2", "--image-height", "1080",
+                              "--image-width", "1920"])
     req, problem = build_request(a)
     assert problem is None
     assert req["workload"]["images_per_sample"] == 2 and req["workload"]["image_height"] == 1080
-    assert "--images 2" in to_command(req) and "--image-size 1080x1920" in to_command(req)
-    assert image_fields(1, "big")[1].startswith("--image-size must be HEIGHTxWIDTH")
+    command = to_command(req)
+    assert "--images 2" in command and "--image-height 1080" in command and "--image-width 1920" in command
     with pytest.raises(InputError):
         estimate(read_hf_config(GEMMA), Workload(images_per_sample=1, mode="qlora"), Precision(), H100)

@@ -22,18 +22,16 @@ let latestShown = 0;
 
 app.update = update;
 async function update({ push = true } = {}) {
-  const query = await toQuery(app.state, app.catalog);
-  if (push && !pushing && `?${query}` !== location.search && !(query === "" && location.search === "")) {
-    history.pushState(null, "", query ? `?${query}` : location.pathname);
-  }
   if (!app.workerReady) return;
   for (let attempt = 0; attempt < 8; attempt++) {
     const { id, response } = await ask(toRequest(app.state, app.catalog, false));
     if (id < latestShown) return;
-    if (response.status === "timeout") { if (response.repeated) noteRepeated("The estimate"); return; }
+    // the link changes unless the core refused a value (it checks them, not the page); a slow answer keeps it
+    if (response.status === "timeout") { await pushLink(push); if (response.repeated) noteRepeated("The estimate"); return; }
     latestShown = id;
     if (response.status === "ok") {
       app.lastGood = structuredClone(app.state);
+      await pushLink(push);
       const serving = app.state.mode === "serve" && response.result.engine && response.result.engine !== "hf";
       if (serving) renderServe(response.result); else renderMain(response.result);
       renderLaunch(response.result);
@@ -54,6 +52,13 @@ async function update({ push = true } = {}) {
       return;
     }
     if (!rejected(response.errors[0])) return;
+  }
+}
+
+async function pushLink(push) {
+  const query = await toQuery(app.state, app.catalog);
+  if (push && !pushing && `?${query}` !== location.search && !(query === "" && location.search === "")) {
+    history.pushState(null, "", query ? `?${query}` : location.pathname);
   }
 }
 

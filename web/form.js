@@ -1,35 +1,42 @@
-import { PARAMS, applies, parseValue } from "./state.js";
+import { PARAMS, applies, paramOf, parseValue } from "./state.js";
 import { $, form, text, make, app } from "./dom.js";
 import { gpuCount, gpuCountParam } from "./pickers.js";
 
 // ---- form <-> state ------------------------------------------------------------
 export function field(param) { return app.catalog.request.fields[PARAMS[param]]; }
 
-// The serving fieldset, one control per serving field of the schema (the engine picks which show).
+// A control for every URL parameter the page's HTML has none for, read from the schema: the serving fields
+// in their fieldset (the engine picks which show), and any other field declared with a parameter in a
+// fieldset of its own, so that a field added to the schema has its control without an edit here.
 export function buildServeFields() {
-  const box = $("#serve-fields");
-  const controls = [];
+  const serving = [];
+  const more = [];
   for (const [param, path] of Object.entries(PARAMS)) {
+    if (form.querySelector(`[name="${param}"]`)) continue;
     const f = app.catalog.request.fields[path];
-    if (!f.modes || f.modes.length !== 1 || f.modes[0] !== "serve") continue;
-    const label = param.replace(/_/g, " ");
-    const flag = serveFlag(param, f);
-    const named = (...before) => [...before, flag ? make("span", { class: "flag", text: flag }) : "", ` ${label} `];
-    let control;
-    if (f.type === "bool") {
-      control = make("label", { class: "check" }, ...named(make("input", { name: param, type: "checkbox" }), " "));
-    } else if (f.type === "choice") {
-      control = make("label", {}, ...named(), make("select", { name: param }));
-    } else {
-      const input = make("input", { name: param, type: f.type === "text" ? "text" : "number",
-        inputmode: f.type === "int" ? "numeric" : "decimal", placeholder: f.nullable ? "default" : "" });
-      if (f.type === "number") input.step = "any";
-      control = make("label", {}, ...named(), input);
-    }
-    if (f.doc) control.title = f.doc;
-    controls.push(control);
+    (f.modes && f.modes.length === 1 && f.modes[0] === "serve" ? serving : more).push(control(param, f));
   }
-  box.replaceChildren(...controls);
+  $("#serve-fields").replaceChildren(...serving);
+  if (more.length) $("#serve-fieldset").after(make("fieldset", {}, make("legend", { text: "More settings" }), make("div", { class: "grid" }, ...more)));
+}
+
+function control(param, f) {
+  const label = param.replace(/_/g, " ");
+  const flag = serveFlag(param, f);
+  const named = (...before) => [...before, flag ? make("span", { class: "flag", text: flag }) : "", ` ${label} `];
+  let el;
+  if (f.type === "bool") {
+    el = make("label", { class: "check" }, ...named(make("input", { name: param, type: "checkbox" }), " "));
+  } else if (f.type === "choice") {
+    el = make("label", {}, ...named(), make("select", { name: param }));
+  } else {
+    const input = make("input", { name: param, type: ["int", "number"].includes(f.type) ? "number" : "text",
+      inputmode: f.type === "int" ? "numeric" : "decimal", placeholder: f.nullable ? "default" : "" });
+    if (f.type === "number") input.step = "any";
+    el = make("label", {}, ...named(), input);
+  }
+  if (f.doc) el.title = f.doc;
+  return el;
 }
 
 // The engine flag users know for a serving field (-ngl, -c, --max-model-len): the core's table of each
@@ -104,8 +111,7 @@ export function stateToForm() {
   if (app.state.sweep) $("#sweep-field").value = app.state.sweep;
   $("#sweep-stop").value = app.state.sweep_to ? String(app.state.sweep_to) : "";
   fieldError("gpu-n", "");
-  // Mixed precision keeps fp32 master weights whatever the Weights choice says (the core counts fp32).
-  text($("#w-note"), app.state.amp && ["full", "lora"].includes(app.state.mode) ? `fp32 master weights (mixed precision ${app.state.amp})` : "");
+  text($("#w-note"), impliedNote("w"));
   if (app.state.cfg !== null) $("#config-text").value = app.state.cfg;
   if (app.state.dims) {
     f.d_layers.value = app.state.dims.n_layers; f.d_hidden.value = app.state.dims.hidden_size; f.d_ffn.value = app.state.dims.ffn_size;
@@ -115,6 +121,15 @@ export function stateToForm() {
   for (const b of document.querySelectorAll(".unit-toggle button")) b.setAttribute("aria-pressed", String(b.dataset.unit === app.state.unit));
   for (const param of Object.keys(PARAMS)) fieldError(param, "");
   syncVisibility();
+}
+
+// The value another field gives this one when it is left at its default (the core's request.implied: mixed
+// precision keeps fp32 master weights), said beside it.
+function impliedNote(param) {
+  const rule = (app.catalog.request.implied || {})[PARAMS[param]];
+  const by = rule && paramOf(rule.when);
+  if (!by || app.state[by] === null || !applies(app.catalog, by, app.state.mode)) return "";
+  return `${rule.value} master weights (mixed precision ${app.state[by]})`;
 }
 
 export function fieldError(param, message) {

@@ -1,4 +1,4 @@
-import { toPlanRequest } from "./state.js";
+import { PARAMS, toPlanRequest } from "./state.js";
 import { $, PLAN_TIMEOUT_MS, text, make, errorText, fmt, app } from "./dom.js";
 import { ask } from "./client.js";
 import { stateToForm } from "./form.js";
@@ -73,12 +73,14 @@ function useButton(r, label, testid = null) {
   return b;
 }
 
+// The row's layout by its request paths (the core's names), each set through the URL parameter the schema
+// gives that path (catalog.json request.url_params): no field is mapped by hand.
 export function applyLayout(r) {
   app.focusAnswer = true;
-  const p = r.parallelism;
-  Object.assign(app.state, { dp: p.data_parallel, tp: p.tensor_parallel, pp: p.pipeline_parallel, cp: p.context_parallel,
-    ep: p.expert_parallel, sp: p.sequence_parallel, zero: p.zero_stage, rc: p.recompute, ga: p.gradient_accumulation,
-    batch: r.micro_batch });
+  const values = { "workload.batch_size": r.micro_batch };
+  for (const [name, value] of Object.entries(r.parallelism)) values[`parallelism.${name}`] = value;
+  const paramOfPath = Object.fromEntries(Object.entries(PARAMS).map(([param, path]) => [path, param]));
+  for (const [path, value] of Object.entries(values)) if (paramOfPath[path]) app.state[paramOfPath[path]] = value;
   stateToForm();
   app.update();
 }

@@ -1,34 +1,29 @@
 // The page's configuration and its URL form. What is valid (types, ranges, choices, defaults and
 // the modes a field applies to) comes from the core's schema, which the build writes into
 // catalog.json (pycore.api.schema); this file only maps URL parameters to request fields and
-// reads that schema. A value the schema rejects gets a message naming its parameter and falls
-// back to its default; the core's own cross-field checks are handled the same way in app.js.
+// reads values as the schema's types. The core checks them: a value it rejects is named by its
+// error, which app.js shows next to the field (and a link's value falls back to its default).
 
 // URL parameter -> request path, in the order they appear in a link: the core's table
-// (pycore.links.URL_PARAMS, in catalog.json), filled in once the catalog is loaded. The serving
-// workload's fields keep their engine's own names in links (?mode=serve&engine=vllm&max_model_len=32768):
-// every field the schema marks for mode "serve" becomes a parameter.
+// (pycore.links.URL_PARAMS, in catalog.json), filled in once the catalog is loaded. Each field declares its
+// parameter in the schema; the serving workload's fields keep their engine's own names in links
+// (?mode=serve&engine=vllm&max_model_len=32768).
 export const PARAMS = {};
 export function registerParams(catalog) {
   if (!catalog.request.url_params) throw new Error("catalog.json has no URL parameter table (request.url_params): a stale cache?");
   Object.assign(PARAMS, catalog.request.url_params);
-  for (const [path, f] of Object.entries(catalog.request.fields)) {
-    if (!path.startsWith("workload.") || !f.modes || f.modes.length !== 1 || f.modes[0] !== "serve") continue;
-    const name = path.slice("workload.".length);
-    if (!(name in PARAMS)) PARAMS[name] = path;
-  }
 }
-// Parameters that are not part of an estimate's request (the layout search reads them).
-const PLAN_ONLY = new Set(["gb"]);
+// A search's own fields (plan.global_batch: ?gb=) are not part of an estimate's request: the search adds them.
+const SEARCH_PARTS = ["plan.", "fit.", "sweep."];
 const DIM_KEYS = ["n_layers", "hidden_size", "ffn_size", "n_heads", "n_kv_heads", "vocab_size"];
-export const PAGE_DEFAULTS = { source: "catalog", model: "llama-3.1-8b", cfg: null, dims: null, hub: null, unit: "gib", sweep: null, sweep_to: null };
+export const PAGE_DEFAULTS = { source: "catalog", cfg: null, dims: null, hub: null, unit: "gib", sweep: null, sweep_to: null };
 // The sweep's axis and last value (issue 25: kept in the link), checked by the core's sweep fields.
 const SWEEP_PARAMS = { sweep: "sweep.field", sweep_to: "sweep.stop" };
 const UNITS = ["gib", "gb"];
 
 // The defaults of every parameter, from the schema.
 export function defaults(catalog) {
-  const out = { ...PAGE_DEFAULTS, gpu: catalog.request.defaults.gpu, pins: [] };
+  const out = { ...PAGE_DEFAULTS, model: catalog.request.defaults.model, gpu: catalog.request.defaults.gpu, pins: [] };
   for (const [param, path] of Object.entries(PARAMS)) {
     const f = catalog.request.fields[path];
     out[param] = f.default === undefined ? null : f.default;
@@ -49,48 +44,18 @@ export function applies(catalog, param, mode, engine = null) {
   return !f.modes || f.modes.includes(mode);
 }
 
-// Parse one URL or form value by its schema field: { ok, value } or { ok: false, why }.
+// Read one URL or form value as its schema field's type: { ok: true, value }. Only the type is read here
+// (a number, a flag, a list of names); whether the value is allowed (its range, its choices, its length) is
+// the core's to say, in the error that names the field. Text that is not of the type is kept as it is, for the
+// core to refuse by name.
 export function parseValue(f, text) {
   const s = String(text).trim();
   if (f.nullable && (s === "" || s === "off")) return { ok: true, value: null };
-  const range = () => (f.maximum !== undefined ? ` from ${f.minimum} to ${f.maximum}` : "");
-  if (f.type === "int" || f.type === "number") {
-    const pattern = f.type === "int" ? /^-?\d{1,16}$/ : /^-?(\d{1,16}(\.\d{0,16})?|\.\d{1,16})([eE][-+]?\d{1,3})?$/;
-    const n = pattern.test(s) ? Number(s) : NaN;
-    if (!Number.isFinite(n)) return { ok: false, why: `must be ${f.type === "int" ? "a whole number" : "a number"}${range()}` };
-    if ((f.minimum !== undefined && n < f.minimum) || (f.maximum !== undefined && n > f.maximum)) {
-      return { ok: false, why: `must be${range()}` };
-    }
-    return { ok: true, value: n };
-  }
-  if (f.type === "choice") {
-    if (f.choices.every((c) => typeof c === "number")) {      // whole-number choices, such as a block size
-      const n = /^\d{1,9}$/.test(s) ? Number(s) : NaN;
-      return f.choices.includes(n) ? { ok: true, value: n } : { ok: false, why: `must be one of ${f.choices.join(", ")}` };
-    }
-    return f.choices.includes(s) ? { ok: true, value: s } : { ok: false, why: `must be one of ${f.choices.join(", ")}` };
-  }
-  if (f.type === "bool") {
-    if (s === "1" || s === "true") return { ok: true, value: true };
-    if (s === "0" || s === "false") return { ok: true, value: false };
-    return { ok: false, why: "must be 1 or 0" };
-  }
-  if (f.type === "names") {
-    if ((f.choices || []).includes(s)) return { ok: true, value: s };
-    const list = s.split(",").map((x) => x.trim()).filter(Boolean);
-    if (list.length && list.length <= 64 && list.every((x) => /^[A-Za-z0-9_.-]{1,64}$/.test(x))) return { ok: true, value: list.join(",") };
-    return { ok: false, why: `must be ${(f.choices || []).join(" or ")} or module names separated by commas` };
-  }
-  if (f.type === "text") return s.length <= 64 ? { ok: true, value: s } : { ok: false, why: "is too long" };
-  if (f.type === "object") {              // a JSON object (a PEFT adapter_config.json): kept as its text, the core checks it
-    if (s.length > 100000) return { ok: false, why: "is too long" };
-    try {
-      const v = JSON.parse(s);
-      if (v && typeof v === "object" && !Array.isArray(v)) return { ok: true, value: s };
-    } catch { /* reported below */ }
-    return { ok: false, why: "must be a JSON object such as {\"peft_type\": \"LORA\", \"r\": 16}" };
-  }
-  return { ok: false, why: "is not understood" };
+  const numeric = f.type === "int" || f.type === "number" || (f.type === "choice" && f.choices.every((c) => typeof c === "number"));
+  if (numeric) return { ok: true, value: s !== "" && Number.isFinite(Number(s)) ? Number(s) : s };
+  if (f.type === "bool") return { ok: true, value: s === "1" || s === "true" ? true : s === "0" || s === "false" ? false : s };
+  if (f.type === "names" && !(f.choices || []).includes(s)) return { ok: true, value: s.split(",").map((x) => x.trim()).filter(Boolean).join(",") };
+  return { ok: true, value: s };
 }
 
 function b64urlEncode(bytes) {
@@ -205,24 +170,26 @@ export async function toQuery(state, catalog, { withPins = true } = {}) {
   return q.toString();
 }
 
-// The JSON request pycore reads (schema 1): every field that applies to the mode, by its path.
+// The JSON request pycore reads (schema 1): every field that applies to the mode and differs from its
+// default, by its path (a field left out takes the core's default, or the value another field implies).
 export function toRequest(state, catalog, solve) {
   const req = { schema: 1, solve };
+  const d = defaults(catalog);
   if (state.source === "config" && state.cfg) req.hf_config = state.cfg;      // the text: the core parses it
   else if (state.source === "custom" && state.dims) req.model = { dimensions: { ...state.dims, name: "custom" } };
   else req.model = state.model;
   for (const [param, path] of Object.entries(PARAMS)) {
-    if (param === "mem" || PLAN_ONLY.has(param) || !applies(catalog, param, state.mode, state.engine) || state[param] === null) continue;
+    if (param === "mem" || SEARCH_PARTS.some((p) => path.startsWith(p)) || !applies(catalog, param, state.mode, state.engine) || state[param] === null) continue;
+    if (state[param] === d[param] && param !== "mode") continue;          // the mode is always said
     let value = state[param];
-    if (param === "targets") value = value === "all-linear" ? value : String(value).split(",");
-    if (catalog.request.fields[path]?.type === "object") value = JSON.parse(value);
+    const type = catalog.request.fields[path]?.type;
+    if (type === "names" && !(catalog.request.fields[path].choices || []).includes(value)) value = String(value).split(",");
+    if (type === "object") { try { value = JSON.parse(value); } catch { /* the text: the core names the field */ } }
     const keys = path.split(".");
     let node = req;
     for (const k of keys.slice(0, -1)) node = node[k] = node[k] || {};
     node[keys.at(-1)] = value;
   }
-  // Mixed precision keeps fp32 master weights: the mixed-precision choice sets the storage dtype.
-  if (req.precision?.autocast) req.precision.weights = "fp32";
   req.gpu = state.mem ? { memory_gib: state.mem } : state.gpu;
   return req;
 }
@@ -231,7 +198,9 @@ export function toRequest(state, catalog, solve) {
 export function toPlanRequest(state, catalog, gpus = null) {
   const req = toRequest(state, catalog, false);
   req.plan = { limit: 200 };
-  if (state.gb) req.plan.global_batch = state.gb;
+  for (const [param, path] of Object.entries(PARAMS)) {               // the search's own fields (?gb=), by their paths
+    if (path.startsWith("plan.") && state[param] !== null && state[param] !== undefined) req.plan[path.slice("plan.".length)] = state[param];
+  }
   if (gpus) req.plan.gpus = gpus;
   return req;
 }

@@ -100,7 +100,8 @@ def log_request(log: EngineLog, model: str | None = None, hf_config: str | None 
             name = catalog_gpu(gpu)["name"]
         req["gpu"] = {"memory_bytes": log.figures["total"], "name": name or "GPU (total as vLLM printed it)"}
     else:
-        req["gpu"] = gpu if gpu is not None else "h100-sxm-80gb"
+        from ..request import DEFAULT_GPU
+        req["gpu"] = gpu if gpu is not None else DEFAULT_GPU
     return req
 
 

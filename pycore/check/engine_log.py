@@ -162,6 +162,17 @@ def _ranks(lines: list[str]) -> int:
     return top + 1
 
 
+def _first_matches(lines: list[str], patterns: dict, kept: list):
+    """(line, name, match) for the first of ``patterns`` that each line matches; the line is kept."""
+    for line in lines:
+        for name, pat in patterns.items():
+            m = pat.search(line)
+            if m:
+                kept.append(line)
+                yield line, name, m
+                break
+
+
 def _read_vllm(lines: list[str]) -> EngineLog:
     fig, settings, kept, version, model = {}, {}, [], None, None
     for line in lines:
@@ -218,38 +229,32 @@ def _read_vllm(lines: list[str]) -> EngineLog:
 
 def _read_sglang(lines: list[str]) -> EngineLog:
     fig, settings, kept, version, model = {}, {}, [], None, None
-    for line in lines:
-        for name, pat in SGLANG.items():
-            m = pat.search(line)
-            if not m:
-                continue
-            kept.append(line)
-            if name == "free_before":
-                fig.setdefault("free_before_load", int(_num(m.group(1)) * GiB))
-            elif name == "weights":
-                fig.setdefault("weights", int(_num(m.group(1)) * GiB))
-            elif name == "kv":
-                fig.setdefault("kv_tokens", int(m.group(1)))
-                k, v, kv = m.group(2), m.group(3), m.group(4)
-                fig.setdefault("kv_pool", int(((_num(k) + _num(v)) if k else _num(kv)) * GiB))
-            elif name == "totals":
-                fig.setdefault("kv_tokens", int(m.group(1)))
-                fig.setdefault("max_running_requests", int(m.group(2)))
-                settings.setdefault("context_length", int(m.group(3)))
-                c = SGLANG["chunked"].search(line)
-                if c and int(c.group(1)) > 0:
-                    settings.setdefault("chunked_prefill_size", int(c.group(1)))
-            elif name == "args":
-                args = _args(m.group(1))
-                model = args.get("model_path")
-                for key in ("tp_size", "pp_size", "mem_fraction_static", "context_length", "max_running_requests",
-                            "max_total_tokens", "chunked_prefill_size", "cuda_graph_max_bs", "page_size",
-                            "kv_cache_dtype", "dtype", "quantization"):
-                    if args.get(key) is not None:
-                        settings[key] = args[key]
-            elif name == "version":
-                version = version or m.group(1)
-            break
+    for line, name, m in _first_matches(lines, SGLANG, kept):
+        if name == "free_before":
+            fig.setdefault("free_before_load", int(_num(m.group(1)) * GiB))
+        elif name == "weights":
+            fig.setdefault("weights", int(_num(m.group(1)) * GiB))
+        elif name == "kv":
+            fig.setdefault("kv_tokens", int(m.group(1)))
+            k, v, kv = m.group(2), m.group(3), m.group(4)
+            fig.setdefault("kv_pool", int(((_num(k) + _num(v)) if k else _num(kv)) * GiB))
+        elif name == "totals":
+            fig.setdefault("kv_tokens", int(m.group(1)))
+            fig.setdefault("max_running_requests", int(m.group(2)))
+            settings.setdefault("context_length", int(m.group(3)))
+            c = SGLANG["chunked"].search(line)
+            if c and int(c.group(1)) > 0:
+                settings.setdefault("chunked_prefill_size", int(c.group(1)))
+        elif name == "args":
+            args = _args(m.group(1))
+            model = args.get("model_path")
+            for key in ("tp_size", "pp_size", "mem_fraction_static", "context_length", "max_running_requests",
+                        "max_total_tokens", "chunked_prefill_size", "cuda_graph_max_bs", "page_size",
+                        "kv_cache_dtype", "dtype", "quantization"):
+                if args.get(key) is not None:
+                    settings[key] = args[key]
+        elif name == "version":
+            version = version or m.group(1)
     if _ranks(lines) > 1:
         settings.setdefault("tp_size", _ranks(lines))
     return EngineLog("sglang", version, fig, settings, {}, model, tuple(kept))
@@ -258,35 +263,29 @@ def _read_sglang(lines: list[str]) -> EngineLog:
 def _read_llama(lines: list[str]) -> EngineLog:
     fig, settings, kept, version, model = {}, {}, [], None, None
     devices = {"model": {}, "kv": {}, "compute": {}}
-    for line in lines:
-        for name, pat in LLAMA.items():
-            m = pat.search(line)
-            if not m:
-                continue
-            kept.append(line)
-            if name == "version":
-                version = version or f"b{m.group(1)}"
-            elif name.endswith("_buffer"):
-                kind = name[: -len("_buffer")]
-                devices[kind][m.group(1)] = devices[kind].get(m.group(1), 0) + int(round(_num(m.group(2)) * MiB))
-            elif name == "n_ctx":
-                settings.setdefault("n_ctx", int(m.group(1)))
-            elif name in ("n_batch", "n_ubatch"):
-                settings.setdefault(name, int(m.group(1)))
-            elif name == "flash_attn":
-                settings.setdefault("flash_attn", {"0": "off", "disabled": "off", "false": "off", "1": "on",
-                                                   "enabled": "on", "true": "on"}.get(m.group(1), "auto"))
-            elif name == "kv_size":
-                fig.setdefault("kv_total", int(round(_num(m.group(1)) * MiB)))
-                fig.setdefault("kv_cells", int(m.group(2)))
-            elif name == "offloaded":
-                settings.setdefault("n_gpu_layers", int(m.group(1)))
-                fig.setdefault("layers", int(m.group(2)))
-            elif name == "file_type":
-                settings.setdefault("file_type", m.group(1).strip())
-            elif name == "model_path":
-                model = model or m.group(1)
-            break
+    for _, name, m in _first_matches(lines, LLAMA, kept):
+        if name == "version":
+            version = version or f"b{m.group(1)}"
+        elif name.endswith("_buffer"):
+            kind = name[: -len("_buffer")]
+            devices[kind][m.group(1)] = devices[kind].get(m.group(1), 0) + int(round(_num(m.group(2)) * MiB))
+        elif name == "n_ctx":
+            settings.setdefault("n_ctx", int(m.group(1)))
+        elif name in ("n_batch", "n_ubatch"):
+            settings.setdefault(name, int(m.group(1)))
+        elif name == "flash_attn":
+            settings.setdefault("flash_attn", {"0": "off", "disabled": "off", "false": "off", "1": "on",
+                                               "enabled": "on", "true": "on"}.get(m.group(1), "auto"))
+        elif name == "kv_size":
+            fig.setdefault("kv_total", int(round(_num(m.group(1)) * MiB)))
+            fig.setdefault("kv_cells", int(m.group(2)))
+        elif name == "offloaded":
+            settings.setdefault("n_gpu_layers", int(m.group(1)))
+            fig.setdefault("layers", int(m.group(2)))
+        elif name == "file_type":
+            settings.setdefault("file_type", m.group(1).strip())
+        elif name == "model_path":
+            model = model or m.group(1)
     devices = {k: v for k, v in devices.items() if v}
     return EngineLog("llamacpp", version, fig, settings, devices, model, tuple(kept))
 

@@ -137,6 +137,14 @@ def _number(text: str, where: str):
 def parse_measured_text(text) -> Measurement:
     """Every reading the text holds; raise InputError naming ``measured.text`` when it is too long or
     holds nothing this reads."""
+    reader = _Reader()
+    for number, raw in enumerate(_bounded_lines(text), 1):
+        reader.read_line(raw[:MAX_LINE_CHARS], number)
+    return reader.measurement()
+
+
+def _bounded_lines(text) -> list[str]:
+    """The text's lines, refused when it is not text or longer than a pasted output can be."""
     if not isinstance(text, str):
         raise InputError("measured.text", "must be text")
     if len(text) > MAX_TEXT_CHARS:
@@ -146,77 +154,114 @@ def parse_measured_text(text) -> Measurement:
     if len(lines) > MAX_LINES:
         raise InputError("measured.text", f"has more than {MAX_LINES:,} lines; paste the memory summary or the "
                                           "nvidia-smi table only")
-    found: dict = {}
-    used: list = []
-    formats: list = []
-    notes: list = []
-    ooms = retries = None
-    in_summary = csv_smi = False
-    summaries = 0
-    pending = None              # a torch call whose value is printed on the next line (a REPL)
-    for number, raw in enumerate(lines, 1):
-        line = raw[:MAX_LINE_CHARS]
+    return lines
+
+
+def _add_format(formats: list, name: str) -> None:
+    if name not in formats:
+        formats.append(name)
+
+
+class _Reader:
+    """The readings so far, line by line: each reader of a format takes the line or leaves it to the next."""
+
+    def __init__(self) -> None:
+        self.found: dict = {}
+        self.used: list = []
+        self.formats: list = []
+        self.notes: list = []
+        self.ooms = self.retries = None
+        self.in_summary = self.csv_smi = False
+        self.summaries = 0
+        self.pending = None         # a torch call whose value is printed on the next line (a REPL)
+
+    def read_line(self, line: str, number: int) -> None:
         where = f"line {number}"
-        if pending is not None:
-            key, label = pending
-            pending = None
-            if _BARE_NUMBER.match(line):
-                got = _number(line, where)
-                if got:
-                    _keep(found, key, Reading(got[0], f"{label} (line {number}, read in {got[2]})", got[1]))
-                continue
+        if self._pending_value(line, number) or self._smi_table(line, where) or self._summary_header(line):
+            return
+        if self.in_summary and line.lstrip().startswith("|"):
+            self._summary_row(line, where)
+            return
+        self.in_summary = False
+        if self._smi_csv(line, where):
+            return
+        if not self._torch_calls(line, where):
+            self._size_then_kind(line, where)
+
+    def _pending_value(self, line: str, number: int) -> bool:
+        """The value of the call on the line before, when this line is a bare number."""
+        if self.pending is None:
+            return False
+        (key, label), self.pending = self.pending, None
+        if not _BARE_NUMBER.match(line):
+            return False
+        got = _number(line, f"line {number}")
+        if got:
+            _keep(self.found, key, Reading(got[0], f"{label} (line {number}, read in {got[2]})", got[1]))
+        return True
+
+    def _smi_table(self, line: str, where: str) -> bool:
         m = _SMI_USAGE.search(line)
+        if not m:
+            return False
+        self.used.append(Reading(int(m.group(1)) * MiB, f"nvidia-smi: GPU {len(self.used)} memory used ({where})", MiB))
+        if "device_total" not in self.found:
+            self.found["device_total"] = Reading(int(m.group(2)) * MiB, f"nvidia-smi: total ({where})", MiB)
+        _add_format(self.formats, "nvidia-smi")
+        return True
+
+    def _summary_header(self, line: str) -> bool:
+        if not _SUMMARY_HEADER.search(line):
+            return False
+        self.summaries += 1
+        self.in_summary = self.summaries == 1
+        if self.summaries == 2:
+            self.notes.append("the text holds more than one memory summary; the first one is read")
+        _add_format(self.formats, "torch.cuda.memory_summary()")
+        return True
+
+    def _summary_row(self, line: str, where: str) -> None:
+        """A row of the first memory summary: its OOM and retry counts, or a size row's current and peak."""
+        m = _OOMS.search(line)
         if m:
-            used.append(Reading(int(m.group(1)) * MiB, f"nvidia-smi: GPU {len(used)} memory used ({where})", MiB))
-            if "device_total" not in found:
-                found["device_total"] = Reading(int(m.group(2)) * MiB, f"nvidia-smi: total ({where})", MiB)
-            if "nvidia-smi" not in formats:
-                formats.append("nvidia-smi")
-            continue
-        if _SUMMARY_HEADER.search(line):
-            summaries += 1
-            in_summary = summaries == 1
-            if summaries == 2:
-                notes.append("the text holds more than one memory summary; the first one is read")
-            if "torch.cuda.memory_summary()" not in formats:
-                formats.append("torch.cuda.memory_summary()")
-            continue
-        if in_summary and line.lstrip().startswith("|"):
-            m = _OOMS.search(line)
-            if m:
-                ooms = int(m.group(1))
-            m = _RETRIES.search(line)
-            if m:
-                retries = int(m.group(1))
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            name = cells[0].lower()
-            if name in _SUMMARY_ROWS and len(cells) >= 3:
-                current, peak = _size_cell(cells[1]), _size_cell(cells[2])
-                key = _SUMMARY_ROWS[name]
-                if peak:
-                    _keep(found, f"peak_{key}", Reading(peak[0], f"memory_summary: {cells[0]}, Peak Usage ({where})", peak[1]))
-                if current:
-                    _keep(found, f"current_{key}", Reading(current[0], f"memory_summary: {cells[0]}, Cur Usage ({where})",
-                                                           current[1]))
-            continue
-        in_summary = False
+            self.ooms = int(m.group(1))
+        m = _RETRIES.search(line)
+        if m:
+            self.retries = int(m.group(1))
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].lower()
+        if name in _SUMMARY_ROWS and len(cells) >= 3:
+            current, peak = _size_cell(cells[1]), _size_cell(cells[2])
+            key = _SUMMARY_ROWS[name]
+            if peak:
+                _keep(self.found, f"peak_{key}", Reading(peak[0], f"memory_summary: {cells[0]}, Peak Usage ({where})", peak[1]))
+            if current:
+                _keep(self.found, f"current_{key}", Reading(current[0], f"memory_summary: {cells[0]}, Cur Usage ({where})",
+                                                            current[1]))
+
+    def _smi_csv(self, line: str, where: str) -> bool:
+        """nvidia-smi --query-gpu's header, and the rows under it."""
         if _SMI_CSV_HEADER.search(line):
-            csv_smi = True
-            if "nvidia-smi" not in formats:
-                formats.append("nvidia-smi")
-            continue
-        if csv_smi:
-            m = _SMI_CSV_ROW.match(line)
-            one = None if m else _SMI_CSV_ONE.match(line)
-            if m or one:
-                used.append(Reading(int((m or one).group(1)) * MiB,
-                                    f"nvidia-smi --query-gpu: GPU {len(used)} memory.used ({where})", MiB))
-                if m and "device_total" not in found:
-                    found["device_total"] = Reading(int(m.group(3)) * MiB, f"nvidia-smi --query-gpu: memory.total ({where})", MiB)
-                continue
-            csv_smi = False
+            self.csv_smi = True
+            _add_format(self.formats, "nvidia-smi")
+            return True
+        if not self.csv_smi:
+            return False
+        m = _SMI_CSV_ROW.match(line)
+        one = None if m else _SMI_CSV_ONE.match(line)
+        if not (m or one):
+            self.csv_smi = False
+            return False
+        self.used.append(Reading(int((m or one).group(1)) * MiB,
+                                 f"nvidia-smi --query-gpu: GPU {len(self.used)} memory.used ({where})", MiB))
+        if m and "device_total" not in self.found:
+            self.found["device_total"] = Reading(int(m.group(3)) * MiB, f"nvidia-smi --query-gpu: memory.total ({where})", MiB)
+        return True
+
+    def _torch_calls(self, line: str, where: str) -> bool:
+        """Every torch.cuda call on the line, each with the number after it (or on the next line)."""
         calls = list(_TORCH_CALL.finditer(line))
-        for i, m in enumerate(calls):              # every call on the line, each with the number after it
+        for i, m in enumerate(calls):
             call = m.group(1).lower().replace("-", "_").replace(" ", "_")
             kind = "allocated" if "allocated" in call else "reserved"
             key = f"{'peak' if call.startswith(('max', 'peak')) else 'current'}_{kind}"
@@ -224,34 +269,43 @@ def parse_measured_text(text) -> Measurement:
             got = _number(rest, where)
             if got is None:
                 if i + 1 == len(calls):
-                    pending = (key, m.group(1))
+                    self.pending = (key, m.group(1))
             else:
                 value, resolution, unit = got
-                _keep(found, key, Reading(value, f"{m.group(1)} ({where}, read in {unit})", resolution))
-            if "torch.cuda.max_memory_*()" not in formats:
-                formats.append("torch.cuda.max_memory_*()")
-        if not calls:
-            for m in _SIZE_THEN_KIND.finditer(line):
-                value, resolution, unit = _number(m.group(1), where)
-                _keep(found, f"peak_{m.group(2).lower()}", Reading(value, f"{m.group(2).lower()} ({where}, read in {unit})",
-                                                                   resolution))
-                if "a size then allocated/reserved" not in formats:
-                    formats.append("a size then allocated/reserved")
-    found, used, zeros = _without_zeros(found, used, notes)
-    if summaries and "peak_allocated" not in found:
-        notes.append("the memory summary has no Peak Usage column this reads")
-    if "peak_allocated" not in found and "current_allocated" in found:
-        notes.append("only the current allocation was given, not the peak: it is compared with the peak as a lower bound")
-    if used and len(used) > 1:
-        notes.append(f"nvidia-smi shows {len(used)} GPUs; the most loaded is compared with the reported rank")
-    if used:
-        notes.append("nvidia-smi shows memory in use when it ran, not the peak: run it at the peak, or use "
-                     "max_memory_reserved()")
-    meas = Measurement(peak_allocated=found.get("peak_allocated"), peak_reserved=found.get("peak_reserved"),
-                       current_allocated=found.get("current_allocated"), current_reserved=found.get("current_reserved"),
-                       peak_non_releasable=found.get("peak_non_releasable"), device_used=tuple(used),
-                       device_total=found.get("device_total"), cuda_ooms=ooms, alloc_retries=retries,
-                       formats=tuple(formats), notes=tuple(notes))
+                _keep(self.found, key, Reading(value, f"{m.group(1)} ({where}, read in {unit})", resolution))
+            _add_format(self.formats, "torch.cuda.max_memory_*()")
+        return bool(calls)
+
+    def _size_then_kind(self, line: str, where: str) -> None:
+        for m in _SIZE_THEN_KIND.finditer(line):
+            value, resolution, unit = _number(m.group(1), where)
+            _keep(self.found, f"peak_{m.group(2).lower()}", Reading(value, f"{m.group(2).lower()} ({where}, read in {unit})",
+                                                                    resolution))
+            _add_format(self.formats, "a size then allocated/reserved")
+
+    def measurement(self) -> Measurement:
+        """The readings with their notes; InputError when none is left."""
+        found, used, zeros = _without_zeros(self.found, self.used, self.notes)
+        notes = self.notes
+        if self.summaries and "peak_allocated" not in found:
+            notes.append("the memory summary has no Peak Usage column this reads")
+        if "peak_allocated" not in found and "current_allocated" in found:
+            notes.append("only the current allocation was given, not the peak: it is compared with the peak as a lower bound")
+        if used and len(used) > 1:
+            notes.append(f"nvidia-smi shows {len(used)} GPUs; the most loaded is compared with the reported rank")
+        if used:
+            notes.append("nvidia-smi shows memory in use when it ran, not the peak: run it at the peak, or use "
+                         "max_memory_reserved()")
+        meas = Measurement(peak_allocated=found.get("peak_allocated"), peak_reserved=found.get("peak_reserved"),
+                           current_allocated=found.get("current_allocated"), current_reserved=found.get("current_reserved"),
+                           peak_non_releasable=found.get("peak_non_releasable"), device_used=tuple(used),
+                           device_total=found.get("device_total"), cuda_ooms=self.ooms, alloc_retries=self.retries,
+                           formats=tuple(self.formats), notes=tuple(notes))
+        _refuse_empty(meas, zeros)
+        return meas
+
+
+def _refuse_empty(meas: Measurement, zeros: list) -> None:
     if meas.empty() and zeros:
         raise InputError("measured.text", "every memory figure it holds is 0 bytes (" + "; ".join(zeros) +
                                           "): nothing was allocated when it was printed, so there is nothing to "
@@ -260,7 +314,6 @@ def parse_measured_text(text) -> Measurement:
         raise InputError("measured.text", "holds no memory figure this reads: paste the output of "
                                           "torch.cuda.memory_summary(), the numbers of torch.cuda.max_memory_allocated() "
                                           "and max_memory_reserved(), or nvidia-smi")
-    return meas
 
 
 def _without_zeros(found: dict, used: list, notes: list) -> tuple[dict, list, list]:

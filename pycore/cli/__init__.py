@@ -26,26 +26,42 @@ PAGE_URL = "https://gpu-memory-planner.github.io/"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pycore", description="Will this fit? GPU memory for transformer runs.")
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("estimate", help="estimate the peak memory of one configuration")
-    add_model_args(e)
-    add_workload_args(e)
-    add_layout_args(e)
-    add_gpu_args(e)
+    for add in (_estimate_parser, _plan_parser, _serve_parser, _fit_parser, _check_parser):
+        add(sub)
+    sub.add_parser("models", help="list the model catalog")
+    sub.add_parser("gpus", help="list the GPU catalog")
+    return p
+
+
+def _training_parser(sub, name: str, text: str):
+    """A verb that takes a training or inference run: the model, workload, layout and GPU flags."""
+    v = sub.add_parser(name, help=text)
+    add_model_args(v)
+    add_workload_args(v)
+    add_layout_args(v)
+    add_gpu_args(v)
+    return v
+
+
+def _estimate_parser(sub) -> None:
+    e = _training_parser(sub, "estimate", "estimate the peak memory of one configuration")
     e.add_argument("--solve", action="store_true", help="also find the largest batch/sequence and what makes it fit")
     e.add_argument("--json", action="store_true", help="print the result object as JSON")
     e.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
                    help=f"print the planner page's link for this configuration instead (base {PAGE_URL})")
     add_from_args(e)
-    pl = sub.add_parser("plan", help="the fewest GPUs that fit a training run, and its layouts ranked")
-    add_model_args(pl)
-    add_workload_args(pl)
-    add_layout_args(pl)
-    add_gpu_args(pl)
+
+
+def _plan_parser(sub) -> None:
+    pl = _training_parser(sub, "plan", "the fewest GPUs that fit a training run, and its layouts ranked")
     pl.add_argument("--global-batch", type=int, default=None, help="sequences per optimizer step over all GPUs")
     pl.add_argument("--gpus", type=int, default=None, help="rank the layouts of exactly this many GPUs")
     pl.add_argument("--max-gpus", type=int, default=None, help="largest GPU count the search tries (default 1024)")
     pl.add_argument("--limit", type=int, default=20, help="layouts to show")
     pl.add_argument("--json", action="store_true", help="print the result object as JSON")
+
+
+def _serve_parser(sub) -> None:
     sv = sub.add_parser("serve", help="what a serving engine (vLLM, SGLang, llama.cpp) leaves for the KV cache")
     add_model_args(sv)
     add_serve_args(sv)
@@ -60,20 +76,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="also print the command that starts the engine with the settings assumed")
     sv.add_argument("--url", nargs="?", const=PAGE_URL, default=None, metavar="BASE",
                     help="print the planner page's link for this configuration instead")
-    ft = sub.add_parser("fit", help="the cheapest combinations of changes that make the run fit")
-    add_model_args(ft)
-    add_workload_args(ft)
-    add_layout_args(ft)
-    add_gpu_args(ft)
+
+
+def _fit_parser(sub) -> None:
+    ft = _training_parser(sub, "fit", "the cheapest combinations of changes that make the run fit")
     ft.add_argument("--limit", type=int, default=5, help="plans to show")
     add_from_args(ft)
     ft.add_argument("--json", action="store_true", help="print the result object as JSON")
-    ck = sub.add_parser("check", help="compare the estimate with what your own run printed (memory_summary, "
-                                      "max_memory_allocated/reserved, nvidia-smi)")
-    add_model_args(ck)
-    add_workload_args(ck)
-    add_layout_args(ck)
-    add_gpu_args(ck)
+
+
+def _check_parser(sub) -> None:
+    ck = _training_parser(sub, "check", "compare the estimate with what your own run printed (memory_summary, "
+                                        "max_memory_allocated/reserved, nvidia-smi)")
     ck.add_argument("--measured", metavar="FILE", default=None,
                     help="text your run printed (- reads standard input)")
     ck.add_argument("--engine-log", metavar="FILE", default=None,
@@ -85,9 +99,6 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--record", metavar="FILE", default=None,
                     help="also write the case as a calibration record (one JSON line) to FILE")
     ck.add_argument("--json", action="store_true", help="print the result object as JSON")
-    sub.add_parser("models", help="list the model catalog")
-    sub.add_parser("gpus", help="list the GPU catalog")
-    return p
 
 
 def _from_command(a) -> tuple[dict, str | None]:
@@ -166,7 +177,32 @@ def _from_file(a, argv) -> tuple[dict | None, str | None]:
 
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
-    if a.command == "models":
+    if a.command in ("models", "gpus"):
+        return _list_catalog(a.command)
+    if a.command == "check" and a.engine_log is not None:
+        return _engine_log(a)
+    if a.command == "check" and a.measured is None:
+        print("error: give --measured FILE (your run's output) or --engine-log FILE", file=sys.stderr)
+        return 2
+    req, reading, problem = _request(a, argv)
+    if not problem and getattr(a, "url", None):
+        return _print_url(req, a.url)
+    if not problem:
+        problem = _add_query(a, req)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    res, code = _run(req)
+    if res is None:
+        return code
+    if a.command == "check" and a.record and not _write_record(a.record, res):
+        return 2
+    return _show(a, res, reading)
+
+
+def _list_catalog(command: str) -> int:
+    """models / gpus: the catalog, one line each."""
+    if command == "models":
         entries = sorted(model_entries().items())
         wid = max(len(mid) for mid, _ in entries)
         wfam = max(len(e["family"]) for _, e in entries)
@@ -174,38 +210,44 @@ def main(argv=None) -> int:
             m = read_hf_config(entry["hf_config"], mid)
             print(f"{mid:{wid}s}  {entry['family']:{wfam}s} {total_params(m) / 1e9:9.3f} B  {m.model_type}")
         return 0
-    if a.command == "gpus":
-        for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
-            print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
-        return 0
-    if a.command == "check" and a.engine_log is not None:
-        return _engine_log(a)
-    if a.command == "check" and a.measured is None:
-        print("error: give --measured FILE (your run's output) or --engine-log FILE", file=sys.stderr)
-        return 2
+    for gid, g in sorted(gpu_entries().items(), key=lambda kv: kv[1]["memory_bytes"]):
+        print(f"{gid:20s} {g['memory_bytes'] / GiB:7.1f} GiB  {g['name']}")
+    return 0
+
+
+def _request(a, argv) -> tuple[dict | None, dict | None, str | None]:
+    """The request the verb makes, what ``--from`` read (or None), and the problem to report (or None)."""
     if a.command == "serve" and a.from_command is not None:
         req, problem = _from_command(a)
-    elif a.command == "serve":
+        return req, None, problem
+    if a.command == "serve":
         req, problem = model_part(a)
         if not problem:
             req.update({"schema": 1, "workload": serve_part(a), "solve": a.solve,
                         "gpu": {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu})
-    else:
-        reading, problem = _from_file(a, argv)
-        if not problem:
-            req, problem = build_request(a)
+        return req, None, problem
+    reading, problem = _from_file(a, argv)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        return None, reading, problem
+    req, problem = build_request(a)
+    return req, reading, problem
+
+
+def _print_url(req: dict, base: str) -> int:
+    """--url: the planner page's link for the request."""
+    from ..errors import InputError
+    from ..links import to_url
+    try:
+        print(to_url(req, base))
+    except InputError as exc:
+        print(printable(f"error: {exc.field}: {exc.message}"), file=sys.stderr)
         return 2
-    if getattr(a, "url", None):
-        from ..errors import InputError
-        from ..links import to_url
-        try:
-            print(to_url(req, a.url))
-        except InputError as exc:
-            print(printable(f"error: {exc.field}: {exc.message}"), file=sys.stderr)
-            return 2
-        return 0
+    return 0
+
+
+def _add_query(a, req: dict) -> str | None:
+    """The verb's own part of the request (fit's limit, check's measured text, plan's query); the problem
+    reading the measured text, if any."""
     if a.command == "fit":
         req["fit"] = {"limit": a.limit}
     if a.command == "check":
@@ -214,22 +256,27 @@ def main(argv=None) -> int:
         else:
             text, problem = read_text_file(a.measured, "--measured")
             if problem:
-                print(f"error: {problem}", file=sys.stderr)
-                return 2
+                return problem
         req["measured"] = {"text": text}                  # bounded and parsed by the core
     if a.command == "plan":
         req["plan"] = {k: v for k, v in (("gpus", a.gpus), ("global_batch", a.global_batch), ("max_gpus", a.max_gpus),
                                          ("limit", a.limit)) if v is not None}
-    res, code = _run(req)
-    if res is None:
-        return code
-    if a.command == "check" and a.record:
-        record = res["check"]["record"]
-        if record is None:
-            print(printable(f"error: --record: {res['check']['record_note']}"), file=sys.stderr)
-            return 2
-        with open(a.record, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+    return None
+
+
+def _write_record(path: str, res: dict) -> bool:
+    """check --record: the case as one calibration record appended to the file; False (said) when there is none."""
+    record = res["check"]["record"]
+    if record is None:
+        print(printable(f"error: --record: {res['check']['record_note']}"), file=sys.stderr)
+        return False
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+    return True
+
+
+def _show(a, res: dict, reading) -> int:
+    """The answer: what --from read, then the launch command, the JSON or the verb's table."""
     if getattr(a, "from_file", None):
         from .fromfile import print_reading
         if a.json:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from ..errors import InputError
 from ..jsontext import MAX_JSON_CHARS, check_limits
 
-LAYOUT_FLAGS = (  # flag, request field, type
-    ("--recipe", "recipe", str), ("--dp", "data_parallel", int), ("--tp", "tensor_parallel", int),
-    ("--pp", "pipeline_parallel", int), ("--vpp", "virtual_stages", int), ("--cp", "context_parallel", int),
-    ("--ep", "expert_parallel", int), ("--etp", "expert_tensor_parallel", int), ("--zero", "zero_stage", int), ("--offload-optimizer", "offload_optimizer", str),
-    ("--offload-params", "offload_params", str), ("--micro-batches", "micro_batches", int),
-    ("--grad-accum", "gradient_accumulation", int), ("--recompute", "recompute", str),
-    ("--recompute-layers", "recompute_layers", int), ("--gpus-per-node", "gpus_per_node", int),
-)
+# The argument group of each request part's flags (the flags themselves are the fields' declarations).
+_GROUPS = {"precision": "workload", "workload": "workload",
+           "framework": "software versions (the rules of docs/method.md#versions)",
+           "parallelism": "multi-GPU layout (training)"}
+_TYPES = {"int": int, "number": float, "text": str, "choice": str, "names": str, "ints": str, "object": str}
 
 
 def add_model_args(p) -> None:
@@ -25,58 +23,45 @@ def add_model_args(p) -> None:
     g.add_argument("--largest-layer-params", type=float, default=None, help="with --params: the largest module's parameters")
 
 
+def add_field_args(p, parts) -> None:
+    """One flag per request field of ``parts`` that declares one (schema.Field cli), its type from the field and
+    its help from the field's doc and default. A flag not given leaves the field out of the request, which then
+    takes the schema's default: no default is written twice. The dest is the field's request path."""
+    from ..request import outside_fields
+    groups: dict = {}
+    for path, f, default in outside_fields():
+        part = path.split(".")[0]
+        if not f.cli or part not in parts:
+            continue
+        title = _GROUPS[part]
+        g = groups[title] if title in groups else groups.setdefault(title, p.add_argument_group(title))
+        help_text = _help(path, f, default)
+        if f.kind == "bool":
+            g.add_argument(f.cli, dest=path, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        kind = int if f.kind == "choice" and all(isinstance(c, int) for c in f.choices) else _TYPES[f.kind]
+        metavar = "FILE" if f.kind == "object" else f.cli.lstrip("-").upper().replace("-", "_")
+        g.add_argument(f.cli, dest=path, type=kind, default=None, metavar=metavar, help=help_text)
+
+
+def _help(path: str, f, default) -> str:
+    """The field's doc, its choices (when there are a few) and the schema's default."""
+    notes = [f"one of {', '.join(map(str, f.choices))}"] if f.kind == "choice" and len(f.choices) <= 12 else []
+    if default not in (None, ""):
+        notes.append(f"default {','.join(map(str, default)) if isinstance(default, tuple) else default}")
+    return (f.doc or path) + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def add_workload_args(p, serving: bool = False) -> None:
-    g = p.add_argument_group("workload")
-    g.add_argument("--mode", default="full", help="full, lora, qlora, peft or inference")
-    g.add_argument("--peft-config", metavar="FILE", default=None,
-                   help="mode peft: a PEFT adapter_config.json (any peft_type; see docs/methods.md)")
-    g.add_argument("--batch", type=int, default=1, help="micro-batch (sequences per step per GPU)")
-    g.add_argument("--seq", type=int, default=2048, help="tokens per sequence (the prompt, for inference)")
-    g.add_argument("--new-tokens", type=int, default=0, help="inference: tokens generated (0 = one forward pass)")
-    g.add_argument("--weights", default=None, help="fp32, bf16, fp16; for inference also fp8, int8, int4")
-    g.add_argument("--autocast", default=None, help="bf16 or fp16: mixed precision over fp32 weights")
-    g.add_argument("--activations", default=None, help="weight-only quantised inference: bf16 or fp16")
-    g.add_argument("--kv-cache", default=None, help="KV cache dtype (default: the compute dtype)")
-    g.add_argument("--optimizer", default="adamw")
-    g.add_argument("--attention", default="sdpa", help="sdpa, flash or eager")
-    g.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on every layer")
-    g.add_argument("--loss-kernel", default=None, help="liger-flce, cut-cross-entropy, torchtune-chunked or "
-                                                       "flash-attn-ce (default: transformers' loss)")
-    g.add_argument("--liger-kernels", action="store_true", help="Liger RMSNorm, SwiGLU and RoPE")
-    g.add_argument("--peft-nf4-base", action="store_true", help="mode peft: the adapter over a 4-bit NF4 base")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (unverified rule)")
-    g.add_argument("--activation-offload", default=None, help="torchtune, unsloth or deepspeed-cpu")
-    g.add_argument("--packing", default=None, help="packed sequences: flash-varlen or sdpa-mask")
-    g.add_argument("--images", type=int, default=None, help="multimodal models: images per sequence")
-    g.add_argument("--image-size", default=None, metavar="HxW", help="image height x width in pixels")
-    g.add_argument("--lora-rank", type=int, default=16)
-    g.add_argument("--lora-alpha", type=float, default=32)
-    g.add_argument("--lora-targets", default=None,
-                   help="comma-separated module names, or all-linear (default: the attention projections)")
-    g.add_argument("--head", default=None, help="causal-lm, masked-lm, sequence-classification, token-classification "
-                                                "or reward (default: the model's language-modelling head)")
-    g.add_argument("--num-labels", type=int, default=None, help="classification heads: outputs")
-    g.add_argument("--cache-implementation", default=None, help="inference: dynamic (default) or static")
-    g.add_argument("--quant-format", default=None, help="inference: a quantised checkpoint's format (gptq, awq, "
-                                                        "bnb-nf4, ...; default: the config's quantization_config)")
-    g.add_argument("--quant-kernel", default=None, help="inference: the quantised format's kernel (default auto)")
-    v = p.add_argument_group("software versions (the rules of docs/method.md#versions)")
-    v.add_argument("--torch-version", default=None, help="PyTorch version (default 2.11)")
-    v.add_argument("--transformers-version", default=None, help="transformers version (default 5.17)")
-    v.add_argument("--peft-version", default=None, help="peft version (default 0.21)")
+    add_field_args(p, ("precision", "workload", "framework"))
+    v = p.add_argument_group(_GROUPS["framework"])
     v.add_argument("--cuda-context-mib", type=float, default=None, help="memory outside the allocator, MiB "
                                                                          "(default: by torch version)")
-    v.add_argument("--alloc-conf", default=None, help="PYTORCH_CUDA_ALLOC_CONF, e.g. expandable_segments:True "
-                                                      "(training: the caching allocator is replayed)")
 
 
 def add_layout_args(p) -> None:
-    g = p.add_argument_group("multi-GPU layout (training)")
-    for flag, field, kind in LAYOUT_FLAGS:
-        g.add_argument(flag, type=kind, default=None, dest=f"par_{field}", help=f"parallelism.{field}")
-    g.add_argument("--sp", action="store_true", dest="par_sequence_parallel", default=None,
-                   help="sequence parallelism (norm and dropout activations split by --tp)")
-    g.add_argument("--pipeline-layers", default=None, help="uneven split: comma-separated layers per stage")
+    add_field_args(p, ("parallelism",))
+    g = p.add_argument_group(_GROUPS["parallelism"])
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a recipe option (parallelism.options), e.g. --option reduce_bucket_size=2e8")
 
@@ -90,7 +75,6 @@ SERVE_ALIASES = {"--tp": ("tensor_parallel_size", "tp_size"), "--pp": ("pipeline
 def add_serve_args(p) -> None:
     """One flag per serving field (--max-model-len, --gpu-memory-utilization, --n-ctx, ...), read from
     the schema, so the CLI accepts exactly what the request does."""
-    import argparse
     from ..schema import _fields
     from ..serving.config import Serving
     g = p.add_argument_group("serving (engine settings; see docs/serving.md)")
@@ -136,9 +120,11 @@ def serve_part(a) -> dict:
 
 
 def add_gpu_args(p) -> None:
+    from ..request import DEFAULT_GPU, cli_flags
     g = p.add_argument_group("GPU")
-    g.add_argument("--gpu", default="h100-sxm-80gb", help="catalog id (see `gpus`)")
-    g.add_argument("--gpu-memory-gib", type=float, default=None, help="a custom GPU's memory instead of --gpu")
+    g.add_argument("--gpu", default=DEFAULT_GPU, help="catalog id (see `gpus`)")
+    g.add_argument(cli_flags()["gpu.memory_gib"], dest="gpu_memory_gib", type=float, default=None,
+                   help="a custom GPU's memory instead of --gpu")
 
 
 def read_text_file(path: str, option: str) -> tuple[str, str | None]:
@@ -183,16 +169,7 @@ def model_part(a) -> tuple[dict, str | None]:
 
 
 def layout_part(a) -> tuple[dict, str | None]:
-    par = {}
-    for _, field, _ in LAYOUT_FLAGS + (("", "sequence_parallel", bool),):
-        value = getattr(a, f"par_{field}", None)
-        if value is not None:
-            par[field] = value
-    if a.pipeline_layers:
-        try:
-            par["pipeline_layers"] = [int(x) for x in a.pipeline_layers.split(",")]
-        except ValueError:
-            return {}, "--pipeline-layers: give whole numbers separated by commas"
+    """The recipe's options (--option KEY=VALUE); the layout's fields come with the other flags (field_part)."""
     options = {}
     for item in a.option:
         key, sep, value = item.partition("=")
@@ -207,8 +184,43 @@ def layout_part(a) -> tuple[dict, str | None]:
         except ValueError:
             options[key] = value            # not JSON: the text itself, checked by the option's field
     if options:
-        par["options"] = {k: _whole(v) if isinstance(v, float) else v for k, v in options.items()}
-    return par, None
+        return {"options": {k: _whole(v) if isinstance(v, float) else v for k, v in options.items()}}, None
+    return {}, None
+
+
+def field_part(a) -> tuple[dict, str | None]:
+    """The request's fields from the flags given (add_field_args), each at its path."""
+    from ..request import outside_fields
+    req: dict = {}
+    for path, f, _ in outside_fields():
+        value = getattr(a, path, None)
+        if value is None:
+            continue
+        value, problem = _flag_value(f, value)
+        if problem:
+            return {}, problem
+        *parents, last = path.split(".")
+        node = req
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return req, None
+
+
+def _flag_value(f, value) -> tuple[object, str | None]:
+    """A flag's text as the request's JSON value: comma lists, whole numbers as integers, a JSON file read."""
+    if f.kind == "number":
+        return _whole(value), None
+    if f.kind == "names" and isinstance(value, str) and value not in f.choices:
+        return [t for t in value.split(",") if t], None
+    if f.kind == "ints" and isinstance(value, str):
+        try:
+            return [int(x) for x in value.split(",")], None
+        except ValueError:
+            return None, f"{f.cli}: give whole numbers separated by commas"
+    if f.kind == "object" and isinstance(value, str):
+        return read_json_file(value, f.cli)
+    return value, None
 
 
 def read_json_file(path: str, option: str) -> tuple[object, str | None]:
@@ -230,57 +242,17 @@ def build_request(a) -> tuple[dict, str | None]:
     if problem:
         return {}, problem
     req.update(model)
-    targets = a.lora_targets
-    if targets not in (None, "all-linear"):
-        targets = [t for t in targets.split(",") if t]
-    req["workload"] = {"mode": a.mode, "batch_size": a.batch, "seq_len": a.seq, "new_tokens": a.new_tokens,
-                       "optimizer": a.optimizer, "attention": a.attention, "gradient_checkpointing": a.checkpointing,
-                       "lora": {"rank": a.lora_rank, "alpha": _whole(a.lora_alpha)}}
-    if getattr(a, "cache_implementation", None):
-        req["workload"]["cache_implementation"] = a.cache_implementation
-    if targets is not None:
-        req["workload"]["lora"]["targets"] = targets
-    if getattr(a, "head", None):
-        req["workload"]["head"] = a.head
-    if getattr(a, "num_labels", None) is not None:
-        req["workload"]["num_labels"] = a.num_labels
-    for key, value in (("loss_kernel", getattr(a, "loss_kernel", None)), ("activation_offload",
-                       getattr(a, "activation_offload", None)), ("packing", getattr(a, "packing", None)),
-                       ("liger_kernels", getattr(a, "liger_kernels", False)), ("torch_compile", getattr(a, "compile", False)),
-                       ("peft_nf4_base", getattr(a, "peft_nf4_base", False))):
-        if value:
-            req["workload"][key] = value
-    if getattr(a, "images", None) is not None or getattr(a, "image_size", None):
-        from ..training.vision import image_fields
-        fields, problem = image_fields(a.images, a.image_size)
-        if problem:
-            return {}, problem
-        req["workload"].update(fields)
-    if getattr(a, "peft_config", None):
-        adapter, problem = read_json_file(a.peft_config, "--peft-config")
-        if problem:
-            return {}, problem
-        req["workload"]["peft_config"] = adapter
-    framework = {k: v for k, v in (("torch", getattr(a, "torch_version", None)),
-                                   ("transformers", getattr(a, "transformers_version", None)),
-                                   ("peft", getattr(a, "peft_version", None))) if v}
-    if getattr(a, "cuda_context_mib", None) is not None:
-        framework["cuda_context_bytes"] = int(a.cuda_context_mib * 2 ** 20)
-    if getattr(a, "alloc_conf", None):
-        framework["alloc_conf"] = a.alloc_conf
-    if framework:
-        req["framework"] = framework
-    weights = a.weights or ("fp32" if a.autocast else "bf16")
-    req["precision"] = {"weights": weights, "autocast": a.autocast, "kv_cache": a.kv_cache,
-                        "activations": a.activations}
-    for key in ("quant_format", "quant_kernel"):
-        if getattr(a, key, None):
-            req["precision"][key] = getattr(a, key)
-    req["gpu"] = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
-    req["solve"] = getattr(a, "solve", False)
-    par, problem = layout_part(a)
+    fields, problem = field_part(a)
     if problem:
         return {}, problem
-    if par:
-        req["parallelism"] = par
+    req.update(fields)
+    if getattr(a, "cuda_context_mib", None) is not None:
+        req.setdefault("framework", {})["cuda_context_bytes"] = int(a.cuda_context_mib * 2 ** 20)
+    req["gpu"] = {"memory_gib": a.gpu_memory_gib} if a.gpu_memory_gib is not None else a.gpu
+    req["solve"] = getattr(a, "solve", False)
+    options, problem = layout_part(a)
+    if problem:
+        return {}, problem
+    if options:
+        req.setdefault("parallelism", {}).update(options)
     return req, None

@@ -9,15 +9,8 @@ import json
 import os
 import sys
 
-from .args import LAYOUT_FLAGS, printable, read_text_file
+from .args import printable, read_text_file
 
-# request path -> the argparse dest that sets it (pycore/cli/args.py)
-_DESTS = {"model": "model", "workload.mode": "mode", "workload.batch_size": "batch", "workload.seq_len": "seq",
-          "workload.optimizer": "optimizer", "workload.attention": "attention",
-          "workload.gradient_checkpointing": "checkpointing", "workload.lora.rank": "lora_rank",
-          "workload.lora.alpha": "lora_alpha", "workload.lora.targets": "lora_targets",
-          "precision.weights": "weights", "precision.autocast": "autocast",
-          **{f"parallelism.{field}": f"par_{field}" for _, field, _ in LAYOUT_FLAGS}}
 _MODEL_DESTS = ("model", "hf_config", "params")
 
 
@@ -58,20 +51,18 @@ def apply_from(a, given: set) -> tuple[dict | None, str | None]:
         reading = read_run_config(text, a.from_kind, ds_text) if ds_text is not None else first
     except InputError as exc:
         return None, printable(f"--from {a.from_file}: {exc.message}")
+    from ..request import cli_flags
     model_given = any(d in given for d in _MODEL_DESTS)
+    dests = {"model": "model", **{path: path for path in cli_flags() if hasattr(a, path)}}   # add_field_args' dests
     for path, value in _flatten(reading["request"]):
-        dest = _DESTS.get(path)
+        dest = dests.get(path)
         if dest is None:
             if path.startswith("parallelism.options.") and "option" not in given:
                 a.option.append(f"{path.rsplit('.', 1)[1]}={json.dumps(value)}")
             continue
         if dest in given or (dest == "model" and model_given):
             continue
-        if dest == "lora_targets" and isinstance(value, list):
-            value = ",".join(value)
         setattr(a, dest, value)
-    if reading["request"].get("precision", {}).get("autocast") and "weights" not in given:
-        a.weights = "fp32"
     if not model_given and "model" not in reading["request"]:
         why = next((n for n in reading["notes"] if "--model" in n), f"a {reading['kind']} config names no model")
         return None, printable(f"--from {a.from_file}: {why}")

@@ -139,22 +139,30 @@ def _gated(group: str, h: int, ffn: int, bias: bool, layers: int, fused: bool) -
             Linear("down_proj", ffn, h, bias, layers, group)]
 
 
+def layer_norm_params(m: ModelSpec, t: int = 1, attention: bool = True) -> int:
+    """Normalisation parameters of one layer on one of ``t`` tensor ranks: its norms (weight, and bias
+    for LayerNorm; BERT's attention and output LayerNorms), the q/k norms of an ``attention`` layer (a
+    linear-attention layer has none: per head they are replicated, over the whole projection split with
+    the heads), and MLA's q_a_layernorm and kv_a_layernorm. Attention sinks are not norms (sink_params)."""
+    count = norm_params_per_unit(m) * m.hidden_size * (2 if m.family == "bert" else m.norms_per_layer)
+    if attention and m.qk_norm == "per_head":
+        count += 2 * m.head_dim
+    elif attention and m.qk_norm == "full":
+        count += (q_dim(m) + kv_dim(m)) // t
+    if is_mla(m):
+        count += m.q_lora_rank + m.kv_lora_rank
+    return count
+
+
 def norm_params(m: ModelSpec) -> int:
     """Normalisation weights (and LayerNorm biases) in the layers, final norm and heads."""
-    h, L = m.hidden_size, m.n_layers
-    per_norm = norm_params_per_unit(m) * h
+    per_norm = norm_params_per_unit(m) * m.hidden_size
+    linear = m.n_layers - attention_layers(m)
+    layers = layer_norm_params(m) * attention_layers(m) + layer_norm_params(m, attention=False) * linear
     if m.family == "bert":
-        # embeddings.LayerNorm, two per layer, and the MLM head's transform.LayerNorm (none in the
-        # classification heads)
-        return per_norm * (2 * L + (1 if is_classifier(m) else 2))
-    count = per_norm * (m.norms_per_layer * L + 1)
-    if m.qk_norm == "per_head":
-        count += 2 * m.head_dim * attention_layers(m)
-    elif m.qk_norm == "full":
-        count += (q_dim(m) + kv_dim(m)) * attention_layers(m)
-    if is_mla(m):
-        count += (m.q_lora_rank + m.kv_lora_rank) * L        # q_a_layernorm, kv_a_layernorm
-    return count
+        # embeddings.LayerNorm and the MLM head's transform.LayerNorm (none in the classification heads)
+        return layers + per_norm * (1 if is_classifier(m) else 2)
+    return layers + per_norm                                  # the final norm
 
 
 def embedding_params(m: ModelSpec) -> int:

@@ -22,6 +22,7 @@ from dataclasses import replace
 from ..errors import InputError
 from ..model.spec import ModelSpec, norm_params_per_unit
 from ..result import Estimate, make_estimate
+from ..training.allocator import RECIPE_SHARES
 from ..training.optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes
 from ..training.static import stage_lora_params
 from ..training.step import StageView, training_step
@@ -137,5 +138,5 @@ def estimate_deepspeed(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f:
                          recompute_layers=par.recompute_layers, in_flight=in_flight(par, stage),
                          grads_in_forward=par.gradient_accumulation > 1 or par.pipeline_parallel > 1)
         snaps, ctx = training_step(m, w, pe, fe, st, rank, view)
-        return make_estimate(m, w, p, hw, fe, ctx, snaps, m.warnings, host_bytes=host)
+        return make_estimate(m, w, p, hw, fe, ctx, snaps, m.warnings, host_bytes=host, shares=RECIPE_SHARES)
     return most_loaded(par, m, evaluate)

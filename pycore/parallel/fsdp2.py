@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..model.spec import ModelSpec
 from ..parallel.shard import local_model
 from ..result import Estimate, make_estimate
+from ..training.allocator import RECIPE_SHARES
 from ..training.activations import FP32, LayerCost
 from ..training.optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes
 from ..training.static import stage_lora_params
@@ -170,5 +171,5 @@ def estimate_fsdp2(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Fra
         if rank.last:
             snaps = torchtitan_loss(snaps, ctx, local_model(m, par.tensor_parallel).vocab_size,
                                     o.torchtitan_version, o.compile, loss_parallel=par.tensor_parallel > 1)
-        return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings, host_bytes=host)
+        return make_estimate(m, w, p, hw, f, ctx, snaps, m.warnings, host_bytes=host, shares=RECIPE_SHARES)
     return most_loaded(par, m, evaluate)

@@ -31,39 +31,50 @@ _TRAIN = TRAINING_MODES
 
 @dataclass(frozen=True)
 class Parallelism:
-    recipe: str = spec("hf", choice(RECIPES, modes=_TRAIN, labels=RECIPE_LABELS,
+    recipe: str = spec("hf", choice(RECIPES, url="recipe", cli="--recipe", modes=_TRAIN, labels=RECIPE_LABELS,
                                     doc="the framework whose memory recipe is modelled"))
-    data_parallel: int = spec(1, integer(1, MAX_DEGREE, modes=_TRAIN, doc="data-parallel (sharding) degree"))
-    tensor_parallel: int = spec(1, integer(1, 1024, modes=_TRAIN, doc="tensor-parallel degree (Megatron column/row splits)"))
-    pipeline_parallel: int = spec(1, integer(1, 1024, modes=_TRAIN,
+    data_parallel: int = spec(1, integer(1, MAX_DEGREE, url="dp", cli="--dp", modes=_TRAIN,
+                                         doc="data-parallel (sharding) degree"))
+    tensor_parallel: int = spec(1, integer(1, 1024, url="tp", cli="--tp", modes=_TRAIN,
+                                           doc="tensor-parallel degree (Megatron column/row splits)"))
+    pipeline_parallel: int = spec(1, integer(1, 1024, url="pp", cli="--pp", modes=_TRAIN,
                                              doc="pipeline stages (recipe hf: GPUs of a device_map layer split)"))
-    virtual_stages: int = spec(1, integer(1, 128, modes=_TRAIN, doc="interleaved 1F1B: model chunks per stage"))
-    context_parallel: int = spec(1, integer(1, 1024, modes=_TRAIN, doc="context parallelism (ring attention)"))
-    expert_parallel: int = spec(1, integer(1, 4096, modes=_TRAIN, doc="expert parallelism (MoE experts per rank)"))
-    expert_tensor_parallel: int | None = spec(None, integer(1, 1024, nullable=True, modes=_TRAIN,
+    virtual_stages: int = spec(1, integer(1, 128, url="vpp", cli="--vpp", modes=_TRAIN,
+                                          doc="interleaved 1F1B: model chunks per stage"))
+    context_parallel: int = spec(1, integer(1, 1024, url="cp", cli="--cp", modes=_TRAIN,
+                                            doc="context parallelism (ring attention)"))
+    expert_parallel: int = spec(1, integer(1, 4096, url="ep", cli="--ep", modes=_TRAIN,
+                                           doc="expert parallelism (MoE experts per rank)"))
+    expert_tensor_parallel: int | None = spec(None, integer(1, 1024, cli="--etp", nullable=True, modes=_TRAIN,
                                                             doc="expert tensor parallelism: the routed experts' TP "
                                                                 "degree (recipe megatron; default: the tensor "
                                                                 "degree, Megatron's --expert-tensor-parallel-size)"))
-    sequence_parallel: bool = spec(False, flag(modes=_TRAIN, doc="split norm and dropout activations by the TP degree"))
-    zero_stage: int = spec(0, integer(0, 3, modes=_TRAIN,
+    sequence_parallel: bool = spec(False, flag(url="sp", cli="--sp", modes=_TRAIN,
+                                               doc="split norm and dropout activations by the TP degree"))
+    zero_stage: int = spec(0, integer(0, 3, url="zero", cli="--zero", modes=_TRAIN,
                                       doc="ZeRO stage: shard states (1), gradients (2), weights (3)",
                                       labels=((0, "none (DDP)"), (1, "stage 1: optimizer states"),
                                               (2, "stage 2: + gradients"), (3, "stage 3: + weights"))))
-    offload_optimizer: str = spec("none", choice(OFFLOAD, modes=_TRAIN, doc="ZeRO-Offload of optimizer states"))
-    offload_params: str = spec("none", choice(OFFLOAD, modes=_TRAIN, doc="ZeRO-Infinity offload of parameters"))
-    micro_batches: int | None = spec(None, integer(1, 1 << 20, nullable=True, modes=_TRAIN,
+    offload_optimizer: str = spec("none", choice(OFFLOAD, url="ooff", cli="--offload-optimizer", modes=_TRAIN,
+                                                 doc="ZeRO-Offload of optimizer states"))
+    offload_params: str = spec("none", choice(OFFLOAD, url="poff", cli="--offload-params", modes=_TRAIN,
+                                              doc="ZeRO-Infinity offload of parameters"))
+    micro_batches: int | None = spec(None, integer(1, 1 << 20, cli="--micro-batches", nullable=True, modes=_TRAIN,
                                                    doc="micro-batches per step in the pipeline (default: "
                                                        "gradient_accumulation, at least the stages)"))
-    gradient_accumulation: int = spec(1, integer(1, 1 << 20, modes=_TRAIN,
+    gradient_accumulation: int = spec(1, integer(1, 1 << 20, url="ga", cli="--grad-accum", modes=_TRAIN,
                                                  doc="micro-batches per optimizer step; gradients stay allocated "
                                                      "across them"))
-    recompute: str | None = spec(None, choice(RECOMPUTE, nullable=True, modes=_TRAIN, labels=RECOMPUTE_LABELS,
+    recompute: str | None = spec(None, choice(RECOMPUTE, url="rc", cli="--recompute", nullable=True, modes=_TRAIN,
+                                              labels=RECOMPUTE_LABELS,
                                               doc="activation recomputation (default: full if "
                                                   "workload.gradient_checkpointing, else none)"))
-    recompute_layers: int = spec(1, integer(1, MAX_LAYERS, modes=_TRAIN,
+    recompute_layers: int = spec(1, integer(1, MAX_LAYERS, cli="--recompute-layers", modes=_TRAIN,
                                             doc="full recomputation: layers per checkpointed block"))
-    gpus_per_node: int = spec(8, integer(1, 1024, modes=_TRAIN, doc="GPUs in a node (host memory, TP boundary)"))
-    pipeline_layers: tuple | None = spec(None, int_list(1, MAX_LAYERS, max_items=1024, nullable=True, modes=_TRAIN,
+    gpus_per_node: int = spec(8, integer(1, 1024, cli="--gpus-per-node", modes=_TRAIN,
+                                         doc="GPUs in a node (host memory, TP boundary)"))
+    pipeline_layers: tuple | None = spec(None, int_list(1, MAX_LAYERS, cli="--pipeline-layers", max_items=1024,
+                                                        nullable=True, modes=_TRAIN,
                                                         doc="uneven split: layers on each stage (chunk), first to last"))
     options: object = field(default=None, compare=True)       # the recipe's options (parallel/recipes.py)
 

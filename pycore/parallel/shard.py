@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from ..model.params import head_params, linears
-from ..model.spec import ModelSpec, dense_layers_in, norm_params_per_unit, is_classifier, is_mla, kv_dim, moe_layers, q_dim
+from ..model.params import head_params, layer_norm_params, linears
+from ..model.spec import ModelSpec, dense_layers_in, norm_params_per_unit, is_classifier, moe_layers
 from .layout import Parallelism, stage_layers
 
 _REPLICATED = frozenset({"q_a_proj", "kv_a_proj_with_mqa"})
@@ -108,17 +108,7 @@ def _rank_linear(lin, h: int, t: int, e: int) -> tuple[int, int, int]:
 
 
 def _layer_norms(m: ModelSpec, t: int) -> int:
-    per_norm = norm_params_per_unit(m) * m.hidden_size
-    count = per_norm * (2 if m.family == "bert" else m.norms_per_layer)
-    if m.qk_norm == "per_head":
-        count += 2 * m.head_dim
-    elif m.qk_norm == "full":
-        count += (q_dim(m) + kv_dim(m)) // t
-    if is_mla(m):
-        count += m.q_lora_rank + m.kv_lora_rank
-    if m.attention_sinks:
-        count += m.n_heads // t              # sinks follow their heads
-    return count
+    return layer_norm_params(m, t) + (m.n_heads // t if m.attention_sinks else 0)   # sinks follow their heads
 
 
 def _layer(m: ModelSpec, groups, t: int, e: int) -> LayerParams:

@@ -36,7 +36,7 @@ class PlanQuery:
     fewest GPUs that fit (up to ``max_gpus``)."""
 
     gpus: int | None = spec(None, integer(1, MAX_GPUS * 64, nullable=True, doc="rank the layouts of this many GPUs"))
-    global_batch: int | None = spec(None, integer(1, 1 << 24, nullable=True,
+    global_batch: int | None = spec(None, integer(1, 1 << 24, url="gb", nullable=True,
                                                   doc="sequences per optimizer step, over all data-parallel ranks"))
     max_gpus: int = spec(MAX_GPUS, integer(1, MAX_GPUS * 64, doc="largest GPU count the fewest-GPUs search tries"))
     limit: int = spec(50, integer(1, 100_000, doc="layouts returned, best first"))

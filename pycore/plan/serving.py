@@ -14,6 +14,7 @@ from ..catalog import gpu_entries
 from ..errors import InputError
 from ..serving.engines import estimate_serving
 from ..serving.gguf import gguf_file
+from ..units import largest
 from ..workload import Hardware
 
 # llama-quantize presets from the most to the least faithful (tools/quantize/README.md table order).
@@ -40,11 +41,15 @@ def band_pct(e) -> float:
     return serving_band(e.engine, e.device_total_bytes, compute).get("pct") or 0.0
 
 
+def _fits(e) -> bool:
+    return e is not None and e.fits
+
+
 def _serves(e, requests: int, length: int) -> bool:
     """The deployment starts, fits its GPU and holds ``requests`` requests of ``length`` tokens even at
     the lower edge of the error band (issue 20: a recommendation must start on the real engine): the
     KV tokens less the band for vLLM and SGLang, the device total plus the band for llama.cpp."""
-    if e is None or not e.fits:
+    if not _fits(e):
         return False
     low = 1 - band_pct(e) / 100
     if e.engine == "llamacpp":            # the context is allocated up front: fitting is serving
@@ -64,27 +69,14 @@ def _with_length(s, length: int, requests: int):
 def longest_context(req, requests: int) -> int:
     """The largest context length at which ``requests`` requests fit at once (0: none)."""
     s = req.serving
-    lo, hi = 0, max(1, req.model.max_positions)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _serves(_run(req, _with_length(s, mid, requests)), requests, mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return largest(lambda n: _serves(_run(req, _with_length(s, n, requests)), requests, n),
+                         1, max(1, req.model.max_positions))
 
 
 def most_requests(req, length: int, cap: int = 1 << 16) -> int:
     """The most requests of ``length`` tokens served at once."""
     s = req.serving
-    lo, hi = 0, cap
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _serves(_run(req, _with_length(s, length, mid)), mid, length):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return largest(lambda n: _serves(_run(req, _with_length(s, length, n)), n, length), 1, cap)
 
 
 def smallest_gpu(req, requests: int, length: int) -> dict | None:
@@ -126,14 +118,7 @@ def gguf_choices(req) -> list[dict]:
         except InputError:
             continue
         base = replace(s, quant=preset)
-        lo, hi = -1, n + 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            e = _run(req, replace(base, n_gpu_layers=mid))
-            if e is not None and e.fits:
-                lo = mid
-            else:
-                hi = mid - 1
+        lo = largest(lambda ngl: _fits(_run(req, replace(base, n_gpu_layers=ngl))), 0, n + 1)
         out.append({"quant": preset, "file_bytes": f.bytes, "bits_per_weight": round(f.bits_per_weight, 4),
                     "n_gpu_layers": max(lo, 0), "all_layers": lo >= n + 1, "fits": lo >= 0})
     return out
@@ -148,7 +133,7 @@ def serving_solutions(req) -> dict:
     out = {"target_requests": requests, "context_len": length, "band_pct": pct,
            "safety": (f"recommendations use the lower edge of the ±{pct:g}% error band (KV tokens {pct:g}% below the "
                       "estimate" if s.engine != "llamacpp" else f"recommendations use the upper edge of the ±{pct:g}% "
-                      "error band (device total {pct:g}% above the estimate") + "), so they start on the real engine",
+                      f"error band (device total {pct:g}% above the estimate") + "), so they start on the real engine",
            "longest_context_for_requests": longest_context(req, requests),
            "most_requests_at_context": most_requests(req, length)}
     if s.engine == "llamacpp":

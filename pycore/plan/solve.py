@@ -7,6 +7,7 @@ from dataclasses import replace
 from ..errors import InputError, MAX_TOKENS
 from ..estimate import estimate
 from ..training.context import seq_len_breakpoints
+from ..units import largest as largest_fitting
 
 SEARCH_LIMIT = 1 << 20
 MAX_PARAMETERS = 10 ** 15       # the ModelSize field's own limit
@@ -53,27 +54,8 @@ def search_largest(req, field: str) -> dict:
 
 def _largest_in(req, field: str, lo: int, hi: int) -> int:
     """Largest value in [lo, hi] that fits, assuming memory does not fall within the range; 0 if none."""
-    if not _fits(req, **{field: lo}):
-        return 0
-    step = 1
-    good, bad = lo, None
-    while good < hi:
-        probe = min(hi, lo + step)
-        if _fits(req, **{field: probe}):
-            good = probe
-            step *= 2
-        else:
-            bad = probe
-            break
-    if bad is None:
-        return good
-    while bad - good > 1:
-        mid = (good + bad) // 2
-        if _fits(req, **{field: mid}):
-            good = mid
-        else:
-            bad = mid
-    return good
+    top = largest_fitting(lambda v: _fits(req, **{field: v}), lo, hi, doubling=True)
+    return top if top >= lo else 0
 
 
 def largest_parameters(req) -> int:
@@ -85,16 +67,7 @@ def largest_parameters(req) -> int:
             return estimate(m, req.workload, req.precision, req.hardware, req.framework, req.parallelism).fits
         except InputError:
             return False
-    if not fits(1):
-        return 0
-    lo, hi = 1, 2
-    while hi <= MAX_PARAMETERS and fits(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, MAX_PARAMETERS + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+    return max(0, largest_fitting(fits, 1, MAX_PARAMETERS, doubling=True))
 
 
 def suggestions(req, current_total: int) -> list[dict]:

@@ -105,28 +105,27 @@ class Reading:
 
     # -- shared readings -------------------------------------------------------------------------
     def model(self, source: str) -> None:
-        name = self.get(source)
-        if name is None:
-            return
-        model_id = catalog_id_for(name)
-        if model_id:
-            self.use(source, "model", model_id)
-        else:
-            self.consumed(source)
-            self.note(f"{source}: {name!s:.80} is not in the model catalog; give --model ID or --hf-config "
-                      "config.json (its config.json from the Hub)")
+        self.looked_up(source, "model", catalog_id_for,
+                       "{source}: {name!s:.80} is not in the model catalog; give --model ID or --hf-config "
+                       "config.json (its config.json from the Hub)")
 
     def hf_optimizer(self, source: str) -> None:
+        self.looked_up(source, "workload.optimizer", lambda name: HF_OPTIMIZERS.get(str(name)),
+                       "{source}: {name!s:.60} is not modelled; the estimate uses AdamW (give --optimizer to "
+                       "choose one of the modelled optimizers)")
+
+    def looked_up(self, source: str, target: str, lookup, unknown: str) -> None:
+        """The value ``lookup`` finds for the setting; else the setting is consumed with the note ``unknown``
+        (formatted with the source and the setting's value as ``name``)."""
         name = self.get(source)
         if name is None:
             return
-        mapped = HF_OPTIMIZERS.get(str(name))
-        if mapped:
-            self.use(source, "workload.optimizer", mapped)
+        value = lookup(name)
+        if value:
+            self.use(source, target, value)
         else:
             self.consumed(source)
-            self.note(f"{source}: {name!s:.60} is not modelled; the estimate uses AdamW (give --optimizer to "
-                      "choose one of the modelled optimizers)")
+            self.note(unknown.format(source=source, name=name))
 
     def integer(self, source: str, target: str) -> None:
         value = self.get(source)

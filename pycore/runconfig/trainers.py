@@ -126,19 +126,18 @@ def _llamafactory_precision(r: Reading, kind: str) -> None:
         r.request["precision"].pop("autocast", None)
 
 
-# torchtune model builders (torchtune/models/<family>/_model_builders.py) -> catalog ids.
-_TORCHTUNE_MODELS = {"llama3_1_8b": "llama-3.1-8b", "llama3_1_70b": "llama-3.1-70b", "llama3_1_405b": "llama-3.1-405b",
-                     "llama3_2_1b": "llama-3.2-1b", "llama3_2_3b": "llama-3.2-3b", "llama3_8b": "meta-llama-3-8b",
-                     "llama3_70b": "meta-llama-3-70b", "llama3_3_70b": "llama-3.3-70b-instruct",
-                     "llama2_7b": "llama-2-7b", "llama2_13b": "llama-2-13b", "llama2_70b": "llama-2-70b",
-                     "mistral_7b": "mistral-7b", "gemma_2b": "gemma-2b", "gemma_7b": "gemma-7b",
-                     "gemma2_2b": "gemma-2-2b", "gemma2_9b": "gemma-2-9b", "gemma2_27b": "gemma-2-27b",
-                     "phi3_mini": "phi-3-mini", "phi4_14b": "phi-4", "qwen2_5_0_5b": "qwen2.5-0.5b",
-                     "qwen2_5_1_5b_base": "qwen2.5-1.5b", "qwen2_5_3b": "qwen2.5-3b", "qwen2_5_7b_base": "qwen2.5-7b",
-                     "qwen2_5_14b_base": "qwen2.5-14b", "qwen2_5_32b_base": "qwen2.5-32b",
-                     "qwen2_5_72b_base": "qwen2.5-72b", "qwen3_0_6b_base": "qwen3-0.6b", "qwen3_1_7b_base": "qwen3-1.7b",
-                     "qwen3_4b_base": "qwen3-4b", "qwen3_8b_base": "qwen3-8b", "qwen3_14b_base": "qwen3-14b",
-                     "qwen3_32b": "qwen3-32b"}
+# torchtune model builders (torchtune/models/<family>/_model_builders.py) -> catalog ids, as builder=id.
+_TORCHTUNE_MODELS = dict(pair.split("=") for pair in """
+    llama3_1_8b=llama-3.1-8b llama3_1_70b=llama-3.1-70b llama3_1_405b=llama-3.1-405b llama3_2_1b=llama-3.2-1b
+    llama3_2_3b=llama-3.2-3b llama3_8b=meta-llama-3-8b llama3_70b=meta-llama-3-70b
+    llama3_3_70b=llama-3.3-70b-instruct llama2_7b=llama-2-7b llama2_13b=llama-2-13b llama2_70b=llama-2-70b
+    mistral_7b=mistral-7b gemma_2b=gemma-2b gemma_7b=gemma-7b gemma2_2b=gemma-2-2b gemma2_9b=gemma-2-9b
+    gemma2_27b=gemma-2-27b phi3_mini=phi-3-mini phi4_14b=phi-4 qwen2_5_0_5b=qwen2.5-0.5b
+    qwen2_5_1_5b_base=qwen2.5-1.5b qwen2_5_3b=qwen2.5-3b qwen2_5_7b_base=qwen2.5-7b qwen2_5_14b_base=qwen2.5-14b
+    qwen2_5_32b_base=qwen2.5-32b qwen2_5_72b_base=qwen2.5-72b qwen3_0_6b_base=qwen3-0.6b
+    qwen3_1_7b_base=qwen3-1.7b qwen3_4b_base=qwen3-4b qwen3_8b_base=qwen3-8b qwen3_14b_base=qwen3-14b
+    qwen3_32b=qwen3-32b
+""".split())
 # torchtune's module names (torchtune/modules/peft/_utils.py LORA_ATTN_MODULES) -> transformers' names.
 _TORCHTUNE_LINEARS = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "output_proj": "o_proj"}
 _TORCHTUNE_MLP = ("gate_proj", "up_proj", "down_proj")     # w1, w3, w2 in torchtune's FeedForward

@@ -20,24 +20,31 @@ MAX_COMMAND_CHARS = 8000
 MAX_TOKENS_IN_COMMAND = 400
 FIELD = "from_command"
 
+
+def _flag_table(*rows) -> dict:
+    """flag -> (serving field, kind) from rows of (field, kind, flag, its aliases ...)."""
+    return {flag: (field, kind) for field, kind, *flags in rows for flag in flags}
+
+
 # flag -> (serving field, kind); kind "int", "float", "str", "bool" (no value), "nobool" (sets False)
-VLLM_FLAGS = {
-    "--tensor-parallel-size": ("tensor_parallel_size", "int"), "-tp": ("tensor_parallel_size", "int"),
-    "--pipeline-parallel-size": ("pipeline_parallel_size", "int"), "-pp": ("pipeline_parallel_size", "int"),
-    "--data-parallel-size": ("data_parallel_size", "int"), "-dp": ("data_parallel_size", "int"),
-    "--max-model-len": ("max_model_len", "int"), "--gpu-memory-utilization": ("gpu_memory_utilization", "float"),
-    "--max-num-batched-tokens": ("max_num_batched_tokens", "int"), "--max-num-seqs": ("max_num_seqs", "int"),
-    "--block-size": ("block_size", "int"), "--enable-expert-parallel": ("enable_expert_parallel", "bool"),
-    "--enforce-eager": ("enforce_eager", "bool"), "--kv-cache-memory-bytes": ("kv_cache_memory_bytes", "int"),
-    "--kv-cache-memory": ("kv_cache_memory_bytes", "int"), "--kv-cache-dtype": ("kv_cache_dtype", "str"),
-    "--dtype": ("dtype", "str"), "--quantization": ("quantization", "str"), "-q": ("quantization", "str"),
-    "--enable-prefix-caching": ("enable_prefix_caching", "bool"),
-    "--no-enable-prefix-caching": ("enable_prefix_caching", "nobool"),
-    "--disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "bool"),
-    "--enable-extensible-kv-cache": ("enable_extensible_kv_cache", "bool"),
-    "--no-enable-extensible-kv-cache": ("enable_extensible_kv_cache", "nobool"),
-    "--runner": ("runner", "str"),
-}
+VLLM_FLAGS = _flag_table(
+    ("tensor_parallel_size", "int", "--tensor-parallel-size", "-tp"),
+    ("pipeline_parallel_size", "int", "--pipeline-parallel-size", "-pp"),
+    ("data_parallel_size", "int", "--data-parallel-size", "-dp"),
+    ("max_model_len", "int", "--max-model-len"), ("gpu_memory_utilization", "float", "--gpu-memory-utilization"),
+    ("max_num_batched_tokens", "int", "--max-num-batched-tokens"), ("max_num_seqs", "int", "--max-num-seqs"),
+    ("block_size", "int", "--block-size"), ("enable_expert_parallel", "bool", "--enable-expert-parallel"),
+    ("enforce_eager", "bool", "--enforce-eager"),
+    ("kv_cache_memory_bytes", "int", "--kv-cache-memory-bytes", "--kv-cache-memory"),
+    ("kv_cache_dtype", "str", "--kv-cache-dtype"), ("dtype", "str", "--dtype"),
+    ("quantization", "str", "--quantization", "-q"),
+    ("enable_prefix_caching", "bool", "--enable-prefix-caching"),
+    ("enable_prefix_caching", "nobool", "--no-enable-prefix-caching"),
+    ("disable_hybrid_kv_cache_manager", "bool", "--disable-hybrid-kv-cache-manager"),
+    ("enable_extensible_kv_cache", "bool", "--enable-extensible-kv-cache"),
+    ("enable_extensible_kv_cache", "nobool", "--no-enable-extensible-kv-cache"),
+    ("runner", "str", "--runner"),
+)
 # vLLM flags that do not change the memory budget (value-taking, then switches).
 VLLM_OTHER = {"--host", "--port", "--served-model-name", "--api-key", "--tokenizer", "--revision", "--download-dir",
               "--tool-call-parser", "--reasoning-parser", "--chat-template", "--seed", "--uvicorn-log-level",
@@ -46,37 +53,33 @@ VLLM_OTHER = {"--host", "--port", "--served-model-name", "--api-key", "--tokeniz
 VLLM_SWITCHES = {"--trust-remote-code", "--enable-auto-tool-choice", "--disable-log-requests", "--disable-log-stats",
                  "--enable-chunked-prefill", "--no-enable-chunked-prefill", "--disable-custom-all-reduce"}
 
-SGLANG_FLAGS = {
-    "--tp-size": ("tp_size", "int"), "--tp": ("tp_size", "int"), "--pp-size": ("pp_size", "int"),
-    "--mem-fraction-static": ("mem_fraction_static", "float"), "--context-length": ("context_length", "int"),
-    "--max-running-requests": ("max_running_requests", "int"), "--max-total-tokens": ("max_total_tokens", "int"),
-    "--chunked-prefill-size": ("chunked_prefill_size", "int"), "--cuda-graph-max-bs": ("cuda_graph_max_bs", "int"),
-    "--page-size": ("page_size", "int"), "--kv-cache-dtype": ("kv_cache_dtype", "str"), "--dtype": ("dtype", "str"),
-    "--quantization": ("quantization", "str"), "--swa-full-tokens-ratio": ("swa_full_tokens_ratio", "float"),
-    "--speculative-draft-model-path": ("draft_model", "str"),
-    "--speculative-num-draft-tokens": ("num_speculative_tokens", "int"),
-}
+SGLANG_FLAGS = _flag_table(
+    ("tp_size", "int", "--tp-size", "--tp"), ("pp_size", "int", "--pp-size"),
+    ("mem_fraction_static", "float", "--mem-fraction-static"), ("context_length", "int", "--context-length"),
+    ("max_running_requests", "int", "--max-running-requests"), ("max_total_tokens", "int", "--max-total-tokens"),
+    ("chunked_prefill_size", "int", "--chunked-prefill-size"), ("cuda_graph_max_bs", "int", "--cuda-graph-max-bs"),
+    ("page_size", "int", "--page-size"), ("kv_cache_dtype", "str", "--kv-cache-dtype"), ("dtype", "str", "--dtype"),
+    ("quantization", "str", "--quantization"), ("swa_full_tokens_ratio", "float", "--swa-full-tokens-ratio"),
+    ("draft_model", "str", "--speculative-draft-model-path"),
+    ("num_speculative_tokens", "int", "--speculative-num-draft-tokens"),
+)
 SGLANG_OTHER = {"--host", "--port", "--served-model-name", "--api-key", "--tokenizer-path", "--log-level",
                 "--revision", "--chat-template", "--tool-call-parser", "--reasoning-parser", "--random-seed",
                 "--attention-backend", "--download-dir", "--load-format"}
 SGLANG_SWITCHES = {"--trust-remote-code", "--enable-metrics", "--disable-radix-cache", "--enable-torch-compile",
                    "--disable-cuda-graph"}
 
-LLAMA_FLAGS = {
-    "-c": ("n_ctx", "int"), "--ctx-size": ("n_ctx", "int"), "-ngl": ("n_gpu_layers", "int"),
-    "--n-gpu-layers": ("n_gpu_layers", "int"), "--gpu-layers": ("n_gpu_layers", "int"),
-    "-b": ("n_batch", "int"), "--batch-size": ("n_batch", "int"), "-ub": ("n_ubatch", "int"),
-    "--ubatch-size": ("n_ubatch", "int"), "-ctk": ("cache_type_k", "str"), "--cache-type-k": ("cache_type_k", "str"),
-    "-ctv": ("cache_type_v", "str"), "--cache-type-v": ("cache_type_v", "str"), "-np": ("n_parallel", "int"),
-    "--parallel": ("n_parallel", "int"), "-kvu": ("kv_unified", "bool"), "--kv-unified": ("kv_unified", "bool"),
-    "--no-kv-unified": ("kv_unified", "nobool"), "--swa-full": ("swa_full", "bool"),
-    "--n-cpu-moe": ("n_cpu_moe", "int"), "-ncmoe": ("n_cpu_moe", "int"),
-    "--model-draft": ("draft_model", "str"), "-md": ("draft_model", "str"),
-    "--gpu-layers-draft": ("n_gpu_layers_draft", "int"), "-ngld": ("n_gpu_layers_draft", "int"),
-    "--n-gpu-layers-draft": ("n_gpu_layers_draft", "int"), "-cd": ("n_ctx_draft", "int"),
-    "--ctx-size-draft": ("n_ctx_draft", "int"), "--draft-max": ("num_speculative_tokens", "int"),
-    "--draft": ("num_speculative_tokens", "int"), "--draft-n": ("num_speculative_tokens", "int"),
-}
+LLAMA_FLAGS = _flag_table(
+    ("n_ctx", "int", "-c", "--ctx-size"), ("n_gpu_layers", "int", "-ngl", "--n-gpu-layers", "--gpu-layers"),
+    ("n_batch", "int", "-b", "--batch-size"), ("n_ubatch", "int", "-ub", "--ubatch-size"),
+    ("cache_type_k", "str", "-ctk", "--cache-type-k"), ("cache_type_v", "str", "-ctv", "--cache-type-v"),
+    ("n_parallel", "int", "-np", "--parallel"), ("kv_unified", "bool", "-kvu", "--kv-unified"),
+    ("kv_unified", "nobool", "--no-kv-unified"), ("swa_full", "bool", "--swa-full"),
+    ("n_cpu_moe", "int", "--n-cpu-moe", "-ncmoe"), ("draft_model", "str", "--model-draft", "-md"),
+    ("n_gpu_layers_draft", "int", "--gpu-layers-draft", "-ngld", "--n-gpu-layers-draft"),
+    ("n_ctx_draft", "int", "-cd", "--ctx-size-draft"),
+    ("num_speculative_tokens", "int", "--draft-max", "--draft", "--draft-n"),
+)
 LLAMA_OTHER = {"--host", "--port", "-t", "--threads", "-a", "--alias", "--temp", "--api-key", "--chat-template",
                "-n", "--n-predict", "--seed", "-s", "--top-k", "--top-p", "--min-p", "-sm", "--split-mode",
                "--log-file", "--mmproj"}

@@ -162,37 +162,29 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+def _walk(mod: Module, prefix: str = ""):
+    """(dotted name, module) of ``mod`` and every module under it, parents before their children."""
+    yield prefix, mod
+    for child in mod.children:
+        yield from _walk(child, _join(prefix, child.name))
+
+
 def module_sizes(root: Module) -> dict:
     """Bytes of every module and tensor by dotted name ("" is the model), as ``compute_module_sizes``
     with ``only_modules=False``: each tensor counts towards its name and every prefix."""
     sizes: dict = {}
-
-    def walk(mod: Module, prefix: str) -> None:
+    for prefix, mod in _walk(root):
         for t in mod.tensors:
-            full = _join(prefix, t.name)
-            parts = full.split(".")
+            parts = _join(prefix, t.name).split(".")
             for i in range(len(parts) + 1):
                 key = ".".join(parts[:i])
                 sizes[key] = sizes.get(key, 0) + t.bytes
-        for child in mod.children:
-            walk(child, _join(prefix, child.name))
-
-    walk(root, "")
     return sizes
 
 
 def leaf_module_sizes(root: Module) -> dict:
     """Modules that hold tensors directly, with those tensors' bytes (transformers' second return value)."""
-    out: dict = {}
-
-    def walk(mod: Module, prefix: str) -> None:
-        if mod.tensors and prefix:
-            out[prefix] = sum(t.bytes for t in mod.tensors)
-        for child in mod.children:
-            walk(child, _join(prefix, child.name))
-
-    walk(root, "")
-    return out
+    return {prefix: sum(t.bytes for t in mod.tensors) for prefix, mod in _walk(root) if mod.tensors and prefix}
 
 
 def _module_leaves(sizes: dict) -> list:

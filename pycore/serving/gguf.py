@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError
-from ..model.params import linear_attention_other_params, linears
+from ..model.params import layer_norm_params, linear_attention_other_params, linears
 from ..model.spec import ModelSpec, is_mla, is_moe_layer, norm_params_per_unit
 from .kv import linear_flags
 
@@ -105,16 +105,7 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
     out = [Tensor("token_embd.weight", -1, h, m.vocab_size)]
     if m.learned_positions:
         out.append(Tensor("position_embd.weight", -1, h, m.max_positions))
-    norm_1d = norm_params_per_unit(m)                 # weight (+ bias)
-    per_layer_1d = m.norms_per_layer * norm_1d * h
-    if m.qk_norm == "per_head":
-        per_layer_1d += 2 * m.head_dim
-    elif m.qk_norm == "full":
-        per_layer_1d += m.n_heads * m.head_dim + m.n_kv_heads * m.head_dim
-    if is_mla(m):
-        per_layer_1d += m.q_lora_rank + m.kv_lora_rank
-    if m.attention_sinks:
-        per_layer_1d += m.n_heads
+    sinks = m.n_heads if m.attention_sinks else 0
     all_lins = [lin for lin in linears(m) if lin.group != "head"]
     linear_layer = linear_flags(m)
     # A Gated DeltaNet layer's small tensors: conv1d, dt bias, A, and the gated norm (ssm_conv1d, ssm_dt,
@@ -125,9 +116,7 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
         # a layer's own attention: Gated DeltaNet's projections on linear layers, q/k/v/o on the others
         lins = [lin for lin in all_lins
                 if lin.group != "attention" or (lin.name in _LINEAR_ATTENTION) == linear_layer[i]]
-        one_d = per_layer_1d
-        if linear_layer[i]:
-            one_d += linear_1d - (2 * m.head_dim if m.qk_norm == "per_head" else 0)
+        one_d = layer_norm_params(m, attention=not linear_layer[i]) + sinks + (linear_1d if linear_layer[i] else 0)
         out.append(Tensor("norms and biases (f32)", i, one_d + _bias_elements(lins, moe), 1))
         for lin in lins:
             in_moe = lin.group in ("experts", "router", "shared")
@@ -142,7 +131,7 @@ def model_tensors(m: ModelSpec) -> tuple[Tensor, ...]:
                                   lin.copies))
             else:
                 out.append(Tensor(_gguf_name(lin) + ".weight", i, lin.in_features, lin.out_features))
-    out.append(Tensor("output_norm (f32)", -1, norm_1d * h, 1))
+    out.append(Tensor("output_norm (f32)", -1, norm_params_per_unit(m) * h, 1))
     if not m.tied_embeddings:
         out.append(Tensor("output.weight", -1, h, m.vocab_size))
     return tuple(out)
@@ -222,107 +211,110 @@ def tensor_types(m: ModelSpec, preset: str) -> tuple[str, ...]:
 
 
 def _layer_rule(ft, name, t, new, n, n_gqa, n_expert, imatrix, iv, counters, n_wv, seventy_b):
-    i = t.layer
+    """(type, attn_v counter) for one layer tensor: llama_tensor_get_type's per-tensor branches
+    (src/llama-quant.cpp 178-474), in its order: the low-bit IQ presets first, then attn_v (which counts
+    the V tensors seen), ffn_down, and the other attention and FFN tensors."""
     base = name.split(".")[0]
     if ft in _IQ_LOW:
-        if base == "attn_v":
-            new = "q4_K" if (n_gqa >= 4 or n_expert >= 4) else ("iq3_s" if ft in ("IQ2_S", "IQ2_M") else "q2_K")
-            iv += 1
-        elif base == "attn_k" and n_expert == 8:
-            new = "q4_K"
-        elif base.startswith("ffn_down"):
-            if i < n // 8:
-                new = "iq3_s" if ft in ("IQ2_S", "IQ2_M") else "q2_K"
-        elif base == "attn_output":
-            if n_expert == 8:
-                new = "q5_K"
-            elif ft in ("IQ1_S", "IQ1_M"):
-                new = "iq2_xxs"
-            elif ft in ("IQ2_S", "IQ2_M"):
-                new = "iq3_s"
-        return new, iv
+        return _iq_low_rule(ft, base, t.layer, new, n, n_gqa, n_expert), iv + (base == "attn_v")
     if base == "attn_v":
-        if ft == "Q2_K":
-            new = "q4_K" if n_gqa >= 4 else "q3_K"
-        elif ft == "Q2_K_S" and n_gqa >= 4:
-            new = "q4_K"
-        elif ft == "IQ3_XXS":
-            new = "q4_K" if n_gqa >= 4 else ("iq3_s" if not imatrix else "iq3_xxs")
-        elif ft in ("IQ3_XS", "IQ3_S") and n_gqa >= 4:
-            new = "q4_K"
-        elif ft == "IQ3_M":
-            new = "q4_K"
-        elif ft == "Q3_K_M":
-            new = "q5_K" if iv < 2 else "q4_K"
-        elif ft == "Q3_K_L":
-            new = "q5_K"
-        elif ft in ("IQ4_NL", "IQ4_XS") and n_gqa >= 4:
-            new = "q5_K"
-        elif ft in ("Q4_K_M", "Q5_K_M") and _use_more_bits(iv, n_wv):
-            new = "q6_K"
-        elif ft == "Q4_K_S" and iv < 4:
-            new = "q5_K"
-        if seventy_b and new in ("q3_K", "q4_K"):
-            new = "q5_K"
-        if n_expert == 8:
-            new = "q8_0"
-        return new, iv + 1
-    if base == "attn_k":
-        if n_expert == 8:
-            new = "q8_0"
-        elif ft == "IQ3_XS":
-            new = "iq3_xxs"
-        elif ft == "IQ3_XXS":
-            new = "iq2_s"
-        return new, iv
-    if base == "attn_q":
-        if ft == "IQ3_XS":
-            new = "iq3_xxs"
-        elif ft == "IQ3_XXS":
-            new = "iq2_s"
-        return new, iv
+        return _attn_v_rule(ft, new, n_gqa, n_expert, imatrix, iv, n_wv, seventy_b), iv + 1
     if base.startswith("ffn_down"):
-        if ft == "Q2_K":
-            new = "q3_K"
-        elif ft == "Q2_K_S":
-            if i < n // 8:
-                new = "q4_K"
-        elif ft == "IQ3_XXS" and not imatrix:
-            new = "q4_K" if i < n // 8 else "q3_K"
-        elif ft == "Q3_K_M":
-            new = "q5_K" if i < n // 16 else "q4_K"
-        elif ft == "IQ3_M" and (i < n // 8 or (n_expert == 8 and _use_more_bits(i, n))):
-            new = "q4_K"
-        elif ft == "Q3_K_L":
-            new = "q5_K"
-        elif ft == "Q4_K_M":
-            if _use_more_bits(i, n):
-                new = "q6_K"
-        elif i < n // 8 and ft in ("IQ4_NL", "IQ4_XS") and not imatrix:
-            new = "q5_K"
-        elif ft == "Q5_K_M" and _use_more_bits(i, n):
-            new = "q6_K"
-        elif ft == "Q4_K_S" and i < n // 8:
-            new = "q5_K"
-        elif ft in ("Q4_0", "Q5_0") and imatrix and i < n // 8:
-            new = "q4_1" if ft == "Q4_0" else "q5_1"
-        return new, iv
+        return _ffn_down_rule(ft, new, t.layer, n, n_expert, imatrix), iv
+    return _other_rule(ft, base, t.layer, new, n, n_expert), iv
+
+
+def _iq_low_rule(ft, base, i, new, n, n_gqa, n_expert):
+    """The IQ1/IQ2 presets' branch (llama-quant.cpp, "ftype == LLAMA_FTYPE_MOSTLY_IQ2_XXS || ...")."""
+    if base == "attn_v":
+        return "q4_K" if (n_gqa >= 4 or n_expert >= 4) else ("iq3_s" if ft in ("IQ2_S", "IQ2_M") else "q2_K")
+    if base == "attn_k" and n_expert == 8:
+        return "q4_K"
+    if base.startswith("ffn_down"):
+        return ("iq3_s" if ft in ("IQ2_S", "IQ2_M") else "q2_K") if i < n // 8 else new
     if base == "attn_output":
         if n_expert == 8:
-            if ft in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ3_S", "IQ3_M",
-                      "IQ4_XS"):
-                new = "q5_K"
-        else:
-            new = {"Q2_K": "q3_K", "IQ3_XXS": "iq3_s", "Q3_K_M": "q4_K", "Q3_K_L": "q5_K", "IQ3_M": "q4_K"}.get(ft, new)
-        return new, iv
+            return "q5_K"
+        if ft in ("IQ1_S", "IQ1_M"):
+            return "iq2_xxs"
+        if ft in ("IQ2_S", "IQ2_M"):
+            return "iq3_s"
+    return new
+
+
+def _attn_v_rule(ft, new, n_gqa, n_expert, imatrix, iv, n_wv, seventy_b):
+    """attn_v.weight (llama-quant.cpp, "name.find("attn_v.weight")"): more bits for grouped-query
+    attention, the first V tensors and the 70B; q8_0 with 8 experts."""
+    if ft == "Q2_K":
+        new = "q4_K" if n_gqa >= 4 else "q3_K"
+    elif ft == "Q2_K_S" and n_gqa >= 4:
+        new = "q4_K"
+    elif ft == "IQ3_XXS":
+        new = "q4_K" if n_gqa >= 4 else ("iq3_s" if not imatrix else "iq3_xxs")
+    elif ft in ("IQ3_XS", "IQ3_S") and n_gqa >= 4:
+        new = "q4_K"
+    elif ft == "IQ3_M":
+        new = "q4_K"
+    elif ft == "Q3_K_M":
+        new = "q5_K" if iv < 2 else "q4_K"
+    elif ft == "Q3_K_L":
+        new = "q5_K"
+    elif ft in ("IQ4_NL", "IQ4_XS") and n_gqa >= 4:
+        new = "q5_K"
+    elif ft in ("Q4_K_M", "Q5_K_M") and _use_more_bits(iv, n_wv):
+        new = "q6_K"
+    elif ft == "Q4_K_S" and iv < 4:
+        new = "q5_K"
+    if seventy_b and new in ("q3_K", "q4_K"):
+        new = "q5_K"
+    return "q8_0" if n_expert == 8 else new
+
+
+def _ffn_down_rule(ft, new, i, n, n_expert, imatrix):
+    """ffn_down (llama-quant.cpp, "name.find("ffn_down")"): more bits in the first eighth of the layers
+    and where use_more_bits picks them."""
+    if ft == "Q2_K":
+        return "q3_K"
+    if ft == "Q2_K_S":
+        return "q4_K" if i < n // 8 else new
+    if ft == "IQ3_XXS" and not imatrix:
+        return "q4_K" if i < n // 8 else "q3_K"
+    if ft == "Q3_K_M":
+        return "q5_K" if i < n // 16 else "q4_K"
+    if ft == "IQ3_M" and (i < n // 8 or (n_expert == 8 and _use_more_bits(i, n))):
+        return "q4_K"
+    if ft == "Q3_K_L":
+        return "q5_K"
+    if ft == "Q4_K_M":
+        return "q6_K" if _use_more_bits(i, n) else new
+    if i < n // 8 and ft in ("IQ4_NL", "IQ4_XS") and not imatrix:
+        return "q5_K"
+    if ft == "Q5_K_M" and _use_more_bits(i, n):
+        return "q6_K"
+    if ft == "Q4_K_S" and i < n // 8:
+        return "q5_K"
+    if ft in ("Q4_0", "Q5_0") and imatrix and i < n // 8:
+        return "q4_1" if ft == "Q4_0" else "q5_1"
+    return new
+
+
+def _other_rule(ft, base, i, new, n, n_expert):
+    """attn_k, attn_q, attn_output, attn_qkv, ffn_gate and ffn_up (llama-quant.cpp, the branches after
+    ffn_down)."""
+    if base == "attn_k":
+        return "q8_0" if n_expert == 8 else {"IQ3_XS": "iq3_xxs", "IQ3_XXS": "iq2_s"}.get(ft, new)
+    if base == "attn_q":
+        return {"IQ3_XS": "iq3_xxs", "IQ3_XXS": "iq2_s"}.get(ft, new)
+    if base == "attn_output":
+        if n_expert == 8:
+            return "q5_K" if ft in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M",
+                                    "IQ3_S", "IQ3_M", "IQ4_XS") else new
+        return {"Q2_K": "q3_K", "IQ3_XXS": "iq3_s", "Q3_K_M": "q4_K", "Q3_K_L": "q5_K", "IQ3_M": "q4_K"}.get(ft, new)
     if base == "attn_qkv":
-        new = {"Q3_K_M": "q4_K", "Q3_K_L": "q4_K", "IQ3_M": "q4_K", "Q4_K_M": "q5_K", "Q5_K_M": "q6_K"}.get(ft, new)
-        return new, iv
-    if base.startswith("ffn_gate") or base.startswith("ffn_up"):
-        if ft == "IQ3_XS" and n // 8 <= i < 7 * n // 8:
-            new = "iq3_xxs"
-        return new, iv
-    return new, iv
+        return {"Q3_K_M": "q4_K", "Q3_K_L": "q4_K", "IQ3_M": "q4_K", "Q4_K_M": "q5_K", "Q5_K_M": "q6_K"}.get(ft, new)
+    if (base.startswith("ffn_gate") or base.startswith("ffn_up")) and ft == "IQ3_XS" and n // 8 <= i < 7 * n // 8:
+        return "iq3_xxs"
+    return new
 
 
 def tensor_bytes(t: Tensor, ggml_type: str) -> int:

@@ -7,11 +7,20 @@ weights, the KV cache and the hidden states.
 
 from __future__ import annotations
 
-from ..training.activations import FP32, INDEX_BYTES
-from ..training.context import StepContext
+from dataclasses import dataclass
+
 from ..model.spec import ModelSpec, attention_layers, is_classifier, is_mla, kv_dim, moe_layers, q_dim
+from ..result import Estimate, make_estimate
+from ..training.activations import FP32, INDEX_BYTES
+from ..training.context import StepContext, make_context
+from ..training.static import weight_parts
 from ..training.timeline import Snapshot
-from ..versions import holds
+from ..units import dtype_bytes
+from ..versions import holds, version_tuple
+from ..workload import Framework, Hardware, Precision, Workload
+from .formats import named_format
+from .hf_vision import with_vision_inference
+from .kernels import call_temporaries, default_kernel, persistent_workspaces
 from .kv import recurrent_state_bytes
 
 
@@ -32,13 +41,15 @@ def kv_bytes_per_token(m: ModelSpec, kv_elem_bytes: int, latent: bool = True) ->
     return per, per
 
 
-def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int, latent: bool = True) -> int:
+def kv_cache_bytes(m: ModelSpec, batch: int, length: int, kv_elem_bytes: int, latent: bool = True,
+                   whole_prompt: bool = False) -> int:
     """The cache for ``length`` tokens. Sliding-window layers keep at most the window
-    (DynamicSlidingWindowLayer in transformers' cache_utils.py)."""
+    (DynamicSlidingWindowLayer in transformers' cache_utils.py); ``whole_prompt``: right after the prompt
+    pass, where their window is a view of the whole prompt's K/V (rule sliding-cache-keeps-prompt-at-prefill)."""
     per, _ = kv_bytes_per_token(m, kv_elem_bytes, latent)
     sliding = m.sliding_layers if m.sliding_window else 0
     full = attention_layers(m) - sliding
-    window_len = min(length, m.sliding_window) if sliding else 0
+    window_len = (length if whole_prompt else min(length, m.sliding_window)) if sliding else 0
     # Gated DeltaNet layers (Qwen3-Next): a conv state of the full kernel width in the model's dtype and
     # an fp32 recurrent state per sequence (modeling_qwen3_next.py Qwen3NextDynamicCache, torch path).
     linear = m.linear_attn_layers * recurrent_state_bytes(m, 1, kv_elem_bytes, 4, m.linear_conv_kernel)
@@ -128,21 +139,42 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
     length at the first step and written in place (transformers cache_utils.py StaticLayer); ``buffers``:
     quantised kernels' persistent workspaces; ``kernel_temps``: their per-call temporaries in the
     prompt pass and in a decode step; ``transformers``: the version, for the rules above."""
-    b, s, cb, V = ctx.batch, ctx.seq, ctx.compute_bytes, m.vocab_size
-    w = ("weights", dict(weights))
+    w = (("weights", dict(weights)),)
     if buffers:
-        w = ("weights", dict(weights)), ("framework buffers", dict(buffers))
-    else:
-        w = (w,)
-    prefill_k, decode_k = kernel_temps
+        w = (*w, ("framework buffers", dict(buffers)))
     latent = holds("mla-latent-cache", transformers)
-    if is_mla(m) and latent:
-        # expand_kv (modeling_deepseek_v2.py:357-374 @5.17): kv_b_proj's output b x T x a x (nope + v) and
-        # the assembled keys b x T x a x (nope + rope), one layer at a time, over every cached token.
-        expand = lambda t: cb * b * t * m.n_heads * (2 * m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)  # noqa: E731
-        prefill_k = {**prefill_k, "keys and values expanded from the latent (one layer)": expand(s)}
-        decode_k = {**decode_k, "keys and values expanded from the latent (one layer)": expand(s + new_tokens - 1)}
-    snaps = []
+    prefill_k, decode_k = _latent_expansion(ctx, m, new_tokens, kernel_temps, latent)
+    prompt_work = {**layer_working_bytes(ctx, m, ctx.batch * ctx.seq, ctx.seq), **prompt_masks(ctx, m), **prefill_k}
+    if new_tokens == 0:
+        return forward_snapshots(ctx, m, w, prompt_work)
+    cache = GenerateCache.of(ctx, m, new_tokens, kv_elem_bytes, static, latent,
+                             holds("sliding-cache-keeps-prompt-at-prefill", transformers))
+    snaps = prefill_snapshots(ctx, m, w, cache, prompt_work, transformers)
+    # generate(max_new_tokens=1) runs the prompt pass only: its token comes from the prompt's logits.
+    if new_tokens == 1:
+        snaps.append(Snapshot("prefill", "sampling the one new token", (
+            *w, ("KV cache", {cache.name: cache.prefill_bytes}), ("logits and loss", last_logits(ctx, m)))))
+        return snaps
+    return snaps + decode_snapshots(ctx, m, w, cache, decode_k, transformers)
+
+
+def _latent_expansion(ctx: StepContext, m: ModelSpec, new_tokens: int, kernel_temps: tuple, latent: bool) -> tuple:
+    """The kernels' temporaries of the prompt pass and of a decode step, with MLA's expansion of the cached
+    latent where the cache holds it: expand_kv (modeling_deepseek_v2.py:357-374 @5.17): kv_b_proj's output
+    b x T x a x (nope + v) and the assembled keys b x T x a x (nope + rope), one layer at a time, over every
+    cached token."""
+    prefill_k, decode_k = kernel_temps
+    if not (is_mla(m) and latent):
+        return prefill_k, decode_k
+    b, s, cb = ctx.batch, ctx.seq, ctx.compute_bytes
+    expand = lambda t: cb * b * t * m.n_heads * (2 * m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)  # noqa: E731
+    return ({**prefill_k, "keys and values expanded from the latent (one layer)": expand(s)},
+            {**decode_k, "keys and values expanded from the latent (one layer)": expand(s + new_tokens - 1)})
+
+
+def prompt_masks(ctx: StepContext, m: ModelSpec) -> dict:
+    """The attention masks the prompt pass builds once and keeps for the whole forward."""
+    b, s, cb = ctx.batch, ctx.seq, ctx.compute_bytes
     mask = {}
     if ctx.kernel == "eager":
         mask = {"attention mask (b x s x s)": cb * b * s * s}          # 4-D float mask shared by layers
@@ -154,57 +186,94 @@ def inference_snapshots(ctx: StepContext, m: ModelSpec, weights: dict, new_token
     elif sdpa_window_mask(ctx, m, s):
         # the boolean b x 1 x s x s window mask, built once and kept for the whole forward
         mask = {"sliding-window attention mask (bool, b x s x s)": b * s * s}
-    if new_tokens == 0:
-        work = layer_working_bytes(ctx, m, b * s, s)
-        snaps.append(Snapshot("forward", "last layer", (*w, ("temporaries", {**work, **mask, **prefill_k}))))
-        out_width = m.num_labels if is_classifier(m) else V          # a classification head scores each position
-        head = {"logits": cb * b * s * out_width, "final hidden states": cb * b * s * m.hidden_size}
-        if m.final_logit_softcap and not is_classifier(m):
-            # logits / cap, tanh, * cap (modeling_gemma2.py:526-530): each a new logits-sized tensor
-            # while its input is alive.
-            head["logit soft-capping (tanh, then x cap)"] = cb * b * s * V
-        if m.family == "bert":
-            head["MLM head transform"] = 2 * cb * b * s * m.hidden_size
-        snaps.append(Snapshot("forward", "output logits for every position", (*w, ("logits and loss", head))))
-        return snaps
-    final_len = s + new_tokens - 1
-    cache_final = kv_cache_bytes(m, b, final_len, kv_elem_bytes, latent)
-    # DynamicLayer.update stores torch.cat([empty, k]): a copy, even of views of a fused projection.
-    # StaticCache holds max_cache_len = prompt + new tokens from the start and copies in place.
-    cache_prefill = cache_final if static else kv_cache_bytes(m, b, s, kv_elem_bytes, latent)
-    name = "static KV cache (prompt + new tokens)" if static else "KV cache"
-    work = layer_working_bytes(ctx, m, b * s, s)
-    snaps.append(Snapshot("prefill", "last layer of the prompt pass", (
-        *w, ("KV cache", {name: cache_prefill}), ("temporaries", {**work, **mask, **prefill_k}))))
+    return mask
+
+
+def forward_snapshots(ctx: StepContext, m: ModelSpec, w: tuple, prompt_work: dict) -> list[Snapshot]:
+    """A plain forward pass: the last layer's working memory, then the output head over every position."""
+    b, s, cb, V = ctx.batch, ctx.seq, ctx.compute_bytes, m.vocab_size
+    snaps = [Snapshot("forward", "last layer", (*w, ("temporaries", prompt_work)))]
+    out_width = m.num_labels if is_classifier(m) else V          # a classification head scores each position
+    head = {"logits": cb * b * s * out_width, "final hidden states": cb * b * s * m.hidden_size}
+    if m.final_logit_softcap and not is_classifier(m):
+        # logits / cap, tanh, * cap (modeling_gemma2.py:526-530): each a new logits-sized tensor
+        # while its input is alive.
+        head["logit soft-capping (tanh, then x cap)"] = cb * b * s * V
+    if m.family == "bert":
+        head["MLM head transform"] = 2 * cb * b * s * m.hidden_size
+    snaps.append(Snapshot("forward", "output logits for every position", (*w, ("logits and loss", head))))
+    return snaps
+
+
+@dataclass(frozen=True)
+class GenerateCache:
+    """generate's KV cache: its name, its bytes after the prompt and at the last decode step."""
+    name: str
+    prefill_bytes: int
+    final_bytes: int
+    final_len: int              # cached tokens at the last decode step
+    kv_elem_bytes: int
+    static: bool
+    latent: bool
+
+    @classmethod
+    def of(cls, ctx: StepContext, m: ModelSpec, new_tokens: int, kv_elem_bytes: int, static: bool,
+           latent: bool, whole_prompt: bool = False) -> "GenerateCache":
+        b, s = ctx.batch, ctx.seq
+        final_len = s + new_tokens - 1
+        final = kv_cache_bytes(m, b, final_len, kv_elem_bytes, latent)
+        # DynamicLayer.update stores torch.cat([empty, k]): a copy, even of views of a fused projection.
+        # StaticCache holds max_cache_len = prompt + new tokens from the start and copies in place.
+        prefill = final if static else kv_cache_bytes(m, b, s, kv_elem_bytes, latent, whole_prompt)
+        name = "static KV cache (prompt + new tokens)" if static else "KV cache"
+        return cls(name, prefill, final, final_len, kv_elem_bytes, static, latent)
+
+    def bytes_for(self, m: ModelSpec, batch: int, length: int) -> int:
+        return kv_cache_bytes(m, batch, length, self.kv_elem_bytes, self.latent)
+
+
+def last_logits(ctx: StepContext, m: ModelSpec) -> dict:
+    """generate keeps logits for the last position only (logits_to_keep=1) and copies them to fp32."""
+    return {"last-position logits": ctx.compute_bytes * ctx.batch * m.vocab_size,
+            "fp32 copy for sampling": FP32 * ctx.batch * m.vocab_size}
+
+
+def prefill_snapshots(ctx: StepContext, m: ModelSpec, w: tuple, cache: GenerateCache, prompt_work: dict,
+                      transformers: tuple) -> list[Snapshot]:
+    """The prompt pass: its last layer beside the cache, and (before 4.45) the logits of every position."""
+    b, s, cb, V = ctx.batch, ctx.seq, ctx.compute_bytes, m.vocab_size
+    kv = ("KV cache", {cache.name: cache.prefill_bytes})
+    snaps = [Snapshot("prefill", "last layer of the prompt pass", (*w, kv, ("temporaries", prompt_work)))]
     if holds("prompt-logits-every-position", transformers):
         prompt_logits = {"logits for every prompt position": cb * b * s * V, "their fp32 upcast (.float())": FP32 * b * s * V}
-        snaps.append(Snapshot("prefill", "output logits of the prompt", (
-            *w, ("KV cache", {name: cache_prefill}), ("logits and loss", prompt_logits))))
-    # generate(max_new_tokens=1) runs the prompt pass only: its token comes from the prompt's logits.
-    last_logits = {"last-position logits": cb * b * V, "fp32 copy for sampling": FP32 * b * V}
-    if new_tokens == 1:
-        snaps.append(Snapshot("prefill", "sampling the one new token", (
-            *w, ("KV cache", {name: cache_prefill}), ("logits and loss", last_logits))))
-        return snaps
-    legacy = holds("legacy-tuple-cache", transformers) and not static
-    if legacy and new_tokens > 1:
-        first = kv_cache_bytes(m, b, s + 1, kv_elem_bytes, latent)
+        snaps.append(Snapshot("prefill", "output logits of the prompt", (*w, kv, ("logits and loss", prompt_logits))))
+    return snaps
+
+
+def decode_snapshots(ctx: StepContext, m: ModelSpec, w: tuple, cache: GenerateCache, decode_k: dict,
+                     transformers: tuple) -> list[Snapshot]:
+    """The decode steps: (before 4.42) the first, holding the old tuples beside the new cache; the last,
+    over the whole cache."""
+    b, s, V = ctx.batch, ctx.seq, m.vocab_size
+    snaps = []
+    legacy = holds("legacy-tuple-cache", transformers) and not cache.static
+    if legacy:
+        first = cache.bytes_for(m, b, s + 1)
         survive = {"the prompt's fp32 logits (outputs kept through step 1)":
                    FP32 * b * (s if holds("prompt-logits-every-position", transformers) else 1) * V}
         snaps.append(Snapshot("decode", "first decode step (transformers < 4.42)", (
             *w, ("KV cache", {"new cache (tuples)": first}),
-            ("temporaries", {"previous step's cache, still referenced": cache_prefill, **survive}))))
-    # generate keeps logits for the last position only (logits_to_keep=1) and copies them to fp32.
-    one_layer = 0 if static else cache_final // max(1, m.n_layers) // 2
-    decode_work = layer_working_bytes(ctx, m, b, final_len)
+            ("temporaries", {"previous step's cache, still referenced": cache.prefill_bytes, **survive}))))
+    one_layer = 0 if cache.static else cache.final_bytes // max(1, m.n_layers) // 2
+    decode_work = layer_working_bytes(ctx, m, b, cache.final_len)
     if legacy:
         temps = {"previous step's cache, still referenced (tuples, transformers < 4.42)":
-                 kv_cache_bytes(m, b, final_len - 1, kv_elem_bytes, latent), **decode_work, **decode_k}
+                 cache.bytes_for(m, b, cache.final_len - 1), **decode_work, **decode_k}
     else:
         temps = {"torch.cat copy of one layer's keys": one_layer, **decode_work, **decode_k}
-    snaps.append(Snapshot("decode", f"last decode step ({final_len} cached tokens)", (
-        *w, ("KV cache", {name: cache_final}), ("temporaries", {k: v for k, v in temps.items() if v}),
-        ("logits and loss", last_logits))))
+    snaps.append(Snapshot("decode", f"last decode step ({cache.final_len} cached tokens)", (
+        *w, ("KV cache", {cache.name: cache.final_bytes}), ("temporaries", {k: v for k, v in temps.items() if v}),
+        ("logits and loss", last_logits(ctx, m)))))
     return snaps
 
 
@@ -214,11 +283,30 @@ def quantised_weights(m: ModelSpec, fmt, compute_bytes: int, kernel: str) -> dic
     return dict(rank_weight_parts(m, fmt, compute_bytes, Shard(), marlin=kernel == "marlin"))
 
 
+def estimate_inference(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, warnings: list) -> Estimate:
+    """Inference on one GPU (a forward pass, or generate): the moments of inference_snapshots with the
+    weights as stored, or in their quantised format with its kernel's workspaces and temporaries."""
+    ctx = make_context(m, w, p, f)
+    kv_b = dtype_bytes(p.kv_cache) if p.kv_cache else ctx.compute_bytes
+    static = w.cache_implementation == "static"
+    tf = version_tuple(f.transformers, "framework.transformers", "a transformers version", "5.17")
+    if p.quant_format is None:
+        snaps = inference_snapshots(ctx, m, weight_parts(m, w, p), w.new_tokens, kv_b, static, transformers=tf)
+        return make_estimate(m, w, p, hw, f, ctx, with_vision_inference(snaps, m, w, p, f), warnings)
+    fmt = named_format(p.quant_format)
+    kernel = p.quant_kernel if p.quant_kernel != "auto" else default_kernel(fmt, tf)
+    cb = ctx.compute_bytes
+    temps = (call_temporaries(m, fmt, kernel, w.batch_size * w.seq_len, cb), call_temporaries(m, fmt, kernel, w.batch_size, cb))
+    snaps = inference_snapshots(ctx, m, quantised_weights(m, fmt, cb, kernel), w.new_tokens, kv_b, static,
+                                persistent_workspaces(m, fmt, kernel), temps, tf)
+    return make_estimate(m, w, p, hw, f, ctx, with_vision_inference(snaps, m, w, p, f), warnings)
+
+
 def generate_request(req):
     """Serving engine "hf" as the inference workload: num_prompts x prompt_len, max_new_tokens."""
     from dataclasses import replace
     from ..serving.engines import weight_format
-    from ..workload import QUANT_FORMAT_WEIGHTS, Precision, Workload
+    from ..workload import QUANT_FORMAT_WEIGHTS
     s = req.serving
     fmt = weight_format(s, req.checkpoint)
     dtype = {"float16": "fp16", "float32": "fp32"}.get(s.dtype, "bf16")
@@ -234,7 +322,6 @@ def generate_request(req):
         p = replace(p, kv_cache=kv)
     f = req.framework
     if s.version is not None:               # the hf engine's version is transformers'
-        from ..versions import version_tuple
         version_tuple(s.version, "workload.version", "a transformers version", "5.17")
         f = replace(f, transformers=s.version)
     return replace(req, workload=w, precision=p, framework=f, serving=None, solve=False)

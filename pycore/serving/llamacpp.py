@@ -37,6 +37,7 @@ from .config import Serving
 from .gguf import TYPES, Tensor, gguf_file, model_tensors, row_bytes, tensor_bytes, tensor_types
 from .kv import linear_flags, recurrent_state_bytes, sliding_flags
 from .result import ServingEstimate, tree
+from .speculative import llamacpp_draft_request, with_llamacpp_draft
 
 # Ollama reserves this per CUDA/ROCm GPU for the runtime context (llm/memory.go MinimumMemory, 457 MiB);
 # llama.cpp logs do not show it.
@@ -58,7 +59,18 @@ def _pad(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
-def context_cells(m: ModelSpec, s: Serving, build: int, flash: bool) -> dict:
+@dataclass(frozen=True)
+class LlamaContext:
+    """The context as llama_context computes it (src/llama-context.cpp 52, 132-164)."""
+    n_ctx: int                # the context over every stream
+    cells: int                # KV cells of one stream
+    streams: int              # 1 with a unified cache (or one sequence), else one per -np sequence
+    n_seq: int                # -np
+    n_batch: int
+    n_ubatch: int
+
+
+def context_cells(m: ModelSpec, s: Serving, build: int, flash: bool) -> LlamaContext:
     """n_ctx, cells per stream and streams as llama_context computes them."""
     n_ctx = s.n_ctx if s.n_ctx is not None else 4096
     if n_ctx == 0:
@@ -73,9 +85,8 @@ def context_cells(m: ModelSpec, s: Serving, build: int, flash: bool) -> dict:
         n_ctx = _pad(n_ctx, 256 if flash else 32)
         cells = n_ctx // streams
     n_batch = min(n_ctx, s.n_batch)
-    n_ubatch = min(n_batch, s.n_ubatch)
-    return {"n_ctx": n_ctx, "cells": cells, "streams": streams, "n_seq": n_seq, "n_batch": n_batch,
-            "n_ubatch": n_ubatch}
+    return LlamaContext(n_ctx=n_ctx, cells=cells, streams=streams, n_seq=n_seq, n_batch=n_batch,
+                        n_ubatch=min(n_batch, s.n_ubatch))
 
 
 def _kv_widths(m: ModelSpec, build: int) -> tuple[int, int, int]:
@@ -95,13 +106,13 @@ def _row(t: str, n: int) -> int:
     return row_bytes(t, n)
 
 
-def layer_kv_bytes(m: ModelSpec, s: Serving, ctx: dict, build: int) -> list[int]:
+def layer_kv_bytes(m: ModelSpec, s: Serving, ctx: LlamaContext, build: int) -> list[int]:
     """KV bytes of each layer (K + V over every stream)."""
     k_w, v_w, _ = _kv_widths(m, build)
-    cells, streams = ctx["cells"], ctx["streams"]
+    cells, streams = ctx.cells, ctx.streams
     swa_cells = cells
     if m.sliding_window and m.sliding_layers and not s.swa_full and holds("llamacpp-iswa", (build,)):
-        ring = m.sliding_window * (ctx["n_seq"] if streams == 1 else 1) + ctx["n_ubatch"]
+        ring = m.sliding_window * (ctx.n_seq if streams == 1 else 1) + ctx.n_ubatch
         swa_cells = min(cells, ring)
         if holds("llamacpp-pad-256", (build,)):
             swa_cells = _pad(swa_cells, 256)
@@ -111,7 +122,7 @@ def layer_kv_bytes(m: ModelSpec, s: Serving, ctx: dict, build: int) -> list[int]
     if m.linear_attn_layers:
         # A hybrid model's recurrent layers keep one conv and one state row per sequence, in f32
         # (llama-memory-recurrent.cpp; llama_memory_hybrid with type_r = type_s = GGML_TYPE_F32).
-        state = ctx["n_seq"] * recurrent_state_bytes(m, 1, 4, 4)
+        state = ctx.n_seq * recurrent_state_bytes(m, 1, 4, 4)
         out = [state if lin else kv for kv, lin in zip(out, linear_flags(m))]
     return out
 
@@ -168,28 +179,26 @@ def weight_table(m: ModelSpec, quant: str) -> WeightTable:
     return WeightTable(tuple(map(tuple, dense)), tuple(map(tuple, experts)), embeddings, tuple(output), output_weight)
 
 
-def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate:
-    version = s.engine_version()
-    build = build_number(version)
-    if m.family == "bert":
-        raise InputError("model", "llama.cpp serves decoder models; BERT is an encoder")
+def flash_attention(s: Serving, build: int) -> bool:
+    """-fa on, or auto with layers on a GPU from the build that made auto the default; a quantised V
+    cache needs it (llama-context.cpp)."""
     on_gpu = s.n_gpu_layers is None or s.n_gpu_layers > 0
     flash = s.flash_attn == "on" or (s.flash_attn == "auto" and on_gpu and holds("llamacpp-flash-attn-auto", (build,)))
     if not flash and s.cache_type_v not in ("f16", "bf16", "f32"):
         raise InputError("workload.cache_type_v", "a quantised V cache needs flash attention "
                                                   "(llama-context.cpp: \"quantized V cache was requested, but this "
                                                   "requires Flash Attention\")")
-    ctx = context_cells(m, s, build, flash)
-    f = gguf_file(m, s.quant)
-    table = weight_table(m, s.quant)
-    n = m.n_layers
-    start, act, devices = _placement(m, s)
-    nd = s.devices
-    model_dev = [0] * nd
-    padding_dev = [0] * nd
-    host_model = table.embeddings           # the input embeddings stay in host memory
-    # each block's tensors on its layer's device; --n-cpu-moe keeps the experts of its first layers in
-    # host memory; the output norm and output.weight on the output layer's device
+    return flash
+
+
+def model_buffers(m: ModelSpec, s: Serving, table: WeightTable, devices: list) -> tuple[list, list, int]:
+    """(GGUF bytes per device, CUDA row padding per device, host bytes): each block's tensors on its
+    layer's device; --n-cpu-moe keeps the experts of its first layers in host memory; the output norm and
+    output.weight on the output layer's device; the input embeddings in host memory (llama-model.cpp
+    load_tensors 2396-2421)."""
+    n, nd = m.n_layers, s.devices
+    model_dev, padding_dev = [0] * nd, [0] * nd
+    host_model = table.embeddings
     groups = [(devices[il], table.dense[il]) for il in range(n)]
     groups += [(-1 if il < s.n_cpu_moe else devices[il], table.experts[il]) for il in range(n)]
     groups.append((devices[n], table.output))
@@ -201,108 +210,178 @@ def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate
             padding_dev[d] += pad
     if m.tied_embeddings and devices[n] >= 0:
         model_dev[devices[n]] += table.output_weight    # the output layer's copy of the tied embedding
-    kv = layer_kv_bytes(m, s, ctx, build)
-    kv_dev = [0] * nd
-    kv_host = 0
+    return model_dev, padding_dev, host_model
+
+
+def kv_buffers(kv: list, devices: list, nd: int) -> tuple[list, int]:
+    """(KV bytes per device, KV bytes in host memory): each layer's cache on its layer's device
+    (offload_kqv, llama-kv-cache.cpp 108-119)."""
+    kv_dev, kv_host = [0] * nd, 0
     for il, b in enumerate(kv):
         if devices[il] < 0:
             kv_host += b
         else:
             kv_dev[devices[il]] += b
-    ub, n_kv = ctx["n_ubatch"], ctx["cells"]
-    h, heads, V = m.hidden_size, m.n_heads, m.vocab_size
-    outputs = max(1, ctx["n_seq"]) if holds("llamacpp-outputs-max", (build,)) else ub
-    logits = 4 * outputs * (V + h)
+    return kv_dev, kv_host
+
+
+@dataclass(frozen=True)
+class GraphTerms:
+    """The compute buffer's candidates, in bytes, as the graph allocator reserves them (Ollama
+    fs/ggml/ggml.go 665, which matches the FA-off logs within 1%)."""
+    logits: int               # 4 x outputs x (n_vocab + n_embd)
+    attention: int            # FA off: 4 ub (n_kv (n_head + 1) + 4 n_embd); on: the f16 mask 2 ub n_kv + 4 ub 4 n_embd
+    ffn: int                  # 4 ub (2 x widest FFN + 2 n_embd)
+    host: int                 # the CPU buffer: 4 ub (n_embd + n_kv x masks)
+
+
+def graph_terms(m: ModelSpec, ctx: LlamaContext, flash: bool, build: int) -> GraphTerms:
+    """The terms of one ubatch's graph; logits for one row a sequence from about b6500, else every token."""
+    ub, n_kv, h = ctx.n_ubatch, ctx.cells, m.hidden_size
+    outputs = max(1, ctx.n_seq) if holds("llamacpp-outputs-max", (build,)) else ub
     if flash:
         attention = 2 * ub * n_kv + 4 * ub * 4 * h
     else:
-        attention = 4 * ub * (n_kv * (heads + 1) + 4 * h)
-    ffn = 4 * ub * (2 * _widest_ffn(m) + 2 * h)
-    masks = 2 if (m.sliding_window and 0 < m.sliding_layers < n) else 1
-    host_compute = 4 * ub * (h + n_kv * masks)
+        attention = 4 * ub * (n_kv * (m.n_heads + 1) + 4 * h)
+    masks = 2 if (m.sliding_window and 0 < m.sliding_layers < m.n_layers) else 1
+    return GraphTerms(logits=4 * outputs * (m.vocab_size + h), attention=attention,
+                      ffn=4 * ub * (2 * _widest_ffn(m) + 2 * h), host=4 * ub * (h + n_kv * masks))
+
+
+def device_compute(m: ModelSpec, s: Serving, g: GraphTerms, devices: list, flash: bool, offload_copy: tuple) -> list:
+    """[(bytes, which term)] of each device's compute buffer: the largest of its layers' attention and
+    MLP and, on the output layer's device, the logits. Op offload (ggml-backend scheduler, ggml-cuda.cu
+    get_op_batch_size >= 32): with the output layer in host memory its matmul still runs on the first
+    GPU (ggml-backend.cpp ggml_backend_sched_backend_id_from_cur, "1.off"), on a copy of output.weight;
+    without flash attention a CPU layer's K and V are copied to the GPU for the attention product.
+    ``offload_copy`` is (op offload, output.weight bytes, the largest CPU layer's KV bytes)."""
+    n = m.n_layers
+    op_offload, output_weight, cpu_kv = offload_copy
     partial = any(d < 0 for d in devices[:n])
-    # Op offload (ggml-backend scheduler, ggml-cuda.cu get_op_batch_size >= 32): with the output layer
-    # in host memory, its matmul still runs on a GPU, on a copy of output.weight, so the logits land
-    # there. The scheduler gives the op to the first backend, in priority order, that supports and
-    # offloads it (ggml/src/ggml-backend.cpp ggml_backend_sched_backend_id_from_cur, "1.off": for b in
-    # 0 .. the weight's backend), so the copy goes to the first device, not to the one holding the
-    # last layer. Without flash attention a CPU layer's K and V are copied to the GPU for the
-    # attention product.
-    op_offload = on_gpu and ub >= 32
-    output_weight = table.output_weight
-    first_gpu = 0 if on_gpu else -1                  # op offload's device: the highest-priority backend
-    cpu_kv = max((b for il, b in enumerate(kv) if devices[il] < 0), default=0)
-    compute_dev = []
-    for d in range(nd):
-        has_layers = any(x == d for x in devices[:n])
+    out = []
+    for d in range(s.devices):
         phases = {}
-        if has_layers:
-            phases["attention scores" if not flash else "attention mask and activations"] = attention + (
+        if any(x == d for x in devices[:n]):
+            phases["attention scores" if not flash else "attention mask and activations"] = g.attention + (
                 cpu_kv if partial and op_offload and not flash else 0)
-            phases["MLP activations"] = ffn
+            phases["MLP activations"] = g.ffn
         if devices[n] == d:
-            phases["logits"] = logits
-        elif devices[n] < 0 and op_offload and d == first_gpu:
-            phases["logits and a copy of the host's output.weight (op offload)"] = logits + output_weight
+            phases["logits"] = g.logits
+        elif devices[n] < 0 and op_offload and d == 0:
+            phases["logits and a copy of the host's output.weight (op offload)"] = g.logits + output_weight
         which = max(phases, key=phases.get) if phases else ""
-        compute_dev.append((phases.get(which, 0), 0, which))
-    host_output = 4 * V * max(1, ctx["n_seq"])
-    host_compute_total = host_compute
+        out.append((phases.get(which, 0), which))
+    return out
+
+
+def host_compute(g: GraphTerms, on_gpu: bool, output_on_host: bool, op_offload: bool) -> int:
+    """The CPU compute buffer: the host term; every term's largest when nothing is offloaded; the
+    logits too when the output layer stays in host memory and runs there."""
     if not on_gpu:
-        host_compute_total = max(attention, ffn, logits)
-    elif devices[n] < 0 and not op_offload:
-        host_compute_total = max(host_compute, logits)
-    trees = []
-    for d in range(nd):
-        top, extra, which = compute_dev[d]
-        trees.append(tree(f"GPU {d}" if nd > 1 else "device total", [
-            ("model buffer (GGUF weights)", {f"{s.quant} tensors": model_dev[d], "CUDA row padding": padding_dev[d]}),
-            ("KV cache", kv_dev[d]),
-            ("compute buffer", {f"graph reserve ({which})" if which else "graph reserve": top}),
-            ("CUDA context", RUNTIME_CONTEXT_BYTES if (model_dev[d] or kv_dev[d]) else 0),
-        ], "device-total"))
-    busiest = max(range(nd), key=lambda d: trees[d].bytes)
-    host = tree("host memory", [("mapped weights (CPU_Mapped)", host_model), ("KV cache on the CPU", kv_host),
-                                ("CPU compute buffer", host_compute_total), ("output buffer", host_output)])
-    kv_total = sum(kv)
-    k_w, v_w, _ = _kv_widths(m, build)
+        return max(g.attention, g.ffn, g.logits)
+    if output_on_host and not op_offload:
+        return max(g.host, g.logits)
+    return g.host
+
+
+@dataclass(frozen=True)
+class Buffers:
+    """Where llama.cpp's buffers land: per device and in host memory (bytes)."""
+    model: list
+    padding: list
+    kv: list
+    compute: list             # [(bytes, which term)]
+    host_model: int
+    host_kv: int
+    host_compute: int
+    host_output: int          # the output buffer: 4 x n_vocab a sequence
+    gpu_layers: int           # layers offloaded, the output layer counted
+
+
+def buffers(m: ModelSpec, s: Serving, ctx: LlamaContext, flash: bool, build: int, kv: list) -> Buffers:
+    """Every buffer's bytes, placed by -ngl, --n-cpu-moe and the devices' split."""
+    table = weight_table(m, s.quant)
+    _, gpu_layers, devices = _placement(m, s)
+    model_dev, padding_dev, host_model = model_buffers(m, s, table, devices)
+    kv_dev, kv_host = kv_buffers(kv, devices, s.devices)
+    g = graph_terms(m, ctx, flash, build)
+    on_gpu = s.n_gpu_layers is None or s.n_gpu_layers > 0
+    op_offload = on_gpu and ctx.n_ubatch >= 32
+    cpu_kv = max((b for il, b in enumerate(kv) if devices[il] < 0), default=0)
+    return Buffers(model=model_dev, padding=padding_dev, kv=kv_dev,
+                   compute=device_compute(m, s, g, devices, flash, (op_offload, table.output_weight, cpu_kv)),
+                   host_model=host_model, host_kv=kv_host,
+                   host_compute=host_compute(g, on_gpu, devices[m.n_layers] < 0, op_offload),
+                   host_output=4 * m.vocab_size * max(1, ctx.n_seq), gpu_layers=min(gpu_layers, m.n_layers + 1))
+
+
+def device_trees(s: Serving, b: Buffers) -> list:
+    """Each device's memory as named parts adding up to its total; Ollama's runtime reserve on a device
+    that holds anything."""
+    nd = s.devices
+    return [tree(f"GPU {d}" if nd > 1 else "device total", [
+        ("model buffer (GGUF weights)", {f"{s.quant} tensors": b.model[d], "CUDA row padding": b.padding[d]}),
+        ("KV cache", b.kv[d]),
+        ("compute buffer", {f"graph reserve ({b.compute[d][1]})" if b.compute[d][1] else "graph reserve":
+                            b.compute[d][0]}),
+        ("CUDA context", RUNTIME_CONTEXT_BYTES if (b.model[d] or b.kv[d]) else 0),
+    ], "device-total") for d in range(nd)]
+
+
+def llamacpp_report(m: ModelSpec, s: Serving, ctx: LlamaContext, flash: bool, kv: list, b: Buffers) -> dict:
+    """The figures llama.cpp's log prints (file size, the buffers by backend, the offload count)."""
+    f, nd, n = gguf_file(m, s.quant), s.devices, m.n_layers
     report = {
         "file size": f"{_size(f.bytes)} ({f.bits_per_weight:.2f} BPW)",
         "file_bytes": f.bytes, "bits_per_weight": round(f.bits_per_weight, 4),
         "tensor types": {t: c for t, c in f.type_counts},
-        "n_ctx": ctx["n_ctx"], "cells_per_stream": ctx["cells"], "streams": ctx["streams"],
-        "n_batch": ctx["n_batch"], "n_ubatch": ctx["n_ubatch"], "flash_attn": flash,
-        "kv_bytes": kv_total, "kv_size_mib": round(kv_total / MiB, 2),
-        "model_buffer_mib": {**{(f"CUDA{d}" if nd > 1 else "CUDA0"): round((model_dev[d] + padding_dev[d]) / MiB, 2)
-                                for d in range(nd) if model_dev[d]},
-                             "CPU_Mapped": round(host_model / MiB, 2)},
-        "kv_buffer_mib": {**{f"CUDA{d}": round(kv_dev[d] / MiB, 2) for d in range(nd) if kv_dev[d]},
-                          **({"CPU": round(kv_host / MiB, 2)} if kv_host else {})},
-        "compute_buffer_mib": {**{f"CUDA{d}": round((compute_dev[d][0] + compute_dev[d][1]) / MiB, 2)
-                                  for d in range(nd) if compute_dev[d][0]},
-                               "CUDA_Host": round(host_compute_total / MiB, 2)},
-        "offloaded": f"{min(act, n + 1)}/{n + 1} layers to GPU",
+        "n_ctx": ctx.n_ctx, "cells_per_stream": ctx.cells, "streams": ctx.streams,
+        "n_batch": ctx.n_batch, "n_ubatch": ctx.n_ubatch, "flash_attn": flash,
+        "kv_bytes": sum(kv), "kv_size_mib": round(sum(kv) / MiB, 2),
+        "model_buffer_mib": {**{(f"CUDA{d}" if nd > 1 else "CUDA0"): round((b.model[d] + b.padding[d]) / MiB, 2)
+                                for d in range(nd) if b.model[d]},
+                             "CPU_Mapped": round(b.host_model / MiB, 2)},
+        "kv_buffer_mib": {**{f"CUDA{d}": round(b.kv[d] / MiB, 2) for d in range(nd) if b.kv[d]},
+                          **({"CPU": round(b.host_kv / MiB, 2)} if b.host_kv else {})},
+        "compute_buffer_mib": {**{f"CUDA{d}": round(b.compute[d][0] / MiB, 2) for d in range(nd) if b.compute[d][0]},
+                               "CUDA_Host": round(b.host_compute / MiB, 2)},
+        "offloaded": f"{b.gpu_layers}/{n + 1} layers to GPU",
     }
     if m.sliding_window and m.sliding_layers:
         flags = sliding_flags(m)
-        report["kv_swa_bytes"] = sum(b for b, sl in zip(kv, flags) if sl)
-        report["kv_nonswa_bytes"] = sum(b for b, sl in zip(kv, flags) if not sl)
-    tokens = ctx["n_ctx"]
-    per_slot = ctx["cells"] if ctx["streams"] > 1 else ctx["n_ctx"]
-    warnings = []
-    if ctx["n_ctx"] > m.max_positions:
-        warnings.append(f"n_ctx {ctx['n_ctx']} is longer than the model was trained for ({m.max_positions})")
+        report["kv_swa_bytes"] = sum(x for x, sl in zip(kv, flags) if sl)
+        report["kv_nonswa_bytes"] = sum(x for x, sl in zip(kv, flags) if not sl)
+    return report
+
+
+def estimate_llamacpp(m: ModelSpec, s: Serving, hw: Hardware) -> ServingEstimate:
+    build = build_number(s.engine_version())
+    if m.family == "bert":
+        raise InputError("model", "llama.cpp serves decoder models; BERT is an encoder")
+    flash = flash_attention(s, build)
+    ctx = context_cells(m, s, build, flash)
+    gguf_file(m, s.quant)                          # an unknown preset is the first error, before the caches
+    kv = layer_kv_bytes(m, s, ctx, build)
+    b = buffers(m, s, ctx, flash, build, kv)
+    trees = device_trees(s, b)
+    busiest = max(range(s.devices), key=lambda d: trees[d].bytes)
+    host = tree("host memory", [("mapped weights (CPU_Mapped)", b.host_model), ("KV cache on the CPU", b.host_kv),
+                                ("CPU compute buffer", b.host_compute), ("output buffer", b.host_output)])
+    k_w, v_w, _ = _kv_widths(m, build)
+    per_slot = ctx.cells if ctx.streams > 1 else ctx.n_ctx
     est = ServingEstimate(
-        engine="llamacpp", version=f"b{build}", gpu_name=hw.name, gpu_memory_bytes=hw.memory_bytes, gpus=nd,
-        device=trees[busiest], kv_cache_bytes=kv_dev[busiest], kv_cache_tokens=tokens, context_len=per_slot,
-        max_concurrency=float(ctx["n_seq"]), max_context_len=per_slot, starts=True, report=report,
-        host_bytes=host.bytes, host=host, devices=tuple(trees) if nd > 1 else (),
-        settings={"n_ctx": ctx["n_ctx"], "n_gpu_layers": min(act, n + 1), "flash_attn": flash,
-                  "n_ubatch": ctx["n_ubatch"], "k_width": k_w, "v_width": v_w},
-        warnings=tuple(warnings))
+        engine="llamacpp", version=f"b{build}", gpu_name=hw.name, gpu_memory_bytes=hw.memory_bytes, gpus=s.devices,
+        device=trees[busiest], kv_cache_bytes=b.kv[busiest], kv_cache_tokens=ctx.n_ctx, context_len=per_slot,
+        max_concurrency=float(ctx.n_seq), max_context_len=per_slot, starts=True,
+        report=llamacpp_report(m, s, ctx, flash, kv, b), host_bytes=host.bytes, host=host,
+        devices=tuple(trees) if s.devices > 1 else (),
+        settings={"n_ctx": ctx.n_ctx, "n_gpu_layers": b.gpu_layers, "flash_attn": flash,
+                  "n_ubatch": ctx.n_ubatch, "k_width": k_w, "v_width": v_w},
+        warnings=(f"n_ctx {ctx.n_ctx} is longer than the model was trained for ({m.max_positions})",)
+        if ctx.n_ctx > m.max_positions else ())
     if s.draft_model is not None:                     # -md: speculative decoding (speculative.py)
-        from .speculative import with_llamacpp_draft
-        est = with_llamacpp_draft(est, m, s, hw)
+        d, ds = llamacpp_draft_request(s, est.context_len)
+        est = with_llamacpp_draft(est, estimate_llamacpp(d, ds, hw), d, ds, s.n_parallel)
     return est
 
 

@@ -179,27 +179,29 @@ def sglang_draft_tokens(m: ModelSpec, s: Serving) -> int:
     return 8 if method(s) != "draft_model" and m.model_type == "llama" else 4
 
 
-def with_llamacpp_draft(target, m: ModelSpec, s: Serving, hw):
-    """llama-server with -md: the target's estimate plus the draft model's buffers on the same GPU. The
-    draft loads once (its own -ngld), and each of the -np slots makes its own draft context of -cd
-    tokens (0: the target's llama_n_ctx_seq) with f16 caches (-ctkd/-ctvd are not read), its n_batch
-    the draft context."""
+def llamacpp_draft_request(s: Serving, target_context: int) -> tuple[ModelSpec, Serving]:
+    """llama-server with -md: the draft model and the settings it loads with. The draft loads once (its
+    own -ngld), and each of the -np slots makes its own draft context of -cd tokens (0: the target's
+    llama_n_ctx_seq, ``target_context``) with f16 caches (-ctkd/-ctvd are not read), its n_batch the
+    draft context."""
     from dataclasses import replace
-    from ..breakdown import node
-    from .llamacpp import estimate_llamacpp
     if s.devices > 1:
         raise InputError("workload.draft_model", "a draft model over several GPUs (-devd) is not modelled; "
                                                  "give devices 1")
-    d = draft_spec(s)
-    n_ctx = s.n_ctx_draft or target.context_len
-    ds = replace(s, draft_model=None, num_speculative_tokens=None, n_ctx=n_ctx, n_batch=n_ctx,
-                 n_ubatch=min(s.n_ubatch, n_ctx), n_gpu_layers=s.n_gpu_layers_draft, n_parallel=1,
-                 quant=s.quant_draft or s.quant, cache_type_k="f16", cache_type_v="f16", n_cpu_moe=0,
-                 n_ctx_draft=None, n_gpu_layers_draft=None, quant_draft=None)
-    draft = estimate_llamacpp(d, ds, hw)
+    n_ctx = s.n_ctx_draft or target_context
+    return draft_spec(s), replace(
+        s, draft_model=None, num_speculative_tokens=None, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=min(s.n_ubatch, n_ctx),
+        n_gpu_layers=s.n_gpu_layers_draft, n_parallel=1, quant=s.quant_draft or s.quant, cache_type_k="f16",
+        cache_type_v="f16", n_cpu_moe=0, n_ctx_draft=None, n_gpu_layers_draft=None, quant_draft=None)
+
+
+def with_llamacpp_draft(target, draft, d: ModelSpec, ds: Serving, slots: int):
+    """The target's estimate plus the draft model's buffers on the same GPU: ``draft`` is llama.cpp's
+    estimate of the draft ``d`` under ``ds`` (llamacpp_draft_request), its context made once per slot."""
+    from dataclasses import replace
+    from ..breakdown import Node, node
+    n_ctx = ds.n_ctx
     parts = {c.name: c.bytes for c in draft.device.children}
-    slots = s.n_parallel
-    from ..breakdown import Node
     leaves = (Node(f"draft model buffer ({d.name}, {ds.quant})", parts.get("model buffer (GGUF weights)", 0)),
               Node(f"draft KV cache ({slots} slot(s) x {n_ctx:,} tokens)", slots * parts.get("KV cache", 0)),
               Node(f"draft compute buffer ({slots} slot context(s))", slots * parts.get("compute buffer", 0)))

@@ -6,6 +6,7 @@ than one rank. Each term names the source it follows (vLLM sdists read at 0.11.0
 
 from __future__ import annotations
 
+from ..model.spec import ModelSpec, kv_dim, q_dim
 from ..units import GiB, MiB
 from ..versions import holds
 
@@ -136,3 +137,64 @@ def encoder_phase(vt, images: int, tp: int, dt: int) -> dict:
 def encoder_cache_bytes(vt, images: int, text_hidden: int, dt: int) -> int:
     """The encoder's outputs, kept in encoder_cache through the language model's dummy run and sampler."""
     return images * vt.tokens_per_image * text_hidden * dt
+
+
+# ---- the profile run's peak (gpu_model_runner.py profile_run 5721, _dummy_run 5194, _dummy_sampler_run
+# 5556 at 0.19.0): a forward of max_num_batched_tokens tokens without attention's KV, then the sampler -----
+
+FUSED_MOE_CHUNK = 32768                  # VLLM_FUSED_MOE_CHUNK_SIZE default (envs.py)
+
+
+def forward_phases(m: ModelSpec, tokens: int, tp: int, ep: int, dt: int) -> dict:
+    """{phase: {part: bytes}} of one layer's dummy forward on one rank: attention's projections, the
+    fused-MoE kernels' buffers (chunked at VLLM_FUSED_MOE_CHUNK_SIZE) and the dense MLP's outputs."""
+    h, T = m.hidden_size, tokens
+    qd, kd = q_dim(m) // tp, kv_dim(m) // tp
+    phases = {"attention": {"QKV projection": T * (qd + 2 * kd) * dt, "attention output": T * qd * dt,
+                            "o_proj output": T * h * dt}}
+    if m.n_experts:
+        chunk = min(T, FUSED_MOE_CHUNK)
+        f = m.expert_ffn_size if ep > 1 else m.expert_ffn_size // tp
+        k = m.experts_per_token
+        moe = {"router logits": T * m.n_experts * dt, "top-k weights and ids": T * k * 8,
+               "fused MoE intermediate caches": chunk * k * (max(2 * f, h) + f) * dt, "MoE output": T * h * dt}
+        if m.n_shared_experts:
+            moe["shared expert"] = T * 3 * m.shared_expert_ffn_size * m.n_shared_experts // tp * dt
+        phases["MoE"] = moe
+    if m.dense_layers or not m.n_experts:
+        f = m.ffn_size // tp
+        phases["MLP"] = {"gate_up output": 2 * T * f * dt, "activation output": T * f * dt,
+                         "down_proj output": T * h * dt}
+    return phases
+
+
+def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: int, dt: int, last: bool,
+                       v=(0, 10, 2), gpu_name: str = "", sampler_bytes: int | None = None) -> dict:
+    """The torch peak of the dummy forward and sampler, above the weights, on one rank: the larger of
+    the two, with the fused-MoE workspaces added to the sampler's side where they persist (0.13+)."""
+    T, h = tokens, m.hidden_size
+    phases = forward_phases(m, tokens, tp, ep, dt)
+    busiest = max(phases, key=lambda k: sum(phases[k].values()))
+    forward = {"hidden states and residual": 2 * T * h * dt,
+               **{f"{busiest}: {k}": b for k, b in phases[busiest].items()}}
+    if not last:
+        return _with_encoder(m, tokens, tp, dt, [forward], sampler_bytes is None)
+    if sampler_bytes is not None:       # another engine's sampler (SGLang) at a fixed cost per logit
+        logits = {f"sampler on {requests} rows of logits": requests * m.vocab_size * sampler_bytes}
+    else:
+        logits = sampler_parts(v, requests, m.vocab_size, dt, device_traits(gpu_name)[0])
+    sampler = {"hidden states kept by the profile run": T * h * dt + requests * h * dt, **logits}
+    if m.n_experts and sampler_bytes is None and moe_workspace_persists(v):
+        sampler["fused MoE workspaces (kept by the WorkspaceManager)"] = phases["MoE"]["fused MoE intermediate caches"]
+    return _with_encoder(m, tokens, tp, dt, [forward, sampler], sampler_bytes is None)
+
+
+def _with_encoder(m: ModelSpec, tokens: int, tp: int, dt: int, candidates: list, vllm: bool) -> dict:
+    """The profile peak: the largest phase; a multimodal model's encoder runs first, and its outputs stay
+    in the encoder cache through the language model's phases."""
+    if vllm and m.vision is not None and m.vision.tokens_per_image:
+        images = encoder_images(m.vision, tokens)
+        cache = encoder_cache_bytes(m.vision, images, m.hidden_size, dt)
+        candidates = [{**c, f"encoder cache ({images} images)": cache} for c in candidates]
+        candidates.append(encoder_phase(m.vision, images, tp, dt))
+    return max(candidates, key=lambda c: sum(c.values()))

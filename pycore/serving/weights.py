@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError
-from ..model.params import linears, sink_params
-from ..model.spec import ModelSpec, dense_layers_in, is_mla, norm_params_per_unit
+from ..model.params import layer_norm_params, linears, sink_params
+from ..model.spec import ModelSpec, dense_layers_in, is_mla
 from .formats import WeightFormat, linear_bytes, quantises
 from .unconverted import kept_layers
 
@@ -60,18 +60,6 @@ def _local_shape(lin, m: ModelSpec, t: int, ep: int) -> tuple[int, int, int]:
     return k, n // t, copies
 
 
-def _norms(m: ModelSpec) -> int:
-    per = norm_params_per_unit(m) * m.hidden_size
-    count = per * m.norms_per_layer
-    if m.qk_norm == "per_head":
-        count += 2 * m.head_dim
-    elif m.qk_norm == "full":
-        count += m.n_heads * m.head_dim + m.n_kv_heads * m.head_dim
-    if is_mla(m):
-        count += m.q_lora_rank + m.kv_lora_rank
-    return count
-
-
 def padded_vocab(vocab: int, tp: int) -> int:
     """pad_vocab_size(V, 64), then divisible by the degree."""
     step = VOCAB_PADDING * tp
@@ -107,7 +95,7 @@ def rank_weight_parts(m: ModelSpec, fmt: WeightFormat, dtype_bytes: int, shard: 
         else:
             plain += linear_bytes(WeightFormat(), k, n, lin.bias, dtype_bytes) * copies * n_layers
     sinks = sink_params(m) // m.n_layers // t
-    plain += (_norms(m) + sinks) * layers * dtype_bytes
+    plain += (layer_norm_params(m) + sinks) * layers * dtype_bytes
     v_rank = padded_vocab(m.vocab_size, t) // t
     h = m.hidden_size
     parts = []

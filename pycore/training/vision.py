@@ -56,17 +56,6 @@ class Images:
     full_score_elements: int = 0   # Qwen2.5-VL's full-attention layers
 
 
-def image_fields(images, size) -> tuple[dict, str | None]:
-    """The CLI's --images and --image-size HxW as workload fields (or a problem naming the flag)."""
-    out = {} if images is None else {"images_per_sample": images}
-    if size:
-        h, _, w = str(size).lower().partition("x")
-        if not (h.isdigit() and w.isdigit()):
-            return {}, f"--image-size must be HEIGHTxWIDTH in pixels, such as 1080x1920; got {size!r}"
-        out.update(image_height=int(h), image_width=int(w))
-    return out, None
-
-
 def images_of(m: ModelSpec, w: Workload) -> Images:
     """The encoder's rows and the language-model tokens of the workload's images."""
     vt, n = m.vision, w.images_per_sample
