@@ -14,6 +14,7 @@ from .parallel.layout import Parallelism, validate_layout
 from .result import Estimate
 from .serving.hf import estimate_inference
 from .training.notes import lever_notes
+from .training.vision import with_images
 from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
 
 __all__ = ["Estimate", "estimate"]
@@ -62,6 +63,7 @@ def estimate(m: ModelSpec | ModelSize, w: Workload, p: Precision, hw: Hardware, 
              par: Parallelism = Parallelism()) -> Estimate:
     validate_workload(w, p)
     validate_framework(f)
+    m, w = with_images(m, w, f, par)            # image tokens join the sequence (training/vision.py)
     if isinstance(m, ModelSize):
         validate_layout(par, None, w)
         if w.mode != "full" or par.recipe not in SIZE_ONLY_RECIPES:

@@ -185,6 +185,7 @@ def _serving_request(data: dict, model, model_id: str, checkpoint: WeightFormat,
 # 96 each) and where its config.json is fetched from; the page's CSP allows only these origins.
 HUB = {"id_pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
        "config_url": "https://huggingface.co/{id}/resolve/main/config.json",
+       "adapter_url": "https://huggingface.co/{id}/resolve/main/adapter_config.json",
        "origins": ["https://huggingface.co", "https://*.hf.co"]}
 
 

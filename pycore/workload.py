@@ -153,6 +153,17 @@ class Workload:
                                      doc="the model's head (AutoModelFor... class)"))
     num_labels: int = spec(2, integer(1, 1_000_000, url="labels", cli="--num-labels", modes=MODES,
                                       doc="classification heads: outputs"))
+    # Multimodal models (pycore/training/vision.py): images per sequence, each images x tokens_per_image
+    # more tokens, at a size in pixels (default: the processor's own, model/image_tokens.py)
+    images_per_sample: int = spec(0, integer(0, 4096, url="img", cli="--images", modes=MODES,
+                                             doc="images in each sequence (a multimodal model's vision encoder "
+                                                 "runs on them)"))
+    image_height: int | None = spec(None, integer(1, 1 << 16, nullable=True, url="imgh", cli="--image-height",
+                                                  modes=MODES, unit="pixels",
+                                                  doc="image height (default: the processor's size)"))
+    image_width: int | None = spec(None, integer(1, 1 << 16, nullable=True, url="imgw", cli="--image-width",
+                                                 modes=MODES, unit="pixels",
+                                                 doc="image width (default: the processor's size)"))
     cache_implementation: str = spec("dynamic", choice(("dynamic", "static"), url="cache",
                                                        cli="--cache-implementation", modes=("inference",),
                                                        doc="generate's KV cache: grown by torch.cat each step "

@@ -173,6 +173,7 @@ export function syncVisibility() {
     const box = el.closest("label") || el;
     box.hidden = !applies(app.catalog, param, app.state.mode, app.state.engine);
   }
+  $("#peft-hub").hidden = form.elements.peft.closest("label").hidden;    // the adapter's Hub fetch goes with its field
   const allowed = app.catalog.request.weights_by_mode[app.state.mode] || [];
   for (const opt of form.elements.w.options) opt.disabled = !allowed.includes(opt.value);
   // A fieldset none of whose fields apply to the mode is hidden with them.

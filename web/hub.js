@@ -1,6 +1,6 @@
 import { readAtMost } from "./state.js";
-import { $, make, text, app } from "./dom.js";
-import { stateToForm } from "./form.js";
+import { $, form, make, text, app } from "./dom.js";
+import { readControl, stateToForm } from "./form.js";
 
 // ---- a model by its Hugging Face id ---------------------------------------------
 // Only on the user's action (the button, or opening a link that names an id): GET the repository's
@@ -16,29 +16,37 @@ export function hubId(raw) {
   const m = HUB_URL.exec(s);
   return m ? m[1] : s;
 }
-export async function fetchHub(raw) {
-  const id = hubId(raw);
-  const hub = app.catalog.request.hub;
-  if (!new RegExp(hub.id_pattern).test(id)) { text($("#hub-status"), `“${id.slice(0, 80)}” is not a Hugging Face model id (owner/name).`); return false; }
-  text($("#hub-status"), `Fetching ${id}/config.json from huggingface.co…`);
+// GET one file of a Hub repository, at most the request's size limit; null (and why, in ``status``) on failure.
+async function hubFile(id, url, file, status) {
+  text(status, `Fetching ${id}/${file} from huggingface.co…`);
   const limit = app.catalog.request.limits.max_json_chars;
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), HUB_TIMEOUT_MS);
-  let body;
   try {
-    const res = await fetch(hub.config_url.replace("{id}", id), { signal: abort.signal, credentials: "omit", redirect: "follow" });
-    if (res.status === 401 || res.status === 403) throw new Error(`${id} is gated or private (HTTP ${res.status}): accept its licence on the Hub, download its config.json and paste or drop it here`);
-    if (res.status === 404) throw new Error(`the Hub has no repository ${id} with a config.json (HTTP 404)`);
+    const res = await fetch(url, { signal: abort.signal, credentials: "omit", redirect: "follow" });
+    if (res.status === 401 || res.status === 403) throw new Error(`${id} is gated or private (HTTP ${res.status}): accept its licence on the Hub, download its ${file} and paste or drop it here`);
+    if (res.status === 404) throw new Error(`the Hub has no repository ${id} with ${/^[aeiou]/.test(file) ? "an" : "a"} ${file} (HTTP 404)`);
     if (!res.ok) throw new Error(`the Hub answered HTTP ${res.status}`);
-    body = await readAtMost(res.body.getReader(), limit, `its config.json is larger than ${limit.toLocaleString()} bytes`);
+    return await readAtMost(res.body.getReader(), limit, `its ${file} is larger than ${limit.toLocaleString()} bytes`);
   } catch (err) {
     const why = err.name === "AbortError" ? `huggingface.co did not answer within ${HUB_TIMEOUT_MS / 1000} s`
       : err instanceof TypeError ? "could not reach huggingface.co (offline, or blocked by the network)" : err.message;
-    text($("#hub-status"), `Could not fetch ${id}: ${why}. You can paste or drop its config.json below instead.`);
-    return false;
+    text(status, `Could not fetch ${id}: ${why}. You can paste or drop its ${file} below instead.`);
+    return null;
   } finally {
     clearTimeout(timer);
   }
+}
+function validId(id, status, what) {
+  if (new RegExp(app.catalog.request.hub.id_pattern).test(id)) return true;
+  text(status, `“${id.slice(0, 80)}” is not a Hugging Face ${what} id (owner/name).`);
+  return false;
+}
+export async function fetchHub(raw) {
+  const id = hubId(raw);
+  if (!validId(id, $("#hub-status"), "model")) return false;
+  const body = await hubFile(id, app.catalog.request.hub.config_url.replace("{id}", id), "config.json", $("#hub-status"));
+  if (body === null) return false;
   hubCache.set(id, body);
   app.state.source = "config";
   app.state.cfg = body;
@@ -47,6 +55,23 @@ export async function fetchHub(raw) {
   text($("#hub-status"), `Fetched ${id}/config.json (${body.length.toLocaleString()} characters).`);
   return true;
 }
+// A PEFT adapter by its Hub id (issue 24 item 1): its adapter_config.json fills the PEFT field, which the
+// core reads and checks as a pasted one; the link then carries the config itself, not the id.
+export async function fetchAdapter(raw) {
+  const id = hubId(raw);
+  const status = $("#peft-hub-status");
+  if (!validId(id, status, "adapter")) return false;
+  const body = await hubFile(id, app.catalog.request.hub.adapter_url.replace("{id}", id), "adapter_config.json", status);
+  if (body === null) return false;
+  const box = form.elements.peft;
+  box.value = body;
+  text(status, `Fetched ${id}/adapter_config.json (${body.length.toLocaleString()} characters).`);
+  return readControl(box);
+}
+$("#peft-hub-fetch").addEventListener("click", async () => {
+  app.fromURL = false;
+  if (await fetchAdapter($("#peft-hub-id").value)) app.update();
+});
 $("#hub-fetch").addEventListener("click", async () => {
   const id = $("#hub-id").value.trim();
   app.fromURL = false;

@@ -137,6 +137,8 @@ def read_hf_config(cfg, name: str = "", prefix: str = PREFIX) -> ModelSpec:
         raise InputError(prefix.rstrip("."), "must be a JSON object (the contents of config.json)")
     extra_warnings = ()
     vision = None
+    from .vision import split_multimodal
+    cfg = split_multimodal(cfg)             # Qwen2.5-VL's flat Hub config: its language model as text_config
     if "text_config" in cfg and isinstance(cfg["text_config"], dict) and "hidden_size" not in cfg:
         from .vision import vision_tower
         vision = vision_tower(cfg, prefix.rstrip("."))

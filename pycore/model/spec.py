@@ -134,9 +134,11 @@ def validate_model(m: ModelSpec, where: str = "model") -> None:
     if m.n_experts:
         if not 1 <= m.experts_per_token <= m.n_experts:
             raise InputError(f + "experts_per_token", f"must be from 1 to n_experts ({m.n_experts}), "
-                                                     f"got {m.experts_per_token}")
+                                                     f"got {m.experts_per_token}" +
+                             (" (give it with n_experts)" if not m.experts_per_token else ""))
         if m.expert_ffn_size < 1:
-            raise InputError(f + "expert_ffn_size", "must be at least 1 for a mixture of experts")
+            raise InputError(f + "expert_ffn_size", "must be at least 1 for a mixture of experts (give it with "
+                                                    "n_experts)")
     elif m.experts_per_token:
         raise InputError(f + "experts_per_token", "needs n_experts > 0")
     if m.kv_lora_rank and not (m.qk_nope_head_dim and m.qk_rope_head_dim and m.v_head_dim):

@@ -19,6 +19,7 @@ from ..units import dtype_bytes
 from ..versions import holds, version_tuple
 from ..workload import Framework, Hardware, Precision, Workload
 from .formats import named_format
+from .hf_vision import with_vision_inference
 from .kernels import call_temporaries, default_kernel, persistent_workspaces
 from .kv import recurrent_state_bytes
 
@@ -291,14 +292,14 @@ def estimate_inference(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f:
     tf = version_tuple(f.transformers, "framework.transformers", "a transformers version", "5.17")
     if p.quant_format is None:
         snaps = inference_snapshots(ctx, m, weight_parts(m, w, p), w.new_tokens, kv_b, static, transformers=tf)
-        return make_estimate(m, w, p, hw, f, ctx, snaps, warnings)
+        return make_estimate(m, w, p, hw, f, ctx, with_vision_inference(snaps, m, w, p, f), warnings)
     fmt = named_format(p.quant_format)
     kernel = p.quant_kernel if p.quant_kernel != "auto" else default_kernel(fmt, tf)
     cb = ctx.compute_bytes
     temps = (call_temporaries(m, fmt, kernel, w.batch_size * w.seq_len, cb), call_temporaries(m, fmt, kernel, w.batch_size, cb))
     snaps = inference_snapshots(ctx, m, quantised_weights(m, fmt, cb, kernel), w.new_tokens, kv_b, static,
                                 persistent_workspaces(m, fmt, kernel), temps, tf)
-    return make_estimate(m, w, p, hw, f, ctx, snaps, warnings)
+    return make_estimate(m, w, p, hw, f, ctx, with_vision_inference(snaps, m, w, p, f), warnings)
 
 
 def generate_request(req):

@@ -20,6 +20,7 @@ from .layers import head_cost, layer_costs
 from .static import largest_linear
 from .timeline import Snapshot, Static, StepShape, training_snapshots
 from .trace import training_trace
+from .vision import with_vision_training
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ def training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Sta
     """The moments of one GPU's step, given its model states ``st`` (from a recipe); ``transform``
     lets a recipe change what each layer keeps (a framework's own checkpointing policy)."""
     ctx, layers, head, shape = step_parts(m, w, p, f, st, rank, view, transform)
-    return training_snapshots(st, layers, head, shape), ctx
+    snaps = with_vision_training(training_snapshots(st, layers, head, shape), m, w, p, f, shape.checkpointing,
+                                 view.grads_in_forward)     # a multimodal model's images (training/vision.py)
+    return snaps, ctx
 
 
 def traced_training_step(m: ModelSpec, w: Workload, p: Precision, f: Framework, st: Static,
