@@ -18,7 +18,9 @@ const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm"];
 const DOCS_ICONS = /^docs\/css\/(fontawesome|brands|solid|regular|v4-font-face|v4-shims)[^/]*\.css$/;
 const DOCS_PAGES = /^docs\/(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$/;
 const DOCS_PRECACHED = { test: (u) => DOCS_PAGES.test(u) && !DOCS_ICONS.test(u) };
-const NOT_PRECACHED = [/^docs\/(?!(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$)/, DOCS_ICONS, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/];
+// uPlot's licence text ships with it (MIT) but is not needed offline.
+const NOT_PRECACHED = [/^docs\/(?!(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$)/, DOCS_ICONS, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/,
+  /^vendor\/uPlot\.LICENSE$/];
 const NEVER_CACHED = [/\.map$/, /\.ttf$/, /^docs\/sitemap/, /^docs\/404\.html$/];
 // (pyodide/stdlib-rest-index.json is precached: the worker reads it at every start, offline too)
 const PYTHON = process.env.PYTHON || (existsSync(join(ROOT, ".venv/bin/python")) ? join(ROOT, ".venv/bin/python") : "python3");
