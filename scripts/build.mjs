@@ -53,7 +53,8 @@ const hash = createHash("sha256");
 for (const f of files) hash.update(relative(DIST, f)).update(readFileSync(f));
 const version = hash.digest("hex").slice(0, 16);
 const precached = files.filter((f) => !NOT_PRECACHED.some((re) => re.test(relative(DIST, f).split("\\").join("/"))));
-const urls = ["./", "./index.html", ...precached.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
+// "./" is not fetched apart: the service worker answers it from ./index.html (one copy on a first visit).
+const urls = ["./index.html", ...precached.map((f) => `./${relative(DIST, f).split("\\").join("/")}`)]
   .filter((u) => !u.endsWith(".map"))
   .map((u) => (u === "./index.html" ? u : u.replace(/\/index\.html$/, "/")));
 const rel = (f) => relative(DIST, f).split("\\").join("/");

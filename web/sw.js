@@ -39,7 +39,10 @@ self.addEventListener("fetch", (event) => {
     event.waitUntil(docsLater);
   }
   event.respondWith(openCache().then(async (cache) => {
-    const hit = await cache.match(req, { ignoreSearch: req.mode === "navigate" });
+    const hit = await cache.match(req, { ignoreSearch: req.mode === "navigate" })
+      // the app's own address is its index.html, precached once under that name
+      || (new URL(req.url).pathname === new URL(self.registration.scope).pathname
+        ? await cache.match(new URL("index.html", self.registration.scope).href) : undefined);
     if (hit) return hit;
     // What this build's cache stores must be this build's file: revalidate with the server ("no-cache",
     // a conditional GET) rather than take the browser's HTTP cache, which under Pages' max-age=600 can
