@@ -6,7 +6,7 @@ from .estimate import Estimate, estimate
 from .model.hfconfig import read_hf_config
 from .model.spec import ModelSpec
 from .model.params import total_params
-from .workload import Framework, Hardware, Precision, Workload
+from .training.workload import Framework, Hardware, Precision, Workload
 
 __version__ = "0.1.0"
 

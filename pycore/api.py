@@ -6,14 +6,14 @@ import json
 from dataclasses import asdict, replace
 
 from .errors import InputError
-from .jsontext import MAX_REQUEST_CHARS, parse_json
-from .catalog import gpu_entries, model_entries
+from .request.jsontext import MAX_REQUEST_CHARS, parse_json
+from .data.catalog import gpu_entries, model_entries
 from .estimate import Estimate, estimate as _estimate
-from .request import SCHEMA, parse_parallelism, parse_request, request_schema
+from .request.parse import SCHEMA, parse_parallelism, parse_request, request_schema
 from .model.spec import ModelSize
 from .model.params import total_params
-from .bands import reference_band, run_class, serving_band, single_gpu_band, verdict
-from .verdicts import device_band_summary, quantity_bands, serving_bands
+from .accuracy.bands import reference_band, run_class, serving_band, single_gpu_band, verdict
+from .accuracy.verdicts import device_band_summary, quantity_bands, serving_bands
 
 
 def _phase_list(e: Estimate) -> list:
@@ -292,7 +292,7 @@ def json_answer(field: str, compute) -> str:
 def links(request_json: str) -> str:
     """A request's page link query and command line, and its result as Markdown (the page's "Copy as
     command" and exports). JSON in, JSON out; never raises."""
-    from .links import markdown, to_command, to_query
+    from .request.links import markdown, to_command, to_query
 
     def compute():
         data = parse_json(request_json, "request", MAX_REQUEST_CHARS)
@@ -327,7 +327,7 @@ def catalog() -> str:
     """The page's start-up data as JSON: the model and GPU pickers (ids, families, parameter counts,
     memory) and the request schema, written into catalog.json at build time so that the form can be
     checked before the Python runtime has loaded."""
-    from .catalog import catalog_model
+    from .data.catalog import catalog_model
     from .model.params import total_params
     models = []
     for mid, entry in sorted(model_entries().items()):
@@ -343,7 +343,7 @@ def catalog() -> str:
         for flag, (name, kind) in table.items():
             if kind != "nobool":
                 flags.setdefault(name, flag)
-    from .catalog import term_entries            # each term's colour and docs anchor, by key (the page's charts)
+    from .data.catalog import term_entries            # each term's colour and docs anchor, by key (the page's charts)
     terms = {k: {"colour": t["colour"], "anchor": t["anchor"]} for k, t in term_entries().items()}
     return json.dumps({"schema": SCHEMA, "models": models, "gpus": gpus, "request": request_schema(), "engine_flags": flags,
                        "terms": terms})

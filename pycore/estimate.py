@@ -10,12 +10,12 @@ from .errors import InputError
 from .model.params import known_lora_module_names, lora_targets
 from .model.spec import ModelSize, ModelSpec
 from .parallel.hf import estimate_hf
-from .parallel.layout import Parallelism, validate_layout
-from .result import Estimate
+from .model.layout import Parallelism, validate_layout
+from .training.result import Estimate
 from .serving.hf import estimate_inference
 from .training.notes import lever_notes
 from .training.vision import with_images
-from .workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
+from .training.workload import Framework, Hardware, Precision, Workload, validate_framework, validate_workload
 
 __all__ = ["Estimate", "estimate"]
 

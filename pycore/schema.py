@@ -15,6 +15,10 @@ from functools import lru_cache
 
 from .errors import InputError, require_bool, require_choice, require_int, require_number, show
 
+# The workload modes a field can be limited to (Field.modes): every layer's vocabulary, so it lives here.
+MODES = ("full", "lora", "qlora", "inference", "peft")
+TRAINING_MODES = ("full", "lora", "qlora", "peft")
+
 
 @dataclass(frozen=True)
 class Field:
@@ -31,7 +35,7 @@ class Field:
     labels: tuple = ()             # (choice, readable label) pairs for the page
     engines: tuple = ()            # serving engines the field applies to (empty: all)
     parser: object = None          # kind "object": parser(where, value) returns the parsed, hashable value
-    # Outside names, declared here once: the page's URL parameter (pycore/links.py, web/state.js) and the
+    # Outside names, declared here once: the page's URL parameter (pycore/request/links.py, web/state.js) and the
     # command line's flag (pycore/cli/args.py); empty: the field has none.
     url: str = ""
     cli: str = ""

@@ -48,7 +48,7 @@ def time_plans(repeat: int = 3, clock=time.perf_counter) -> list[tuple[str, int,
     work on a shared machine does not inflate."""
     from pycore.api import estimate as run
     from pycore.training.static import _static
-    from pycore.parallel.shard import rank_params
+    from pycore.model.shard import rank_params
     out = []
     for text in PLAN_REQUESTS:
         best = None

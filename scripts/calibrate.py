@@ -216,7 +216,7 @@ def write_markdown(path: Path, text: str) -> None:
 
 def bands(rows: list[dict], golden_paths: list[str]) -> dict:
     """Error bands by class, from the measured runs (device totals) and the reference files."""
-    from pycore.bands import CLASS_LEVELS, class_levels
+    from pycore.accuracy.bands import CLASS_LEVELS, class_levels
     ok = [r for r in rows if r.get("status") == "ok" and "measured_device" in r]
     out = {"source": "scripts/calibrate.py --bands, from the calibration files and tests/data/golden_*.json",
            "single_gpu": {}, "references": {}}
@@ -256,12 +256,12 @@ def _fractions(rows: list[dict], q: str) -> list[float]:
 
 
 def fit_quantity_bands(rows: list[dict]) -> dict:
-    """For each quantity and class level (pycore/verdicts.py): the largest error of that quantity, either
+    """For each quantity and class level (pycore/accuracy/verdicts.py): the largest error of that quantity, either
     way, as a fraction of what it grows with, over the measured runs of that level. The band is
     symmetric: a family the band has not seen may err either way (held-out coverage of the device
     total: 33/44 inside asymmetric bands of the other families' lowest and highest errors, 39/44 inside
     symmetric ones)."""
-    from pycore.verdicts import QUANTITIES, levels
+    from pycore.accuracy.verdicts import QUANTITIES, levels
     out: dict = {}
     for q in QUANTITIES:
         groups: dict = {}
@@ -279,7 +279,7 @@ def fit_quantity_bands(rows: list[dict]) -> dict:
 
 def _coverage(rows: list[dict], table_for, q: str) -> dict:
     """Whether each run's measured quantity lies in the band the table gives it; the median half-width."""
-    from pycore.verdicts import UNFITTED_FRACTIONS, edges, level_entry
+    from pycore.accuracy.verdicts import UNFITTED_FRACTIONS, edges, level_entry
     inside, widths, missed = 0, [], []
     runs = [r for r in rows if r.get("status") == "ok" and q in r["quantities"]]
     for r in runs:
@@ -371,7 +371,7 @@ def cross_validate(rows: list[dict]) -> dict:
     (model family x mode x kernel). For a held-out family everything fitted is fitted without it: the
     reserve's shares (fit_shares), then the bands (fit_quantity_bands) on the other families' runs
     estimated with those shares; its own runs are estimated with the same shares."""
-    from pycore.verdicts import QUANTITIES
+    from pycore.accuracy.verdicts import QUANTITIES
     ok = [r for r in rows if r.get("status") == "ok" and "bands" in r]
     full = fit_quantity_bands(ok)
     recs = [r["record"] for r in rows if "record" in r]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pycore.breakdown import METHOD_ANCHORS
+from pycore.model.breakdown import METHOD_ANCHORS
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "calibration" / "h100-hf-transformers.jsonl"

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from pycore.api import estimate as estimate_json
-from pycore.catalog import catalog_model
+from pycore.data.catalog import catalog_model
 from pycore.estimate import estimate
-from pycore.workload import Hardware, Precision, Workload
+from pycore.training.workload import Hardware, Precision, Workload
 
 H100 = Hardware("H100", 85_017_493_504)
 

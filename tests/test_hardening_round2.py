@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from pycore.api import estimate
-from pycore.jsontext import json_depth
+from pycore.request.jsontext import json_depth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +97,7 @@ def test_a_plan_that_never_fits_stops_at_its_bound_and_says_so():
 
 def test_the_fewest_gpu_search_starts_where_the_model_states_can_fit():
     from pycore.plan.layouts import fewest_possible
-    from pycore.request import parse_request
+    from pycore.request.parse import parse_request
     req = {"model": "llama-3.1-70b", "workload": {"mode": "full", "seq_len": 4096},
            "precision": {"weights": "fp32", "autocast": "bf16"}, "gpu": "a100-80gb"}
     # by hand: fp32 weights and gradients and Adam's two fp32 moments are 16 bytes a parameter;

@@ -52,5 +52,5 @@ def test_the_page_bundle_leaves_the_integrations_out(tmp_path):
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, str(root / "scripts" / "bundle_core.py"), str(tmp_path)], check=True)
     names = zipfile.ZipFile(tmp_path / "pycore.zip").namelist()
-    assert "pycore/api.py" in names and "pycore/yamltext.py" in names and "pycore/commands/hf.py" in names
+    assert "pycore/api.py" in names and "pycore/runconfig/yamltext.py" in names and "pycore/commands/hf.py" in names
     assert not [n for n in names if n.startswith("pycore/integrations")]

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from pycore.api import catalog, estimate
-from pycore.breakdown import METHOD_ANCHORS
-from pycore.catalog import term_entries, term_key
+from pycore.model.breakdown import METHOD_ANCHORS
+from pycore.data.catalog import term_entries, term_key
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

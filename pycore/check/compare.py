@@ -22,7 +22,7 @@ from .parse import Measurement, Reading
 # Where the answer has no band for a quantity (the allocator-reserve and outside-the-allocator rows,
 # an answer from before bands per quantity): a gap smaller than this is agreement.
 AGREE_FRACTION = 0.02
-# Which band (the answer's "bands", pycore/verdicts.py) each compared quantity is judged by.
+# Which band (the answer's "bands", pycore/accuracy/verdicts.py) each compared quantity is judged by.
 ROW_BANDS = {"peak allocated (live tensors)": "peak_allocated",
              "peak reserved (the caching allocator's segments)": "reserved",
              "device total (nvidia-smi)": "device_total"}

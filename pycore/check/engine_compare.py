@@ -48,7 +48,7 @@ def _model(log: EngineLog, model: str | None, hf_config: str | None) -> dict:
         return {"hf_config": hf_config}
     if model:
         return {"model": model}
-    from ..catalog import model_entries
+    from ..data.catalog import model_entries
     from ..serving.commands import model_id_from
     if not log.model:
         raise InputError("model", "the log does not name its model; give --model ID or --hf-config FILE")
@@ -96,11 +96,11 @@ def log_request(log: EngineLog, model: str | None = None, hf_config: str | None 
     if log.engine == "vllm" and log.figures.get("total"):
         name = ""
         if isinstance(gpu, str):
-            from ..catalog import catalog_gpu
+            from ..data.catalog import catalog_gpu
             name = catalog_gpu(gpu)["name"]
         req["gpu"] = {"memory_bytes": log.figures["total"], "name": name or "GPU (total as vLLM printed it)"}
     else:
-        from ..request import DEFAULT_GPU
+        from ..request.parse import DEFAULT_GPU
         req["gpu"] = gpu if gpu is not None else DEFAULT_GPU
     return req
 

@@ -35,7 +35,7 @@ def request_from_record(rec: dict) -> dict:
     if "gpu_total_bytes" in env:
         gpu = {"memory_bytes": env["gpu_total_bytes"], "name": env.get("gpu", "")}
     else:
-        from ..catalog import catalog_gpu
+        from ..data.catalog import catalog_gpu
         gpu = {"memory_bytes": catalog_gpu(SHARED_GPU)["memory_bytes"], "name": env.get("gpu", "")}
     framework = {k: _version(env[k]) for k in ("torch", "transformers", "peft") if env.get(k)}
     req = {"schema": 1, "hf_config": rec["hf_config"], "workload": workload,
@@ -52,7 +52,7 @@ def _hf_config(data: dict):
     if isinstance(model, dict) and isinstance(model.get("hf_config"), dict):
         return model["hf_config"]
     if isinstance(model, str):
-        from ..catalog import model_entries
+        from ..data.catalog import model_entries
         entry = model_entries().get(model)
         return entry["hf_config"] if entry else None
     return None
@@ -64,7 +64,7 @@ _MODE_TAGS = {"full": "train", "lora": "lora", "qlora": "qlora", "inference": "i
 
 def calibration_record(data: dict, result: dict, meas: Measurement) -> tuple[dict | None, str]:
     """(record, note): the checked run as a calibration record, or None and why it cannot be one."""
-    from ..request import parse_request
+    from ..request.parse import parse_request
     clean = {k: v for k, v in data.items() if k not in ("measured", "solve", "plan")}
     req = parse_request(clean)
     if req.serving is not None:

@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..api import estimate_dict
-from ..catalog import gpu_entries, model_entries
+from ..data.catalog import gpu_entries, model_entries
 from ..model.hfconfig import read_hf_config
 from ..model.params import total_params
 from ..check.parse import MAX_TEXT_CHARS
@@ -236,7 +236,7 @@ def _request(a, argv) -> tuple[dict | None, dict | None, str | None]:
 def _print_url(req: dict, base: str) -> int:
     """--url: the planner page's link for the request."""
     from ..errors import InputError
-    from ..links import to_url
+    from ..request.links import to_url
     try:
         print(to_url(req, base))
     except InputError as exc:

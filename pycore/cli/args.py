@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..errors import InputError
-from ..jsontext import MAX_JSON_CHARS, check_limits
+from ..request.jsontext import MAX_JSON_CHARS, check_limits
 
 # The argument group of each request part's flags (the flags themselves are the fields' declarations).
 _GROUPS = {"precision": "workload", "workload": "workload",
@@ -27,7 +27,7 @@ def add_field_args(p, parts) -> None:
     """One flag per request field of ``parts`` that declares one (schema.Field cli), its type from the field and
     its help from the field's doc and default. A flag not given leaves the field out of the request, which then
     takes the schema's default: no default is written twice. The dest is the field's request path."""
-    from ..request import outside_fields
+    from ..request.parse import outside_fields
     groups: dict = {}
     for path, f, default in outside_fields():
         part = path.split(".")[0]
@@ -120,7 +120,7 @@ def serve_part(a) -> dict:
 
 
 def add_gpu_args(p) -> None:
-    from ..request import DEFAULT_GPU, cli_flags
+    from ..request.parse import DEFAULT_GPU, cli_flags
     g = p.add_argument_group("GPU")
     g.add_argument("--gpu", default=DEFAULT_GPU, help="catalog id (see `gpus`)")
     g.add_argument(cli_flags()["gpu.memory_gib"], dest="gpu_memory_gib", type=float, default=None,
@@ -190,7 +190,7 @@ def layout_part(a) -> tuple[dict, str | None]:
 
 def field_part(a) -> tuple[dict, str | None]:
     """The request's fields from the flags given (add_field_args), each at its path."""
-    from ..request import outside_fields
+    from ..request.parse import outside_fields
     req: dict = {}
     for path, f, _ in outside_fields():
         value = getattr(a, path, None)
@@ -229,7 +229,7 @@ def read_json_file(path: str, option: str) -> tuple[object, str | None]:
     if problem:
         return None, problem
     from ..errors import InputError
-    from ..jsontext import parse_json
+    from ..request.jsontext import parse_json
     try:
         return parse_json(text, option), None
     except InputError as exc:

@@ -51,7 +51,7 @@ def apply_from(a, given: set) -> tuple[dict | None, str | None]:
         reading = read_run_config(text, a.from_kind, ds_text) if ds_text is not None else first
     except InputError as exc:
         return None, printable(f"--from {a.from_file}: {exc.message}")
-    from ..request import cli_flags
+    from ..request.parse import cli_flags
     model_given = any(d in given for d in _MODEL_DESTS)
     dests = {"model": "model", **{path: path for path in cli_flags() if hasattr(a, path)}}   # add_field_args' dests
     for path, value in _flatten(reading["request"]):

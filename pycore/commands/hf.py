@@ -9,7 +9,7 @@ import json
 
 from ..model.params import default_lora_targets
 from ..model.spec import ModelSpec
-from ..parallel.layout import recompute_mode
+from ..model.layout import recompute_mode
 from ..versions import version_tuple
 
 # workload.optimizer -> TrainingArguments.optim (transformers/training_args.py OptimizerNames, 5.x).

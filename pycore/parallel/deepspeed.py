@@ -21,17 +21,17 @@ from dataclasses import replace
 
 from ..errors import InputError
 from ..model.spec import ModelSpec, norm_params_per_unit
-from ..result import Estimate, make_estimate
+from ..training.result import Estimate, make_estimate
 from ..training.allocator import RECIPE_SHARES
 from ..training.optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes
 from ..training.static import stage_lora_params
 from ..training.step import StageView, training_step
 from ..training.timeline import Static
 from ..units import dtype_bytes
-from ..workload import Framework, Hardware, Precision, Workload
-from .layout import Parallelism, recompute_mode
+from ..training.workload import Framework, Hardware, Precision, Workload
+from ..model.layout import Parallelism, recompute_mode
 from .options import DeepSpeedOptions
-from .shard import RankParams, rank_params_for
+from ..model.shard import RankParams, rank_params_for
 from .stages import in_flight, most_loaded
 
 FP32 = 4

@@ -11,10 +11,10 @@ from __future__ import annotations
 from ..errors import InputError
 from ..model.params import linears, total_params
 from ..model.spec import ModelSize, ModelSpec
-from ..result import Estimate, param_summary
+from ..training.result import Estimate, param_summary
 from ..training.timeline import Snapshot
-from ..workload import Framework, Hardware, Precision, Workload
-from .layout import Parallelism, recompute_mode
+from ..training.workload import Framework, Hardware, Precision, Workload
+from ..model.layout import Parallelism, recompute_mode
 from .options import DeepSpeedEstimatorOptions, PlaybookOptions, ZeroPaperOptions
 
 # Rajbhandari et al. 2020, section 3.1: mixed-precision Adam keeps fp16 parameters and gradients

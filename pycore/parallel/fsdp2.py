@@ -24,8 +24,8 @@ from dataclasses import replace
 
 from ..errors import InputError
 from ..model.spec import ModelSpec
-from ..parallel.shard import local_model
-from ..result import Estimate, make_estimate
+from ..model.shard import local_model
+from ..training.result import Estimate, make_estimate
 from ..training.allocator import RECIPE_SHARES
 from ..training.activations import FP32, LayerCost
 from ..training.optimizers import SHAPE_OPTIMIZERS, param_shapes, state_bytes
@@ -33,10 +33,10 @@ from ..training.static import stage_lora_params
 from ..training.step import StageView, step_context, training_step
 from ..training.timeline import Static
 from ..units import dtype_bytes
-from ..workload import Framework, Hardware, Precision, Workload
-from .layout import Parallelism, recompute_mode
+from ..training.workload import Framework, Hardware, Precision, Workload
+from ..model.layout import Parallelism, recompute_mode
 from .options import Fsdp2Options
-from .shard import RankParams, rank_params_for
+from ..model.shard import RankParams, rank_params_for
 from .stages import in_flight, most_loaded
 from .torch_cp import ring_buffers, with_torch_ring
 from .torchtitan_loss import torchtitan_loss

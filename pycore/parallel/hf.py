@@ -19,15 +19,15 @@ from dataclasses import replace
 
 from ..errors import InputError
 from ..model.spec import ModelSpec
-from ..result import Estimate, make_estimate
+from ..training.result import Estimate, make_estimate
 from ..training.static import static_states, stored_layer_weight_bytes, weight_parts
 from ..training.step import StageView, traced_training_step, training_step
 from ..training.timeline import Static
 from ..units import dtype_bytes
-from ..workload import Framework, Hardware, Precision, Workload
-from .layout import Parallelism, recompute_mode
+from ..training.workload import Framework, Hardware, Precision, Workload
+from ..model.layout import Parallelism, recompute_mode
 from .hf_tp_plans import TP_PLAN_MODEL_TYPES, TRANSFORMERS_VERSION
-from .shard import RankParams, rank_params
+from ..model.shard import RankParams, rank_params
 from .stages import most_loaded
 
 # ZeRO-3 holds the gathered parameters of the layer being computed and of the one prefetched next:

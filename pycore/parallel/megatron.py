@@ -19,12 +19,12 @@ from __future__ import annotations
 from ..errors import InputError
 from ..model.params import linears
 from ..model.spec import ModelSpec, is_mla, moe_layers
-from ..result import Estimate
-from ..workload import Framework, Hardware, Precision, Workload
+from ..training.result import Estimate
+from ..training.workload import Framework, Hardware, Precision, Workload
 from .formulas import formula_estimate
-from .layout import Parallelism, micro_batches, recompute_mode, stage_layers
+from ..model.layout import Parallelism, micro_batches, recompute_mode, stage_layers
 from .options import MegatronOptions
-from .shard import padded_vocab
+from ..model.shard import padded_vocab
 from .stages import most_loaded
 
 MIB = 2 ** 20                      # NUM_BYTES_IN_MEGABYTE = 1024 * 1024

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..model.spec import ModelSpec, dense_layers_in
-from .layout import Parallelism, balanced_split, micro_batches, stage_layers  # noqa: F401 (re-exported)
+from ..model.layout import Parallelism, balanced_split, micro_batches, stage_layers  # noqa: F401 (re-exported)
 
 
 def in_flight(par: Parallelism, stage: int) -> int:

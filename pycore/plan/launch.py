@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from ..parallel.layout import Parallelism, chunk_layers
+from ..model.layout import Parallelism, chunk_layers
 from ..parallel.stages import megatron_split_flags
 
 AC_MODES = {"none": "none", "selective": "selective", "full": "full"}

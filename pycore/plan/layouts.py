@@ -1,7 +1,7 @@
 """Layouts: every valid way to split a training run over N GPUs, ranked; and the fewest GPUs that fit.
 
 A layout is dp x tp x pp x cp x ep = N with the constraints the recipe's framework enforces
-(parallel/layout.py; a pipeline degree that does not divide the layers gets Megatron's first/last
+(model/layout.py; a pipeline degree that does not divide the layers gets Megatron's first/last
 split), a ZeRO stage the recipe supports, and the fastest recomputation that fits it: one row per
 distinct layout. Rows are ranked by the step-time model of plan/steptime.py (recompute cost,
 pipeline bubble, communication inside and across nodes), fitting layouts first; the first row is
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from ..errors import InputError
 from ..estimate import estimate
 from ..parallel.hf_tp_plans import TP_PLAN_MODEL_TYPES
-from ..parallel.layout import Parallelism, chunk_layers
+from ..model.layout import Parallelism, chunk_layers
 from ..schema import integer, spec
 from .launch import launch
 from .steptime import RECOMPUTE_OVERHEAD, step_time  # noqa: F401 (RECOMPUTE_OVERHEAD re-exported)
@@ -141,7 +141,7 @@ def degree_sets(req, gpus: int):
             if p > 1 and "pipeline" in refused:
                 continue
             # Any p up to the layers: where p does not divide them, Megatron's first/last split
-            # (parallel/layout.py balanced_split) is what the recipes evaluate.
+            # (model/layout.py balanced_split) is what the recipes evaluate.
             v = req.parallelism.virtual_stages          # the user's interleaving: p x v chunks
             if p * v > m.n_layers or (v > 1 and p == 1) or (recipe == "hf" and p > 1 and w.mode == "inference"):
                 continue

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..catalog import gpu_entries
+from ..data.catalog import gpu_entries
 from ..errors import InputError
 from ..serving.engines import estimate_serving
 from ..serving.gguf import gguf_file
 from ..units import largest
-from ..workload import Hardware
+from ..training.workload import Hardware
 
 # llama-quantize presets from the most to the least faithful (tools/quantize/README.md table order).
 GGUF_QUALITY = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "IQ4_XS", "Q3_K_L", "Q3_K_M",
@@ -36,7 +36,7 @@ def _length_field(engine: str) -> str:
 
 def band_pct(e) -> float:
     """The error band of an answer in percent (pycore.bands.serving_band), 0 where none is published."""
-    from ..bands import serving_band
+    from ..accuracy.bands import serving_band
     compute = sum(c.bytes for c in e.device.children if c.name == "compute buffer")
     return serving_band(e.engine, e.device_total_bytes, compute).get("pct") or 0.0
 

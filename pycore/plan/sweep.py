@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..catalog import term_key
+from ..data.catalog import term_key
 from ..errors import InputError, MAX_TOKENS
 from ..estimate import estimate
 from ..schema import choice, integer, spec

@@ -4,8 +4,8 @@ request, with the fields used and every field ignored (``python -m pycore estima
 from __future__ import annotations
 
 from ..errors import InputError
-from ..jsontext import parse_json
-from ..yamltext import parse_yaml
+from ..request.jsontext import parse_json
+from .yamltext import parse_yaml
 from .launchers import read_accelerate, read_deepspeed
 from .reading import Reading
 from .trainers import read_axolotl, read_llamafactory, read_torchtune
@@ -21,7 +21,7 @@ _SIGNS = (("accelerate", ("distributed_type", "compute_environment", "num_proces
 
 
 def parse_config_text(text: str, field: str = "from"):
-    """JSON (a DeepSpeed config) or the YAML subset of pycore.yamltext."""
+    """JSON (a DeepSpeed config) or the YAML subset of pycore.runconfig.yamltext."""
     if isinstance(text, str) and text.lstrip().startswith("{"):
         return parse_json(text, field)
     return parse_yaml(text, field)

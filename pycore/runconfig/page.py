@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 from ..errors import InputError
-from ..jsontext import parse_json
+from ..request.jsontext import parse_json
 
 
 def from_config_json(request_json: str) -> str:
     """{"text": the config, "base": the page's current request} -> {"status": "ok", "result": {"query",
     "kind", "used", "read_only", "ignored", "notes", "not_on_page"}} or {"status": "error", "errors": [...]}."""
-    from ..request import SCHEMA
+    from ..request.parse import SCHEMA
     try:
         return json.dumps({"schema": SCHEMA, "status": "ok", "result": _read(parse_json(request_json, "request"))})
     except InputError as exc:
@@ -26,8 +26,8 @@ def from_config_json(request_json: str) -> str:
 
 
 def _read(data) -> dict:
-    from ..links import URL_PARAMS, to_query
-    from ..request import parse_request
+    from ..request.links import URL_PARAMS, to_query
+    from ..request.parse import parse_request
     from . import read_run_config
     if not isinstance(data, dict) or not isinstance(data.get("text"), str):
         raise InputError("from", "give the config's text")

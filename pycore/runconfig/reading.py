@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
-from ..catalog import model_entries
+from ..data.catalog import model_entries
 
 _MISSING = object()
 

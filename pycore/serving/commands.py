@@ -248,7 +248,7 @@ def format_from_name(text: str) -> str | None:
 
 def model_id_from(text: str, engine: str) -> tuple[str, str | None]:
     """(catalog id, GGUF file type) for a Hub id, a path or a .gguf file name; the id may be unknown."""
-    from ..catalog import model_entries
+    from ..data.catalog import model_entries
     name = text.rstrip("/").rsplit("/", 1)[-1]
     quant = None
     if engine == "llamacpp" and name.lower().endswith(".gguf"):
@@ -274,7 +274,7 @@ def read_command(text, model_given: bool = False) -> dict:
     """The serving request a launch command stands for: {"model": id, "workload": {...}, "notes": [...]}.
     A model that is not in the catalog is an error asking for its config.json (--hf-config), unless
     ``model_given`` (the caller has the config)."""
-    from ..catalog import model_entries
+    from ..data.catalog import model_entries
     tokens = _tokens(text)
     engine, words = _engine(tokens)
     fields, positional, ignored, flash = _flags(engine, words)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError, MAX_TOKENS
 from ..schema import choice, flag, integer, number, spec, text, validate
-from .formats import FORMATS
+from ..model.formats import FORMATS
 from .gguf import CACHE_TYPES, PRESETS
 
 ENGINES = ("vllm", "sglang", "llamacpp", "hf")

@@ -7,9 +7,9 @@ from importlib import import_module
 
 from ..errors import InputError
 from ..model.spec import ModelSpec
-from ..workload import Hardware
+from ..training.workload import Hardware
 from .config import Serving, validate_serving
-from .formats import NONE, WeightFormat, named_format
+from ..model.formats import NONE, WeightFormat, named_format
 from .result import ServingEstimate
 
 # engine -> (module under pycore.serving, function), imported on first use

@@ -10,17 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.spec import ModelSpec, attention_layers, is_classifier, is_mla, kv_dim, moe_layers, q_dim
-from ..result import Estimate, make_estimate
+from ..training.result import Estimate, make_estimate
 from ..training.activations import FP32, INDEX_BYTES
 from ..training.context import StepContext, make_context
 from ..training.static import weight_parts
 from ..training.timeline import Snapshot
 from ..units import dtype_bytes
 from ..versions import holds, version_tuple
-from ..workload import Framework, Hardware, Precision, Workload
-from .formats import named_format
+from ..training.workload import Framework, Hardware, Precision, Workload
+from ..model.formats import named_format
 from .hf_vision import with_vision_inference
-from .kernels import call_temporaries, default_kernel, persistent_workspaces
+from ..model.quant_kernels import call_temporaries, default_kernel, persistent_workspaces
 from .kv import recurrent_state_bytes
 
 
@@ -305,8 +305,8 @@ def estimate_inference(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f:
 def generate_request(req):
     """Serving engine "hf" as the inference workload: num_prompts x prompt_len, max_new_tokens."""
     from dataclasses import replace
-    from ..serving.engines import weight_format
-    from ..workload import QUANT_FORMAT_WEIGHTS
+    from .engines import weight_format
+    from ..training.workload import QUANT_FORMAT_WEIGHTS
     s = req.serving
     fmt = weight_format(s, req.checkpoint)
     dtype = {"float16": "fp16", "float32": "fp32"}.get(s.dtype, "bf16")

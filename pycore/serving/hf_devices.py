@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..breakdown import snapshot_tree
+from ..model.breakdown import snapshot_tree
 from ..errors import InputError
 from ..training.allocator import reserved_bytes
 from ..training.timeline import Snapshot
@@ -224,7 +224,7 @@ def transformers_version(req) -> str:
 
 def _inputs(req, e):
     from .engines import weight_format
-    from .kernels import default_kernel
+    from ..model.quant_kernels import default_kernel
     from ..versions import version_tuple
     tf = version_tuple(transformers_version(req), "framework.transformers", "a transformers version", "5.17")
     fmt = weight_format(req.serving, req.checkpoint)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..model.spec import ModelSpec
 from ..training.timeline import Snapshot
 from ..training.vision import encoder_context, encoder_working, images_of, vision_states
-from ..workload import Framework, Precision, Workload
+from ..training.workload import Framework, Precision, Workload
 
 
 def with_vision_inference(snaps: list, m: ModelSpec, w: Workload, p: Precision, f: Framework) -> list:

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..model.spec import ModelSpec, is_mla
 from ..units import MiB
 from ..versions import holds
-from ..workload import Hardware
+from ..training.workload import Hardware
 from .config import Serving
 from .gguf import TYPES, Tensor, gguf_file, model_tensors, row_bytes, tensor_bytes, tensor_types
 from .kv import linear_flags, recurrent_state_bytes, sliding_flags

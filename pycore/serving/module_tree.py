@@ -22,7 +22,7 @@ from ..model.params import linear_attention_other_params, linears, sink_params
 from ..model.spec import (ModelSpec, attention_layers, is_classifier, is_mla, is_moe_layer, kv_dim,
                           norm_params_per_unit, q_dim)
 from .device_map import Module, Tensor
-from .formats import NONE, WeightFormat, linear_bytes, quantises
+from ..model.formats import NONE, WeightFormat, linear_bytes, quantises
 
 FP32 = 4
 # MoE routers created in fp32 and kept there (_keep_in_fp32_modules_strict "gate.weight"), and the fp32

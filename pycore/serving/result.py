@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..breakdown import Node, node
-from ..catalog import term_key
+from ..model.breakdown import Node, node
+from ..data.catalog import term_key
 
 
 @dataclass(frozen=True)

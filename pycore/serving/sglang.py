@@ -27,9 +27,9 @@ from ..errors import InputError
 from ..versions import holds, version_tuple
 from ..model.spec import ModelSpec, is_mla
 from ..units import GiB, MiB
-from ..workload import Hardware
+from ..training.workload import Hardware
 from .config import Serving
-from .formats import WeightFormat
+from ..model.formats import WeightFormat
 from .kv import kv_layers, stage_split
 from .result import ServingEstimate, tree
 from .vllm_budget import CUDAGRAPH_BYTES_PER_PIECE, FP8_DTYPES

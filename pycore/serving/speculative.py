@@ -28,7 +28,7 @@ from __future__ import annotations
 from ..errors import InputError
 from ..model.spec import ModelSpec, kv_dim, q_dim
 from .config import Serving
-from .formats import NONE, WeightFormat
+from ..model.formats import NONE, WeightFormat
 from .kv import KVLayer, kv_heads_per_rank, kv_layers
 from .weights import Shard, rank_weight_parts
 
@@ -63,7 +63,7 @@ def method(s: Serving) -> str | None:
 
 
 def draft_spec(s: Serving) -> ModelSpec:
-    from ..catalog import catalog_model
+    from ..data.catalog import catalog_model
     try:
         return catalog_model(s.draft_model)
     except InputError:
@@ -73,7 +73,7 @@ def draft_spec(s: Serving) -> ModelSpec:
 
 def mtp_layers(m: ModelSpec) -> int:
     """num_nextn_predict_layers from the model's config (DeepSeek-V3, GLM-4.5, MiMo: 1)."""
-    from ..catalog import model_entries
+    from ..data.catalog import model_entries
     entry = model_entries().get(m.name)
     n = (entry or {}).get("hf_config", {}).get("num_nextn_predict_layers", 0) if entry else 0
     if not n:
@@ -199,7 +199,7 @@ def with_llamacpp_draft(target, draft, d: ModelSpec, ds: Serving, slots: int):
     """The target's estimate plus the draft model's buffers on the same GPU: ``draft`` is llama.cpp's
     estimate of the draft ``d`` under ``ds`` (llamacpp_draft_request), its context made once per slot."""
     from dataclasses import replace
-    from ..breakdown import Node, node
+    from ..model.breakdown import Node, node
     n_ctx = ds.n_ctx
     parts = {c.name: c.bytes for c in draft.device.children}
     leaves = (Node(f"draft model buffer ({d.name}, {ds.quant})", parts.get("model buffer (GGUF weights)", 0)),

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from ..model.spec import ModelSpec
 from ..units import GiB
 from ..versions import holds
-from ..workload import Hardware
+from ..training.workload import Hardware
 from .config import Serving
-from .formats import WeightFormat
+from ..model.formats import WeightFormat
 from .kv import stage_split
 from .result import ServingEstimate, tree
 from .speculative import tokens as tokens_k, verify_logits_bytes

@@ -15,9 +15,9 @@ from ..errors import InputError
 from ..model.spec import ModelSpec, is_mla
 from ..units import GiB, MiB
 from ..versions import holds, version_tuple
-from ..workload import Hardware
+from ..training.workload import Hardware
 from .config import Serving
-from .formats import WeightFormat
+from ..model.formats import WeightFormat
 from .kv import kv_layers
 from .speculative import draft_kv_layers, draft_profile_peak, draft_spec, draft_weight_parts, method, with_draft
 from .vllm_extensible import EXTENSIBLE_UTILIZATION, extensible, extensible_budget

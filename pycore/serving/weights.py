@@ -22,8 +22,8 @@ from functools import lru_cache
 from ..errors import InputError
 from ..model.params import layer_norm_params, linears, sink_params
 from ..model.spec import ModelSpec, dense_layers_in, is_mla
-from .formats import WeightFormat, linear_bytes, quantises
-from .unconverted import kept_layers
+from ..model.formats import WeightFormat, linear_bytes, quantises
+from ..model.unconverted import kept_layers
 
 VOCAB_PADDING = 64          # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
 _REPLICATED = frozenset({"q_a_proj", "kv_a_proj_with_mqa"})

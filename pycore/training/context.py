@@ -8,7 +8,7 @@ from ..model.spec import ModelSpec, is_mla
 from ..model.params import lora_targets
 from ..units import dtype_bytes
 from ..versions import holds, version_tuple
-from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload
+from .workload import QUANTISED_WEIGHTS, Framework, Precision, Workload
 
 FP32 = 4
 

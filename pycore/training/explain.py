@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..result import Estimate
+from .result import Estimate
 from ..units import GiB
 
 

@@ -4,7 +4,7 @@ offloading takes, and the rules behind torch.compile that are not verified on a 
 from __future__ import annotations
 
 from ..model.spec import ModelSpec
-from ..workload import Framework, Precision, Workload
+from .workload import Framework, Precision, Workload
 
 
 def lever_notes(m: ModelSpec, w: Workload, p: Precision, f: Framework) -> list:

@@ -12,9 +12,9 @@ from math import prod
 
 from ..model.params import embedding_params, head_params, linears, lora_params, lora_shapes
 from ..model.spec import ModelSpec
-from ..parallel.shard import RankParams, rank_params
+from ..model.shard import RankParams, rank_params
 from ..units import dtype_bytes
-from ..workload import QUANTISED_WEIGHTS, Framework, Precision, Workload, nf4_base
+from .workload import QUANTISED_WEIGHTS, Framework, Precision, Workload, nf4_base
 from .adapters import plan_for
 from .context import adapter_bytes
 from .optimizers import SHAPE_OPTIMIZERS, managed_state_bytes, param_shapes, state_bytes, step_temporary_bytes

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 from ..model.params import linears
 from ..model.spec import ModelSpec
-from ..parallel.shard import RankParams, local_model, rank_params
-from ..workload import Framework, Precision, Workload, nf4_base
+from ..model.shard import RankParams, local_model, rank_params
+from .workload import Framework, Precision, Workload, nf4_base
 from ..model.spec import is_classifier
 from ..versions import holds, version_tuple
 from .adapter_step import with_peft_terms

@@ -30,7 +30,7 @@ from ..model.image_tokens import QWEN_MERGE, QWEN_PATCH, smart_resize
 from ..model.params import default_lora_targets
 from ..model.spec import ModelSpec
 from ..units import dtype_bytes
-from ..workload import Framework, Precision, Workload
+from .workload import Framework, Precision, Workload
 from .activations import FP32, INDEX_BYTES, MASK_BYTES, LayerCost, Parts, consumer_copies, mlp, norm
 from .context import StepContext, make_context, sdpa_kernel
 from .optimizers import state_bytes, step_temporary_bytes

@@ -21,7 +21,7 @@ from pycore.model.hfconfig import read_hf_config  # noqa: E402
 from pycore.training.context import make_context  # noqa: E402
 from pycore.training.kernels import fused_layer  # noqa: E402
 from pycore.training.layers import layer_costs  # noqa: E402
-from pycore.workload import Framework, Precision, Workload  # noqa: E402
+from pycore.training.workload import Framework, Precision, Workload  # noqa: E402
 
 CONFIG = dict(model_type="llama", hidden_size=256, intermediate_size=704, num_attention_heads=4,
               num_key_value_heads=2, num_hidden_layers=1, vocab_size=128)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pycore.yamltext import parse_yaml
+from pycore.runconfig.yamltext import parse_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "configs"
 
@@ -20,7 +20,7 @@ def test_the_reader_agrees_with_pyyaml(path):
 
 def test_the_core_tests_document_agrees_with_pyyaml():
     import importlib.util
-    spec = importlib.util.spec_from_file_location("t", Path(__file__).resolve().parents[1] / "test_yamltext.py")
+    spec = importlib.util.spec_from_file_location("t", Path(__file__).resolve().parents[1] / "runconfig" / "test_yamltext.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert parse_yaml(module.DOC, "f") == yaml.safe_load(module.DOC)

@@ -43,7 +43,7 @@ from transformers.integrations.accelerate import _get_device_map  # noqa: E402
 
 from pycore.model.hfconfig import read_hf_config  # noqa: E402
 from pycore.serving.device_map import device_of, infer_device_map, module_sizes, strategy_memory  # noqa: E402
-from pycore.serving.formats import NONE  # noqa: E402
+from pycore.model.formats import NONE  # noqa: E402
 from pycore.serving.module_tree import layer_prefix, model_tree, part_names, tied_groups  # noqa: E402
 
 TF = tuple(int(x) for x in transformers.__version__.split(".")[:3])
@@ -180,7 +180,7 @@ BNB_SPLITS = {"roomy": (0.7, 0.7, None), "offload": (0.5, 0.4, 0.45)}
 @pytest.mark.parametrize("fmt", ["bnb-nf4", "bnb-int8"])
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2"])
 def test_bitsandbytes_checkpoints_are_placed_at_the_quantizers_sizes(arch, fmt, split):
-    from pycore.serving.formats import named_format
+    from pycore.model.formats import named_format
     model = _real_model(CONFIGS[arch])
     m = read_hf_config(AutoConfig.for_model(**CONFIGS[arch]).to_dict(), arch)
     tree = model_tree(m, named_format(fmt), 2)

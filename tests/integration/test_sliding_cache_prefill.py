@@ -8,7 +8,7 @@ import torch
 import transformers
 from transformers import DynamicCache, Gemma2Config
 
-from pycore.catalog import catalog_model
+from pycore.data.catalog import catalog_model
 from pycore.serving.hf import kv_cache_bytes
 from pycore.versions import holds, version_tuple
 

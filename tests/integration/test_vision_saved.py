@@ -25,7 +25,7 @@ from pycore.model.hfconfig import read_hf_config  # noqa: E402
 from pycore.model.vision import vision_params  # noqa: E402
 from pycore.model.params import total_params  # noqa: E402
 from pycore.training.vision import encoder_saved  # noqa: E402
-from pycore.workload import Framework, Precision, Workload  # noqa: E402
+from pycore.training.workload import Framework, Precision, Workload  # noqa: E402
 
 TEXT = dict(model_type="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=128, max_position_embeddings=256)

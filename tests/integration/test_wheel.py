@@ -39,7 +39,7 @@ def test_the_wheel_is_named_for_what_it_is_and_holds_the_data(installed):
     names = zipfile.ZipFile(wheel).namelist()
     data = sorted(p.name for p in (ROOT / "pycore" / "data").glob("*.json"))
     assert data and all(f"pycore/data/{name}" in names for name in data)
-    assert "pycore/integrations/transformers.py" in names and "pycore/yamltext.py" in names
+    assert "pycore/integrations/transformers.py" in names and "pycore/runconfig/yamltext.py" in names
 
 
 def test_the_installed_command_answers_as_the_checkout_does(installed, tmp_path):

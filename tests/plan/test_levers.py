@@ -12,7 +12,7 @@ import pytest
 from pycore.api import estimate_dict
 from pycore.plan import levers
 from pycore.plan.fit import ladders
-from pycore.request import parse_request
+from pycore.request.parse import parse_request
 
 # Requests that reach every lever: each mode, optimizer, attention, batch and sequence length.
 GRID = [{"model": "llama-3.1-8b", "workload": {"mode": mode, "optimizer": opt, "gradient_checkpointing": ckpt,

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from pycore.request import parse_request
+from pycore.request.parse import parse_request
 from pycore.serving import hf
 from pycore.training.context import make_context
 

@@ -1,7 +1,7 @@
 """model.params.layer_norm_params: the one per-layer norm rule that params, shard, gguf and the serving
 weights use. Expected values from the modules of each model's transformers modeling file, by hand."""
 
-from pycore.catalog import catalog_model
+from pycore.data.catalog import catalog_model
 from pycore.model.params import layer_norm_params
 
 

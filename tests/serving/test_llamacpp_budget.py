@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from pycore.catalog import catalog_model
+from pycore.data.catalog import catalog_model
 from pycore.errors import InputError
 from pycore.serving.config import Serving
 from pycore.serving.llamacpp import (GraphTerms, LlamaContext, WeightTable, context_cells, device_compute,

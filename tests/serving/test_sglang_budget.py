@@ -3,12 +3,12 @@ SGLang's model_runner.py / server_args.py (0.5.3 unless named), worked by hand h
 
 from dataclasses import replace
 
-from pycore.catalog import catalog_model
+from pycore.data.catalog import catalog_model
 from pycore.serving.config import Serving
-from pycore.serving.formats import NONE
+from pycore.model.formats import NONE
 from pycore.serving.sglang import (StagePool, kv_pool_bytes, mamba_slots, pool_tokens, request_slots,
                                    sglang_refusal, sglang_settings, stage_pool)
-from pycore.workload import Hardware
+from pycore.training.workload import Hardware
 
 GiB, MiB = 2 ** 30, 2 ** 20
 H100 = Hardware("NVIDIA H100 80GB HBM3 (SXM)", 85017493504)      # 81,079 MiB

@@ -3,15 +3,15 @@ function against the upstream formula worked by hand here (vLLM 0.19.0 source un
 
 import pytest
 
-from pycore.catalog import catalog_model
+from pycore.data.catalog import catalog_model
 from pycore.serving.config import Serving
-from pycore.serving.formats import NONE
+from pycore.model.formats import NONE
 from pycore.serving.kv import KVLayer, kv_layers, stage_split
 from pycore.serving.vllm import kv_answer, kv_refusal, startup_refusal
 from pycore.serving.vllm_budget import (StageBudget, available_kv_bytes, capture_sizes, engine_settings,
                                         requested_bytes, stage_activation, stage_budget)
 from pycore.serving.vllm_kv import blocks_per_request, kv_pool, kv_tokens, longest, needed_bytes
-from pycore.workload import Hardware
+from pycore.training.workload import Hardware
 
 GiB, MiB = 2 ** 30, 2 ** 20
 H100 = Hardware("NVIDIA H100 80GB HBM3 (SXM)", 85017493504)

@@ -3,7 +3,7 @@ top-level category of a breakdown is explained, and each term's numbers are the 
 
 from pycore.api import estimate_dict
 from pycore.estimate import estimate
-from pycore.request import parse_request
+from pycore.request.parse import parse_request
 from pycore.training import explain
 
 

@@ -1,7 +1,7 @@
 """The notes a training run's levers add (pycore/training/notes.py): what they assume that the estimate
 cannot show."""
 
-from pycore.request import parse_request
+from pycore.request.parse import parse_request
 from pycore.training.notes import lever_notes
 
 

@@ -8,15 +8,15 @@ from dataclasses import replace
 import pytest
 
 from pycore.api import estimate_dict
-from pycore.catalog import model_entries
+from pycore.data.catalog import model_entries
 from pycore.cli import _parser
 from pycore.cli.args import build_request
 from pycore.errors import InputError
 from pycore.estimate import estimate
-from pycore.links import to_command
+from pycore.request.links import to_command
 from pycore.model.hfconfig import read_hf_config
 from pycore.training.vision import encoder_saved, vision_states
-from pycore.workload import Framework, Hardware, Precision, Workload
+from pycore.training.workload import Framework, Hardware, Precision, Workload
 
 H100 = Hardware("H100", 80 * 2 ** 30)
 GEMMA = model_entries()["gemma-3-4b-it"]["hf_config"]
