@@ -17,9 +17,12 @@ const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm"];
 // draw nothing offline, so precaching them only added 22 KB to a first visit (issue 25's 6 MB budget).
 const DOCS_ICONS = /^docs\/css\/(fontawesome|brands|solid|regular|v4-font-face|v4-shims)[^/]*\.css$/;
 const DOCS_PAGES = /^docs\/(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$/;
-const DOCS_PRECACHED = { test: (u) => DOCS_PAGES.test(u) && !DOCS_ICONS.test(u) };
+// The Architecture page is for people who change the planner, not for users offline: it is cached on the
+// first visit to any docs page with the fonts, not on the app's first visit.
+const DOCS_FOR_DEVELOPERS = /^docs\/architecture\//;
+const DOCS_PRECACHED = { test: (u) => DOCS_PAGES.test(u) && !DOCS_ICONS.test(u) && !DOCS_FOR_DEVELOPERS.test(u) };
 // uPlot's licence text ships with it (MIT) but is not needed offline.
-const NOT_PRECACHED = [/^docs\/(?!(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$)/, DOCS_ICONS, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/,
+const NOT_PRECACHED = [/^docs\/(?!(.*\.html|css\/[^/]*\.css|js\/[^/]*\.js)$)/, DOCS_ICONS, DOCS_FOR_DEVELOPERS, /^pyodide\/stdlib-rest\.zip$/, /^pyodide\/modules\.json$/,
   /^vendor\/uPlot\.LICENSE$/];
 const NEVER_CACHED = [/\.map$/, /\.ttf$/, /^docs\/sitemap/, /^docs\/404\.html$/];
 // (pyodide/stdlib-rest-index.json is precached: the worker reads it at every start, offline too)

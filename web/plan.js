@@ -2,6 +2,8 @@ import { PARAMS, toPlanRequest } from "./state.js";
 import { $, PLAN_TIMEOUT_MS, text, make, errorText, fmt, app } from "./dom.js";
 import { ask } from "./client.js";
 import { stateToForm } from "./form.js";
+import { barSpec } from "./render.js";
+import { drawChart, termSeries, chartTable } from "./chart.js";
 
 // ---- how many GPUs -------------------------------------------------------------
 export const PLAN_COLUMNS = [["dp", (r) => r.degrees.data], ["tp", (r) => r.degrees.tensor], ["pp", (r) => r.degrees.pipeline],
@@ -46,6 +48,25 @@ export async function findGpuCount() {
     planSort = null;
   }
   renderPlanTable();
+  await drawPlanChart();
+}
+
+// The layouts side by side as the page's chart (one stacked bar per layout, in the core's order, against
+// the card), and its table from the same series.
+const PLAN_CHART_LAYOUTS = 12;
+const layoutLabel = (r) => { const d = r.degrees;
+  return `dp${d.data} tp${d.tensor} pp${d.pipeline} cp${d.context} ep${d.expert} ZeRO ${r.zero_stage} ${r.recompute} mb${r.micro_batch}`; };
+async function drawPlanChart() {
+  const box = $("#plan-chart");
+  const rows = planRows.slice(0, PLAN_CHART_LAYOUTS).filter((r) => r.terms);
+  if (!rows.length) { box.replaceChildren(); return; }
+  const stacks = rows.map((r) => r.terms.filter((t) => t.bytes > 0));
+  const spec = barSpec(`The first ${rows.length} layouts' memory per GPU`, stacks, rows.map(layoutLabel),
+    rows.map((r) => r.device_total_bytes + r.headroom_bytes), termSeries(stacks));
+  spec.x.title = "layout";
+  const chart = make("div", { "data-testid": "plan-chart-plot" });
+  box.replaceChildren(chart, chartTable(spec, "plan-chart-table"));
+  await drawChart(chart, spec);
 }
 
 export function renderPlanTable() {

@@ -18,6 +18,7 @@ from ..parallel.hf_tp_plans import TP_PLAN_MODEL_TYPES
 from ..model.layout import Parallelism, chunk_layers
 from ..schema import integer, spec
 from .launch import launch
+from .sweep import stack_terms
 from .steptime import RECOMPUTE_OVERHEAD, step_time  # noqa: F401 (RECOMPUTE_OVERHEAD re-exported)
 
 ZERO_STAGES = {"hf": (0, 1, 2, 3), "deepspeed": (0, 1, 2, 3), "zero-paper": (0, 1, 2, 3), "fsdp2": (3,),
@@ -281,6 +282,7 @@ def _row(req, par: Parallelism, est, micro: int, accumulation: int) -> dict:
             "zero_stage": par.zero_stage, "recompute": par.recompute, "sequence_parallel": par.sequence_parallel,
             "micro_batch": micro, "gradient_accumulation": accumulation,
             "device_total_bytes": est.device_total_bytes, "headroom_bytes": req.hardware.memory_bytes - est.device_total_bytes,
+            "terms": stack_terms(est),      # what the device total is made of, by term key (the page's chart)
             "fits": verdict == "fits", "verdict": verdict, "host_bytes": est.host_bytes, "not_estimated": list(est.not_estimated),
             "most_loaded": (est.layout.get("most_loaded") or {}).get("description", ""),
             "throughput": step_time(req, par, micro, accumulation),

@@ -45,8 +45,8 @@ def values_of(q: SweepQuery) -> list[int]:
     return out
 
 
-def _terms(e) -> list[dict]:
-    """The stack of one point, each term with its key (catalog.term_entries: the chart's colours)."""
+def stack_terms(e) -> list[dict]:
+    """The stack of one point (or layout), each term with its key (catalog.term_entries: the chart's colours)."""
     tree = e.breakdown()
     nodes = []
     for node in tree.children:
@@ -71,7 +71,7 @@ def run_sweep(req, q: SweepQuery) -> dict:
         except InputError as exc:
             points.append({"value": v, "error": exc.as_dict()})
             continue
-        terms = _terms(e)
+        terms = stack_terms(e)
         assert sum(t["bytes"] for t in terms) == e.device_total_bytes      # the stack adds up to the total
         points.append({"value": v, "device_total_bytes": e.device_total_bytes,
                        "peak_allocated_bytes": e.peak_allocated_bytes, "fits": e.fits, "verdict": e.verdict, "terms": terms})

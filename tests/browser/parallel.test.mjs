@@ -54,6 +54,19 @@ test("how many GPUs: a 7B full fine-tune needs two 80 GB cards, and a layout can
   assert.equal(await page.textContent('[data-testid="gpu-count"]'), `${plan.plan.gpus} GPUs`);
   const rows = await page.$$eval("#plan-table tbody tr", (trs) => trs.length);
   assert.equal(rows, Math.min(200, plan.plan.count));
+  // the layouts as the page's chart (issue 25: the same component for the layout comparison): a bar per
+  // layout in the core's order, a legend, the card's capacity, and a table from the same series whose
+  // device totals are the CLI's
+  await page.waitForSelector('[data-testid="plan-chart"] [data-testid="chart-legend"] li');
+  const table = await page.$$eval("#plan-chart-table tr", (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+  const shown = Math.min(12, plan.plan.layouts.length);
+  assert.equal(table.length, 1 + shown);
+  assert.ok(table.every((r) => r.length === table[0].length), "every row has as many cells as the header");
+  assert.equal(table[0][1], "device total");
+  const cliTotals = plan.plan.layouts.slice(0, shown).map((r) => `${(r.device_total_bytes / 2 ** 30).toFixed(2)} GiB`);
+  assert.deepEqual(table.slice(1).map((r) => r[1]), cliTotals);
+  assert.equal(await page.getAttribute('[data-testid="plan-chart"] figure', "data-capacity-bytes"),
+    String(plan.plan.layouts[0].device_total_bytes + plan.plan.layouts[0].headroom_bytes));
   // sort by per-GPU memory, ascending: the first row is the smallest
   await page.click("#plan-table th:nth-child(9) button");
   await page.click("#plan-table th:nth-child(9) button");

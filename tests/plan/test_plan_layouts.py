@@ -118,3 +118,29 @@ def test_an_interleaved_uneven_split_is_given_as_megatrons_layout_string():
     assert megatron_split_flags((7,) + (8,) * 14 + (7,)) == {"--decoder-first-pipeline-num-layers": 7,
                                                              "--decoder-last-pipeline-num-layers": 7}
     assert megatron_split_flags((1, 2, 2, 1), virtual=2) == {"--pipeline-model-parallel-layout": "Et|tt|tt|tL"}
+
+
+def test_each_layout_carries_the_terms_its_device_total_is_made_of():
+    # The page charts the layouts side by side (issue 25): each row's terms, by key, add up to its device
+    # total. Sharding shows in the terms: a ZeRO-2 layout holds less of the optimizer states than the same
+    # degrees without sharding (stage 0, DDP), and ZeRO-3 also shards the weights.
+    from pycore.api import estimate_dict
+    r = estimate_dict({"model": "llama-3.1-8b", "workload": {"mode": "full", "batch_size": 1, "seq_len": 4096},
+                       "gpu": "a100-80gb", "plan": {"gpus": 8, "limit": 500}})
+    assert r["status"] == "ok", r
+    rows = r["result"]["plan"]["layouts"]
+    for row in rows:
+        assert sum(t["bytes"] for t in row["terms"]) == row["device_total_bytes"]
+        assert all(t["key"] for t in row["terms"])
+    by = {(tuple(x["degrees"].values()), x["zero_stage"], x["recompute"], x["micro_batch"]): x for x in rows}
+    term = lambda row, key: sum(t["bytes"] for t in row["terms"] if t["key"] == key)
+    checked = 0
+    for (degrees, stage, recompute, micro), row in by.items():
+        plain = by.get((degrees, 0, recompute, micro))
+        if stage == 0 or plain is None or degrees[0] == 1:
+            continue
+        assert term(row, "optimizer-states") < term(plain, "optimizer-states")
+        if stage == 3:
+            assert term(row, "weights") < term(plain, "weights")
+        checked += 1
+    assert checked
