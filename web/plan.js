@@ -59,6 +59,8 @@ const layoutLabel = (r) => { const d = r.degrees;
 async function drawPlanChart() {
   const box = $("#plan-chart");
   const rows = planRows.slice(0, PLAN_CHART_LAYOUTS).filter((r) => r.terms);
+  // a region that scrolls on a phone is a tab stop (axe: scrollable-region-focusable), an empty one is not
+  box.tabIndex = rows.length ? 0 : -1;
   if (!rows.length) { box.replaceChildren(); return; }
   const stacks = rows.map((r) => r.terms.filter((t) => t.bytes > 0));
   const spec = barSpec(`The first ${rows.length} layouts' memory per GPU`, stacks, rows.map(layoutLabel),
