@@ -4,23 +4,14 @@
 // scale beside the compare table.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { start, waitForResult } from "./harness.mjs";
-import { ROOT } from "../pyodide/load.mjs";
+import { start, waitForResult, gib, coreEstimate } from "./harness.mjs";
 
 let h;
 before(async () => { h = await start(); });
 after(async () => { await h?.close(); });
 
-const GiB = 2 ** 30;
-const gib = (b) => `${(b / GiB).toFixed(2)} GiB`;
 
-function core(req) {
-  const py = process.env.PYTHON || "python3";
-  const out = execFileSync(py, ["-c", "import sys; from pycore.api import estimate; print(estimate(sys.argv[1]))",
-    JSON.stringify(req)], { cwd: ROOT }).toString();
-  return JSON.parse(out).result;
-}
+const core = coreEstimate;
 
 test("choosing a bar segment shows that term's parts and opens its formula, with the core's numbers", async () => {
   const ctx = await h.browser.newContext();

@@ -5,10 +5,9 @@
 // pycore/data/terms.json (the colours and anchors the page must take from the core, not hold itself).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { start, waitForResult } from "./harness.mjs";
+import { start, waitForResult, gib, coreEstimate, openPage } from "./harness.mjs";
 import { ROOT } from "../pyodide/load.mjs";
 
 let h;
@@ -16,21 +15,8 @@ before(async () => { h = await start(); });
 after(async () => { await h?.close(); });
 
 const TERMS = JSON.parse(readFileSync(join(ROOT, "pycore", "data", "terms.json"), "utf8")).terms;
-const gib = (b) => `${(b / 2 ** 30).toFixed(2)} GiB`;
-function core(request) {
-  const py = process.env.PYTHON || "python3";
-  const out = JSON.parse(execFileSync(py, ["-c", "import sys; from pycore.api import estimate; print(estimate(sys.argv[1]))",
-    JSON.stringify(request)], { cwd: ROOT }).toString());
-  assert.equal(out.status, "ok", JSON.stringify(out.errors));
-  return out.result;
-}
-async function open(query, options = {}) {
-  const ctx = await h.browser.newContext(options);
-  const page = await ctx.newPage();
-  await page.goto(h.base + query);
-  const result = await waitForResult(page);
-  return { ctx, page, result };
-}
+const core = coreEstimate;
+const open = (query, options = {}) => openPage(h, query, options);
 const topTerms = (tree) => tree.children.flatMap((c) => (c.name === "allocated at peak" ? c.children : [c])).filter((c) => c.bytes > 0);
 // "rgb(78, 121, 167)" -> "#4e79a7"
 const hex = (rgb) => `#${rgb.match(/\d+/g).slice(0, 3).map((n) => Number(n).toString(16).padStart(2, "0")).join("")}`;

@@ -2,29 +2,14 @@
 // from the core run here through Python (pycore.api.estimate), not from the page's own code.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { start, waitForResult } from "./harness.mjs";
-import { ROOT } from "../pyodide/load.mjs";
+import { start, waitForResult, gib, coreEstimate, openPage } from "./harness.mjs";
 
 let h;
 before(async () => { h = await start(); });
 after(async () => { await h?.close(); });
 
-const gib = (b) => `${(b / 2 ** 30).toFixed(2)} GiB`;
-function core(request) {
-  const py = process.env.PYTHON || "python3";
-  const out = JSON.parse(execFileSync(py, ["-c", "import sys; from pycore.api import estimate; print(estimate(sys.argv[1]))",
-    JSON.stringify(request)], { cwd: ROOT }).toString());
-  assert.equal(out.status, "ok", JSON.stringify(out.errors));
-  return out.result;
-}
-async function open(query, options = {}) {
-  const ctx = await h.browser.newContext(options);
-  const page = await ctx.newPage();
-  await page.goto(h.base + query);
-  const result = await waitForResult(page);
-  return { ctx, page, result };
-}
+const core = coreEstimate;
+const open = (query, options = {}) => openPage(h, query, options);
 
 test("point 1: the sweep's columns are every term across the points, each row as long as the header, a legend, the out-of-memory point named", async () => {
   const { ctx, page } = await open("?mode=lora&seq=4096&ckpt=1&gpu=rtx-4090-24gb");

@@ -1,7 +1,10 @@
 // Shared set-up for the browser tests: serve dist/ on a free port and launch Debian's Chromium.
 import { chromium } from "playwright-core";
 import { existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import assert from "node:assert/strict";
 import { serve } from "../../scripts/serve.mjs";
+import { ROOT } from "../pyodide/load.mjs";
 
 export const CHROMIUM = process.env.CHROMIUM || ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
 
@@ -43,4 +46,25 @@ export async function waitForResult(page, previous = null) {
     // verdict: its key (fits, at-risk, does-not-fit); verdictText: the words the badge shows
     verdict: document.querySelector('[data-testid="verdict"]').dataset.verdict,
     verdictText: document.querySelector('[data-testid="verdict"]').textContent, computed: document.body.dataset.computed }));
+}
+
+// Bytes as the page writes them in GiB (web/dom.js fmt with the default unit).
+export const gib = (b) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+// The core's own answer to a request (pycore.api.estimate under the test's Python), which must be ok.
+export function coreEstimate(request) {
+  const py = process.env.PYTHON || "python3";
+  const out = JSON.parse(execFileSync(py, ["-c", "import sys; from pycore.api import estimate; print(estimate(sys.argv[1]))",
+    JSON.stringify(request)], { cwd: ROOT }).toString());
+  assert.equal(out.status, "ok", JSON.stringify(out.errors));
+  return out.result;
+}
+
+// A new context and page of the harness `h` at `query`, once its first result is rendered.
+export async function openPage(h, query, options = {}) {
+  const ctx = await h.browser.newContext(options);
+  const page = await ctx.newPage();
+  await page.goto(h.base + query);
+  const result = await waitForResult(page);
+  return { ctx, page, result };
 }

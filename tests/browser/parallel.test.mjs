@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { start, waitForResult } from "./harness.mjs";
+import { start, waitForResult, openPage } from "./harness.mjs";
 import { ROOT } from "../pyodide/load.mjs";
 
 let h;
@@ -15,13 +15,7 @@ function cli(args) {
   return JSON.parse(execFileSync(py, ["-m", "pycore", ...args, "--json"], { cwd: ROOT }).toString());
 }
 
-async function open(query) {
-  const ctx = await h.browser.newContext();
-  const page = await ctx.newPage();
-  await page.goto(h.base + query);
-  const result = await waitForResult(page);
-  return { ctx, page, result };
-}
+const open = (query) => openPage(h, query);
 
 test("a pipeline and tensor layout from a link gives the CLI's per-GPU answer and names the rank", async () => {
   const { ctx, page, result } = await open("?model=llama-3.1-8b&seq=4096&recipe=fsdp2&tp=2&pp=4&rc=full&w=fp32&amp=bf16");
