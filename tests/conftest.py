@@ -1,10 +1,13 @@
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "calibration" / "h100-hf-transformers.jsonl"
+# the shared folder beside the checkout (ROOT.parent), or beside a git worktree's folder
+SHARED = next((p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if p.exists()),
+              ROOT / "absent") / "calibration" / "h100-hf-transformers.jsonl"
 
 
 def load_records(path: Path) -> list[dict]:
@@ -16,3 +19,20 @@ def shared_records():
     if not SHARED.exists():
         pytest.skip("shared/calibration is not beside this checkout")
     return load_records(SHARED)
+
+
+@pytest.fixture(scope="session")
+def calibrate():
+    """scripts/calibrate.py as a module, loaded once."""
+    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def shared_run(calibrate):
+    """calibrate.run over the shared calibration, once a session: (rows, summary). Read, never changed."""
+    if not SHARED.exists():
+        pytest.skip("shared/calibration is not beside this checkout")
+    return calibrate.run([str(SHARED)])

@@ -12,7 +12,6 @@ import pytest
 from pycore.model.breakdown import METHOD_ANCHORS
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "calibration" / "h100-hf-transformers.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +36,10 @@ def test_docs_load_nothing_from_other_hosts(site):
         assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', text), page
 
 
-def test_accuracy_page_matches_the_calibration_data(tmp_path):
-    if not SHARED.exists():
-        pytest.skip("shared calibration not present")
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
-    cal = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cal)
+def test_accuracy_page_matches_the_calibration_data(tmp_path, calibrate, shared_run):
+    cal, (rows, summary) = calibrate, shared_run
     page = tmp_path / "accuracy.md"
     shutil.copy(ROOT / "docs" / "accuracy.md", page)
-    rows, summary = cal.run([str(SHARED)])
     cal.write_markdown(page, cal.markdown(rows, summary))
     assert page.read_text() == (ROOT / "docs" / "accuracy.md").read_text(), \
         "docs/accuracy.md is stale: run scripts/calibrate.py ... --markdown docs/accuracy.md"

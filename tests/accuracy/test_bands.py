@@ -1,27 +1,19 @@
 """Error bands (issue 13): computed from the measurements by scripts/calibrate.py, carried by every
 answer, and turning a verdict into "at risk" when they straddle the GPU's memory."""
 
-import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 
 from pycore.api import estimate_dict
 from pycore.accuracy.bands import class_levels, run_class, single_gpu_band, verdict
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "calibration" / "h100-hf-transformers.jsonl"
 BANDS = ROOT / "pycore" / "data" / "error_bands.json"
 
 
-def test_the_committed_bands_are_what_calibrate_computes():
-    if not SHARED.exists():
-        pytest.skip("shared calibration not present")
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
-    cal = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cal)
-    rows, _ = cal.run([str(SHARED)])
+def test_the_committed_bands_are_what_calibrate_computes(calibrate, shared_run):
+    cal, (rows, _) = calibrate, shared_run
     fresh = cal.bands(rows, [str(ROOT / "tests" / "data" / "golden_parallel.json"),
                              str(ROOT / "tests" / "data" / "golden_serving.json")])
     assert fresh == json.loads(BANDS.read_text()), ("pycore/data/error_bands.json is stale: run scripts/calibrate.py "

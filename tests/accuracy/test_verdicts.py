@@ -2,8 +2,6 @@
 total's lower edge exceed the card, "fits" when its upper edge fits, "at risk" in between; ``fits``
 is ``verdict == "fits"`` everywhere; exact terms carry no band; unmeasured kinds say "unverified"."""
 
-import importlib.util
-from functools import lru_cache
 import json
 from pathlib import Path
 
@@ -14,9 +12,6 @@ from pycore.units import GiB
 from pycore.accuracy.verdicts import QUANTITIES, edges, levels, verdict_of
 
 ROOT = Path(__file__).resolve().parents[2]
-# the shared folder beside the main checkout (ROOT.parent) or beside a worktree's folder
-SHARED = next((p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if p.exists()), ROOT / "absent")
-CALIBRATION = SHARED / "calibration" / "h100-hf-transformers.jsonl"
 
 
 def _result(req: dict) -> dict:
@@ -141,19 +136,21 @@ def test_check_agrees_only_inside_the_band_of_the_quantity():
     assert ck["rows"][0]["quantity"].startswith("device total") and ck["verdict"] == "measured higher"
 
 
-@lru_cache(maxsize=1)
-def _calibration_rows():
-    if not CALIBRATION.exists():
-        pytest.skip("shared calibration not present")
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
-    cal = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cal)
-    rows, summary = cal.run([str(CALIBRATION)])
-    return cal, (rows, summary), cal.cross_validate(rows)
+@pytest.fixture(scope="module")
+def held_out(shared_run, calibrate):
+    """The bands' coverage fitted on every run and on each family left out (refits the shares: a few s)."""
+    return calibrate.cross_validate(shared_run[0])
 
 
-def test_every_oom_run_does_not_fit_and_few_working_runs_are_at_risk():
-    _, (rows, s), _ = _calibration_rows()
+@pytest.fixture(scope="module")
+def ideal_shares(shared_run, calibrate):
+    """The measured records, and each one's share that makes its estimated reserve the measured one."""
+    recs = [r["record"] for r in shared_run[0] if "record" in r]
+    return recs, {rec["id"]: calibrate.ideal_share(rec) for rec in recs}
+
+
+def test_every_oom_run_does_not_fit_and_few_working_runs_are_at_risk(shared_run):
+    rows, s = shared_run
     ooms = [r for r in rows if r.get("status") == "oom"]
     assert ooms and all(r["verdict"] == "does not fit" for r in ooms)
     ok = [r for r in rows if r.get("status") == "ok"]
@@ -162,14 +159,14 @@ def test_every_oom_run_does_not_fit_and_few_working_runs_are_at_risk():
     assert s["fits_verdict_disagree"] == 0
 
 
-def test_the_committed_quantity_bands_are_what_calibrate_fits():
-    cal, (rows, _), _ = _calibration_rows()
+def test_the_committed_quantity_bands_are_what_calibrate_fits(calibrate, shared_run):
+    cal, (rows, _) = calibrate, shared_run
     committed = json.loads((ROOT / "pycore" / "data" / "error_bands.json").read_text())
     assert cal.fit_quantity_bands(rows) == committed["quantities"]
 
 
-def test_held_out_coverage_is_reported_per_quantity():
-    _, _, cv = _calibration_rows()
+def test_held_out_coverage_is_reported_per_quantity(held_out):
+    cv = held_out
     assert set(cv) == set(QUANTITIES)
     for q, parts in cv.items():
         # fitted on every run, the band holds (nearly) every run it was fitted on
@@ -179,34 +176,29 @@ def test_held_out_coverage_is_reported_per_quantity():
 
 
 
-def test_held_out_bands_are_at_most_8_percent_wide_and_miss_at_most_7_runs():
+def test_held_out_bands_are_at_most_8_percent_wide_and_miss_at_most_7_runs(held_out):
     # Issue 22's goal is >= 90% inside at <= 8% median half-width on families left out, with everything
     # fitted (the reserve's shares and the bands) refitted without the family. The widths hold it; coverage
     # is 37-40 of 44 (the llama family, held out, takes its full-training and inference runs with it).
-    _, _, cv = _calibration_rows()
-    for q, parts in cv.items():
+    for q, parts in held_out.items():
         h = parts["held_out"]
         assert h["median_half_width_pct"] <= 8.0, (q, h)
         assert h["runs"] - h["covered"] <= 7 and len(h["missed"]) == h["runs"] - h["covered"], (q, h)
 
 
-def test_the_committed_reserve_shares_are_what_calibrate_fits():
+def test_the_committed_reserve_shares_are_what_calibrate_fits(calibrate, ideal_shares):
     # pycore/training/allocator.py's shares are the medians scripts/calibrate.py fits on the measured runs
-    cal, _, _ = _calibration_rows()
-    recs = cal.load_records([str(CALIBRATION)])
-    ideal = {rec["id"]: cal.ideal_share(rec) for rec in recs}
+    cal, (recs, ideal) = calibrate, ideal_shares
     assert cal.fit_shares(recs, ideal) == cal.committed_shares()
     # each kind has runs to fit on: a share no run informs would be a number typed by hand
     kinds = {cal.share_kind(rec) for rec in recs if ideal[rec["id"]] is not None}
     assert kinds == set(cal.SHARE_CONSTANTS)
 
 
-def test_a_held_out_family_refits_the_shares_without_it():
+def test_a_held_out_family_refits_the_shares_without_it(calibrate, ideal_shares):
     # leaving out every inference family moves the inference share back to its committed value (no runs
     # left to fit it); leaving out one family moves a share by at most what one run's median can
-    cal, _, _ = _calibration_rows()
-    recs = cal.load_records([str(CALIBRATION)])
-    ideal = {rec["id"]: cal.ideal_share(rec) for rec in recs}
+    cal, (recs, ideal) = calibrate, ideal_shares
     no_inference = [rec for rec in recs if rec["workload"]["mode"] != "inference"]
     assert cal.fit_shares(no_inference, ideal)["inference"] == cal.committed_shares()["inference"]
     inference = sorted(ideal[r["id"]] for r in recs if cal.share_kind(r) == "inference" and ideal[r["id"]] is not None)

@@ -4,7 +4,6 @@ print, comparing it term by term, naming the assumption behind a gap, and the ca
 Expected values are the measured runs of shared/calibration (independent of the core), and the
 byte arithmetic of the printed units, done by hand below."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -244,10 +243,7 @@ def test_records_round_trip_through_the_request():
         assert record["measured"]["peak_allocated_bytes"] == m["peak_allocated_bytes"]
 
 
-def test_a_user_record_is_scored_by_calibrate(tmp_path):
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
-    calibrate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calibrate)
+def test_a_user_record_is_scored_by_calibrate(tmp_path, calibrate):
     rec = records()["qwen05-lora-bf16-b4-s1024"]
     res = _checked(rec)
     path = tmp_path / "user.jsonl"

@@ -1,20 +1,16 @@
 """Each calibration file stays within its accuracy targets (scripts/calibrate.py)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
-calibrate = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(calibrate)
 
 FILES = [ROOT.parent / "shared" / "calibration" / "h100-hf-transformers.jsonl"] + sorted((ROOT / "tests" / "data").glob("*.jsonl"))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_calibration_file_within_targets(path):
+def test_calibration_file_within_targets(path, calibrate):
     if not path.exists():
         pytest.skip(f"{path} not present")
     rows, s = calibrate.run([str(path)])
@@ -29,7 +25,7 @@ def test_calibration_file_within_targets(path):
     assert s["oom_not_does_not_fit"] == 0 and s["fits_verdict_disagree"] == 0
 
 
-def test_summary_line_format(capsys):
+def test_summary_line_format(capsys, calibrate):
     path = FILES[0]
     if not path.exists():
         pytest.skip("shared calibration not present")
