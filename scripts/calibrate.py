@@ -23,8 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pycore.api import estimate_dict  # noqa: E402
+from generated import replace_between  # noqa: E402
 from pycore.units import GiB  # noqa: E402
 from pycore.check.record import request_from_record  # noqa: E402
 
@@ -193,12 +195,6 @@ BANDS_BEGIN = "<!-- BEGIN GENERATED bands by scripts/calibrate.py --markdown -->
 BANDS_SPLIT = "\n<!-- bands -->\n"        # between the per-case table and the bands' coverage in markdown()
 
 
-def _replace(page: str, begin: str, text: str) -> str:
-    head, rest = page.split(begin, 1)
-    tail = rest.split(END, 1)[1]
-    return f"{head}{begin}\n{text}{END}{tail}"
-
-
 def write_markdown(path: Path, text: str) -> None:
     """Write the table, or replace the generated sections of an existing page (the per-case table, and
     the bands' coverage where the page has a section for it)."""
@@ -208,10 +204,10 @@ def write_markdown(path: Path, text: str) -> None:
         path.write_text(cases + "\n" + bands_text, encoding="utf-8")
         return
     if BANDS_BEGIN in page:
-        page = _replace(page, BANDS_BEGIN, bands_text)
+        page = replace_between(page, BANDS_BEGIN, END, bands_text)
     else:
         cases += "\n" + bands_text
-    path.write_text(_replace(page, BEGIN, cases), encoding="utf-8")
+    path.write_text(replace_between(page, BEGIN, END, cases), encoding="utf-8")
 
 
 def bands(rows: list[dict], golden_paths: list[str]) -> dict:

@@ -32,8 +32,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pycore.api import estimate_dict  # noqa: E402
+from generated import replace_between  # noqa: E402
 
 
 # The fit/verify split of the serving references (issue 20). Constants may be fitted on the fit part
@@ -217,8 +219,7 @@ def write_markdown(path: Path, text: str, section: str = "") -> None:
     BEGIN, END = markers(section)
     page = path.read_text(encoding="utf-8") if path.exists() else ""
     if BEGIN in page:
-        head, rest = page.split(BEGIN, 1)
-        page = f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}"
+        page = replace_between(page, BEGIN, END, text)
     else:
         page = f"{page}{BEGIN}\n{text}{END}\n"
     path.write_text(page, encoding="utf-8")
