@@ -21,13 +21,24 @@ def shared_records():
     return load_records(SHARED)
 
 
-@pytest.fixture(scope="session")
-def calibrate():
-    """scripts/calibrate.py as a module, loaded once."""
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
+def load_script(name: str):
+    """scripts/NAME.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def calibrate():
+    """scripts/calibrate.py as a module, loaded once."""
+    return load_script("calibrate")
+
+
+@pytest.fixture(scope="session")
+def golden():
+    """scripts/golden.py as a module, loaded once."""
+    return load_script("golden")
 
 
 @pytest.fixture(scope="session")

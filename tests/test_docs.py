@@ -1,6 +1,5 @@
 """The documentation builds strictly, links every breakdown term, and its accuracy table is current."""
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -52,10 +51,7 @@ def test_every_docs_page_has_the_csp_and_no_inline_script(site):
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), page      # every script has a src
 
 
-def test_accuracy_page_matches_the_golden_references(tmp_path):
-    spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
-    golden = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(golden)
+def test_accuracy_page_matches_the_golden_references(tmp_path, golden):
     page = tmp_path / "accuracy.md"
     shutil.copy(ROOT / "docs" / "accuracy.md", page)
     rows, unsupported = golden.run([str(ROOT / "tests" / "data" / "golden_parallel.json")])

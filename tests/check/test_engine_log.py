@@ -109,11 +109,7 @@ def test_the_check_names_the_profile_peak_for_the_l40s_log(tmp_path, capsys):
     assert kv["request"]["workload"]["quantization"] == "fp8-block"     # from the "-FP8" Hub id
 
 
-def test_the_records_run_through_the_golden_script(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
-    golden = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(golden)
+def test_the_records_run_through_the_golden_script(tmp_path, capsys, golden):
     path, record = tmp_path / "phi.log", tmp_path / "r.jsonl"
     path.write_text(_log("phi3-mini-4k-q4km-cuda-fa0-ub256"))
     assert main(["check", "--engine-log", str(path), "--model", "phi-3-mini", "--engine-version", "b5500",
@@ -211,11 +207,7 @@ def test_the_newer_budget_line_with_consumed_memory_is_read():
     assert log.settings["tensor_parallel_size"] == 2 and log.figures["kv_in_use"] == int(12.26 * GiB)
 
 
-def test_records_of_a_log_are_scored_by_the_golden_script_as_jsonl(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
-    golden = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(golden)
+def test_records_of_a_log_are_scored_by_the_golden_script_as_jsonl(tmp_path, capsys, golden):
     path, record = tmp_path / "l40s.log", tmp_path / "held_out.jsonl"
     path.write_text(_log("l40s-qwen3-235b-fp8-tp8-v0.10.2"))
     assert main(["check", "--engine-log", str(path), "--gpu", "l40s-48gb", "--record", str(record)]) == 0

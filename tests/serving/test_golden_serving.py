@@ -3,7 +3,6 @@ public logs, and llama.cpp's quantize table. Formula and engine-arithmetic check
 rounding of the printed figures; llama.cpp's compute buffers within 10%; end-to-end predictions are
 held to their measured error so that they cannot drift."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,10 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "golden_serving.json"
-
-spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
-golden = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(golden)
 
 # End-to-end predictions outside their 2% target, with the reason and the error they must stay under.
 KNOWN_MISSES = {
@@ -32,7 +27,7 @@ KNOWN_MISSES = {
 
 
 @pytest.fixture(scope="module")
-def rows():
+def rows(golden):
     rows, unsupported = golden.run([str(GOLDEN)])
     assert unsupported == 10
     return rows
@@ -72,7 +67,7 @@ def test_every_case_quotes_its_source():
             assert c["verbatim_log"], c["id"]
 
 
-def test_the_split_is_decided_by_engine_version_and_family_not_by_score():
+def test_the_split_is_decided_by_engine_version_and_family_not_by_score(golden):
     checks = {c["id"]: c for c in json.loads(GOLDEN.read_text())["checks"] if "unsupported" not in c}
     # vLLM 0.10.2 Qwen3 is fitted on; vLLM 0.11.0 and any Mistral are held out; SGLang 0.4 / 0.5 likewise
     assert golden.serving_part(checks["l40s-qwen3-235b-fp8-tp8-v0.10.2:kv_tokens"]) == "fit"
@@ -84,7 +79,7 @@ def test_the_split_is_decided_by_engine_version_and_family_not_by_score():
     assert parts == {"fit", "verify"}
 
 
-def test_the_last_two_lines_are_the_fit_and_verify_summaries(capsys):
+def test_the_last_two_lines_are_the_fit_and_verify_summaries(capsys, golden):
     golden.main([str(GOLDEN)])
     fit, verify = capsys.readouterr().out.strip().splitlines()[-2:]
     assert fit.startswith("fit cases=") and verify.startswith("verify cases=")
