@@ -343,8 +343,11 @@ def ideal_share(rec: dict) -> float | None:
         return resp["result"]["reserved_bytes"] if resp["status"] == "ok" else -1
 
     lo, hi = 0.0, SHARE_SEARCH_MAX
-    if reserved(lo) < 0 or reserved(lo) >= target:
-        return None if reserved(lo) < 0 else lo
+    at_zero = reserved(lo)
+    if at_zero < 0:
+        return None
+    if at_zero >= target:
+        return lo
     if reserved(hi) <= target:
         return hi
     for _ in range(SHARE_BISECTIONS):
