@@ -302,13 +302,10 @@ SHARE_BISECTIONS = 20
 
 
 def share_kind(rec: dict) -> str:
-    """Which of the allocator's shares a run's reserve is fitted with (allocator._reserved_at)."""
+    """Which of the allocator's shares a run's reserve is fitted with (allocator.reserve_kind)."""
+    from pycore.training.allocator import reserve_kind
     w = rec["workload"]
-    if w["mode"] == "inference":
-        return "inference"
-    if not w.get("gradient_checkpointing"):
-        return "training"
-    return "checkpointing" if w["mode"] == "full" else "recompute_frozen"
+    return reserve_kind(w["mode"] != "inference", bool(w.get("gradient_checkpointing")), w["mode"] == "full")
 
 
 @contextmanager

@@ -128,13 +128,14 @@ def band_class(e) -> str:
 
 def quantity_class(quantity: str, e) -> str:
     """The kind of run a quantity's band is fitted over. The allocated peak: mode / model family /
-    attention kernel (what sets the activations). The reserve and the device total: mode / whether
-    layers are recomputed (checkpointing frees and re-allocates every layer's activations in backward:
-    the allocator's churn)."""
+    attention kernel (what sets the activations). The reserve and the device total: the kind of step
+    whose share models the reserve (training/allocator.py RESERVE_KINDS: inference, training without
+    checkpointing, full training with checkpointing, a frozen base with checkpointing), so full and LoRA
+    runs without checkpointing, one share, are one class (leave-one-family-out coverage of the device
+    total 38/44 with them pooled, 37/44 apart; scripts/calibrate.py)."""
     if quantity == "peak_allocated":
         return band_class(e)
-    ckpt = "checkpointing" if getattr(e.workload, "gradient_checkpointing", False) else "no checkpointing"
-    return e.workload.mode if e.workload.mode == "inference" else f"{e.workload.mode}/{ckpt}"
+    return e.reserve_kind
 
 
 def quantity_bands(e) -> dict:

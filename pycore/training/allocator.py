@@ -15,8 +15,8 @@ from .caching import parse_alloc_conf, replay
 # Under torch's default settings (framework.alloc_conf unset), and for the recipes that give no trace
 # (inference, DeepSpeed, FSDP2, Megatron), the reserve is the measured share below. With alloc_conf set,
 # single-GPU training replays the caching allocator (caching.py, trace.py). The replay is not the default:
-# leave-one-family-out coverage of the reserve's band is 39/44 with median half-width 12.3% (the shares:
-# 38/44, 5.9%), and it costs 1-3 ms per estimate, which the searches' 0.1 s budget cannot hold
+# leave-one-family-out coverage of the reserve's band is 40/44 with median half-width 13.5% (the shares:
+# 39/44, 6.5%), and it costs 1-3 ms per estimate, which the searches' 0.1 s budget cannot hold
 # (scripts/calibrate.py --alloc-conf expandable_segments:False; docs/accuracy.md).
 # Reserved beyond the peak, as a fraction of the memory that changes during the step (the peak minus
 # weights, optimizer states and gradients), by kind of step: training keeps its activations until
@@ -84,6 +84,25 @@ def replayed_overhead_bytes(trace: tuple, alloc_conf: str = "") -> int:
     return max(0, r.peak_reserved_bytes - r.peak_allocated_bytes)
 
 
+# The kinds of step the shares model, by the share that models each (Shares' fields), in words: the
+# reserve's and the device total's bands are fitted over the runs of one kind (accuracy/verdicts.py).
+RESERVE_KINDS = {"training": "training without checkpointing",
+                 "checkpointing": "full training with checkpointing",
+                 "recompute_frozen": "frozen base with checkpointing",
+                 "inference": "inference"}
+
+
+def reserve_kind(training: bool, checkpointing: bool, base_trainable: bool) -> str:
+    """Which share models a step's reserve (a Shares field): inference; training without checkpointing
+    (full, LoRA or QLoRA alike: activations kept until backward); full training with checkpointing;
+    a frozen base with checkpointing (only the recomputed activations churn per layer)."""
+    if not training:
+        return "inference"
+    if not checkpointing:
+        return "training"
+    return "checkpointing" if base_trainable else "recompute_frozen"
+
+
 def _reserved_at(snapshot, ctx, sh: Shares) -> int:
     static = 0
     for category, items in snapshot.parts:
@@ -91,14 +110,12 @@ def _reserved_at(snapshot, ctx, sh: Shares) -> int:
             static += sum(items.values())
     total = snapshot.total()
     dynamic = max(0, total - static)
-    if not ctx.training:
-        return total + int(dynamic * sh.inference)
-    if not (ctx.checkpointing and snapshot.phase in ("forward", "backward")):
-        # optimizer.step(): its temporaries are allocated once and freed together
-        return total + int(dynamic * sh.training)
-    # the recomputation churn happens in forward and backward only
-    if ctx.base_trainable:
-        return total + int(dynamic * sh.checkpointing)
+    # the recomputation churn happens in forward and backward only; optimizer.step()'s temporaries are
+    # allocated once and freed together, as without checkpointing
+    recomputing = ctx.checkpointing and snapshot.phase in ("forward", "backward")
+    kind = reserve_kind(ctx.training, recomputing, ctx.base_trainable)
+    if kind != "recompute_frozen":
+        return total + int(dynamic * getattr(sh, kind))
     recomputed = min(dynamic, sum(sum(items.values()) for cat, items in snapshot.parts
                                   if cat in RECOMPUTED_CATEGORIES))
     return total + int(recomputed * sh.recompute_frozen) + int((dynamic - recomputed) * sh.training)

@@ -8,7 +8,7 @@ from functools import cached_property
 from ..model.breakdown import Node, snapshot_tree
 from ..model.params import lora_params, param_counts
 from ..model.spec import ModelSpec
-from .allocator import reserved_bytes
+from .allocator import RESERVE_KINDS, reserve_kind, reserved_bytes
 from .context import StepContext
 from .timeline import Snapshot
 from .workload import Framework, Hardware, Precision, Workload
@@ -41,6 +41,16 @@ class Estimate:
     def fits(self) -> bool:
         """Whether the device total's band fits the card (its upper edge): ``verdict == "fits"``."""
         return self.verdict == "fits"
+
+    @property
+    def reserve_kind(self) -> str:
+        """The kind of step whose share models the allocator's reserve (allocator.py RESERVE_KINDS): the
+        class the reserve's and the device total's bands are fitted over."""
+        w, c = self.workload, self.context
+        training = c.training if c else w.mode != "inference"
+        ckpt = c.checkpointing if c else bool(getattr(w, "gradient_checkpointing", False))
+        base = c.base_trainable if c else w.mode == "full"
+        return RESERVE_KINDS[reserve_kind(training, ckpt, base)]
 
     @cached_property
     def verdict(self) -> str:

@@ -179,11 +179,11 @@ def test_held_out_coverage_is_reported_per_quantity(held_out):
 def test_held_out_bands_are_at_most_8_percent_wide_and_miss_at_most_7_runs(held_out):
     # Issue 22's goal is >= 90% inside at <= 8% median half-width on families left out, with everything
     # fitted (the reserve's shares and the bands) refitted without the family. The widths hold it; coverage
-    # is 37-40 of 44 (the llama family, held out, takes its full-training and inference runs with it).
+    # is 38-40 of 44 (the llama family, held out, takes its full-training and inference runs with it).
     for q, parts in held_out.items():
         h = parts["held_out"]
         assert h["median_half_width_pct"] <= 8.0, (q, h)
-        assert h["runs"] - h["covered"] <= 7 and len(h["missed"]) == h["runs"] - h["covered"], (q, h)
+        assert h["runs"] - h["covered"] <= 6 and len(h["missed"]) == h["runs"] - h["covered"], (q, h)
 
 
 def test_the_committed_reserve_shares_are_what_calibrate_fits(calibrate, ideal_shares):
@@ -205,3 +205,23 @@ def test_a_held_out_family_refits_the_shares_without_it(calibrate, ideal_shares)
     without_first = [r for r in recs if r["id"] != next(r["id"] for r in recs if cal.share_kind(r) == "inference")]
     refit = cal.fit_shares(without_first, ideal)["inference"]
     assert inference[len(inference) // 2 - 1] - 1e-3 <= refit <= inference[len(inference) // 2 + 1] + 1e-3
+
+
+@pytest.mark.parametrize("mode, ckpt, kind", [
+    ("full", False, "training without checkpointing"),
+    ("lora", False, "training without checkpointing"),   # the same share as full training: one class
+    ("qlora", False, "training without checkpointing"),
+    ("full", True, "full training with checkpointing"),
+    ("lora", True, "frozen base with checkpointing"),
+    ("inference", False, "inference"),
+])
+def test_the_reserve_band_is_fitted_over_runs_one_share_models(mode, ckpt, kind):
+    # allocator._reserved_at takes one share per kind of step; the reserve's and the device total's bands
+    # are fitted over the runs of that kind, so LoRA without checkpointing is scored with full training's
+    # errors, not apart from them; the allocated peak keeps mode / family / kernel.
+    req = {"model": "llama-3.2-1b", "gpu": {"memory_gib": 80},
+           "workload": {"mode": mode, "batch_size": 2, "seq_len": 512, "gradient_checkpointing": ckpt}}
+    bands = _result(req)["bands"]
+    assert bands["reserved"]["class"] == bands["device_total"]["class"] == kind
+    assert bands["peak_allocated"]["class"].startswith(f"{mode}/decoder/")
+    assert bands["reserved"]["runs"] >= 3 and bands["reserved"]["level"] == kind
