@@ -17,6 +17,9 @@ from ..model.spec import ModelSpec, attn_out_dim, is_layernorm, is_mla, kv_dim, 
 MASK_BYTES = 1          # dropout masks are torch.bool on CUDA (native_dropout in Dropout.cu)
 INDEX_BYTES = 8         # torch.topk / one_hot / where return int64 indices
 STAT_BYTES = 2 * FP32   # LayerNorm/RMSNorm keep fp32 mean and rstd (or rsqrt) per row
+# The linear that reads the attention output, by family (modeling_gpt2.py attn.c_proj, modeling_bert.py
+# BertSelfOutput.dense, modeling_gpt_neox.py / ChatGLM dense; o_proj elsewhere).
+OUTPUT_PROJECTION = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}
 
 
 @dataclass
@@ -66,6 +69,11 @@ class LayerCost:
 
 # ---- the pieces -------------------------------------------------------------
 
+def adapter_inputs_label(ctx: StepContext) -> str:
+    """The part that holds the adapters' copies of their inputs."""
+    return "LoRA inputs in the adapters' dtype"
+
+
 def consumer_copies(ctx: StepContext, acc: Parts, name: str, elements: int, out_bytes: int, consumers,
                     hidden: bool = False) -> None:
     """What the linears reading one tensor of ``elements`` keep of it.
@@ -89,7 +97,7 @@ def consumer_copies(ctx: StepContext, acc: Parts, name: str, elements: int, out_
             if not shared:
                 acc.add(name, out_bytes * elements, hidden=hidden)
         else:
-            acc.add("LoRA inputs in the adapters' dtype", len(adapted) * ctx.adapter_bytes * elements, hidden=hidden)
+            acc.add(adapter_inputs_label(ctx), len(adapted) * ctx.adapter_bytes * elements, hidden=hidden)
 
 
 def norm(ctx: StepContext, acc: Parts, m: ModelSpec, in_bytes: int, consumers, label: str,
@@ -171,7 +179,7 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
             # with a mask, transformers repeats K/V to every head (repeat_kv) before the kernel
             acc.add("attention K/V repeated to all heads", cb * T * 2 * (m.n_heads * m.head_dim - kd))
         score_extra = 0
-    acc.add("attention output", cb * T * od)
+    attention_output(ctx, acc, m, T * od)
     if m.attn_output_gate:
         # Qwen3-Next: attn_output * sigmoid(gate), the gate being the second half of q_proj's output
         acc.add("attention output gate and its sigmoid", 2 * cb * T * od)
@@ -182,12 +190,35 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
         # (flash), for GPT-2 small and medium; none with eager attention, which rules out the
         # training-time DynamicCache (it would exist under either kernel).
         acc.add("attention K, V contiguous copies", 2 * cb * T * kd)
-    # The output projection keeps the kernel's output itself (counted above); an adapted one's
-    # lora_A also keeps a cast of it to the adapters' dtype.
-    out_proj = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}.get(m.family, "o_proj")
-    if out_proj in ctx.adapted and cb != ctx.adapter_bytes:
-        acc.add("LoRA inputs in the adapters' dtype", ctx.adapter_bytes * T * od)
     return max(rotary_tmp, score_extra)
+
+
+def attention_output(ctx: StepContext, acc: Parts, m: ModelSpec, elements: int) -> None:
+    """The attention kernel's output, which the output projection reads.
+
+    The flash and memory-efficient kernels keep their output for backward (derivatives.yaml,
+    _scaled_dot_product_flash_attention / _efficient_attention: ``output`` is saved), and so does the
+    product with Qwen3-Next's output gate; an adapted projection's lora_A keeps a cast of it besides.
+    Eager attention and SDPA's math path end in a matmul that keeps its inputs, not its output, so the
+    output (transposed and made contiguous) is kept only by the output projection, like any linear's
+    input (consumer_copies): by the base weight when it trains, by an adapter's lora_A as itself in the
+    adapters' dtype or as a cast, and not at all when the projection is frozen and not adapted (LoRA on
+    q_proj and v_proj). Measured against autograd on the CPU for Llama, GPT-2, BERT and GPT-NeoX
+    (tests/integration/test_attention_output_saved.py; issue 22).
+    """
+    out_proj = OUTPUT_PROJECTION.get(m.family, "o_proj")
+    cb = ctx.compute_bytes
+    if ctx.kernel in ("flash", "efficient") or m.attn_output_gate:
+        acc.add("attention output", cb * elements)
+        if ctx.kernel == "flash" and m.family == "neox":
+            # GPT-NeoX's partial rotary joins q with torch.cat, a contiguous b x heads x s x d tensor; the flash
+            # kernel's output takes q's layout (empty_like), so transpose(1, 2).contiguous() copies it, and the
+            # copy is the projection's input like eager's (modeling_gpt_neox.py apply_rotary_pos_emb)
+            consumer_copies(ctx, acc, "attention output (the output projection's input)", elements, cb, (out_proj,))
+        elif out_proj in ctx.adapted and cb != ctx.adapter_bytes:
+            acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * elements)
+    else:
+        consumer_copies(ctx, acc, "attention output", elements, cb, (out_proj,))
 
 
 def gated_deltanet(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
@@ -210,7 +241,7 @@ def gated_deltanet(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
     acc.add("linear attention gated norm fp32 input and gate", 2 * FP32 * T * vd)
     acc.add("linear attention out_proj input", cb * T * vd)
     if "out_proj" in ctx.adapted and cb != ctx.adapter_bytes:
-        acc.add("LoRA inputs in the adapters' dtype", ctx.adapter_bytes * T * vd)
+        acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * T * vd)
     # one chunk state (value heads x key dim x value dim, fp32) per 64-token chunk of each sequence
     chunks = -(-ctx.seq // 64) * ctx.batch
     return FP32 * chunks * nv * m.linear_k_head_dim * m.linear_v_head_dim

@@ -31,7 +31,8 @@ from ..model.params import default_lora_targets
 from ..model.spec import ModelSpec
 from ..units import dtype_bytes
 from .workload import Framework, Precision, Workload
-from .activations import FP32, INDEX_BYTES, MASK_BYTES, LayerCost, Parts, consumer_copies, mlp, norm
+from .activations import (FP32, INDEX_BYTES, MASK_BYTES, LayerCost, Parts, adapter_inputs_label, consumer_copies, mlp,
+                          norm)
 from .context import StepContext, make_context, sdpa_kernel
 from .optimizers import state_bytes, step_temporary_bytes
 from .timeline import Snapshot
@@ -179,15 +180,17 @@ def _attention(ctx: StepContext, acc: Parts, e: ModelSpec, vt, scores: int) -> i
     else:
         acc.add("encoder attention log-sum-exp", FP32 * T * e.n_heads)
     # SDPA keeps its output; eager's output (transposed, made contiguous) is kept by the output projection
-    # only when that trains. Qwen2.5-VL's SDPA runs per image or window, and torch.cat joins the outputs into
-    # the copy proj keeps (modeling_qwen2_5_vl.py:314-335); flash-attention 2 takes cu_seqlens in one call.
-    out_trains = ctx.base_trainable or out in ctx.adapted
+    # only as a linear keeps its input (consumer_copies): by the base weight when it trains, by lora_A as itself
+    # or as a cast to the adapters' dtype (then the 16-bit output itself is not kept), as the decoder's rule
+    # (activations.attention_output). Qwen2.5-VL's SDPA runs per image or window, and torch.cat joins the
+    # outputs into the copy proj reads (modeling_qwen2_5_vl.py:314-335); flash-attention 2 takes cu_seqlens
+    # in one call.
     if ctx.kernel != "eager":
         acc.add("encoder attention output", cb * T * D)
-    if out_trains and (ctx.kernel == "eager" or (vt.kind == "qwen2_5_vl" and not ctx.packed_mask)):
-        acc.add("encoder attention output (the output projection's input)", cb * T * D)
-    if out in ctx.adapted and cb != ctx.adapter_bytes:
-        acc.add("LoRA inputs in the adapters' dtype", ctx.adapter_bytes * T * D)
+    if ctx.kernel == "eager" or (vt.kind == "qwen2_5_vl" and not ctx.packed_mask):
+        consumer_copies(ctx, acc, "encoder attention output (the output projection's input)", T * D, cb, (out,))
+    elif out in ctx.adapted and cb != ctx.adapter_bytes:
+        acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * T * D)
     return 2 * cb * n if ctx.kernel == "eager" else 0
 
 

@@ -1,0 +1,83 @@
+"""What is kept of the attention output, the output projection's input (issue 22), worked out by hand.
+
+The flash and memory-efficient kernels keep their output; eager attention and SDPA's math path do not, so the
+output is kept only by the output projection when that trains, or by its adapter (as itself in the adapters'
+dtype, else as a cast). Checked against autograd in tests/integration/test_attention_output_saved.py.
+"""
+
+import pytest
+
+from pycore.estimate import estimate
+from pycore.request.parse import parse_request
+
+# Llama 3.1 8B: 32 layers, hidden 4096 = 32 query heads x 128, so o_proj reads 4096 values per token.
+LAYERS, WIDTH = 32, 4096
+TOKENS = 2 * 1024
+
+
+def _activations(workload: dict, precision: dict | None = None, model: str = "llama-3.1-8b"):
+    """The activations at the end of forward (all layers' saved tensors), and the estimate."""
+    r = parse_request({"model": model, "workload": {"batch_size": 2, "seq_len": 1024, **workload},
+                       "precision": precision or {"weights": "bf16"}})
+    e = estimate(r.model, r.workload, r.precision, r.hardware, r.framework, r.parallelism)
+    last = next(s for s in e.snapshots if s.moment == "last layer's forward")
+    return dict(last.parts)["activations"], e
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_lora_on_q_and_v_keeps_the_attention_output_only_where_the_kernel_keeps_it(attention):
+    acts, _ = _activations({"mode": "lora", "attention": attention, "lora": {"targets": ["q_proj", "v_proj"]}})
+    if attention == "eager":
+        # o_proj is frozen and not adapted: F.linear keeps its input only for the weight's gradient
+        assert "attention output" not in acts
+    else:
+        # bf16 without a mask: the flash kernel, which keeps its output, 32 x 2,048 x 4,096 x 2 B
+        assert acts["attention output"] == LAYERS * TOKENS * WIDTH * 2 == 536_870_912
+    # q_proj and v_proj keep fp32 casts of the input norm's output: 2 x 32 x 2,048 x 4,096 x 4 B
+    assert acts["LoRA inputs in the adapters' dtype"] == 2 * LAYERS * TOKENS * WIDTH * 4 == 2_147_483_648
+
+
+def test_an_adapted_o_proj_under_eager_attention_keeps_only_its_fp32_cast():
+    # q, k, v read the norm's output (3 casts), o_proj the attention output (1 cast), all 4096 wide, fp32:
+    # 4 x 32 x 2,048 x 4,096 x 4 B = 4,294,967,296 B; the bf16 attention output itself is not kept
+    acts, _ = _activations({"mode": "lora", "attention": "eager",
+                         "lora": {"targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}})
+    assert acts["LoRA inputs in the adapters' dtype"] == 4 * LAYERS * TOKENS * WIDTH * 4 == 4_294_967_296
+    assert "attention output" not in acts
+
+
+def test_an_adapted_o_proj_in_the_adapters_dtype_keeps_the_attention_output_itself():
+    # fp32 weights and fp32 adapters: lora_A keeps x itself, 32 x 2,048 x 4,096 x 4 B, and no cast
+    acts, _ = _activations({"mode": "lora", "attention": "eager", "lora": {"targets": ["o_proj"]}},
+                        {"weights": "fp32"})
+    assert acts["attention output"] == LAYERS * TOKENS * WIDTH * 4 == 1_073_741_824
+    assert "LoRA inputs in the adapters' dtype" not in acts
+
+
+def test_full_training_keeps_the_attention_output_for_o_projs_weight_gradient():
+    acts, _ = _activations({"mode": "full", "attention": "eager"})
+    assert acts["attention output"] == LAYERS * TOKENS * WIDTH * 2 == 536_870_912
+
+
+def test_gpt_neox_under_flash_keeps_the_kernels_output_and_a_trained_dense_input_apart():
+    # Pythia-1B: 16 layers, hidden 2048; the partial rotary's torch.cat leaves q contiguous per head, so the
+    # flash kernel's output is copied before dense: full training keeps both, 2 x 16 x 2,048 x 2,048 x 2 B
+    acts, e = _activations({"mode": "full"}, model="pythia-1b")
+    assert e.context.kernel == "flash"
+    assert acts["attention output"] == 16 * TOKENS * 2048 * 2 == 134_217_728
+    assert acts["attention output (the output projection's input)"] == 134_217_728
+
+
+def test_an_encoders_adapted_out_proj_under_eager_attention_keeps_only_its_fp32_cast():
+    # Gemma 3's SigLIP (27 layers, D = 1152), one 896 x 896 image = 4096 patches, bf16, eager, LoRA on
+    # out_proj only: lora_A keeps x.to(fp32), 27 x 4096 x 1152 x 4 B = 509,607,936 B; the bf16 output
+    # that the output projection reads is not kept (its base weight is frozen)
+    from pycore.data.catalog import model_entries
+    from pycore.model.hfconfig import read_hf_config
+    from pycore.training.vision import encoder_saved
+    from pycore.training.workload import Framework, Precision, Workload
+    m = read_hf_config(model_entries()["gemma-3-4b-it"]["hf_config"])
+    w = Workload(mode="lora", images_per_sample=1, attention="eager", lora_targets=["out_proj"])
+    _, kept = encoder_saved(m, w, Precision(), Framework(), False)
+    assert kept["encoder LoRA inputs in the adapters' dtype"] == 27 * 4096 * 1152 * 4 == 509_607_936
+    assert not any("output projection's input" in k for k in kept)
