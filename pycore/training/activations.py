@@ -70,8 +70,10 @@ class LayerCost:
 # ---- the pieces -------------------------------------------------------------
 
 def adapter_inputs_label(ctx: StepContext) -> str:
-    """The part that holds the adapters' copies of their inputs."""
-    return "LoRA inputs in the adapters' dtype"
+    """The part that holds the adapters' copies of their inputs, named for the adapter type ("LoRA inputs
+    in the adapters' dtype", "IA3 inputs ...", "DoRA inputs ..."); like every activation part it has no
+    term key of its own and is drawn and documented as its category, activations (data/terms.json)."""
+    return f"{ctx.adapter_name} inputs in the adapters' dtype"
 
 
 def consumer_copies(ctx: StepContext, acc: Parts, name: str, elements: int, out_bytes: int, consumers,

@@ -101,6 +101,24 @@ def module_saved_bytes(cfg: AdapterConfig, md: Module, tokens: int, compute_byte
     return tokens * per_token + (k.deltas * o * i + k.squares * i * i) * adapter_bytes
 
 
+# Each type as peft 0.21.2 names it: its tuner class (peft/tuners/<type>/model.py: LoHaModel, IA3Model,
+# VBLoRAModel, ...) and the method's name in the class docstring (SHiRA, GLoRA, PEANuT, DEFT, RandLoRA, DeLoRA);
+# LoRA with use_dora=True is DoRA (lora/dora.py).
+NAMES = {"LORA": "LoRA", "ADALORA": "AdaLoRA", "DELORA": "DeLoRA", "GRALORA": "GraLoRA", "RANDLORA": "RandLoRA",
+         "VERA": "VeRA", "PVERA": "PVeRA", "POLY": "Poly", "LILY": "Lily", "PEANUT": "PEANuT", "DEFT": "DEFT",
+         "HIRA": "HiRA", "MISS": "MiSS", "LOHA": "LoHa", "LOKR": "LoKr", "FOURIERFT": "FourierFT", "WAVEFT": "WaveFT",
+         "SHIRA": "SHiRA", "C3A": "C3A", "OFT": "OFT", "BOFT": "BOFT", "HRA": "HRA", "GLORA": "GLoRA", "IA3": "IA3",
+         "BEFT": "BEFT", "ROAD": "RoAd", "LN_TUNING": "LN Tuning", "UNILORA": "UniLoRA", "VBLORA": "VBLoRA",
+         "TRAINABLE_TOKENS": "Trainable Tokens"}
+
+
+def adapter_name(cfg: AdapterConfig) -> str:
+    """The adapter's name as peft gives it (NAMES), DoRA for LoRA with use_dora."""
+    if cfg.peft_type == "LORA" and cfg.get("use_dora"):
+        return "DoRA"
+    return NAMES.get(cfg.peft_type, cfg.peft_type)
+
+
 # Types whose per-module parameters are an r x in and an out x r matrix (plus vectors).
 MATRIX_PAIRS = ("LORA", "HIRA", "DELORA")
 DROPOUT_KEY = {"LORA": "lora_dropout", "ADALORA": "lora_dropout", "VERA": "vera_dropout", "PVERA": "pvera_dropout",

@@ -34,6 +34,7 @@ class StepContext:
     cp: int = 1              # context parallelism: tokens are this rank's share of the sequence
     ep: int = 1              # expert parallelism: routed tokens go through an all-to-all
     packed_mask: bool = False  # an explicit mask reaches every layer's SDPA (packed rows, a KV prefix)
+    adapter_name: str = "LoRA"  # the adapter type as peft names it, for the parts its copies are kept in
 
 
 def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, masked: bool) -> str:
@@ -98,12 +99,12 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: i
     else:
         weight_bytes = dtype_bytes(p.weights)
     compute = dtype_bytes(p.autocast) if p.autocast else weight_bytes
-    adapted = frozenset()
+    adapted, adapter = frozenset(), "LoRA"
     if w.mode in ("lora", "qlora"):
         adapted = frozenset(lin.name for lin in lora_targets(m, w.lora_targets))
     elif w.mode == "peft":
-        from .adapters import plan_for
-        adapted = plan_for(m, w.peft_config).adapted_names
+        from .adapters import adapter_name, plan_for
+        adapted, adapter = plan_for(m, w.peft_config).adapted_names, adapter_name(w.peft_config)
     explicit = w.packing == "sdpa-mask" or _prefix_tokens(m, w) > 0
     masked = is_masked(m, w.seq_len) or explicit          # packed rows, or keys longer than the queries
     return StepContext(
@@ -112,5 +113,5 @@ def make_context(m: ModelSpec, w: Workload, p: Precision, f: Framework, *, sp: i
         fp16=p.compute() == "fp16", training=training, base_trainable=w.mode == "full",
         adapted=adapted, adapter_bytes=adapter_bytes(w, f, compute),
         kernel=sdpa_kernel(m, w, f, compute, masked), checkpointing=w.gradient_checkpointing and training,
-        sp=sp, selective=selective, cp=cp, ep=ep, packed_mask=explicit,
+        sp=sp, selective=selective, cp=cp, ep=ep, packed_mask=explicit, adapter_name=adapter,
     )
