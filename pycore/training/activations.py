@@ -20,6 +20,10 @@ STAT_BYTES = 2 * FP32   # LayerNorm/RMSNorm keep fp32 mean and rstd (or rsqrt) p
 # The linear that reads the attention output, by family (modeling_gpt2.py attn.c_proj, modeling_bert.py
 # BertSelfOutput.dense, modeling_gpt_neox.py / ChatGLM dense; o_proj elsewhere).
 OUTPUT_PROJECTION = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}
+# Model types whose eager attention calls softmax without dtype=torch.float32, so that it runs and keeps its
+# output in the scores' dtype (transformers 5.25 modeling_gpt2.py line 64, modeling_bert.py line 131; GPT-BigCode
+# and the Llama-like models pass dtype=torch.float32).
+SOFTMAX_IN_INPUT_DTYPE = ("gpt2", "bert")
 
 
 @dataclass
@@ -148,7 +152,10 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
     if is_mla(m):
         return _mla(ctx, acc, m)
     qd, kd, vd, od = q_dim(m), kv_dim(m), v_dim(m), attn_out_dim(m)
-    if m.fused_qkv and m.family == "decoder":
+    if m.fused_qkv and (m.family == "decoder" or (m.family == "neox" and ctx.kernel in ("eager", "math"))):
+        # GPT-NeoX likewise under eager attention and SDPA's math path: v is a last-dim chunk of the fused output,
+        # and the second matmul keeps a contiguous copy of it (measured on the CPU,
+        # tests/integration/test_attention_output_saved.py); the flash kernel keeps the view itself (below).
         # Phi-3 (modeling_phi3.py Phi3Attention): q, k, v are last-dim slices of qkv_proj's output, viewed
         # per head and transposed. Rotary makes new q and k; v reaches the kernel as a strided view, and what
         # backward keeps is a contiguous v (eager: matmul reshapes the view for bmm, a copy; SDPA likewise),
@@ -215,7 +222,9 @@ def attention_output(ctx: StepContext, acc: Parts, m: ModelSpec, elements: int) 
         if ctx.kernel == "flash" and m.family == "neox":
             # GPT-NeoX's partial rotary joins q with torch.cat, a contiguous b x heads x s x d tensor; the flash
             # kernel's output takes q's layout (empty_like), so transpose(1, 2).contiguous() copies it, and the
-            # copy is the projection's input like eager's (modeling_gpt_neox.py apply_rotary_pos_emb)
+            # copy is the projection's input like eager's (modeling_gpt_neox.py apply_rotary_pos_emb). The
+            # memory-efficient kernel allocates its output as b x s x heads x d whatever q's layout (read from
+            # mem_eff_attention's kernel_forward.h; not measured), so no copy is made there.
             consumer_copies(ctx, acc, "attention output (the output projection's input)", elements, cb, (out_proj,))
         elif out_proj in ctx.adapted and cb != ctx.adapter_bytes:
             acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * elements)
@@ -252,21 +261,28 @@ def gated_deltanet(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
 def _eager_scores(ctx: StepContext, acc: Parts, m: ModelSpec, window: int) -> int:
     """eager_attention_forward: matmul, softmax(dtype=float32).to(dtype), dropout, matmul.
 
-    softmax keeps its fp32 output; nn.functional.dropout in train mode runs native_dropout even
-    at p=0, which keeps a bool mask, and its output is kept by the second matmul. K/V are
-    repeated to all heads (repeat_kv) and kept by the two matmuls.
+    softmax keeps its fp32 output (GPT-2's and BERT's, in 16-bit weights, their own dtype);
+    nn.functional.dropout in train mode runs native_dropout even at p=0, which keeps a bool mask, and
+    its output is kept by the second matmul. K/V are repeated to all heads (repeat_kv) and kept by
+    the two matmuls.
     """
     cb = ctx.compute_bytes
     n = score_elements(ctx, m, window)
-    acc.add("attention scores: softmax output (fp32)", FP32 * n, core=True)
+    if m.model_type in SOFTMAX_IN_INPUT_DTYPE and not ctx.amp and cb != FP32:
+        # GPT-2 and BERT call softmax without dtype=float32: in 16-bit weights it keeps a 16-bit output and
+        # nothing is converted (under autocast softmax is on the fp32 list, as below)
+        acc.add("attention scores: softmax output", cb * n, core=True)
+        convert, soft = 0, cb
+    else:
+        acc.add("attention scores: softmax output (fp32)", FP32 * n, core=True)
+        # bf16 input is first converted to a fp32 copy (fp16 has a fused half-to-float kernel, SoftMax.cpp)
+        convert, soft = (FP32 if (cb == 2 and not ctx.fp16) else 0), cb
     acc.add("attention scores: dropout mask", MASK_BYTES * n, core=True)
     acc.add("attention scores: probabilities", cb * n, core=True)
     if m.n_kv_heads < m.n_heads:
         acc.add("attention K/V repeated to all heads", cb * ctx.tokens * 2 * (m.n_heads - m.n_kv_heads) * m.head_dim, core=True)
-    # Busiest moment: the masked scores (cb) while softmax writes fp32; bf16 input is first
-    # converted to a fp32 copy (fp16 has a fused half-to-float kernel, SoftMax.cpp).
-    convert = FP32 if (cb == 2 and not ctx.fp16) else 0
-    return (cb + convert + cb) * n
+    # Busiest moment: the masked scores (cb) while softmax writes its output.
+    return (cb + convert + soft) * n
 
 
 def _math_scores(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:

@@ -81,3 +81,24 @@ def test_an_encoders_adapted_out_proj_under_eager_attention_keeps_only_its_fp32_
     _, kept = encoder_saved(m, w, Precision(), Framework(), False)
     assert kept["encoder LoRA inputs in the adapters' dtype"] == 27 * 4096 * 1152 * 4 == 509_607_936
     assert not any("output projection's input" in k for k in kept)
+
+
+def test_gpt2_in_bf16_keeps_a_bf16_softmax_output_under_eager_attention():
+    # GPT-2 small (12 layers, 12 heads), bf16 weights, no autocast, batch 2 x 1024, full training, eager:
+    # softmax without dtype=float32 keeps a bf16 b x heads x s x s output: 12 x 2 x 12 x 1024 x 1024 x 2 B
+    acts, _ = _activations({"mode": "full", "attention": "eager"}, model="gpt2")
+    assert acts["attention scores: softmax output"] == 12 * 2 * 12 * 1024 * 1024 * 2 == 603_979_776
+    assert "attention scores: softmax output (fp32)" not in acts
+    # under fp16 autocast softmax runs in fp32 (autocast's fp32 list): 12 x 2 x 12 x 1024 x 1024 x 4 B
+    acts, _ = _activations({"mode": "full", "attention": "eager"}, {"weights": "fp32", "autocast": "fp16"}, "gpt2")
+    assert acts["attention scores: softmax output (fp32)"] == 1_207_959_552
+
+
+def test_gpt_neox_under_eager_attention_keeps_a_contiguous_v_not_the_fused_projection():
+    # Pythia-1B (16 layers, hidden 2048, 8 heads of 256), bf16, LoRA on query_key_value, eager, 2 x 1024:
+    # q and k after the partial rotary (new tensors) and a contiguous copy of v, 2,048 wide each:
+    # 16 x 2,048 tokens x 2 x 2,048 x 2 B for q and k, 16 x 2,048 x 2,048 x 2 B for v
+    acts, _ = _activations({"mode": "lora", "attention": "eager"}, model="pythia-1b")
+    assert acts["attention q, k after rotary"] == 16 * TOKENS * 2 * 2048 * 2 == 268_435_456
+    assert acts["attention v (contiguous copy of the fused projection's slice)"] == 16 * TOKENS * 2048 * 2
+    assert not any("fused q, k, v" in k for k in acts)
