@@ -216,3 +216,37 @@ def test_a_whole_layer_keeps_what_the_core_says(case, attention, weights):
     adapted = sum(isinstance(mod, peft.tuners.lora.LoraLayer) for mod in _get(model.base_model.model, layers)[0].modules())
     rank_outputs = R * ctx.tokens * 4 * adapted             # lora_A's output, kept by lora_B: not modelled
     assert measured == sum(saved.values()) + rank_outputs, (measured, saved)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_a_checkpointed_layer_keeps_the_same_when_backward_recomputes_it(attention):
+    # Under gradient checkpointing a layer's forward runs again in backward; the core keeps the same
+    # LayerCost.saved for it then (timeline.training_snapshots). With use_reentrant=True the recompute is an
+    # ordinary forward, whose saved tensors the hooks see: the same bytes as what the core says for the layer
+    # without checkpointing (LoRA on q_proj and v_proj: a frozen o_proj, the case of issue 22).
+    import torch.utils.checkpoint as checkpoint
+    cfg, layers, _ = LAYERS["qwen2-k-o"]
+    targets = ["q_proj", "v_proj"]
+    model = _adapted(_model(cfg, attention, torch.bfloat16), targets)
+    base = model.base_model.model
+    layer = _get(base, layers)[0]
+    x = torch.randn(B, S, cfg["hidden_size"], dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = base.model.rotary_emb(x, torch.arange(S).unsqueeze(0))
+    known = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers(), x, cos, sin]}
+    packed = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in known:
+            packed[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = checkpoint.checkpoint(lambda a: layer(a, position_embeddings=(cos, sin)), x, use_reentrant=True)
+        assert not packed                      # forward keeps only the layer's input
+        (out[0] if isinstance(out, tuple) else out).float().sum().backward()
+    m = read_hf_config(cfg)
+    w = Workload(mode="lora", batch_size=B, seq_len=S, attention=attention, lora_targets=targets,
+                 gradient_checkpointing=True)
+    ctx = make_context(m, w, Precision(weights="bf16"), Framework())
+    saved = _as_the_cpu_keeps(layer_costs(ctx, m)[0].saved, m.model_type, "bf16")
+    assert "attention output" not in saved if attention == "eager" else "attention output" in saved
+    assert sum(packed.values()) == sum(saved.values()) + R * ctx.tokens * 4 * len(targets)
