@@ -20,6 +20,9 @@ STAT_BYTES = 2 * FP32   # LayerNorm/RMSNorm keep fp32 mean and rstd (or rsqrt) p
 # The linear that reads the attention output, by family (modeling_gpt2.py attn.c_proj, modeling_bert.py
 # BertSelfOutput.dense, modeling_gpt_neox.py / ChatGLM dense; o_proj elsewhere).
 OUTPUT_PROJECTION = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}
+# Model types whose rotary embedding builds q with torch.cat (transformers 5.25 apply_rotary_pos_emb: the partial
+# rotaries of modeling_gpt_neox.py, modeling_phi3.py and modeling_glm4_moe.py); measured on the CPU.
+ROTARY_BY_CAT = ("gpt_neox", "phi3", "glm4_moe")
 # Model types whose eager attention calls softmax without dtype=torch.float32, so that it runs and keeps its
 # output in the scores' dtype (transformers 5.25 modeling_gpt2.py line 64, modeling_bert.py line 131; GPT-BigCode
 # and the Llama-like models pass dtype=torch.float32).
@@ -219,12 +222,12 @@ def attention_output(ctx: StepContext, acc: Parts, m: ModelSpec, elements: int) 
     cb = ctx.compute_bytes
     if ctx.kernel in ("flash", "efficient") or m.attn_output_gate:
         acc.add("attention output", cb * elements)
-        if ctx.kernel == "flash" and m.family == "neox":
-            # GPT-NeoX's partial rotary joins q with torch.cat, a contiguous b x heads x s x d tensor; the flash
+        if ctx.kernel == "flash" and m.model_type in ROTARY_BY_CAT and not m.attn_output_gate:
+            # a rotary that joins q with torch.cat makes it a contiguous b x heads x s x d tensor; the flash
             # kernel's output takes q's layout (empty_like), so transpose(1, 2).contiguous() copies it, and the
-            # copy is the projection's input like eager's (modeling_gpt_neox.py apply_rotary_pos_emb). The
-            # memory-efficient kernel allocates its output as b x s x heads x d whatever q's layout (read from
-            # mem_eff_attention's kernel_forward.h; not measured), so no copy is made there.
+            # copy is the projection's input like eager's. The memory-efficient kernel allocates its output
+            # as b x s x heads x d whatever q's layout (read from mem_eff_attention's kernel_forward.h; not
+            # measured), so no copy is made there.
             consumer_copies(ctx, acc, "attention output (the output projection's input)", elements, cb, (out_proj,))
         elif out_proj in ctx.adapted and cb != ctx.adapter_bytes:
             acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * elements)

@@ -6,12 +6,13 @@ torch.autograd.graph.saved_tensors_hooks with an input that requires grad; the t
 it are summed, storages counted once, parameters, buffers, the input and the rotary tables left out (as
 tests/integration/test_compile_saved.py does).
 
-1. The output projection, for Llama, GPT-2 (Conv1D c_proj), BERT (attention.output.dense) and GPT-NeoX
-   (dense), eager and SDPA (and SDPA's math path for Llama), bf16 and fp32, with the projection frozen and
-   not adapted, adapted, or trained: whether the projection's input is still kept after forward (by the
-   flash kernel, by the base weight, or by lora_A as itself; and the kernel's output, where it is a
-   separate tensor), and what lora_A keeps besides (its cast to fp32), must match the core's attention_output terms to the byte. The rank-wide lora_A output that
-   lora_B keeps is not modelled and is left out here.
+1. The output projection, for Llama, GPT-2 (Conv1D c_proj), BERT (attention.output.dense), GPT-NeoX
+   (dense), Phi-3 and GLM-4-MoE (whose rotary joins q with torch.cat, as NeoX's), eager and SDPA (and
+   SDPA's math path for Llama), bf16 and fp32, with the projection frozen and not adapted, adapted, or
+   trained: what is still kept after forward of the projection's input (by the flash kernel, by the base
+   weight, or by lora_A as itself) and of the kernel's output where it is a separate tensor, and what
+   lora_A keeps besides (its cast to fp32), must match the core's attention_output terms to the byte.
+   The rank-wide lora_A output that lora_B keeps is not modelled and is left out here.
 2. Whole layers of shapes and target sets not used while the rules were fixed (a Qwen2 shape with one
    key/value head and biases on q, k, v; a Mistral shape; GPT-2, BERT and GPT-NeoX layers of other widths
    and heads than while developing), against the core's layer_costs: the sum must match to the byte, plus
@@ -20,6 +21,7 @@ tests/integration/test_compile_saved.py does).
    Dropout.cpp), so eager attention keeps no mask and, where no cast follows the softmax, no separate
    probabilities; the CPU's layer_norm keeps bf16 statistics; GPT-2's K, V copies are CUDA's; and the
    norms that keep the layer's input itself, which the measurement leaves out.
+3. A checkpointed layer's recompute in backward (use_reentrant=True) keeps what the core's layer keeps.
 """
 
 import warnings
@@ -54,6 +56,13 @@ FAMILIES = {   # config, the layer list, the output projection's path in a layer
     "neox": (dict(model_type="gpt_neox", hidden_size=72, num_attention_heads=6, num_hidden_layers=1,
                   intermediate_size=104, vocab_size=64, rotary_pct=0.5, attention_dropout=0.0, hidden_dropout=0.0),
              "gpt_neox.layers", "attention.dense", "dense", ["query_key_value"]),
+    "phi3": (dict(model_type="phi3", hidden_size=72, intermediate_size=104, num_attention_heads=6, num_key_value_heads=2,
+                  num_hidden_layers=1, vocab_size=64, partial_rotary_factor=0.5, pad_token_id=0),
+             "model.layers", "self_attn.o_proj", "o_proj", ["qkv_proj"]),
+    "glm4_moe": (dict(model_type="glm4_moe", hidden_size=72, intermediate_size=104, moe_intermediate_size=32,
+                      num_attention_heads=6, num_key_value_heads=2, head_dim=12, num_hidden_layers=1, vocab_size=64,
+                      first_k_dense_replace=1, n_routed_experts=4, num_experts_per_tok=2, partial_rotary_factor=0.5),
+                 "model.layers", "self_attn.o_proj", "o_proj", ["q_proj", "v_proj"]),
 }
 
 

@@ -102,3 +102,17 @@ def test_gpt_neox_under_eager_attention_keeps_a_contiguous_v_not_the_fused_proje
     assert acts["attention q, k after rotary"] == 16 * TOKENS * 2 * 2048 * 2 == 268_435_456
     assert acts["attention v (contiguous copy of the fused projection's slice)"] == 16 * TOKENS * 2048 * 2
     assert not any("fused q, k, v" in k for k in acts)
+
+
+def test_phi3_under_flash_with_a_trained_o_proj_keeps_the_kernels_output_and_its_contiguous_copy():
+    # Phi-3 medium (40 layers, 40 heads of 128 = 5120), full training in bf16, 2 x 1024 tokens, flash: the
+    # rotary's torch.cat lays q out per head, the kernel's output follows, and o_proj reads (and keeps) a
+    # contiguous copy: 40 x 2,048 x 5,120 x 2 B = 838,860,800 B each
+    acts, e = _activations({"mode": "full"}, model="phi-3-medium-4k")
+    assert e.context.kernel == "flash"
+    assert acts["attention output"] == 40 * TOKENS * 5120 * 2 == 838_860_800
+    assert acts["attention output (the output projection's input)"] == 838_860_800
+    # with a frozen, unadapted o_proj (LoRA on qkv_proj) only the kernel's output stays
+    acts, _ = _activations({"mode": "lora", "lora": {"targets": ["qkv_proj"]}}, model="phi-3-medium-4k")
+    assert acts["attention output"] == 838_860_800
+    assert "attention output (the output projection's input)" not in acts
