@@ -253,9 +253,9 @@ def gated_deltanet(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
     acc.add("linear attention beta and fp32 decay", T * nv * (cb + 2 * FP32))
     acc.add("linear attention output", cb * T * vd)
     acc.add("linear attention gated norm fp32 input and gate", 2 * FP32 * T * vd)
-    acc.add("linear attention out_proj input", cb * T * vd)
-    if "out_proj" in ctx.adapted and cb != ctx.adapter_bytes:
-        acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * T * vd)
+    # the gated norm's output, kept only as out_proj keeps its input (a frozen, unadapted out_proj keeps
+    # nothing of it; measured on the CPU, tests/integration/test_attention_output_saved.py)
+    consumer_copies(ctx, acc, "linear attention out_proj input", T * vd, cb, ("out_proj",))
     # one chunk state (value heads x key dim x value dim, fp32) per 64-token chunk of each sequence
     chunks = -(-ctx.seq // 64) * ctx.batch
     return FP32 * chunks * nv * m.linear_k_head_dim * m.linear_v_head_dim

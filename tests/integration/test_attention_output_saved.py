@@ -259,3 +259,31 @@ def test_a_checkpointed_layer_keeps_the_same_when_backward_recomputes_it(attenti
     saved = _as_the_cpu_keeps(layer_costs(ctx, m)[0].saved, m.model_type, "bf16")
     assert "attention output" not in saved if attention == "eager" else "attention output" in saved
     assert sum(packed.values()) == sum(saved.values()) + R * ctx.tokens * 4 * len(targets)
+
+
+QWEN3_NEXT = dict(model_type="qwen3_next", hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                  shared_expert_intermediate_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  num_hidden_layers=4, vocab_size=64, num_experts=4, num_experts_per_tok=2, linear_num_value_heads=4,
+                  linear_num_key_heads=2, linear_key_head_dim=8, linear_value_head_dim=12, linear_conv_kernel_dim=4,
+                  full_attention_interval=4, mlp_only_layers=[0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("state", ["frozen", "adapted", "full"])
+def test_what_qwen3_nexts_linear_attention_keeps_of_out_projs_input_matches_autograd(state):
+    # The gated delta rule's layer (layer 0, linear attention; the torch fallbacks of causal_conv1d and
+    # chunk_gated_delta_rule): the gated RMSNorm's output is out_proj's input, kept only as a linear keeps it.
+    from pycore.training.activations import gated_deltanet
+    targets = None if state == "full" else ["in_proj_qkvz"] + (["out_proj"] if state == "adapted" else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alive, outputs = _run_layer(_adapted(_model(QWEN3_NEXT, "sdpa", torch.bfloat16), targets), "model.layers",
+                                    "linear_attn.out_proj")
+    kept = sum(alive[ptr][0] for ptr in outputs if ptr in alive)
+    casts = sum(n for ptr, (n, shape, inside) in alive.items() if inside and ptr not in outputs and shape[-1] != R)
+    m, ctx = _context(QWEN3_NEXT, targets, "bf16", "flash")
+    ctx = replace(ctx, adapted=frozenset({"out_proj"}) if state == "adapted" else frozenset())
+    acc = Parts.of(ctx)
+    gated_deltanet(ctx, acc, m)
+    modelled = acc.items.get("linear attention out_proj input", 0)
+    assert (kept, casts) == (modelled, sum(v for k, v in acc.items.items() if "adapters' dtype" in k))
+    assert (kept == 0) == (state != "full")

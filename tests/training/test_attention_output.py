@@ -116,3 +116,14 @@ def test_phi3_under_flash_with_a_trained_o_proj_keeps_the_kernels_output_and_its
     acts, _ = _activations({"mode": "lora", "lora": {"targets": ["qkv_proj"]}}, model="phi-3-medium-4k")
     assert acts["attention output"] == 838_860_800
     assert "attention output (the output projection's input)" not in acts
+
+
+def test_qwen3_next_linear_attention_keeps_out_projs_input_only_when_out_proj_trains():
+    # Qwen3-Next 80B-A3B: 48 layers, 36 of them gated delta rule (3 of every 4), whose out_proj reads
+    # 32 value heads x 128 = 4096 per token. LoRA on q_proj and v_proj leaves out_proj frozen: nothing keeps
+    # its input. Full training keeps it: 36 x 2,048 tokens x 4,096 x 2 B = 603,979,776 B
+    lora, _ = _activations({"mode": "lora", "lora": {"targets": ["q_proj", "v_proj"]}},
+                           model="qwen3-next-80b-a3b-instruct")
+    assert "linear attention out_proj input" not in lora
+    full, _ = _activations({"mode": "full"}, model="qwen3-next-80b-a3b-instruct")
+    assert full["linear attention out_proj input"] == 36 * TOKENS * 4096 * 2 == 603_979_776
