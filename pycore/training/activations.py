@@ -21,8 +21,9 @@ STAT_BYTES = 2 * FP32   # LayerNorm/RMSNorm keep fp32 mean and rstd (or rsqrt) p
 # BertSelfOutput.dense, modeling_gpt_neox.py / ChatGLM dense; o_proj elsewhere).
 OUTPUT_PROJECTION = {"gpt2": "c_proj", "bert": "dense", "neox": "dense", "chatglm": "dense"}
 # Model types whose rotary embedding builds q with torch.cat (transformers 5.25 apply_rotary_pos_emb: the partial
-# rotaries of modeling_gpt_neox.py, modeling_phi3.py and modeling_glm4_moe.py); measured on the CPU.
-ROTARY_BY_CAT = ("gpt_neox", "phi3", "glm4_moe")
+# rotaries of modeling_gpt_neox.py, modeling_phi3.py, modeling_glm4_moe.py and modeling_qwen3_next.py); measured
+# on the CPU.
+ROTARY_BY_CAT = ("gpt_neox", "phi3", "glm4_moe", "qwen3_next")
 # Model types whose eager attention calls softmax without dtype=torch.float32, so that it runs and keeps its
 # output in the scores' dtype (transformers 5.25 modeling_gpt2.py line 64, modeling_bert.py line 131; GPT-BigCode
 # and the Llama-like models pass dtype=torch.float32).
@@ -173,8 +174,13 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
             acc.add("attention q, k after rotary", cb * T * (qd + kd))
     else:
         if m.qk_norm != "none":
-            for width, lab in ((qd, "q_norm"), (kd, "k_norm")):
-                acc.add(f"attention {lab} fp32 input", FP32 * T * width)
+            # Qwen3-Next in fp32: x.to(float32) is the query half of q_proj's output itself, a view that keeps
+            # the gate half's storage too (measured on the CPU)
+            q_in = 2 * qd if m.attn_output_gate and cb == FP32 else qd
+            per_head = m.qk_norm == "per_head"       # else one norm over the whole projection (OLMo 2, OLMoE)
+            for width, kept, lab, heads in ((qd, q_in, "q_norm", m.n_heads), (kd, kd, "k_norm", m.n_kv_heads)):
+                acc.add(f"attention {lab} fp32 input", FP32 * T * kept)
+                acc.add(f"attention {lab} statistics", FP32 * T * (heads if per_head else 1))   # rsqrt per row
                 if ctx.base_trainable:
                     acc.add(f"attention {lab} normalised", cb * T * width)
         acc.add("attention q, k after rotary", cb * T * (qd + kd))
@@ -192,9 +198,6 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
             acc.add("attention K/V repeated to all heads", cb * T * 2 * (m.n_heads * m.head_dim - kd))
         score_extra = 0
     attention_output(ctx, acc, m, T * od)
-    if m.attn_output_gate:
-        # Qwen3-Next: attn_output * sigmoid(gate), the gate being the second half of q_proj's output
-        acc.add("attention output gate and its sigmoid", 2 * cb * T * od)
     if m.family == "gpt2" and ctx.kernel in ("flash", "efficient"):
         # GPT-2's key and value are strided views of the fused c_attn output, and the SDPA path
         # keeps contiguous copies of both. Measured in shared/calibration: two hidden-sized tensors
@@ -209,30 +212,37 @@ def attention_output(ctx: StepContext, acc: Parts, m: ModelSpec, elements: int) 
     """The attention kernel's output, which the output projection reads.
 
     The flash and memory-efficient kernels keep their output for backward (derivatives.yaml,
-    _scaled_dot_product_flash_attention / _efficient_attention: ``output`` is saved), and so does the
-    product with Qwen3-Next's output gate; an adapted projection's lora_A keeps a cast of it besides.
-    Eager attention and SDPA's math path end in a matmul that keeps its inputs, not its output, so the
-    output (transposed and made contiguous) is kept only by the output projection, like any linear's
-    input (consumer_copies): by the base weight when it trains, by an adapter's lora_A as itself in the
-    adapters' dtype or as a cast, and not at all when the projection is frozen and not adapted (LoRA on
-    q_proj and v_proj). Measured against autograd on the CPU for Llama, GPT-2, BERT and GPT-NeoX
-    (tests/integration/test_attention_output_saved.py; issue 22).
+    _scaled_dot_product_flash_attention / _efficient_attention: ``output`` is saved); an adapted
+    projection's lora_A keeps a cast of it besides. Eager attention and SDPA's math path end in a matmul
+    that keeps its inputs, not its output, so the output (transposed and made contiguous) is kept only as
+    the output projection keeps its input (consumer_copies): by the base weight when it trains, by
+    lora_A as itself in the adapters' dtype or as a cast, and not at all when the projection is frozen and
+    not adapted (LoRA on q_proj and v_proj). Measured against autograd on the CPU for Llama, GPT-2, BERT,
+    GPT-NeoX, Phi-3, GLM-4-MoE and Qwen3-Next (tests/integration/test_attention_output_saved.py; issue 22).
     """
     out_proj = OUTPUT_PROJECTION.get(m.family, "o_proj")
     cb = ctx.compute_bytes
-    if ctx.kernel in ("flash", "efficient") or m.attn_output_gate:
+    by_kernel = ctx.kernel in ("flash", "efficient")
+    # A rotary that joins q with torch.cat makes it a contiguous b x heads x s x d tensor; the flash kernel's
+    # output takes q's layout (empty_like), so transpose(1, 2).contiguous() copies it. The memory-efficient
+    # kernel allocates its output as b x s x heads x d whatever q's layout (read from mem_eff_attention's
+    # kernel_forward.h; not measured), so no copy is made there.
+    copied = not by_kernel or (ctx.kernel == "flash" and m.model_type in ROTARY_BY_CAT)
+    if by_kernel:
         acc.add("attention output", cb * elements)
-        if ctx.kernel == "flash" and m.model_type in ROTARY_BY_CAT and not m.attn_output_gate:
-            # a rotary that joins q with torch.cat makes it a contiguous b x heads x s x d tensor; the flash
-            # kernel's output takes q's layout (empty_like), so transpose(1, 2).contiguous() copies it, and the
-            # copy is the projection's input like eager's. The memory-efficient kernel allocates its output
-            # as b x s x heads x d whatever q's layout (read from mem_eff_attention's kernel_forward.h; not
-            # measured), so no copy is made there.
-            consumer_copies(ctx, acc, "attention output (the output projection's input)", elements, cb, (out_proj,))
-        elif out_proj in ctx.adapted and cb != ctx.adapter_bytes:
-            acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * elements)
-    else:
-        consumer_copies(ctx, acc, "attention output", elements, cb, (out_proj,))
+    name = "attention output (the output projection's input)" if by_kernel else "attention output"
+    if m.attn_output_gate:
+        # Qwen3-Next: attn_output * sigmoid(gate) keeps both factors (the output as b x s x heads*d, a copy
+        # unless the kernel's output is laid out so); the gate itself is not kept (sigmoid keeps its output);
+        # the product is the projection's input
+        if copied:
+            acc.add("attention output (contiguous copy)" if by_kernel else name, cb * elements)
+        acc.add("attention output gate's sigmoid", cb * elements)
+        consumer_copies(ctx, acc, "attention output times the gate", elements, cb, (out_proj,))
+    elif copied:
+        consumer_copies(ctx, acc, name, elements, cb, (out_proj,))
+    elif out_proj in ctx.adapted and cb != ctx.adapter_bytes:
+        acc.add(adapter_inputs_label(ctx), ctx.adapter_bytes * elements)
 
 
 def gated_deltanet(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:

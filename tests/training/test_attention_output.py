@@ -127,3 +127,23 @@ def test_qwen3_next_linear_attention_keeps_out_projs_input_only_when_out_proj_tr
     assert "linear attention out_proj input" not in lora
     full, _ = _activations({"mode": "full"}, model="qwen3-next-80b-a3b-instruct")
     assert full["linear attention out_proj input"] == 36 * TOKENS * 4096 * 2 == 603_979_776
+
+
+def test_qwen3_next_gated_attention_keeps_both_factors_of_the_gate_and_not_a_frozen_o_projs_input():
+    # Qwen3-Next 80B-A3B: 12 of 48 layers are full attention, 16 heads of 256 = 4096 wide, the gate being the
+    # second half of q_proj's output. bf16, 2 x 1024 tokens, flash; its partial rotary joins q with torch.cat,
+    # so the kernel's output is copied to b x s x 4096 before attn_output * sigmoid(gate). Kept per layer:
+    # the kernel's output, the copy and the sigmoid (the product's factors), each 12 x 2,048 x 4,096 x 2 B =
+    # 201,326,592 B; the product is o_proj's input, frozen under LoRA on q_proj and v_proj: not kept.
+    acts, e = _activations({"mode": "lora", "lora": {"targets": ["q_proj", "v_proj"]}},
+                           model="qwen3-next-80b-a3b-instruct")
+    assert e.context.kernel == "flash"
+    each = 12 * TOKENS * 4096 * 2
+    assert acts["attention output"] == acts["attention output (contiguous copy)"] == each == 201_326_592
+    assert acts["attention output gate's sigmoid"] == each
+    assert "attention output times the gate" not in acts
+    # q_norm and k_norm keep an fp32 rsqrt per head and token: 12 x 2,048 x (16 + 2) x 4 B
+    assert acts["attention q_norm statistics"] + acts["attention k_norm statistics"] == 12 * TOKENS * 18 * 4
+    # full training: o_proj keeps the product too
+    full, _ = _activations({"mode": "full"}, model="qwen3-next-80b-a3b-instruct")
+    assert full["attention output times the gate"] == each
