@@ -186,17 +186,7 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
         acc.add("attention q, k after rotary", cb * T * (qd + kd))
         acc.add("attention v", cb * T * vd)
     rotary_tmp = 0 if m.family in ("gpt2", "bert") else 2 * cb * T * qd
-    if ctx.kernel == "eager":
-        score_extra = _eager_scores(ctx, acc, m, window)
-    elif ctx.kernel == "math":
-        score_extra = _math_scores(ctx, acc, m)
-    else:
-        # flash / memory-efficient kernels keep their output and a fp32 log-sum-exp per head and row.
-        acc.add("attention log-sum-exp", FP32 * T * m.n_heads)
-        if ctx.kernel == "efficient" and m.n_kv_heads < m.n_heads and (window or ctx.packed_mask):
-            # with a mask, transformers repeats K/V to every head (repeat_kv) before the kernel
-            acc.add("attention K/V repeated to all heads", cb * T * 2 * (m.n_heads * m.head_dim - kd))
-        score_extra = 0
+    score_extra = _kernel(ctx, acc, m, window)
     attention_output(ctx, acc, m, T * od)
     if m.family == "gpt2" and ctx.kernel in ("flash", "efficient"):
         # GPT-2's key and value are strided views of the fused c_attn output, and the SDPA path
@@ -206,6 +196,21 @@ def attention(ctx: StepContext, acc: Parts, m: ModelSpec, window: int = 0) -> in
         # training-time DynamicCache (it would exist under either kernel).
         acc.add("attention K, V contiguous copies", 2 * cb * T * kd)
     return max(rotary_tmp, score_extra)
+
+
+def _kernel(ctx: StepContext, acc: Parts, m: ModelSpec, window: int) -> int:
+    """What the attention kernel keeps besides its inputs and output; returns its forward transient."""
+    if ctx.kernel == "eager":
+        return _eager_scores(ctx, acc, m, window)
+    if ctx.kernel == "math":
+        return _math_scores(ctx, acc, m)
+    # flash / memory-efficient kernels keep their output and a fp32 log-sum-exp per head and row.
+    acc.add("attention log-sum-exp", FP32 * ctx.tokens * m.n_heads)
+    if ctx.kernel == "efficient" and m.n_kv_heads < m.n_heads and (window or ctx.packed_mask):
+        # with a mask, transformers repeats K/V to every head (repeat_kv) before the kernel
+        acc.add("attention K/V repeated to all heads",
+                ctx.compute_bytes * ctx.tokens * 2 * (m.n_heads * m.head_dim - kv_dim(m)))
+    return 0
 
 
 def attention_output(ctx: StepContext, acc: Parts, m: ModelSpec, elements: int) -> None:
@@ -313,18 +318,27 @@ def _math_scores(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
 
 
 def _mla(ctx: StepContext, acc: Parts, m: ModelSpec) -> int:
-    """DeepSeek multi-head latent attention (modeling_deepseek_v2.py): the compressed query and
-    key/value with their RMSNorms, decompressed per-head keys and values, and rotary parts."""
+    """DeepSeek multi-head latent attention (modeling_deepseek_v3.py, transformers 5.25): q_a_proj's and
+    kv_a_proj_with_mqa's compressed outputs go through RMSNorms (norm: the fp32 input, rsqrt, and what q_b_proj
+    and kv_b_proj keep of the output); q and k are joined from their rotary and plain parts with torch.cat;
+    v is a view of kv_b_proj's output, of which eager's matmul keeps a contiguous copy; then the kernel
+    and the attention output as for other models. Measured on the CPU for eager attention in bf16
+    (tests/integration/test_attention_output_saved.py); SDPA on CUDA not measured (flash needs equal q, k
+    and v head sizes, which MLA does not have)."""
     cb, T = ctx.compute_bytes, ctx.tokens
     qk = m.qk_nope_head_dim + m.qk_rope_head_dim
     if m.q_lora_rank:
-        acc.add("attention q compressed + norm", (FP32 + 2 * cb) * T * m.q_lora_rank)
-    acc.add("attention kv compressed + norm", (FP32 + 2 * cb) * T * m.kv_lora_rank)
+        norm(ctx, acc, m, cb, ("q_b_proj",), "attention q_a_layernorm", width=m.q_lora_rank)
+    norm(ctx, acc, m, cb, ("kv_b_proj",), "attention kv_a_layernorm", width=m.kv_lora_rank)
+    if cb == FP32:
+        # in fp32, x.to(float32) is the kv_lora_rank slice of kv_a_proj_with_mqa's output itself: a view that
+        # keeps the rotary part's storage too (measured on the CPU)
+        acc.add("attention kv_a_layernorm fp32 input's rotary part", FP32 * T * m.qk_rope_head_dim)
     acc.add("attention q, k after rotary", cb * T * 2 * m.n_heads * qk)
     acc.add("attention v", cb * T * m.n_heads * m.v_head_dim)
-    acc.add("attention log-sum-exp", FP32 * T * m.n_heads)
-    acc.add("attention output", cb * T * m.n_heads * m.v_head_dim)
-    return 2 * cb * T * m.n_heads * qk
+    score_extra = _kernel(ctx, acc, m, 0)
+    attention_output(ctx, acc, m, T * m.n_heads * m.v_head_dim)
+    return max(2 * cb * T * m.n_heads * qk, score_extra)
 
 
 # ---- MLP ----------------------------------------------------------------------

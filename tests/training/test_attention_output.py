@@ -147,3 +147,18 @@ def test_qwen3_next_gated_attention_keeps_both_factors_of_the_gate_and_not_a_fro
     # full training: o_proj keeps the product too
     full, _ = _activations({"mode": "full"}, model="qwen3-next-80b-a3b-instruct")
     assert full["attention output times the gate"] == each
+
+
+def test_deepseek_mla_under_eager_attention_keeps_its_scores_norms_and_casts_but_not_a_frozen_o_projs_input():
+    # DeepSeek-V2-Lite: 27 layers, 16 heads, kv_lora_rank 512, no q compression; bf16, eager, 1 x 1024 tokens,
+    # LoRA on q_proj and kv_b_proj.
+    acts, _ = _activations({"mode": "lora", "attention": "eager", "batch_size": 1,
+                            "lora": {"targets": ["q_proj", "kv_b_proj"]}}, model="deepseek-v2-lite")
+    # the fp32 softmax output, 27 x 16 heads x 1024 x 1024 x 4 B
+    assert acts["attention scores: softmax output (fp32)"] == 27 * 16 * 1024 * 1024 * 4 == 1_811_939_328
+    # kv_a_layernorm: fp32 input 27 x 1024 x 512 x 4 B and an fp32 rsqrt per token, 27 x 1024 x 4 B
+    assert acts["attention kv_a_layernorm fp32 input"] == 27 * 1024 * 512 * 4 == 56_623_104
+    assert acts["attention kv_a_layernorm statistics"] == 27 * 1024 * 4
+    # fp32 casts: q_proj's of the 2048-wide norm output and kv_b_proj's of the 512-wide latent
+    assert acts["LoRA inputs in the adapters' dtype"] == 27 * 1024 * (2048 + 512) * 4 == 283_115_520
+    assert "attention output" not in acts and "attention log-sum-exp" not in acts
