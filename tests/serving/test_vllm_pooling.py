@@ -90,7 +90,10 @@ def test_the_serve_command_prints_berts_lines_and_no_kv_cache_memory():
     lines = {m.group(1): m.group(2) for m in re.finditer(r"^ *(\S.*?) {2,}([0-9.]+) GiB$", text, re.M)}
     assert lines["MLP: intermediate.dense output"] == "0.05" and lines["MLP: output.dense output"] == "0.01"
     assert "Model loading took:" in text
+    # the summary says there is no cache rather than "0 tokens", and counts requests without a float's ".0"
+    assert "KV cache: none" in text and "KV cache: 0 tokens" not in text and ".0 requests" not in text
     # a decoder still prints the cache's lines
     llama = subprocess.run([sys.executable, "-m", "pycore", "serve", "--model", "llama-3.1-8b", "--version", "0.19.0"],
                            cwd=ROOT, capture_output=True, text=True)
     assert "Available KV cache memory: " in llama.stdout and "GPU KV cache size: " in llama.stdout
+    assert re.search(r"^KV cache: [0-9,]+ tokens; [0-9.,]+ requests of ", llama.stdout, re.M)
