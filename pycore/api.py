@@ -12,8 +12,8 @@ from .estimate import Estimate, estimate as _estimate
 from .request.parse import SCHEMA, parse_parallelism, parse_request, request_schema
 from .model.spec import ModelSize
 from .model.params import total_params
-from .accuracy.bands import reference_band, run_class, serving_band, single_gpu_band, verdict
-from .accuracy.verdicts import device_band_summary, quantity_bands, serving_bands
+from .accuracy.bands import reference_band, run_class, single_gpu_band, verdict
+from .accuracy.verdicts import device_band_summary, quantity_bands, serving_bands, serving_error_band
 
 
 def _phase_list(e: Estimate) -> list:
@@ -181,16 +181,8 @@ def serving_result(req) -> dict:
     from .serving.commands import launch_command, version_note        # issue 20: the command both ways
     out["launch_command"] = launch_command(e.engine, req.model_id or "MODEL", e.settings, asdict(req.serving))
     out["version_note"] = version_note(req.serving)
-    compute = sum(c.bytes for c in e.device.children if c.name == "compute buffer")
-    out["error_band"] = serving_band(e.engine, e.device_total_bytes, compute)
-    if not e.starts:
-        out["verdict"] = "does not start"
-    elif e.engine in ("vllm", "sglang"):
-        # the engine sizes its pool to the budget: the band is on the pool and its tokens, not on fitting
-        out["verdict"] = "fits" if e.fits else "does not fit"
-        out["error_band"]["applies_to"] = "kv_cache_tokens"
-    else:
-        out["verdict"] = verdict(e.device_total_bytes, req.hardware.memory_bytes, out["error_band"])
+    out["error_band"] = serving_error_band(e)
+    out["verdict"] = e.verdict                  # accuracy/verdicts.serving_verdict, as the searches judge
     out["fits"] = out["verdict"] == "fits"                # fits and verdict never disagree (issue 22)
     out["bands"] = serving_bands(out["error_band"], e.device_total_bytes)
     if req.solve:
@@ -216,7 +208,7 @@ def hf_generate_result(req) -> dict:
                           if out["starts"] else "does not start")
     if req.solve and e.model.family != "bert":           # device_map is modelled for decoders
         from .serving.hf_devices import fewest_gpus
-        out["solutions"] = {"fewest_gpus": fewest_gpus(req, e)}
+        out["solutions"] = {"fewest_gpus": fewest_gpus(req, e, out["error_band"])}
     return out
 
 

@@ -23,7 +23,7 @@ edge does; "fits" when its upper edge fits; "at risk" in between. ``fits`` is ``
 
 from __future__ import annotations
 
-from .bands import _bands, reference_band, run_class, MIN_RUNS
+from .bands import _bands, reference_band, run_class, serving_band, verdict, MIN_RUNS
 
 QUANTITIES = ("peak_allocated", "reserved", "device_total")
 # Terms whose size follows exactly from the model, the dtypes and the shapes (term_basis "source").
@@ -230,3 +230,28 @@ def serving_bands(band: dict, device_total: int) -> dict:
     return {"device_total": {"low_bytes": int(device_total * (1 - pct / 100)),
                              "high_bytes": int(device_total * (1 + pct / 100)), "estimate_bytes": device_total,
                              "status": band.get("status", ""), "applies_to": band.get("applies_to", "device_total")}}
+
+
+# vLLM and SGLang size their KV pool to the budget: their band is on the pool and its tokens, and whether
+# the deployment fits is the point estimate's (the pool takes what the budget leaves).
+POOL_SIZING_ENGINES = ("vllm", "sglang")
+
+
+def serving_error_band(e) -> dict:
+    """A serving answer's band (bands.serving_band): llama.cpp's from its compute buffer's share of the
+    device total; vLLM's and SGLang's applied to the KV tokens."""
+    compute = sum(c.bytes for c in e.device.children if c.name == "compute buffer")
+    band = serving_band(e.engine, e.device_total_bytes, compute)
+    return {**band, "applies_to": "kv_cache_tokens"} if e.engine in POOL_SIZING_ENGINES else band
+
+
+def serving_verdict(e) -> str:
+    """The verdict of a serving answer (pycore.serving.result.ServingEstimate), which the serving searches
+    judge their candidates by as well: "does not start" on the engine's refusal; for vLLM and SGLang the
+    point estimate against the card; for llama.cpp the device total's band (bands.verdict: "fits" only when
+    its upper edge fits, "at risk" when the band straddles the card)."""
+    if not e.starts:
+        return "does not start"
+    if e.engine in POOL_SIZING_ENGINES:
+        return "fits" if e.device_total_bytes <= e.gpu_memory_bytes else "does not fit"
+    return verdict(e.device_total_bytes, e.gpu_memory_bytes, serving_error_band(e))

@@ -137,8 +137,11 @@ def render_serve(res: dict, out=None) -> None:
         for key, value in rep.items():
             if key.startswith("Maximum concurrency"):
                 out.write(f"{key}: {value}\n")
-    out.write(f"KV cache: {res['kv_cache_tokens']:,} tokens; {res['max_concurrency']} requests of "
-              f"{res['context_len']:,} tokens; longest context {res['max_context_len']:,}\n")
+    kv = (f"KV cache: {res['kv_cache_tokens']:,} tokens;" if res["kv_cache_bytes"] else
+          "KV cache: none (the model keeps no KV cache);")
+    requests = f"{res['max_concurrency']:,.2f}".rstrip("0").rstrip(".")
+    out.write(f"{kv} {requests} requests of {res['context_len']:,} tokens; "
+              f"longest context {res['max_context_len']:,}\n")
     if res["refusal"]:
         out.write(f"the engine refuses to start: {res['refusal']}\n")
     verdict = res.get("verdict", "fits" if res["fits"] else "does not fit").upper()

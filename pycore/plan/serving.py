@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..accuracy.verdicts import serving_error_band
 from ..data.catalog import gpu_entries
 from ..errors import InputError
 from ..serving.engines import estimate_serving
@@ -35,25 +36,26 @@ def _length_field(engine: str) -> str:
 
 
 def band_pct(e) -> float:
-    """The error band of an answer in percent (pycore.bands.serving_band), 0 where none is published."""
-    from ..accuracy.bands import serving_band
-    compute = sum(c.bytes for c in e.device.children if c.name == "compute buffer")
-    return serving_band(e.engine, e.device_total_bytes, compute).get("pct") or 0.0
+    """The error band of an answer in percent (accuracy/verdicts.serving_error_band), 0 where none is published."""
+    return serving_error_band(e).get("pct") or 0.0
 
 
 def _fits(e) -> bool:
-    return e is not None and e.fits
+    """A candidate is offered as fitting only where its own answer would say "fits" (ServingEstimate.verdict,
+    accuracy/verdicts.serving_verdict): for llama.cpp the device total's band's upper edge, not the estimate."""
+    return e is not None and e.verdict == "fits"
 
 
 def _serves(e, requests: int, length: int) -> bool:
-    """The deployment starts, fits its GPU and holds ``requests`` requests of ``length`` tokens even at
-    the lower edge of the error band (issue 20: a recommendation must start on the real engine): the
-    KV tokens less the band for vLLM and SGLang, the device total plus the band for llama.cpp."""
+    """The answer's verdict is "fits" and the deployment holds ``requests`` requests of ``length`` tokens even
+    at the lower edge of the error band (issue 20: a recommendation must start on the real engine): the KV
+    tokens less the band for vLLM and SGLang; llama.cpp allocates its context up front, so its verdict, on
+    the device total's band, is the whole test."""
     if not _fits(e):
         return False
+    if e.engine == "llamacpp":
+        return True
     low = 1 - band_pct(e) / 100
-    if e.engine == "llamacpp":            # the context is allocated up front: fitting is serving
-        return e.device_total_bytes * (2 - low) <= e.gpu_memory_bytes
     if e.engine == "sglang":
         return e.kv_cache_tokens * low >= requests * length and e.report["max_running_requests"] >= requests
     return e.max_concurrency * low >= requests

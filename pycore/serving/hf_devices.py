@@ -284,10 +284,13 @@ def _bit_warnings(text) -> list:
 MAX_SOLVE_GPUS = 64
 
 
-def fewest_gpus(req, e) -> dict | None:
+def fewest_gpus(req, e, band: dict) -> dict | None:
     """The fewest GPUs of this kind that hold the whole model with device_map (no offload) and fit
-    generate's peak on every one, with the max_memory split from_pretrained computes for that map."""
+    generate's peak on every one, with the max_memory split from_pretrained computes for that map: only
+    counts whose answer would say "fits" (the upper edge of the answer's error ``band`` fits,
+    accuracy/bands.verdict, as api.hf_generate_result judges the device_map answer)."""
     from dataclasses import replace
+    from ..accuracy.bands import verdict
 
     def answer(n: int) -> dict:
         return device_map_answer(replace(req, serving=replace(req.serving, devices=n, max_memory=None)), e)
@@ -299,7 +302,8 @@ def fewest_gpus(req, e) -> dict | None:
     for n in range(floor, MAX_SOLVE_GPUS + 1):
         ans = one if n == 1 else answer(n)
         offloaded = ans["host_bytes"] or ans["disk_bytes"]
-        if not offloaded and ans["fits"] and ans["starts"]:
+        fits = verdict(ans["device_total_bytes"], req.hardware.memory_bytes, band) == "fits"
+        if not offloaded and fits and ans["starts"]:
             return {"gpus": n, "device_total_bytes": ans["device_total_bytes"],
                     "per_device_peak_bytes": [d["peak_bytes"] for d in ans["per_device"]],
                     "layers": [d["layers"] for d in ans["per_device"]],

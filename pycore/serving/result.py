@@ -36,8 +36,16 @@ class ServingEstimate:
         return self.device.bytes
 
     @property
+    def verdict(self) -> str:
+        """fits, at risk, does not fit or does not start, as the answer states it (pycore/accuracy/verdicts.py
+        serving_verdict): the searches judge by it too."""
+        from ..accuracy.verdicts import serving_verdict
+        return serving_verdict(self)
+
+    @property
     def fits(self) -> bool:
-        return self.starts and self.device_total_bytes <= self.gpu_memory_bytes
+        """``verdict == "fits"``: for llama.cpp the device total's band fits the card, not only its estimate."""
+        return self.verdict == "fits"
 
 
 def tree(name: str, groups: list, key: str = "") -> Node:

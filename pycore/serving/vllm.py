@@ -124,7 +124,7 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
     refusal = kv_refusal(c, k) or startup_refusal(s, c, requested, free_at_init(total, cuda_context, nccl > 0), total)
     b, r, held = budgets[k.tight], pools[k.tight], kept[k.tight][1]
     pool = k.blocks * r.block_bytes if r.available_bytes > 0 else 0
-    device = device_tree(b, k, held, pool, nccl, cuda_context)
+    device = device_tree(b, k, held, pool, nccl, cuda_context, c.no_kv)
     unused = (total - cuda_context - b.weights_bytes - b.activation_bytes - b.non_torch_bytes - pool - b.graphs_bytes
               - nccl)
     return ServingEstimate(
@@ -138,10 +138,18 @@ def estimate_vllm(m: ModelSpec, s: Serving, hw: Hardware, fmt: WeightFormat, cud
         warnings=vllm_warnings(m, s, c, block, state_blocks, unused))
 
 
-def device_tree(b: StageBudget, k: KVAnswer, held: dict, pool: int, nccl: int, cuda_context: int):
+# Without a KV cache there is no profile run (v1/engine/core.py:235-250 at 0.19.0): the peak is the warm-up's
+# forward over max_num_batched_tokens (FlashInfer's autotune on Hopper and later, model_executor/warmup/
+# kernel_warmup.py:39-46, 81-107), kept by the allocator all the same.
+ACTIVATION_LABELS = {False: "activation peak (profiled; cached by the allocator)",
+                     True: "activation peak (warm-up; cached by the allocator)"}
+
+
+def device_tree(b: StageBudget, k: KVAnswer, held: dict, pool: int, nccl: int, cuda_context: int,
+                no_kv: bool = False):
     """The reported rank's memory as named parts adding up to the device total."""
     return tree("device total", [
-        ("weights", b.weights), ("activation peak (profiled; cached by the allocator)", b.activation),
+        ("weights", b.weights), (ACTIVATION_LABELS[no_kv], b.activation),
         ("non-torch memory", b.non_torch),
         ("KV cache", {f"{k.blocks:,} blocks of {k.block} tokens": pool}),
         ("CUDA graphs", {f"{b.graph_sizes} batch sizes x {b.pieces} pieces": b.graphs_bytes}),
@@ -156,22 +164,28 @@ def device_tree(b: StageBudget, k: KVAnswer, held: dict, pool: int, nccl: int, c
 def vllm_report(m: ModelSpec, s: Serving, c: VllmSettings, b: StageBudget, r: KVPool, k: KVAnswer, held: dict,
                 requested: int) -> dict:
     """The figures vLLM's log prints (gpu_worker.py:424-440, kv_cache_utils.py:1287-1330 at 0.19.0), as
-    text and in bytes."""
-    report = {
-        "Model loading took": f"{b.weights_bytes / GiB:.4f} GiB",
-        "Available KV cache memory": f"{held.get('profiled', k.available_bytes) / GiB:.2f} GiB",
-        "GPU KV cache size": f"{k.tokens:,} tokens",
-        f"Maximum concurrency for {c.max_len:,} tokens per request": f"{k.concurrency:.2f}x",
+    text and in bytes; a model without a KV cache logs none of the cache's lines."""
+    report = {"Model loading took": f"{b.weights_bytes / GiB:.4f} GiB", **({} if c.no_kv else kv_log_lines(c, k, held))}
+    report.update({
         "requested_bytes": requested, "available_kv_bytes": k.available_bytes, "num_gpu_blocks": k.blocks,
         "kv_tokens": k.tokens, "max_concurrency": round(k.concurrency, 2), "needed_kv_bytes": k.needed_bytes,
         "estimated_max_model_len": k.longest, "page_bytes": r.page_bytes, "kv_groups": r.n_groups,
         "weights_bytes": b.weights_bytes, "activation_bytes": b.activation_bytes,
         "non_torch_bytes": b.non_torch_bytes, "cuda_graph_bytes": b.graphs_bytes,
         "weights_and_non_torch_bytes": b.weights_bytes + b.non_torch_bytes,
-    }
+    })
     if c.speculating:      # the verify step's logits, not in the profile run (its sampler has one row a request)
         report["speculative_verify_logits_bytes"] = verify_logits_bytes(m, s, min(c.seqs, c.mnbt // (tokens_k(s) + 1)))
     return report
+
+
+def kv_log_lines(c: VllmSettings, k: KVAnswer, held: dict) -> dict:
+    """The cache's log lines: "Available KV cache memory" (gpu_worker.py:424-440, from determine_available_memory)
+    and the two _report_kv_cache_config prints (kv_cache_utils.py:1319-1330, only for a model with KV cache
+    groups, :1612-1613)."""
+    return {"Available KV cache memory": f"{held.get('profiled', k.available_bytes) / GiB:.2f} GiB",
+            "GPU KV cache size": f"{k.tokens:,} tokens",
+            f"Maximum concurrency for {c.max_len:,} tokens per request": f"{k.concurrency:.2f}x"}
 
 
 def vllm_warnings(m: ModelSpec, s: Serving, c: VllmSettings, block: int, state_blocks: int, unused: int) -> tuple:

@@ -103,8 +103,13 @@ def engine_settings(m: ModelSpec, s: Serving, hw: Hardware) -> VllmSettings:
     ep = expert_ranks(m, tp, dp, s.enable_expert_parallel, "workload.enable_expert_parallel")
     dt = 4 if s.dtype == "float32" else 2
     kv_b = 1 if s.kv_cache_dtype in FP8_DTYPES else (4 if s.kv_cache_dtype == "auto" and dt == 4 else 2)
-    grows = extensible(v, s)          # 0.34: the KV cache is sized after warmup (vllm_extensible.py)
     speculating, pooling = method(s) is not None, s.runner == "pooling"
+    # An encoder-only pooling model (BERT: EncoderOnlyAttention) has no KV cache spec, so the engine
+    # neither profiles nor allocates a cache (0.19 v1/engine/core.py:235-250, gpu_model_runner.py:6919-6921),
+    # and 0.34 turns the extensible cache off for it ("the model has no KV cache", v1/executor/abstract.py:
+    # 152-161, core.py:308-313), which brings the default utilization back (config/cache.py:494-501).
+    no_kv = pooling and m.family == "bert"
+    grows = extensible(v, s) and not no_kv    # 0.34: the KV cache is sized after warmup (vllm_extensible.py)
     util = s.gpu_memory_utilization if s.gpu_memory_utilization is not None else (
         EXTENSIBLE_UTILIZATION if grows else default_utilization(v))
     mnbt_d, seqs_d = scheduler_defaults(v, s.entrypoint, hw.memory_bytes, hw.name)
@@ -112,13 +117,11 @@ def engine_settings(m: ModelSpec, s: Serving, hw: Hardware) -> VllmSettings:
     seqs = s.max_num_seqs or (min(seqs_d, mnbt) if holds("vllm-max-num-seqs-capped", v) else seqs_d)
     hybrid = not s.disable_hybrid_kv_cache_manager and holds("vllm-hybrid-kv-manager", v) and \
         not (m.chunked_attention and holds("vllm-chunked-hybrid-off", v))
-    # An encoder-only pooling model (BERT: EncoderOnlyAttention) has no KV cache spec, so the engine
-    # neither profiles nor allocates a cache (0.19 v1/engine/core.py:235-250, gpu_model_runner.py:6919-6921).
     return VllmSettings(
         version=s.engine_version(), v=v, tp=tp, pp=pp, dp=dp, ep=ep, dt=dt, kv_b=kv_b, util=util,
         max_len=s.max_model_len or m.max_positions, mnbt=mnbt, seqs=seqs,
         block=s.block_size or (MLA_BLOCK_SIZE if is_mla(m) else DEFAULT_BLOCK_SIZE), hybrid=hybrid, grows=grows,
-        speculating=speculating, pooling=pooling, no_kv=pooling and m.family == "bert")
+        speculating=speculating, pooling=pooling, no_kv=no_kv)
 
 
 def requested_bytes(total_bytes: int, util: float, v) -> int:
@@ -160,7 +163,7 @@ def stage_weights(m: ModelSpec, s: Serving, fmt: WeightFormat, c: VllmSettings, 
     weights = dict(rank_weight_parts(m, fmt, c.dt, shard, True))
     if m.vision is not None:              # the multimodal model loads its encoder on every rank, 16-bit
         weights["vision encoder and projector"] = vision_bytes(m, c.tp, c.dt)
-    if m.max_positions:
+    if m.max_positions and not m.learned_positions:    # BERT and GPT-2 learn their positions: no rotary cache
         weights["rotary cos/sin cache"] = m.max_positions * (m.qk_rope_head_dim if is_mla(m) else m.head_dim) * c.dt
     if drafts:
         weights.update(draft_weight_parts(m, s, fmt, c.dt, c.tp))
@@ -220,9 +223,11 @@ def free_at_init(total_bytes: int, cuda_context: int, nccl_outside: bool) -> int
 def available_kv_bytes(s: Serving, c: VllmSettings, b: StageBudget, requested: int, total_bytes: int,
                        cuda_context: int) -> tuple[int, dict]:
     """(available_kv_cache_memory_bytes, what the extensible cache keeps free); an encoder-only pooling
-    model has no KV cache spec, so nothing is available to it (v1/engine/core.py:235-250)."""
-    avail, held = _kv_budget(s, c, b, requested, total_bytes, cuda_context)
-    return (0 if c.no_kv else avail), held
+    model has no KV cache spec, so the engine skips determine_available_memory and gives it nothing
+    (v1/engine/core.py:235-250): no budget, nothing kept free."""
+    if c.no_kv:
+        return 0, {}
+    return _kv_budget(s, c, b, requested, total_bytes, cuda_context)
 
 
 def _kv_budget(s: Serving, c: VllmSettings, b: StageBudget, requested: int, total_bytes: int,

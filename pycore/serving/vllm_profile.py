@@ -162,10 +162,30 @@ def forward_phases(m: ModelSpec, tokens: int, tp: int, ep: int, dt: int) -> dict
             moe["shared expert"] = T * 3 * m.shared_expert_ffn_size * m.n_shared_experts // tp * dt
         phases["MoE"] = moe
     if m.dense_layers or not m.n_experts:
-        f = m.ffn_size // tp
-        phases["MLP"] = {"gate_up output": 2 * T * f * dt, "activation output": T * f * dt,
-                         "down_proj output": T * h * dt}
+        phases["MLP"] = mlp_outputs(m, T, m.ffn_size // tp, dt)
     return phases
+
+
+# A plain (ungated) MLP's two linears as vLLM names them, by family (0.19.0 model_executor/models/bert.py
+# BertIntermediate.dense and BertOutput.dense, gpt_neox.py GPTNeoXMLP, gpt2.py GPT2MLP and starcoder2.py
+# Starcoder2MLP): up projection, get_act_fn(hidden_act) on its output, down projection.
+PLAIN_MLP_LINEARS = {"bert": ("intermediate.dense", "output.dense"), "neox": ("dense_h_to_4h", "dense_4h_to_h")}
+PLAIN_MLP_DEFAULT = ("c_fc", "c_proj")
+ACTIVATION_NAMES = {"silu": "SiLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh)", "gelu_new": "NewGELU",
+                    "relu": "ReLU"}
+
+
+def mlp_outputs(m: ModelSpec, tokens: int, ffn: int, dt: int) -> dict:
+    """One dense MLP's outputs on ``tokens`` rows (``ffn`` the rank's share): a gated MLP's merged
+    gate_up projection (2 x ffn), SiluAndMul's output and down_proj's; a plain MLP's up projection
+    (ffn), its activation's output and the down projection's."""
+    out = tokens * m.hidden_size * dt
+    if m.gated_mlp:
+        return {"gate_up output": 2 * tokens * ffn * dt, "activation output": tokens * ffn * dt,
+                "down_proj output": out}
+    up, down = PLAIN_MLP_LINEARS.get(m.family, PLAIN_MLP_DEFAULT)
+    return {f"{up} output": tokens * ffn * dt, f"{ACTIVATION_NAMES[m.activation]} output": tokens * ffn * dt,
+            f"{down} output": out}
 
 
 def profile_activation(m: ModelSpec, tokens: int, requests: int, tp: int, ep: int, dt: int, last: bool,
