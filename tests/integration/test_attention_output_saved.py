@@ -15,13 +15,15 @@ tests/integration/test_compile_saved.py does).
    The rank-wide lora_A output that lora_B keeps is not modelled and is left out here.
 2. Whole layers of shapes and target sets not used while the rules were fixed (a Qwen2 shape with one
    key/value head and biases on q, k, v; a Mistral shape; GPT-2, BERT and GPT-NeoX layers of other widths
-   and heads than while developing), against the core's layer_costs: the sum must match to the byte, plus
+   and heads than while developing; Qwen3 and OLMo 2 with q/k norms; Qwen3-Next's gated attention;
+   DeepSeek-V2/V3 MLA under eager attention), against the core's layer_costs: the sum must match to the byte, plus
    the rank-wide lora_A outputs (r x tokens x 4 bytes per adapted linear), after taking out what the CPU
    keeps differently from CUDA (_as_the_cpu_keeps): dropout at p = 0 is a no-op on the CPU (ATen
    Dropout.cpp), so eager attention keeps no mask and, where no cast follows the softmax, no separate
    probabilities; the CPU's layer_norm keeps bf16 statistics; GPT-2's K, V copies are CUDA's; and the
    norms that keep the layer's input itself, which the measurement leaves out.
 3. A checkpointed layer's recompute in backward (use_reentrant=True) keeps what the core's layer keeps.
+4. Qwen3-Next's gated delta rule: what is kept of out_proj's input (frozen, adapted, trained).
 """
 
 import warnings

@@ -2,7 +2,9 @@
 
 The flash and memory-efficient kernels keep their output; eager attention and SDPA's math path do not, so the
 output is kept only by the output projection when that trains, or by its adapter (as itself in the adapters'
-dtype, else as a cast). Checked against autograd in tests/integration/test_attention_output_saved.py.
+dtype, else as a cast). Also the rules fixed beside it (issue 22): GPT-2's 16-bit eager softmax, GPT-NeoX's
+v under eager attention, Qwen3-Next's output gate and gated delta rule, DeepSeek's MLA under eager attention.
+Checked against autograd in tests/integration/test_attention_output_saved.py.
 """
 
 import pytest
