@@ -252,14 +252,15 @@ def _fractions(rows: list[dict], q: str) -> list[float]:
 
 
 def fit_quantity_bands(rows: list[dict]) -> dict:
-    """For each quantity and class level (pycore/accuracy/verdicts.py): the largest error of that quantity, either
-    way, as a fraction of what it grows with, over the measured runs of that level. The band is
-    symmetric: a family the band has not seen may err either way (held-out coverage of the device
-    total: 33/44 inside asymmetric bands of the other families' lowest and highest errors, 39/44 inside
-    symmetric ones)."""
-    from pycore.accuracy.verdicts import QUANTITIES, levels
+    """For the allocated peak and the reserve, at each class level (pycore/accuracy/verdicts.py): the largest
+    error of that quantity, either way, as a fraction of what it grows with, over the measured runs of that
+    level. The band is symmetric: a family the band has not seen may err either way (held-out coverage of
+    the device total: 33/44 inside asymmetric bands of the other families' lowest and highest errors, 39/44
+    inside symmetric ones). For the context outside the allocator: its lowest and highest error in bytes
+    over every run (it does not grow with the step); the device total's band is the reserve's plus it."""
+    from pycore.accuracy.verdicts import FITTED_QUANTITIES, levels
     out: dict = {}
-    for q in QUANTITIES:
+    for q in FITTED_QUANTITIES:
         groups: dict = {}
         for r in rows:
             if r.get("status") == "ok" and "bands" in r and q in r["quantities"]:
@@ -270,24 +271,33 @@ def fit_quantity_bands(rows: list[dict]) -> dict:
             f = _fractions(members, q)
             m = math.ceil(max([0.0, *(abs(x) for x in f)]) * 1e4) / 1e4
             out[q][level] = {"runs": len(members), "low": -m, "high": m}
+    errs = [context_error(r) for r in rows if r.get("status") == "ok" and "bands" in r]
+    errs = [e for e in errs if e is not None]
+    if errs:
+        out["context"] = {"runs": len(errs), "low": min(errs), "high": max(errs)}
     return out
+
+
+def context_error(row: dict) -> int | None:
+    """Measured minus estimated memory outside the allocator (the CUDA context), in bytes."""
+    meas, b = row["record"]["measured"] if "record" in row else {}, row["bands"]
+    if not meas.get("cuda_context_bytes"):
+        return None
+    return meas["cuda_context_bytes"] - (b["device_total"]["estimate_bytes"] - b["reserved"]["estimate_bytes"])
 
 
 def _coverage(rows: list[dict], table_for, q: str) -> dict:
     """Whether each run's measured quantity lies in the band the table gives it; the median half-width."""
-    from pycore.accuracy.verdicts import UNFITTED_FRACTIONS, edges, level_entry
+    from pycore.accuracy.verdicts import band_edges
     inside, widths, missed = 0, [], []
     runs = [r for r in rows if r.get("status") == "ok" and q in r["quantities"]]
     for r in runs:
-        band = r["bands"][q]
-        _, entry = level_entry(q, band["class"], table_for(r))
-        fr = (entry["low"], entry["high"]) if entry else UNFITTED_FRACTIONS
-        low, high = edges(band["estimate_bytes"], band.get("scale_bytes", 0), band.get("exact_bytes", 0), fr)
+        low, high = band_edges(r["bands"], table_for(r))[q]
         if low <= r["quantities"][q] <= high:
             inside += 1
         else:
             missed.append(r["id"])
-        widths.append((high - low) / 2 / band["estimate_bytes"] * 100)
+        widths.append((high - low) / 2 / r["bands"][q]["estimate_bytes"] * 100)
     return {"runs": len(runs), "covered": inside, "coverage_pct": 100 * inside / len(runs) if runs else 0.0,
             "median_half_width_pct": statistics.median(widths) if widths else 0.0, "missed": missed}
 

@@ -17,6 +17,11 @@ at the peak; for the reserve and the device total, the step's churn (everything 
 optimizer states and framework buffers, which are allocated once and never freed), because the
 allocator's reserve comes from blocks freed and allocated again.
 
+The device total is what the allocator reserves plus what lies outside it (the CUDA context), two terms
+modelled apart, so its band is theirs added: the reserve's edges plus the context's spread, the lowest and
+highest error of the context in bytes over the measured runs (section "context"). The context does not grow
+with the step; a share of churn fitted for the whole device total gave small runs too little of it.
+
 The verdict: "does not fit" when the exact terms alone exceed the card or the device total's lower
 edge does; "fits" when its upper edge fits; "at risk" in between. ``fits`` is ``verdict == "fits"``.
 """
@@ -43,6 +48,8 @@ MEASURED_MOE_TYPES = ("olmoe",)      # the MoE in shared/calibration
 # Before scripts/calibrate.py has written the quantities' bands: the modelled terms may be off by
 # their own size either way.
 UNFITTED_FRACTIONS = (-1.0, 1.0)
+# The quantities whose bands are fitted as fractions of their scale; the device total's is composed.
+FITTED_QUANTITIES = ("peak_allocated", "reserved")
 
 
 def _sum(snapshot, categories, inside: bool) -> int:
@@ -132,7 +139,8 @@ def quantity_class(quantity: str, e) -> str:
     whose share models the reserve (training/allocator.py RESERVE_KINDS: inference, training without
     checkpointing, full training with checkpointing, a frozen base with checkpointing), so full and LoRA
     runs without checkpointing, one share, are one class (leave-one-family-out coverage of the device
-    total 38/44 with them pooled, 37/44 apart; scripts/calibrate.py)."""
+    total 38/44 with them pooled, 37/44 apart, before the device band became the reserve's plus the context's;
+    scripts/calibrate.py)."""
     if quantity == "peak_allocated":
         return band_class(e)
     return e.reserve_kind
@@ -158,18 +166,37 @@ def quantity_bands(e) -> dict:
     out = {}
     for q in QUANTITIES:
         cls = quantity_class(q, e)
-        level, entry = level_entry(q, cls)
-        low, high = edges(est[q], sc[q], floor, (entry["low"], entry["high"]) if entry else UNFITTED_FRACTIONS)
-        out[q] = {"low_bytes": low, "high_bytes": high,
-                  "estimate_bytes": est[q], "exact_bytes": floor, "scale_bytes": sc[q],
+        level, entry = level_entry("reserved" if q == "device_total" else q, cls)
+        out[q] = {"estimate_bytes": est[q], "exact_bytes": floor, "scale_bytes": sc[q],
                   "status": "unverified" if reasons or not entry else "measured",
                   "class": cls, "level": level or "", "runs": entry["runs"] if entry else 0}
         if reasons:
             out[q]["unverified"] = reasons
-    # what the allocator reserves holds the live tensors; the device total holds what it reserves
-    out["reserved"]["low_bytes"] = max(out["reserved"]["low_bytes"], min(est["reserved"], out["peak_allocated"]["low_bytes"]))
-    out["device_total"]["low_bytes"] = max(out["device_total"]["low_bytes"],
-                                           min(est["device_total"], out["reserved"]["low_bytes"]))
+    for q, (low, high) in band_edges(out).items():
+        out[q].update(low_bytes=low, high_bytes=high)
+    return out
+
+
+def band_edges(bands: dict, table: dict | None = None) -> dict:
+    """{quantity: (low, high)} for one estimate's bands (estimate, scale, exact floor and class of each
+    quantity) under a fitted table (default: error_bands.json's): the allocated peak and the reserve move
+    by their fitted fractions of their scale; the device total is the reserve's edges plus the context's
+    spread. What the allocator reserves holds the live tensors, and the device total holds what it reserves."""
+    table = _bands().get("quantities", {}) if table is None else table
+    out = {}
+    for q in FITTED_QUANTITIES:
+        b = bands[q]
+        _, entry = level_entry(q, b["class"], table)
+        fr = (entry["low"], entry["high"]) if entry else UNFITTED_FRACTIONS
+        out[q] = edges(b["estimate_bytes"], b.get("scale_bytes", 0), b.get("exact_bytes", 0), fr)
+    res, dev = bands["reserved"], bands["device_total"]
+    (r_low, r_high), peak_low = out["reserved"], out["peak_allocated"][0]
+    r_low = max(r_low, min(res["estimate_bytes"], peak_low))
+    context = dev["estimate_bytes"] - res["estimate_bytes"]
+    spread = table.get("context") or {"low": -context, "high": context}
+    low = max(min(dev["estimate_bytes"], r_low), min(dev["estimate_bytes"], r_low + context + spread["low"]))
+    out["reserved"] = (r_low, r_high)
+    out["device_total"] = (low, max(dev["estimate_bytes"], r_high + context + spread["high"]))
     return out
 
 
@@ -210,9 +237,12 @@ def device_band_summary(band: dict, bands: dict, device_total: int) -> dict:
         return out
     out.update(level=total["level"], runs=total["runs"])
     level = total["level"] or "no measured run"
-    basis = (f"device total −{out['low_pct']:g}% / +{out['high_pct']:g}%: the largest errors of {total['runs']} "
-             f"measured runs ({level}) on the modelled terms; weights, optimizer states, gradients and other "
-             f"buffers of known size carry no band")
+    spread = _bands().get("quantities", {}).get("context")
+    context = (f", plus the CUDA context's spread over {spread['runs']} runs ({spread['low'] / 2**20:+.0f} to "
+               f"{spread['high'] / 2**20:+.0f} MiB)") if spread else ""
+    basis = (f"device total −{out['low_pct']:g}% / +{out['high_pct']:g}%: the reserve's largest errors over "
+             f"{total['runs']} measured runs ({level}) on the modelled terms{context}; weights, optimizer states, "
+             f"gradients and other buffers of known size carry no band")
     if total["level"] != total.get("class"):
         basis = f"no measured run of exactly this kind; {basis}"
     out["basis"] = basis

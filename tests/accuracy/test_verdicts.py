@@ -186,6 +186,32 @@ def test_held_out_bands_are_at_most_8_percent_wide_and_miss_at_most_7_runs(held_
         assert h["runs"] - h["covered"] <= 6 and len(h["missed"]) == h["runs"] - h["covered"], (q, h)
 
 
+def test_the_device_total_band_held_out_meets_the_goal(held_out):
+    # Issue 22: >= 90% inside at <= 8% median half-width on families left out. The device total (what the
+    # verdict reads) meets it since its band is the reserve's plus the context's spread: 40 of 44 when this
+    # was written (4 misses, all the reserve's; 90% of 44 is 39.6).
+    h = held_out["device_total"]["held_out"]
+    assert h["covered"] >= 40 and h["covered"] / h["runs"] >= 0.9, h
+    assert h["median_half_width_pct"] <= 8.0, h
+
+
+def test_the_device_total_band_is_the_reserve_band_plus_the_context_spread():
+    # nvidia-smi's figure is what the allocator reserves plus what lies outside it (the CUDA context), two
+    # terms modelled apart: the band adds the reserve's edges and the context's measured spread (bytes).
+    table = json.loads((ROOT / "pycore" / "data" / "error_bands.json").read_text())["quantities"]
+    spread = table["context"]
+    # the spread is the measured contexts' range less the estimate's 820 MiB (shared/calibration: 787,283,968
+    # to 898,433,024 B measured on 44 runs; 820 MiB = 859,832,320 B)
+    assert spread["low"] == 787_283_968 - 859_832_320 and spread["high"] == 898_433_024 - 859_832_320
+    r = _result({"model": "llama-3.2-1b", "gpu": {"memory_gib": 80},
+                 "workload": {"mode": "lora", "batch_size": 4, "seq_len": 2048}})
+    b = r["bands"]
+    context = b["device_total"]["estimate_bytes"] - b["reserved"]["estimate_bytes"]
+    assert context == 859_832_320
+    assert b["device_total"]["low_bytes"] == b["reserved"]["low_bytes"] + context + spread["low"]
+    assert b["device_total"]["high_bytes"] == b["reserved"]["high_bytes"] + context + spread["high"]
+
+
 def test_the_committed_reserve_shares_are_what_calibrate_fits(calibrate, ideal_shares):
     # pycore/training/allocator.py's shares are the medians scripts/calibrate.py fits on the measured runs
     cal, (recs, ideal) = calibrate, ideal_shares
