@@ -7,7 +7,8 @@
 //    by then are the list: Pyodide's own start-up modules and everything the core imports.
 // 2. OUT_DIR/pyodide/stdlib-core.zip: those modules as sourceless .pyc (UNCHECKED_HASH, compiled by
 //    the same CPython 3.14 build, so the magic number always matches), without the module and function
-//    docstrings, as python -OO drops them (asserts and class docstrings stay). Pyodide mounts it as
+//    docstrings, as python -OO drops them (asserts and class docstrings stay), and without column ranges
+//    (line numbers stay), as python -X no_debug_ranges compiles. Pyodide mounts it as
 //    /lib/python314.zip through loadPyodide's stdLibURL.
 //    OUT_DIR/pyodide/stdlib-rest.zip: every other file, as .py. The worker fetches it the first time an
 //    import misses, and searches it for top-level modules and, under the same package path, for the
@@ -58,7 +59,10 @@ export function workloadRequests() {
 if (!import.meta.url.endsWith("?list-only")) await build();
 
 async function build() {
-const py = await loadPyodide();
+// PYTHONNODEBUGRANGES: the .pyc keep line numbers but not the column ranges tracebacks underline with ^^^
+// (python -X no_debug_ranges): pycore.zip and stdlib-core.zip are then about a third smaller, on the first
+// visit and in what start-up unmarshals.
+const py = await loadPyodide({ env: { PYTHONNODEBUGRANGES: "1" } });
 // Import the core as the worker does, from a zip on sys.path (scripts/bundle_core.py's source zip, which
 // build.mjs writes first), so that zipimport's reading of it is among the modules used.
 const sourceZip = join(OUT, "pycore.zip");
