@@ -85,6 +85,13 @@ RULES = (
          "torch.cat replaces it with a window-sized copy",
          "cache_utils.py DynamicSlidingWindowLayer.update (self.keys = full_key_states[:, :, -sliding_window + 1:, "
          ":]) @4.56.0 and @5.25.0; PR #40039 (before 4.56 DynamicCache kept every token of every layer)"),
+    Rule("tied-head-loaded-twice", "transformers", (5, 0, 0), (5, 4, 0),
+         "a model whose config ties the embeddings keeps lm_head as its own 16-bit vocab x hidden tensor when "
+         "the checkpoint holds both embed_tokens.weight and lm_head.weight, as AutoAWQ's save_quantized "
+         "wrote them before 0.2.9 (every state_dict tensor cloned): tie_weights logs 'both are present in the "
+         "checkpoints, so we will NOT tie them'; from 5.4.0 it ties them when torch.equal holds",
+         "transformers 5.0.0 modeling_utils.py:2516-2525 tie_weights (PR #42507); 5.4.0 (PR #44497), "
+         "5.17.0 modeling_utils.py:2564; AutoAWQ 0.2.5 awq/models/base.py:257-266"),
     Rule("gemma2-eager-attention", "transformers", (5, 21, 0), None,
          "Gemma 2 no longer runs SDPA (attention logit soft-capping): _supports_sdpa is False, so the default "
          "attention is eager (the b x heads x q x k scores), and sdpa_attention_forward refuses softcap",

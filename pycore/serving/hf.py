@@ -283,6 +283,32 @@ def quantised_weights(m: ModelSpec, fmt, compute_bytes: int, kernel: str) -> dic
     return dict(rank_weight_parts(m, fmt, compute_bytes, Shard(), marlin=kernel == "marlin"))
 
 
+# torch.equal on CUDA compares through at::cuda::eq(self, src).all(): a bool tensor of the inputs' shape
+# (aten/src/ATen/native/cuda/Equal.cpp).
+EQUAL_MASK_BYTES = 1
+
+
+def tied_head_copy(m: ModelSpec, fmt, compute_bytes: int, transformers: tuple, weights: dict) -> tuple:
+    """(weights, moments before the run, warning) for a tied model loaded from an AWQ checkpoint that holds
+    lm_head.weight beside the embedding, as AutoAWQ's save_quantized wrote them before 0.2.9 (every
+    state_dict tensor cloned). transformers 5.0-5.3 keep the two (rule tied-head-loaded-twice); later
+    versions tie them in tie_weights after every weight is loaded, comparing them with torch.equal first,
+    so the copy and the comparison's mask are a moment of loading."""
+    if fmt.method != "awq" or not m.tied_embeddings:
+        return weights, [], ""
+    elements = m.vocab_size * m.hidden_size
+    if holds("tied-head-loaded-twice", transformers):
+        return ({**weights, "lm_head, not tied (the checkpoint's own copy)": elements * compute_bytes}, [],
+                "transformers 5.0-5.3 keep this tied model's lm_head as a second copy of the embedding when the "
+                "AWQ checkpoint stores both, as AutoAWQ before 0.2.9 wrote them; counted")
+    load = Snapshot("load", "tie_weights: the checkpoint's lm_head beside the embedding, compared by torch.equal", (
+        ("weights", dict(weights)),
+        ("temporaries", {"the checkpoint's lm_head copy": elements * compute_bytes,
+                         "torch.equal's comparison mask": elements * EQUAL_MASK_BYTES})))
+    return weights, [load], ("the load moment assumes the AWQ checkpoint stores lm_head beside the embedding, as "
+                             "AutoAWQ before 0.2.9 wrote them; tie_weights then compares and ties the two")
+
+
 def estimate_inference(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f: Framework, warnings: list) -> Estimate:
     """Inference on one GPU (a forward pass, or generate): the moments of inference_snapshots with the
     weights as stored, or in their quantised format with its kernel's workspaces and temporaries."""
@@ -297,8 +323,10 @@ def estimate_inference(m: ModelSpec, w: Workload, p: Precision, hw: Hardware, f:
     kernel = p.quant_kernel if p.quant_kernel != "auto" else default_kernel(fmt, tf)
     cb = ctx.compute_bytes
     temps = (call_temporaries(m, fmt, kernel, w.batch_size * w.seq_len, cb), call_temporaries(m, fmt, kernel, w.batch_size, cb))
-    snaps = inference_snapshots(ctx, m, quantised_weights(m, fmt, cb, kernel), w.new_tokens, kv_b, static,
-                                persistent_workspaces(m, fmt, kernel), temps, tf)
+    weights, load, note = tied_head_copy(m, fmt, cb, tf, quantised_weights(m, fmt, cb, kernel))
+    snaps = load + inference_snapshots(ctx, m, weights, w.new_tokens, kv_b, static,
+                                       persistent_workspaces(m, fmt, kernel), temps, tf)
+    warnings = [*warnings, note] if note else warnings
     return make_estimate(m, w, p, hw, f, ctx, with_vision_inference(snaps, m, w, p, f), warnings)
 
 
