@@ -85,6 +85,11 @@ RULES = (
          "torch.cat replaces it with a window-sized copy",
          "cache_utils.py DynamicSlidingWindowLayer.update (self.keys = full_key_states[:, :, -sliding_window + 1:, "
          ":]) @4.56.0 and @5.25.0; PR #40039 (before 4.56 DynamicCache kept every token of every layer)"),
+    Rule("trainer-default-adamw-fused", "transformers", (4, 54, 0), None,
+         "TrainingArguments.optim defaults to adamw_torch_fused (torch.optim.AdamW(fused=True): no foreach "
+         "temporaries in the step) when torch is 2.8 or later; adamw_torch (foreach) before, or with an older torch",
+         "transformers 4.54.0 training_args.py:1286-1291 (PR #37358; 4.53.0 has it commented out), "
+         "5.25.0 training_args.py:806-811"),
     Rule("tied-head-loaded-twice", "transformers", (5, 0, 0), (5, 4, 0),
          "a model whose config ties the embeddings keeps lm_head as its own 16-bit vocab x hidden tensor when "
          "the checkpoint holds both embed_tokens.weight and lm_head.weight, as AutoAWQ's save_quantized "

@@ -15,6 +15,9 @@ _MISSING = object()
 HF_OPTIMIZERS = {"adamw_torch": "adamw", "adamw_hf": "adamw", "adamw_torch_fused": "adamw_fused",
                  "adafactor": "adafactor_hf", "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit",
                  "paged_adamw_8bit": "paged_adamw_8bit", "lion_32bit": "lion", "sgd": "sgd"}
+# transformers' TrainingArguments picks fused AdamW by default only with this torch or later
+# (pytorch_utils.is_torch_greater_or_equal_than_2_8; rule trainer-default-adamw-fused).
+TORCH_FUSED_DEFAULT = (2, 8, 0)
 # Hub names often carry a suffix that the catalog id leaves out (casperhansen/llama-3-70b-fp16).
 # An -Instruct or -chat model has its base model's architecture, so the same memory.
 _HUB_SUFFIXES = ("-hf", "-fp16", "-bf16", "-base", "-instruct", "-chat", "-it")
@@ -109,10 +112,34 @@ class Reading:
                        "{source}: {name!s:.80} is not in the model catalog; give --model ID or --hf-config "
                        "config.json (its config.json from the Hub)")
 
-    def hf_optimizer(self, source: str) -> None:
+    def hf_optimizer(self, source: str, tool_default: tuple = ()) -> None:
+        """``source`` names a TrainingArguments optimizer. Unset: the tool's own default (name, where it is
+        set), else TrainingArguments' default at the request's versions."""
+        if self.get(source) is None and tool_default:
+            name, where = tool_default
+            self.request.setdefault("workload", {})["optimizer"] = HF_OPTIMIZERS[name]
+            self.note(f"{source} unset: {name}, the default of {where}")
+            return
+        if self.get(source) is None:
+            self.trainer_default_optimizer(source)
+            return
         self.looked_up(source, "workload.optimizer", lambda name: HF_OPTIMIZERS.get(str(name)),
                        "{source}: {name!s:.60} is not modelled; the estimate uses AdamW (give --optimizer to "
                        "choose one of the modelled optimizers)")
+
+    def trainer_default_optimizer(self, source: str) -> None:
+        """``source`` unset: TrainingArguments' own default at the versions the request assumes (rule
+        trainer-default-adamw-fused: fused AdamW from transformers 4.54 with torch 2.8)."""
+        from ..training.workload import Framework
+        from ..versions import holds, version_tuple
+        fw = {**vars(Framework()), **self.request.get("framework", {})}
+        tf = version_tuple(str(fw["transformers"]), "framework.transformers", "a transformers version", "5.17")
+        torch = version_tuple(str(fw["torch"]), "framework.torch", "a torch version", "2.11")
+        fused = holds("trainer-default-adamw-fused", tf) and torch >= TORCH_FUSED_DEFAULT
+        self.request.setdefault("workload", {})["optimizer"] = "adamw_fused" if fused else "adamw"
+        self.note(f"{source} unset: TrainingArguments' default at transformers {fw['transformers']} and torch "
+                  f"{fw['torch']}, " + ("adamw_torch_fused (fused AdamW, from transformers 4.54 with torch 2.8)"
+                                        if fused else "adamw_torch (foreach AdamW)"))
 
     def looked_up(self, source: str, target: str, lookup, unknown: str) -> None:
         """The value ``lookup`` finds for the setting; else the setting is consumed with the note ``unknown``

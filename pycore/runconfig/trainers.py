@@ -8,6 +8,11 @@ from .reading import Reading, as_int
 _ATTENTION = {"flash_attention": "flash", "sdp_attention": "sdpa", "eager_attention": "eager"}
 
 
+# axolotl's own default optimizer, whatever the torch version (src/axolotl/utils/schemas/training.py:122-125,
+# axolotl 0.19.0).
+AXOLOTL_OPTIMIZER = ("adamw_torch_fused", "axolotl 0.19 (utils/schemas/training.py)")
+
+
 def read_axolotl(r: Reading) -> None:
     """axolotl (src/axolotl/utils/schemas/config.py): base_model, sequence_len, micro_batch_size,
     adapter lora/qlora with lora_r/lora_alpha/lora_target_modules/lora_target_linear, bf16/fp16/float32,
@@ -44,7 +49,7 @@ def read_axolotl(r: Reading) -> None:
             r.use(key, "workload.attention", kernel)
         elif r.has(key):
             r.consumed(key)
-    r.hf_optimizer("optimizer")
+    r.hf_optimizer("optimizer", AXOLOTL_OPTIMIZER)
     fsdp = r.get("fsdp")
     if isinstance(fsdp, list) and fsdp or r.get("fsdp_config"):
         _hf_fsdp(r, "fsdp", "fsdp_config")
