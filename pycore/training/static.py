@@ -112,7 +112,9 @@ def _static(m: ModelSpec, w: Workload, p: Precision, f: Framework, rank: RankPar
     if p.autocast is not None and w.mode == "full":
         copy_layer = rank.linear_weights() * compute // L
         copy_head = rank.vocab * m.hidden_size * compute if rank.last else 0     # the output layer's cast
+    tied = 2 * m.vocab_size * m.hidden_size * pb if w.mode == "full" and m.tied_embeddings and whole else 0
     return Static(
+        tied_grad_sum=tied,
         weights=weights, optimizer_states=state_bytes(w.optimizer, trainable, pb, shapes),
         grads_per_layer=per_layer * pb, grads_other=grads_other, grads_head=grads_head,
         autocast_copy_per_layer=copy_layer, autocast_copy_head=copy_head,

@@ -47,6 +47,7 @@ class Static:
     backward_buffers: tuple = ()   # (name, bytes) of buffers that exist only while gradients are reduced
     compute_buffers: tuple = ()    # (name, bytes) that exist while layers compute, not at the optimizer step
     outside_allocator: tuple = ()  # (name, bytes) on the device but outside torch's allocator (managed memory)
+    tied_grad_sum: int = 0         # a tied embedding's gradient and the out-of-place sum at its backward
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,15 @@ def training_snapshots(st: Static, layers: list[LayerCost], head: HeadCost | Non
             ("gradients", _nz({"gradients": grads})), ("activations", _merge(kept, others)),
             ("logits and loss", _nz({"logits (held by the output)": head.logits_bytes if head else 0})),
             ("temporaries", _nz({"activation gradients": lc.backward_extra, **dict(lc.comm_buffers)})))))
+
+    if st.tied_grad_sum and head:
+        # The embedding's backward is the last: the output layer's gradient of the shared weight has waited in
+        # its AccumulateGrad's input buffer as a transposed view (linear's backward), so the embedding's
+        # gradient is added out of place (torch/csrc/autograd/input_buffer.cpp accumulate): three
+        # vocab x hidden gradients at once, the two addends freed after.
+        snaps.append(Snapshot("backward", "embedding backward: the tied weight's two gradients added", (
+            weights, opt, buffers, reduce, ("gradients", {"gradients": grads_all}),
+            ("temporaries", {"embedding gradient and the sum (tied output layer)": st.tied_grad_sum}))))
 
     snaps.append(Snapshot("optimizer step", "optimizer.step()", (
         weights, opt, buffers, ("gradients", {"gradients": grads_all}),
