@@ -254,7 +254,7 @@ def _fractions(rows: list[dict], q: str) -> list[float]:
 def fit_quantity_bands(rows: list[dict]) -> dict:
     """For the allocated peak and the reserve, at each class level (pycore/accuracy/verdicts.py): the largest
     error of that quantity, either way, as a fraction of what it grows with, over the measured runs of that
-    level. The band is symmetric: a family the band has not seen may err either way (held-out coverage of
+    level, and how many model families they come from (a level needs MIN_FAMILIES). The band is symmetric: a family the band has not seen may err either way (held-out coverage of
     the device total: 33/44 inside asymmetric bands of the other families' lowest and highest errors, 39/44
     inside symmetric ones). For the context outside the allocator: its lowest and highest error in bytes
     over every run (it does not grow with the step); the device total's band is the reserve's plus it."""
@@ -270,7 +270,8 @@ def fit_quantity_bands(rows: list[dict]) -> dict:
         for level, members in sorted(groups.items()):
             f = _fractions(members, q)
             m = math.ceil(max([0.0, *(abs(x) for x in f)]) * 1e4) / 1e4
-            out[q][level] = {"runs": len(members), "low": -m, "high": m}
+            families = len({r["record"]["hf_config"].get("model_type", "?") for r in members})
+            out[q][level] = {"runs": len(members), "families": families, "low": -m, "high": m}
     errs = [context_error(r) for r in rows if r.get("status") == "ok" and "bands" in r]
     errs = [e for e in errs if e is not None]
     if errs:

@@ -114,12 +114,20 @@ def levels(cls: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)] + ["all"]
 
 
+# A level's band also needs its runs to come from this many model families: errors of one or two families
+# say little of how far another family may be off. The same threshold as MIN_RUNS, applied to families
+# (leave-one-family-out coverage of the reserve's band: 39/44 at 6.4% median half-width needing runs only,
+# 40/44 at 6.9% needing 3 families, 41/44 at 8.0% needing 4; scripts/calibrate.py).
+MIN_FAMILIES = MIN_RUNS
+
+
 def level_entry(quantity: str, cls: str, table: dict | None = None) -> tuple[str, dict] | tuple[None, None]:
-    """The most specific level of ``cls`` with at least MIN_RUNS measured runs of ``quantity``."""
+    """The most specific level of ``cls`` with at least MIN_RUNS measured runs of ``quantity`` from at least
+    MIN_FAMILIES model families."""
     table = (_bands().get("quantities", {}) if table is None else table).get(quantity, {})
     for level in levels(cls):
         entry = table.get(level)
-        if entry and entry["runs"] >= MIN_RUNS:
+        if entry and entry["runs"] >= MIN_RUNS and entry.get("families", MIN_FAMILIES) >= MIN_FAMILIES:
             return level, entry
     return None, None
 

@@ -9,7 +9,7 @@ import pytest
 
 from pycore.api import estimate_dict
 from pycore.units import GiB
-from pycore.accuracy.verdicts import QUANTITIES, edges, levels, verdict_of
+from pycore.accuracy.verdicts import QUANTITIES, edges, level_entry, levels, verdict_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,6 +184,23 @@ def test_held_out_bands_are_at_most_8_percent_wide_and_miss_at_most_7_runs(held_
         h = parts["held_out"]
         assert h["median_half_width_pct"] <= 8.0, (q, h)
         assert h["runs"] - h["covered"] <= 6 and len(h["missed"]) == h["runs"] - h["covered"], (q, h)
+
+
+def test_every_quantity_s_band_held_out_meets_the_goal(held_out):
+    # Issue 22's goal for each quantity: >= 90% inside at <= 8% median half-width on families left out
+    # (40-41 of 44 inside at 2.8-6.9% when this was written)
+    for q, parts in held_out.items():
+        h = parts["held_out"]
+        assert h["covered"] / h["runs"] >= 0.9 and h["median_half_width_pct"] <= 8.0, (q, h)
+
+
+def test_a_level_whose_runs_come_from_fewer_than_3_families_falls_back():
+    # 4 runs of 2 model families say little of a third: the broader level's band is used instead
+    table = {"reserved": {"inference": {"runs": 4, "families": 2, "low": -0.1, "high": 0.1},
+                          "all": {"runs": 44, "families": 9, "low": -0.4, "high": 0.4}}}
+    assert level_entry("reserved", "inference", table)[0] == "all"
+    table["reserved"]["inference"]["families"] = 3
+    assert level_entry("reserved", "inference", table)[0] == "inference"
 
 
 def test_the_device_total_band_held_out_meets_the_goal(held_out):
