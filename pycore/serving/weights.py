@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError
-from ..model.params import layer_norm_params, linears, sink_params
+from ..model.params import layer_norm_params, linears, norm_params_per_unit, sink_params
 from ..model.spec import ModelSpec, dense_layers_in, is_mla
 from ..model.formats import WeightFormat, linear_bytes, quantises
 from ..model.unconverted import kept_layers
@@ -106,8 +106,12 @@ def rank_weight_parts(m: ModelSpec, fmt: WeightFormat, dtype_bytes: int, shard: 
     parts.append(("16-bit linears, norms and routers", plain))
     if shard.stage == 0:
         parts.append(("embedding (V/tp rows)", v_rank * h * dtype_bytes))
+        # learned positions (GPT-2's wpe, BERT's position_embeddings) and BERT's token types: plain
+        # nn.Embedding in vLLM's gpt2.py and bert.py, whole on every rank
+        extra = (m.max_positions if m.learned_positions else 0) + m.type_vocab_size
+        parts.append(("position and token-type embeddings", extra * h * dtype_bytes))
     if shard.stage == shard.pp - 1:
-        head = h * dtype_bytes
+        head = norm_params_per_unit(m) * h * dtype_bytes        # the final norm: weight, and a LayerNorm's bias
         if not m.tied_embeddings or shard.pp > 1:
             head += v_rank * h * dtype_bytes
         parts.append(("lm_head and final norm", head))
