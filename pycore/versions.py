@@ -64,6 +64,18 @@ RULES = (
          "and RoPE keep: exact for a frozen-weight Llama layer on the CPU (tests/integration/test_compile_saved.py), "
          "unverified on a GPU", "torch/_functorch/partitioners.py min_cut_rematerialization_partition"),
     # ---- transformers ----
+    Rule("hf-sdpa-attention", "transformers", (4, 36, 0), None,
+         "models run torch's scaled_dot_product_attention by default when torch is 2.1.1 or later; before, "
+         "every model computes eager attention (b x heads x s x s scores and probabilities kept for backward)",
+         "transformers 4.36.0 modeling_utils.py:1258 _autoset_attn_implementation and 1456 "
+         "_check_and_enable_sdpa (LlamaSdpaAttention first in 4.36.0; 4.35.0 has none); import_utils.py "
+         "is_torch_sdpa_available: torch >= 2.1.1"),
+    Rule("hf-sdpa-bert", "transformers", (4, 41, 0), None,
+         "BERT runs SDPA (BertSdpaSelfAttention); eager before",
+         "transformers 4.41.0 models/bert/modeling_bert.py:469, 829 (absent in 4.40.0)"),
+    Rule("hf-sdpa-gpt2-neox", "transformers", (4, 42, 0), None,
+         "GPT-2 and GPT-NeoX run SDPA (GPT2SdpaAttention, GPTNeoX's sdpa path); eager before",
+         "transformers 4.42.0 models/gpt2/modeling_gpt2.py, models/gpt_neox/modeling_gpt_neox.py (absent in 4.41.0)"),
     Rule("legacy-tuple-cache", "transformers", None, (4, 42, 0),
          "generate passes the KV cache as tuples: a decode step holds the previous step's cache beside the new one, "
          "and the prompt's logits live through the first decode step",

@@ -48,8 +48,10 @@ def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, mas
     """
     if w.attention == "eager":
         return "eager"
-    if m.model_type == "gemma2" and holds("gemma2-eager-attention", version_tuple(
-            f.transformers, "framework.transformers", "a transformers version", "5.17")):
+    tf = version_tuple(f.transformers, "framework.transformers", "a transformers version", "5.17")
+    if w.attention == "sdpa" and not hf_runs_sdpa(m, tf, version_tuple(f.torch, "framework.torch", "a torch version", "2.11")):
+        return "eager"
+    if m.model_type == "gemma2" and holds("gemma2-eager-attention", tf):
         return "eager"
     if f.sdpa_kernel != "auto":
         return f.sdpa_kernel
@@ -60,6 +62,20 @@ def sdpa_kernel(m: ModelSpec, w: Workload, f: Framework, compute_bytes: int, mas
     if compute_bytes == 4 and gqa and not masked:
         return "math"
     return "efficient"
+
+
+# transformers uses SDPA only with this torch or later (import_utils.is_torch_sdpa_available).
+TORCH_SDPA_FOR_HF = (2, 1, 1)
+# The rule that gives each family SDPA; the others got it with the first SDPA release (rule hf-sdpa-attention).
+SDPA_RULE_BY_FAMILY = {"bert": "hf-sdpa-bert", "gpt2": "hf-sdpa-gpt2-neox", "neox": "hf-sdpa-gpt2-neox"}
+
+
+def hf_runs_sdpa(m: ModelSpec, transformers: tuple, torch: tuple) -> bool:
+    """Whether transformers runs this model's attention through SDPA at these versions: before, it computes
+    eager attention whatever attn_implementation asks (rules hf-sdpa-attention, hf-sdpa-bert, hf-sdpa-gpt2-neox)."""
+    if torch < TORCH_SDPA_FOR_HF or not holds("hf-sdpa-attention", transformers):
+        return False
+    return holds(SDPA_RULE_BY_FAMILY.get(m.family, "hf-sdpa-attention"), transformers)
 
 
 def is_masked(m: ModelSpec, seq_len: int) -> bool:
