@@ -45,10 +45,12 @@ def apply_from(a, given: set) -> tuple[dict | None, str | None]:
     text, problem = read_text_file(a.from_file, "--from")
     if problem:
         return None, problem
+    versions = {path.split(".", 1)[1]: getattr(a, path) for path in ("framework.torch", "framework.transformers")
+                if path in given and hasattr(a, path)}
     try:
-        first = read_run_config(text, a.from_kind)
+        first = read_run_config(text, a.from_kind, framework=versions)
         ds_text = _deepspeed_text(first, a.from_file)
-        reading = read_run_config(text, a.from_kind, ds_text) if ds_text is not None else first
+        reading = read_run_config(text, a.from_kind, ds_text, versions) if ds_text is not None else first
     except InputError as exc:
         return None, printable(f"--from {a.from_file}: {exc.message}")
     from ..request.parse import cli_flags

@@ -39,15 +39,17 @@ def detect_kind(data) -> str:
                              "YAML, a DeepSpeed JSON or an accelerate config")
 
 
-def read_run_config(text: str, kind: str | None = None, deepspeed_text: str | None = None) -> dict:
+def read_run_config(text: str, kind: str | None = None, deepspeed_text: str | None = None,
+                    framework: dict | None = None) -> dict:
     """The request a config file makes: {"kind", "request", "used": [{"field", "sets", "value"}],
     "read_only": [fields read that set nothing: "auto", a default, a note], "ignored": [field, ...], "notes": [...], "deepspeed_file": path it names or None}. A DeepSpeed JSON
-    that the file names by path can be given as ``deepspeed_text``; its layout then applies."""
+    that the file names by path can be given as ``deepspeed_text``; its layout then applies. ``framework``:
+    the versions given beside the file ({"torch": "2.7"}), for the defaults that depend on them."""
     data = parse_config_text(text)
     kind = kind or detect_kind(data)
     if kind not in _READERS:
         raise InputError("from", f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
-    reading = Reading(kind, data)
+    reading = Reading(kind, data, framework)
     _READERS[kind](reading)
     out = reading.result()
     if deepspeed_text is not None:

@@ -44,11 +44,12 @@ class Reading:
     """A parsed config (``data``) and the request it makes; every field used is recorded with the
     request field it set, every other field is named as ignored."""
 
-    def __init__(self, kind: str, data: dict):
+    def __init__(self, kind: str, data: dict, framework: dict | None = None):
         if not isinstance(data, dict):
             raise InputError("from", f"a {kind} config is a mapping of settings")
         self.kind = kind
         self.data = data
+        self.framework = dict(framework or {})     # versions given beside the file (--torch-version, ...)
         self.request: dict = {}
         self.used: list = []          # {"field", "sets", "value"}
         self.read: set = set()        # source paths looked at and consumed (used, or read and not needed)
@@ -132,7 +133,7 @@ class Reading:
         trainer-default-adamw-fused: fused AdamW from transformers 4.54 with torch 2.8)."""
         from ..training.workload import Framework
         from ..versions import holds, version_tuple
-        fw = {**vars(Framework()), **self.request.get("framework", {})}
+        fw = {**vars(Framework()), **self.framework, **self.request.get("framework", {})}
         tf = version_tuple(str(fw["transformers"]), "framework.transformers", "a transformers version", "5.17")
         torch = version_tuple(str(fw["torch"]), "framework.torch", "a torch version", "2.11")
         fused = holds("trainer-default-adamw-fused", tf) and torch >= TORCH_FUSED_DEFAULT

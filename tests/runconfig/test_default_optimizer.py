@@ -41,3 +41,15 @@ def test_a_set_optimizer_is_read_as_written():
     r = Reading("llamafactory", {"optim": "adamw_torch"})
     r.hf_optimizer("optim")
     assert r.request["workload"]["optimizer"] == "adamw" and not r.notes
+
+
+def test_the_cli_takes_the_default_at_the_versions_given_beside_the_file(tmp_path, capsys):
+    import json
+    from pycore.cli import main
+    path = tmp_path / "llamafactory.yaml"
+    path.write_text(LLAMAFACTORY)
+    assert main(["estimate", "--from", str(path), "--torch-version", "2.7", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert any("adamw_torch (foreach AdamW)" in n for n in out["from"]["notes"])
+    assert main(["estimate", "--from", str(path), "--json"]) == 0
+    assert any("adamw_torch_fused" in n for n in json.loads(capsys.readouterr().out)["from"]["notes"])
