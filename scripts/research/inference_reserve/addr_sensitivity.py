@@ -29,7 +29,8 @@ class P(C._Pool):
         return start
 
 
-def run(ev, mode, seed=0):
+def pool(ev, mode, seed=0):
+    """(peak allocated, peak reserved) of the events replayed with segments placed in ``mode`` order."""
     p = P(mode, seed)
     for e in ev:
         if e[0] == "+":
@@ -37,7 +38,12 @@ def run(ev, mode, seed=0):
             if s > C.K_SMALL_SIZE: p.malloc(e[1], s)
         else:
             p.free(e[1])
-    return (p.peak_reserved - p.peak_allocated) / GiB
+    return p.peak_allocated, p.peak_reserved
+
+
+def run(ev, mode, seed=0):
+    allocated, reserved = pool(ev, mode, seed)
+    return (reserved - allocated) / GiB
 
 
 def main():

@@ -9,21 +9,9 @@ import sys, json, time
 HERE = __import__("pathlib").Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2])); sys.path.insert(0, str(HERE))
 import infer_trace as IT, run_table as RT
-from addr_sensitivity import P
-from pycore.training import caching as C
+from addr_sensitivity import pool
 from pycore.training.caching import replay
 MiB = 1 << 20; GiB = 1 << 30
-
-
-def pool(ev, mode):
-    p = P(mode)
-    for e in ev:
-        if e[0] == "+":
-            s = C.round_size(e[2])
-            if s > C.K_SMALL_SIZE: p.malloc(e[1], s)
-        else:
-            p.free(e[1])
-    return p.peak_allocated, p.peak_reserved
 
 
 cur = RT.current_estimates()

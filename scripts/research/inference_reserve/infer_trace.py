@@ -40,6 +40,18 @@ def _tiny_forward(F: int, N: int, nt: int) -> int:
     return 2 if nt > 3 else nt - 1
 
 
+def _freed_chunk(F: int, slot: int, ft: int, st: int, fo: int, so: int, layers: int, nl_t: int) -> tuple:
+    """(forward, layer) of the real run whose allocation a template free refers to, from the template's
+    (forward fo, layer so) relative to the chunk (ft, st) being emitted at real (F, slot); layer -1 is a
+    gap; None: every middle layer (the middle tiny layer stands for all of them)."""
+    Fo = 0 if fo == 0 else F - (ft - fo)
+    if so == -1:
+        return Fo, -1
+    if st >= 0:
+        return Fo, slot - (st - so)
+    return Fo, (0 if so == 0 else (layers - 1 if so == nl_t - 1 else None))
+
+
 def events(t: dict, dims: dict, layers: int, new_tokens: int, extra=None):
     """The event list for one run. extra(kind, F, env) may return additional events (CUDA-specific ones)."""
     nf_t, nl_t = t["forwards"], t["layers"]
@@ -62,14 +74,8 @@ def events(t: dict, dims: dict, layers: int, new_tokens: int, extra=None):
                 mine.append(nid)
                 out.append(("+", nid, e[1] * _size(e[2], env)))
             else:
-                fo, so, pos = e[1], e[2], e[3]
-                Fo = 0 if fo == 0 else F - (ft - fo)
-                if so == -1:
-                    So = -1
-                elif st >= 0:
-                    So = slot - (st - so)
-                else:       # a gap frees a layer's tensor: the middle tiny layer stands for all middle layers
-                    So = 0 if so == 0 else (layers - 1 if so == nl_t - 1 else None)
+                pos = e[3]
+                Fo, So = _freed_chunk(F, slot, ft, st, e[1], e[2], layers, nl_t)
                 try:
                     if So is None:
                         out.extend(("-", ids[(Fo, l)][pos]) for l in range(1, layers - 1))
@@ -208,14 +214,8 @@ def events_big(t: dict, dims: dict, layers: int, new_tokens: int, min_bytes: int
                 mine[e[1]] = nid
                 out.append(("+", nid, e[2] * eval(e[3], g, env)))
             else:
-                fo, so, pos = e[1], e[2], e[3]
-                Fo = 0 if fo == 0 else F - (ft - fo)
-                if so == -1:
-                    So = -1
-                elif st >= 0:
-                    So = slot - (st - so)
-                else:
-                    So = 0 if so == 0 else (layers - 1 if so == nl_t - 1 else None)
+                pos = e[3]
+                Fo, So = _freed_chunk(F, slot, ft, st, e[1], e[2], layers, nl_t)
                 if So is None:
                     for l in range(1, layers - 1):
                         i = ids[(Fo, l)].get(pos)
