@@ -116,13 +116,13 @@ class Reading:
     def hf_optimizer(self, source: str, tool_default: tuple = ()) -> None:
         """``source`` names a TrainingArguments optimizer. Unset: the tool's own default (name, where it is
         set), else TrainingArguments' default at the request's versions."""
-        if self.get(source) is None and tool_default:
+        if self.get(source) is None:
+            if not tool_default:
+                self.trainer_default_optimizer(source)
+                return
             name, where = tool_default
             self.request.setdefault("workload", {})["optimizer"] = HF_OPTIMIZERS[name]
             self.note(f"{source} unset: {name}, the default of {where}")
-            return
-        if self.get(source) is None:
-            self.trainer_default_optimizer(source)
             return
         self.looked_up(source, "workload.optimizer", lambda name: HF_OPTIMIZERS.get(str(name)),
                        "{source}: {name!s:.60} is not modelled; the estimate uses AdamW (give --optimizer to "
